@@ -1,0 +1,51 @@
+"""
+IMMP on trio: a modular processing platform for instant messages.
+
+Everything a user or plugin author needs is importable from here::
+
+    import immp
+
+    class EchoHook(immp.Hook):
+        async def on_receive(self, sent, source, primary):
+            ...
+"""
+
+from ._channel import Channel, Group
+from ._commands import (
+    BoundCommand,
+    CommandParser,
+    CommandRole,
+    CommandScope,
+    CommandSpec,
+    CommandUsageError,
+    command,
+    commands_of,
+)
+from ._config import build_host, dump_config, load_file, write_config
+from ._errors import ConfigError, HookError, PlugError
+from ._hook import Hook, ResourceHook
+from ._host import Host
+from ._message import (
+    File,
+    FileType,
+    Location,
+    Message,
+    Receipt,
+    RichText,
+    Segment,
+    SentMessage,
+    User,
+)
+from ._openable import Openable, OpenState
+from ._plug import Plug
+from ._schema import Any_, Check, Nullable, Number, Optional, Ref, Schema
+from .hookspecs import hookimpl
+
+__all__ = [
+    "Any_", "BoundCommand", "Channel", "Check", "CommandParser", "CommandRole", "CommandScope",
+    "CommandSpec", "CommandUsageError", "ConfigError", "File", "FileType", "Group", "Hook",
+    "HookError", "Host", "Location", "Message", "Nullable", "Number", "OpenState", "Openable",
+    "Optional", "Plug", "PlugError", "Receipt", "ResourceHook", "RichText", "Schema",
+    "Segment", "SentMessage", "User", "build_host", "command", "commands_of", "dump_config",
+    "hookimpl", "load_file", "write_config", "Ref",
+]  # fmt: skip

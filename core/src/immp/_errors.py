@@ -1,0 +1,28 @@
+"""Errors raised by IMMP and its plugins."""
+
+
+class ConfigError(Exception):
+    """
+    The configuration is wrong: a missing or mistyped key, a reference to something that does
+    not exist, a duplicate name. ``str()`` of it is one line meant for the user; ``path`` holds
+    the key path (``hooks.sync.config.channels.main[1]``) and ``file`` the config file, when
+    known.
+    """
+
+    def __init__(self, message: str, path: str | None = None, file: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.path = path
+        self.file = file
+
+    def __str__(self) -> str:
+        where = ": ".join(part for part in (self.file, self.path) if part)
+        return f"{where}: {self.message}" if where else self.message
+
+
+class PlugError(Exception):
+    """A plug failed to talk to its network, or was asked for something it cannot do."""
+
+
+class HookError(Exception):
+    """A hook failed, or was asked for something it cannot do."""

@@ -1,0 +1,69 @@
+"""Hooks: workers that see every message and may act on it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ._openable import Openable
+
+if TYPE_CHECKING:
+    from ._channel import Channel
+    from ._host import Host
+    from ._message import Message, SentMessage
+
+
+class Hook(Openable):
+    """
+    A worker on the message stream. Override what you need:
+
+    - :meth:`before_receive` runs hook by hook in ascending ``priority`` before anyone sees a
+      message; return the message (or a replacement) to let it through, ``None`` to drop it.
+    - :meth:`on_receive` sees every message that got through. Hooks sharing a priority run
+      concurrently, levels in order; unprioritised hooks run after, concurrently with each other,
+      each receiving messages in order.
+    - :meth:`before_send` runs by priority on every message any plug is about to send; return
+      ``(channel, msg)`` (possibly changed) or ``None`` to drop it.
+
+    ``source`` is the message a hook sent that this received message is the network's echo of
+    (otherwise ``source is sent``); ``primary`` is false for the extra parts of a message the
+    network split. :meth:`is_echo` tells the two cases apart.
+    """
+
+    def __init__(self, name: str, config, host: Host, priority: int | None = None):
+        super().__init__(name, config, host)
+        self.priority = priority
+        #: Seconds before a hanging before_receive/on_receive/before_send call is cut off.
+        self.timeout: float = 30.0
+
+    @staticmethod
+    def is_echo(sent: SentMessage, source: Message) -> bool:
+        """Whether ``sent`` is a network's echo of a message sent through IMMP."""
+        return sent is not source
+
+    def on_load(self) -> None:
+        """Called once all plugs, channels, groups and hooks exist, before anything opens."""
+
+    async def on_ready(self) -> None:
+        """Called once everything that could be opened is open."""
+
+    async def before_receive(
+        self, sent: SentMessage, source: Message, primary: bool
+    ) -> SentMessage | None:
+        return sent
+
+    async def on_receive(self, sent: SentMessage, source: Message, primary: bool) -> None:
+        pass
+
+    async def before_send(self, channel: Channel, msg: Message) -> tuple[Channel, Message] | None:
+        return channel, msg
+
+    async def on_config_change(self, source: object) -> None:
+        """Called when the config of a plug, hook, group or channel list changed at runtime."""
+
+
+class ResourceHook(Hook):
+    """
+    A hook that provides a service to others (a database, an HTTP server). Resources open
+    before plugs and close after them, and can be looked up by class with
+    ``host.resources[SomeResource]``.
+    """

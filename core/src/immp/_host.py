@@ -1,0 +1,393 @@
+"""
+The host: owns every plug, channel, group and hook, and moves messages between them.
+
+The path of one received message::
+
+    plug reads the network -> plug.queue(sent)            (bounded inbox per plug)
+      -> Host._pump (one task per open plug, in order)
+         -> echo matching (was this our own send?)
+         -> before_receive, hook by hook by priority       (each call time-limited)
+         -> on_receive of prioritised hooks, level by level
+         -> each unprioritised hook's inbox -> Host._hook_worker (one task per hook, in order)
+    hook: channel.send(msg) -> plug.send -> before_send hooks -> plug.put -> network
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+import trio
+
+from ._channel import Channel, Group
+from ._errors import ConfigError
+from ._hook import Hook, ResourceHook
+from ._message import Message, SentMessage
+from ._openable import Openable, OpenState
+from ._plug import Plug
+
+log = logging.getLogger(__name__)
+
+# Messages waiting per plug between the network reader and the hooks, and per unprioritised
+# hook between the pump and that hook. When one is full the sender waits (backpressure up to the
+# network reader); nothing is dropped.
+INBOX_SIZE = 256
+
+T = TypeVar("T", bound=Hook)
+
+
+class _ResourceView(dict):
+    """``host.resources``: by name, or by class (``host.resources[MyResource]``)."""
+
+    def __getitem__(self, key):
+        if isinstance(key, type):
+            for item in self.values():
+                if isinstance(item, key):
+                    return item
+            raise KeyError(key)
+        return super().__getitem__(key)
+
+
+class Host:
+    """
+    Holds plugs, channels, groups and hooks in one namespace of unique names, opens them, and
+    runs the message stream. ``await host.run()`` runs until :meth:`quit` or cancellation.
+    """
+
+    def __init__(
+        self,
+        *,
+        echo_history: int = 10_000,
+        open_timeout: float = 30.0,
+        close_timeout: float = 10.0,
+    ):
+        self.echo_history = echo_history
+        self.open_timeout = open_timeout
+        self.close_timeout = close_timeout
+        self.plugs: dict[str, Plug] = {}
+        self.channels: dict[str, Channel] = {}
+        self.groups: dict[str, Group] = {}
+        self.hooks: dict[str, Hook] = {}
+        self.resources = _ResourceView()
+        #: Extra top-level config keys, kept so that ``-w`` writes them back.
+        self.extra_config: dict[str, Any] = {}
+        #: The runner's own top-level sections (``path``, ``host``, ``logging``) as written.
+        self.settings: dict[str, Any] = {}
+        self._nursery: trio.Nursery | None = None
+        self._quit = trio.Event()
+        self._stops: dict[str, trio.Event] = {}
+        self._closed: dict[str, trio.Event] = {}
+        self._hook_inboxes: dict[str, trio.MemorySendChannel] = {}
+        self._config_listeners: list[Callable[[object], None]] = []
+        self._loaded = False
+        self.ready = trio.Event()
+
+    # -- the namespace --------------------------------------------------------------------------
+
+    def _where(self, name: str) -> str | None:
+        for section in ("plugs", "channels", "groups", "hooks"):
+            if name in getattr(self, section):
+                return f"{section}.{name}"
+        return None
+
+    def _claim(self, name: str, section: str) -> None:
+        taken = self._where(name)
+        if taken:
+            raise ConfigError(f"name {name!r} is used by both {taken} and {section}.{name}")
+
+    def add_plug(self, plug: Plug, *, enabled: bool = True) -> Plug:
+        """Add a plug; while running, an enabled plug is opened straight away."""
+        self._claim(plug.name, "plugs")
+        self.plugs[plug.name] = plug
+        plug.state = OpenState.inactive if enabled else OpenState.disabled
+        if self._nursery is not None and enabled:
+            self._nursery.start_soon(self.start, plug.name)
+        return plug
+
+    def add_channel(self, name: str, channel: Channel) -> Channel:
+        self._claim(name, "channels")
+        if channel.plug.name not in self.plugs:
+            raise ConfigError(f"no plug named {channel.plug.name!r}", f"channels.{name}.plug")
+        self.channels[name] = channel
+        return channel
+
+    def add_group(self, group: Group) -> Group:
+        self._claim(group.name, "groups")
+        self.groups[group.name] = group
+        return group
+
+    def add_hook(self, hook: Hook, *, enabled: bool = True) -> Hook:
+        """Add a hook; while running, an enabled hook is loaded and opened straight away."""
+        self._claim(hook.name, "hooks")
+        self.hooks[hook.name] = hook
+        if isinstance(hook, ResourceHook):
+            self.resources[hook.name] = hook
+        hook.state = OpenState.inactive if enabled else OpenState.disabled
+        if self._loaded:
+            hook.on_load()
+        if self._nursery is not None and enabled:
+            self._nursery.start_soon(self.start, hook.name)
+        return hook
+
+    async def remove(self, name: str) -> None:
+        """Remove a plug, channel, group or hook by name; a running plug or hook is closed."""
+        if name in self.channels:
+            del self.channels[name]
+        elif name in self.groups:
+            del self.groups[name]
+        elif name in self.plugs or name in self.hooks:
+            await self.stop(name)
+            item = self.plugs.pop(name, None) or self.hooks.pop(name)
+            self.resources.pop(name, None)
+            if isinstance(item, Plug):
+                for cname in [n for n, c in self.channels.items() if c.plug is item]:
+                    del self.channels[cname]
+        else:
+            raise KeyError(name)
+
+    def item(self, name: str) -> Plug | Hook:
+        """A plug or hook by name."""
+        item = self.plugs.get(name) or self.hooks.get(name)
+        if item is None:
+            raise KeyError(name)
+        return item
+
+    def hook(self, cls: type[T]) -> T | None:
+        """The first hook that is an instance of ``cls``, if any."""
+        return next((h for h in self.hooks.values() if isinstance(h, cls)), None)
+
+    def named_channel(self, channel: Channel) -> str | None:
+        """The config name of a channel, if it has one."""
+        return next((n for n, c in self.channels.items() if c == channel), None)
+
+    # -- config changes -------------------------------------------------------------------------
+
+    def on_config_change(self, listener: Callable[[object], None]) -> None:
+        """Register a callback run (synchronously) whenever :meth:`config_changed` is called."""
+        self._config_listeners.append(listener)
+
+    def config_changed(self, source: object) -> None:
+        """
+        Say that the live config changed (a hook edited its ``config``, a channel was added...).
+        Listeners run at once (the runner's ``-w`` writes the file), then every open hook's
+        ``on_config_change`` in the background.
+        """
+        for listener in self._config_listeners:
+            listener(source)
+        if self._nursery is not None:
+            for hook in self._active_hooks():
+                self._nursery.start_soon(self._call_hook, hook, "on_config_change", source)
+
+    # -- lifetime -------------------------------------------------------------------------------
+
+    def _ordered(self) -> list[Openable]:
+        resources = list(self.resources.values())
+        hooks = [h for h in self.hooks.values() if h.name not in self.resources]
+        return [*resources, *self.plugs.values(), *hooks]
+
+    async def run(self) -> None:
+        """Open everything and run the message stream until :meth:`quit` or cancellation."""
+        if self._nursery is not None:
+            raise RuntimeError("host is already running")
+        self._quit = trio.Event()
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                if not self._loaded:
+                    for hook in list(self.hooks.values()):
+                        hook.on_load()
+                    self._loaded = True
+                for phase in (list(self.resources.values()), list(self.plugs.values()),
+                              [h for h in self.hooks.values() if h.name not in self.resources]):
+                    async with trio.open_nursery() as opening:
+                        for item in phase:
+                            if item.state is not OpenState.disabled:
+                                opening.start_soon(self.start, item.name)
+                opened = [h for h in self._active_hooks()]
+                async with trio.open_nursery() as readying:
+                    for hook in opened:
+                        readying.start_soon(self._call_hook, hook, "on_ready")
+                log.info("Ready: %d plugs, %d hooks open", sum(
+                    p.state is OpenState.active for p in self.plugs.values()), len(opened))
+                self.ready.set()
+                await self._quit.wait()
+                await self._close_all()
+                nursery.cancel_scope.cancel()
+        finally:
+            self._nursery = None
+            self.ready = trio.Event()
+
+    async def _close_all(self) -> None:
+        for item in reversed(self._ordered()):
+            await self.stop(item.name)
+
+    def quit(self) -> None:
+        """Ask :meth:`run` to close everything (hooks, plugs, resources) and return."""
+        self._quit.set()
+
+    async def start(self, name: str) -> bool:
+        """Open a plug or hook (enabling it if disabled). Returns whether it is now open."""
+        item = self.item(name)
+        if self._nursery is None:
+            item.state = OpenState.inactive
+            return False
+        if item.state in (OpenState.active, OpenState.starting):
+            return item.state is OpenState.active
+        return await self._nursery.start(self._lifetime, item)
+
+    async def stop(self, name: str, *, disable: bool = False) -> None:
+        """Close a plug or hook if open; ``disable`` marks it disabled (kept in config)."""
+        item = self.item(name)
+        stop, closed = self._stops.get(name), self._closed.get(name)
+        if stop is not None and closed is not None:
+            stop.set()
+            await closed.wait()
+        if disable:
+            item.state = OpenState.disabled
+
+    async def restart(self, name: str) -> bool:
+        await self.stop(name)
+        return await self.start(name)
+
+    async def _lifetime(self, item: Openable, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """One plug's or hook's whole life: open, run its tasks, close. Failures stay inside."""
+        kind = "plug" if isinstance(item, Plug) else "hook"
+        stop = self._stops[item.name] = trio.Event()
+        closed = self._closed[item.name] = trio.Event()
+        started = False
+        item.state = OpenState.starting
+        try:
+            async with trio.open_nursery() as nursery:
+                item._nursery = nursery
+                if isinstance(item, Plug):
+                    send, receive = trio.open_memory_channel(INBOX_SIZE)
+                    item._inbox = send
+                    nursery.start_soon(self._pump, item, receive)
+                elif item.priority is None:
+                    send, receive = trio.open_memory_channel(INBOX_SIZE)
+                    self._hook_inboxes[item.name] = send
+                    nursery.start_soon(self._hook_worker, item, receive)
+                with trio.fail_after(self.open_timeout):
+                    await item.open()
+                item.state = OpenState.active
+                log.info("Opened %s %s", kind, item.name)
+                started = True
+                task_status.started(True)
+                if isinstance(item, Hook) and self.ready.is_set():
+                    nursery.start_soon(self._call_hook, item, "on_ready")
+                await stop.wait()
+                item.state = OpenState.stopping
+                with trio.move_on_after(self.close_timeout) as scope:
+                    scope.shield = True
+                    await item.close()
+                if scope.cancelled_caught:
+                    log.warning("Closing %s %s timed out", kind, item.name)
+                nursery.cancel_scope.cancel()
+            item.state = OpenState.inactive
+            log.info("Closed %s %s", kind, item.name)
+        except Exception as exc:
+            item.state = OpenState.failed
+            what = "open" if not started else "run"
+            if isinstance(exc, trio.TooSlowError):
+                log.error("Failed to open %s %s: timed out after %ss", kind, item.name,
+                          self.open_timeout)
+            else:
+                log.error("Failed to %s %s %s: %s", what, kind, item.name, _describe(exc),
+                          exc_info=exc)
+        finally:
+            item._nursery = None
+            if isinstance(item, Plug):
+                item._inbox = None
+            self._hook_inboxes.pop(item.name, None)
+            self._stops.pop(item.name, None)
+            closed.set()
+            self._closed.pop(item.name, None)
+            if not started:
+                task_status.started(False)
+
+    # -- the receive path -----------------------------------------------------------------------
+
+    def _active_hooks(self) -> list[Hook]:
+        return [h for h in self.hooks.values() if h.state is OpenState.active]
+
+    async def _pump(self, plug: Plug, receive: trio.MemoryReceiveChannel) -> None:
+        async with receive:
+            async for sent in receive:
+                await self.process(plug, sent)
+
+    async def process(self, plug: Plug, sent: SentMessage) -> None:
+        """Run one received message through the hooks (see the module docstring)."""
+        echo = await plug._match_echo(sent)
+        source, primary = echo if echo else (sent, True)
+        hooks = self._active_hooks()
+        for hook in _by_priority(hooks, "before_receive"):
+            result = await self._call_hook(hook, "before_receive", sent, source, primary,
+                                           default=sent)
+            if not result:
+                log.debug("Hook %s dropped %r", hook.name, sent)
+                return
+            sent = result
+            if echo is None:
+                source = sent
+        levels: dict[int, list[Hook]] = {}
+        for hook in hooks:
+            if hook.priority is not None and _overrides(hook, "on_receive"):
+                levels.setdefault(hook.priority, []).append(hook)
+        for priority in sorted(levels):
+            async with trio.open_nursery() as nursery:
+                for hook in levels[priority]:
+                    nursery.start_soon(self._call_hook, hook, "on_receive", sent, source, primary)
+        for hook in hooks:
+            inbox = self._hook_inboxes.get(hook.name)
+            if inbox is not None and hook.priority is None:
+                try:
+                    await inbox.send((sent, source, primary))
+                except (trio.ClosedResourceError, trio.BrokenResourceError):
+                    pass  # the hook closed meanwhile
+
+    async def _hook_worker(self, hook: Hook, receive: trio.MemoryReceiveChannel) -> None:
+        if not _overrides(hook, "on_receive"):
+            async with receive:
+                async for _ in receive:
+                    pass
+            return
+        async with receive:
+            async for sent, source, primary in receive:
+                await self._call_hook(hook, "on_receive", sent, source, primary)
+
+    async def _call_hook(self, hook: Hook, method: str, *args: Any, default: Any = None) -> Any:
+        """Call a hook method; an exception or a timeout is logged and gives ``default``."""
+        try:
+            with trio.fail_after(hook.timeout or math.inf):
+                return await getattr(hook, method)(*args)
+        except trio.TooSlowError:
+            log.error("Hook %s: %s timed out after %ss", hook.name, method, hook.timeout)
+        except Exception as exc:
+            log.error("Hook %s: %s failed: %s", hook.name, method, _describe(exc), exc_info=exc)
+        return default
+
+    async def _before_send(self, channel: Channel, msg: Message):
+        for hook in _by_priority(self._active_hooks(), "before_send"):
+            result = await self._call_hook(hook, "before_send", channel, msg, default=(channel, msg))
+            if not result:
+                log.debug("Hook %s dropped outgoing %r", hook.name, msg)
+                return None
+            channel, msg = result
+        return channel, msg
+
+
+def _overrides(hook: Hook, method: str) -> bool:
+    return getattr(type(hook), method) is not getattr(Hook, method)
+
+
+def _by_priority(hooks: Iterable[Hook], method: str) -> list[Hook]:
+    chosen = [h for h in hooks if _overrides(h, method)]
+    return sorted(chosen, key=lambda h: (h.priority is None, h.priority or 0))
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        return _describe(exc.exceptions[0])
+    return f"{type(exc).__name__}: {exc}"

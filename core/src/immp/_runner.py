@@ -1,0 +1,158 @@
+"""
+The ``immp`` command: ``immp [-w] CONFIG`` runs a host from a config file until SIGINT/SIGTERM.
+
+Exit status: 0 after a clean shutdown, 1 if the host failed at runtime, 2 for a config or usage
+error (one line on stderr naming the file and key, no traceback), 128+N after a second signal N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import logging.config
+import os
+import signal
+import sys
+from importlib import metadata
+
+import trio
+
+from ._config import build_host, dump_config, load_file, write_config
+from ._errors import ConfigError
+from ._host import Host
+from .plugins import Plugins
+
+log = logging.getLogger("immp.runner")
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+
+
+class LocalFilter(logging.Filter):
+    """Let through records from IMMP itself and its plugins (``immp*``) and from ``__main__``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.name == "__main__" or record.name.startswith("immp")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="immp", description="Run an IMMP host from a config file (YAML, JSON or TOML).")
+    parser.add_argument("config", nargs="?", help="the config file")
+    parser.add_argument("-w", "--write", action="store_true",
+                        help="write the live config back to the file on change and on exit")
+    parser.add_argument("--check", action="store_true",
+                        help="validate the config (imports, schemas, references) and exit")
+    parser.add_argument("--plugins", action="store_true",
+                        help="list installed plugin distributions and the names they register")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    return parser
+
+
+def _version() -> str:
+    try:
+        return metadata.version("immp-core")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _setup_logging(config: dict | None, file: str) -> None:
+    if config:
+        main = sys.modules.get("__main__")
+        if main is not None and not hasattr(main, "LocalFilter"):
+            main.LocalFilter = LocalFilter  # the seed's examples name __main__.LocalFilter
+        try:
+            logging.config.dictConfig(config)
+        except (ValueError, TypeError, AttributeError, ImportError) as exc:
+            cause = exc.__cause__ or exc
+            raise ConfigError(f"{exc}" + (f": {cause}" if cause is not exc else ""),
+                              "logging", file)
+        return
+    # Without a logging section: startup and shutdown lines from the runner, and whatever any
+    # part of IMMP says at WARNING or above.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s",
+                                           "%Y-%m-%d %H:%M:%S"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    log.setLevel(logging.INFO)
+
+
+def _list_plugins() -> int:
+    plugins = Plugins()
+    if not plugins.distributions:
+        print("No plugin distributions installed.")
+    for entry in sorted(plugins.distributions, key=lambda e: e.distribution):
+        print(f"{entry.distribution} {entry.version}")
+        for label, names in (("plugs", entry.plugs), ("hooks", entry.hooks)):
+            if names:
+                print(f"  {label}: {', '.join(names)}")
+    return EXIT_OK
+
+
+async def _serve(host: Host) -> None:
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_watch_signals, host)
+        await host.run()
+        nursery.cancel_scope.cancel()
+
+
+async def _watch_signals(host: Host) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            if host._quit.is_set():
+                log.warning("Second %s: exiting at once", signal.Signals(signum).name)
+                logging.shutdown()
+                os._exit(128 + signum)
+            log.info("Got %s: shutting down (send it again to exit at once)",
+                     signal.Signals(signum).name)
+            host.quit()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.plugins:
+        return _list_plugins()
+    if not args.config:
+        _parser().print_usage(sys.stderr)
+        print("immp: error: a config file is needed", file=sys.stderr)
+        return EXIT_CONFIG
+    file = args.config
+    try:
+        data = load_file(file)
+        host = build_host(data, file=file)
+        if args.check:
+            print(f"{file}: OK ({len(host.plugs)} plugs, {len(host.channels)} channels, "
+                  f"{len(host.groups)} groups, {len(host.hooks)} hooks)")
+            return EXIT_OK
+        _setup_logging(data.get("logging"), file)
+    except ConfigError as exc:
+        print(f"immp: error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+
+    if args.write:
+        def save(_source: object = None) -> None:
+            try:
+                write_config(file, dump_config(host))
+            except OSError as exc:
+                log.error("Could not write config back to %s: %s", file, exc)
+
+        host.on_config_change(save)
+    log.info("Starting IMMP %s with %s (%d plugs, %d hooks)", _version(), file, len(host.plugs),
+             len(host.hooks))
+    status = EXIT_OK
+    try:
+        trio.run(_serve, host)
+    except KeyboardInterrupt:
+        pass
+    except Exception as exc:
+        log.critical("Host failed: %s", exc, exc_info=exc)
+        status = EXIT_FAILED
+    if args.write:
+        save()
+    log.info("Stopped")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""
+The plugin contract, declared with pluggy.
+
+A distribution that adds plugs or hooks declares an entry point in the group ``immp``::
+
+    [project.entry-points.immp]
+    myplugin = "my_package.plugin"
+
+and that module implements one or both of the hooks below with ``@immp.hookimpl``. The names it
+registers can then be used as ``path`` in a config file (``path: mything``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("immp")
+hookimpl = pluggy.HookimplMarker("immp")
+
+#: ``register(name, cls, aliases=())``: make ``cls`` available as ``path: name`` in config;
+#: ``aliases`` are further paths that mean the same class (e.g. the original IMMP class path).
+Register = Callable[..., None]
+
+
+@hookspec
+def register_plugs(register: Register) -> None:
+    """
+    Called once when plugins are discovered. Call ``register("short-name", PlugClass)`` for each
+    :class:`~immp.Plug` subclass the distribution provides. Return nothing.
+    """
+
+
+@hookspec
+def register_hooks(register: Register) -> None:
+    """
+    Called once when plugins are discovered. Call ``register("short-name", HookClass)`` for each
+    :class:`~immp.Hook` (or :class:`~immp.ResourceHook`) subclass the distribution provides.
+    Return nothing.
+    """

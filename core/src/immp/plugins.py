@@ -1,0 +1,110 @@
+"""
+Plugin discovery: find installed plugs and hooks through the ``immp`` entry point group, and
+turn a config ``path`` (a registered short name or a dotted ``package.module.Class``) into a
+class.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+
+import pluggy
+
+from . import hookspecs
+from ._errors import ConfigError
+from ._hook import Hook
+from ._plug import Plug
+
+
+@dataclass
+class Registered:
+    """What one installed distribution registered."""
+
+    distribution: str
+    version: str
+    plugs: list[str] = field(default_factory=list)
+    hooks: list[str] = field(default_factory=list)
+
+
+class Plugins:
+    """The registry of short names, filled from installed distributions by pluggy."""
+
+    def __init__(self, *, discover: bool = True):
+        self.manager = pluggy.PluginManager("immp")
+        self.manager.add_hookspecs(hookspecs)
+        self.plugs: dict[str, type[Plug]] = {}
+        self.hooks: dict[str, type[Hook]] = {}
+        self.aliases: dict[str, type] = {}
+        self.distributions: list[Registered] = []
+        if discover:
+            self.manager.load_setuptools_entrypoints("immp")
+            for plugin, dist in self.manager.list_plugin_distinfo():
+                entry = Registered(dist.metadata["name"], dist.version)
+                self._collect(plugin, entry)
+                self.distributions.append(entry)
+
+    def add(self, module: object, distribution: str = "(local)", version: str = "") -> None:
+        """Register a module that implements the hookspecs without an entry point."""
+        self.manager.register(module)
+        entry = Registered(distribution, version)
+        self._collect(module, entry)
+        self.distributions.append(entry)
+
+    def _collect(self, plugin: object, entry: Registered) -> None:
+        def register_plug(name: str, cls: type[Plug], aliases=()) -> None:
+            self.plugs[name] = cls
+            entry.plugs.append(name)
+            self.aliases.update(dict.fromkeys(aliases, cls))
+
+        def register_hook(name: str, cls: type[Hook], aliases=()) -> None:
+            self.hooks[name] = cls
+            entry.hooks.append(name)
+            self.aliases.update(dict.fromkeys(aliases, cls))
+
+        for spec, register in (("register_plugs", register_plug), ("register_hooks", register_hook)):
+            impl = getattr(plugin, spec, None)
+            if impl is not None:
+                impl(register=register)
+
+    def resolve(self, path: str, kind: type[Plug] | type[Hook], key: str) -> type:
+        """
+        The class for a config ``path``; ``kind`` is :class:`Plug` or :class:`Hook` and ``key``
+        the config key path, for the error.
+        """
+        names = self.plugs if kind is Plug else self.hooks
+        cls = names.get(path) or self.aliases.get(path)
+        if cls is None and "." in path:
+            cls = _import(path, key)
+        if cls is None:
+            known = ", ".join(sorted(names)) or "none installed"
+            raise ConfigError(
+                f"unknown {kind.__name__.lower()} {path!r} (installed: {known}; "
+                "or give a dotted path package.module.Class)", key)
+        if not (isinstance(cls, type) and issubclass(cls, kind)):
+            raise ConfigError(f"{path!r} is not a {kind.__name__} class", key)
+        return cls
+
+    def name_of(self, cls: type) -> str:
+        """The short name a class is registered under, else its dotted path."""
+        for names in (self.plugs, self.hooks):
+            for name, known in names.items():
+                if known is cls:
+                    return name
+        return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _import(path: str, key: str) -> type:
+    module_name, _, attr = path.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+            raise ConfigError(f"cannot import {path!r}: no module named {exc.name!r}", key)
+        raise ConfigError(f"cannot import {path!r}: {exc}", key)
+    except Exception as exc:
+        raise ConfigError(f"cannot import {path!r}: {type(exc).__name__}: {exc}", key)
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise ConfigError(f"cannot import {path!r}: module {module_name!r} has no {attr!r}", key)

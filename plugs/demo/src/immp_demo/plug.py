@@ -1,0 +1,274 @@
+"""
+Demo plug: a chat network that lives inside the process.
+
+Config:
+    interval (float or null, default 10):
+        Seconds between timer messages; ``null`` turns the timer off.
+    text (str, default "Test"):
+        What the timer posts.
+    user (str, default the plug's name):
+        Name of the demo user that posts timer messages.
+    channel (str, default "dummy"):
+        Source of the channel the timer (and the console) posts into.
+    echo (bool, default true):
+        Echo whatever is sent to the plug back into its channel with a fresh ID, as a network
+        does, so that the host's echo recognition is exercised.
+    console (bool, default false):
+        Read lines from standard input as messages from ``console-user`` in ``channel``, and
+        print every message sent to the plug on standard output.
+    console-user (str, default "you"):
+        Name of the local user typing at the console.
+    history (int, default 1000):
+        How many messages the plug remembers, for edits, deletes and the ``puts`` log.
+
+Console commands:
+    ``/me TEXT`` sends an action; ``/edit ID TEXT`` edits one of your messages (the console's
+    messages are numbered from 1 in the order typed); ``/delete ID`` deletes one; ``/join`` and
+    ``/part`` announce the console user joining or leaving. End of input (Ctrl-D) closes the
+    console; the host keeps running.
+
+For tests, :meth:`DemoPlug.receive`, :meth:`DemoPlug.edit_message`,
+:meth:`DemoPlug.delete_message` and :meth:`DemoPlug.join_part` inject network events, and
+:attr:`DemoPlug.puts` / :meth:`DemoPlug.wait_puts` show what was sent to the plug.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+from collections import OrderedDict, deque
+
+import trio
+
+import immp
+
+from .console import render
+
+SCHEMA = immp.Schema({
+    immp.Optional("interval", 10.0): immp.Nullable(immp.Number),
+    immp.Optional("text", "Test"): str,
+    immp.Optional("user", None): immp.Nullable(str),
+    immp.Optional("channel", "dummy"): immp.Any_(str, int, describe="a string"),
+    immp.Optional("echo", True): bool,
+    immp.Optional("console", False): bool,
+    immp.Optional("console-user", "you"): str,
+    immp.Optional("history", 1000): int,
+})  # fmt: skip
+
+
+class DemoPlug(immp.Plug):
+    """A network-free plug: timer messages, echo, an optional console. See the module doc."""
+
+    schema = SCHEMA
+    network_name = "Demo"
+    can_edit = True
+    can_delete = True
+
+    def __init__(self, name, config, host):
+        super().__init__(name, config, host)
+        if self.config["interval"] is not None and self.config["interval"] <= 0:
+            raise immp.ConfigError("must be positive (or null to turn the timer off)", "interval")
+        self._ids = itertools.count(1)
+        self.bot = immp.User(id=self.config["user"] or name, plug=self,
+                             username=self.config["user"] or name)
+        self.console_user = immp.User(id="console", plug=self,
+                                      username=self.config["console-user"])
+        self._messages: OrderedDict[str, immp.SentMessage] = OrderedDict()
+        #: The latest (channel, message) pairs sent to this plug, oldest first.
+        self.puts: deque[tuple[immp.Channel, immp.Message]] = deque(maxlen=self.config["history"])
+        self.put_count = 0
+        self._put_event = trio.Event()
+        self._console_ids: list[str] = []
+
+    @property
+    def default_channel(self) -> immp.Channel:
+        return immp.Channel(self, str(self.config["channel"]))
+
+    def _next_id(self) -> str:
+        return str(next(self._ids))
+
+    def _remember(self, sent: immp.SentMessage) -> None:
+        self._messages[sent.id] = sent
+        while len(self._messages) > self.config["history"]:
+            self._messages.popitem(last=False)
+
+    async def open(self):
+        if self.config["interval"] is not None:
+            self.nursery.start_soon(self._timer)
+        if self.config["console"]:
+            self.nursery.start_soon(self._console)
+
+    # -- the "network" ----------------------------------------------------------------------------
+
+    async def receive(self, text=None, *, user: immp.User | None = None,
+                      channel: immp.Channel | str | None = None, **fields) -> immp.SentMessage:
+        """Inject a message as if someone on the network posted it; returns it."""
+        if isinstance(channel, str):
+            channel = immp.Channel(self, channel)
+        sent = immp.SentMessage(self._next_id(), channel or self.default_channel, text=text,
+                                user=user or self.bot, **fields)
+        self._remember(sent)
+        await self.queue(sent)
+        return sent
+
+    async def edit_message(self, id: str, text) -> immp.SentMessage:
+        """Report that message ``id`` was edited to ``text``."""
+        old = self._messages[str(id)]
+        sent = immp.SentMessage(old.id, old.channel, revision=old.revision + 1, text=text,
+                                user=old.user, action=old.action, edited=True)
+        self._remember(sent)
+        await self.queue(sent)
+        return sent
+
+    async def delete_message(self, id: str) -> immp.SentMessage:
+        """Report that message ``id`` was deleted."""
+        old = self._messages.pop(str(id))
+        sent = immp.SentMessage(old.id, old.channel, revision=old.revision + 1, deleted=True,
+                                user=old.user)
+        await self.queue(sent)
+        return sent
+
+    async def join_part(self, user: immp.User, *, joined: bool = True,
+                        channel: immp.Channel | None = None) -> immp.SentMessage:
+        """Report that ``user`` joined (or left) the channel."""
+        key = "joined" if joined else "left"
+        return await self.receive(user=user, channel=channel, **{key: [user]})
+
+    async def _timer(self):
+        while True:
+            await trio.sleep(self.config["interval"])
+            await self.receive(self.config["text"])
+
+    # -- sending ----------------------------------------------------------------------------------
+
+    async def put(self, channel, msg):
+        self.puts.append((channel, msg))
+        self.put_count += 1
+        self._put_event.set()
+        self._put_event = trio.Event()
+        if self.config["console"]:
+            _print(render(msg, color=sys.stdout.isatty()))
+        sent = immp.SentMessage(self._next_id(), channel, text=msg.text, user=msg.user,
+                                action=msg.action, edited=msg.edited, reply_to=msg.reply_to,
+                                joined=msg.joined, left=msg.left, title=msg.title,
+                                attachments=msg.attachments)
+        self._remember(sent)
+        if self.config["echo"]:
+            await self.queue(sent)
+        return [sent.receipt]
+
+    async def edit(self, receipt, msg):
+        old = self._messages.get(receipt.id)
+        revision = old.revision + 1 if old else receipt.revision + 1
+        sent = immp.SentMessage(receipt.id, receipt.channel, revision=revision, text=msg.text,
+                                user=msg.user, action=msg.action, edited=True)
+        self._remember(sent)
+        self.puts.append((receipt.channel, sent))
+        self.put_count += 1
+        self._put_event.set()
+        self._put_event = trio.Event()
+        if self.config["console"]:
+            _print(render(sent, color=sys.stdout.isatty()))
+        return sent.receipt
+
+    async def delete(self, receipt):
+        self._messages.pop(receipt.id, None)
+        deleted = immp.SentMessage(receipt.id, receipt.channel, deleted=True)
+        self.puts.append((receipt.channel, deleted))
+        self.put_count += 1
+        self._put_event.set()
+        self._put_event = trio.Event()
+        if self.config["console"]:
+            _print(render(deleted, color=sys.stdout.isatty()))
+
+    async def wait_puts(self, count: int, timeout: float = 5.0) -> None:
+        """Wait until at least ``count`` messages in total were sent to the plug."""
+        with trio.fail_after(timeout):
+            while self.put_count < count:
+                await self._put_event.wait()
+
+    # -- channels and users -----------------------------------------------------------------------
+
+    async def user_from_id(self, id):
+        for user in (self.bot, self.console_user):
+            if user.id == id:
+                return user
+        return None
+
+    async def user_from_username(self, username):
+        for user in (self.bot, self.console_user):
+            if user.username == username:
+                return user
+        return None
+
+    async def user_is_system(self, user):
+        return user == self.bot
+
+    async def channel_is_private(self, channel):
+        return channel.source.startswith("@")
+
+    async def channel_title(self, channel):
+        return channel.source
+
+    async def channel_members(self, channel):
+        return [self.bot, self.console_user]
+
+    async def channel_admins(self, channel):
+        return [self.bot]
+
+    async def public_channels(self):
+        return [self.default_channel]
+
+    # -- the console ------------------------------------------------------------------------------
+
+    async def _console(self):
+        stream = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
+        buffer = b""
+        async with stream:
+            while True:
+                chunk = await stream.receive_some(65536)
+                if not chunk:
+                    break
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    await self._console_line(line.decode("utf-8", "replace").rstrip("\r"))
+            if buffer:
+                await self._console_line(buffer.decode("utf-8", "replace"))
+        self.log.info("Console input ended")
+
+    async def _console_line(self, line: str) -> None:
+        if not line.strip():
+            return
+        user = self.console_user
+        command, _, rest = line.partition(" ")
+        try:
+            if command == "/me" and rest.strip():
+                sent = await self.receive(rest, user=user, action=True)
+            elif command == "/edit":
+                ident, _, text = rest.partition(" ")
+                await self.edit_message(self._console_id(ident), text)
+                return
+            elif command == "/delete":
+                await self.delete_message(self._console_id(rest.strip()))
+                return
+            elif command == "/join":
+                await self.join_part(user, joined=True)
+                return
+            elif command == "/part":
+                await self.join_part(user, joined=False)
+                return
+            else:
+                sent = await self.receive(line, user=user)
+        except (KeyError, IndexError, ValueError):
+            _print(f"(no message {rest.split(' ')[0]!r} of yours to change)")
+            return
+        self._console_ids.append(sent.id)
+
+    def _console_id(self, ident: str) -> str:
+        return self._console_ids[int(ident) - 1] if int(ident) > 0 else ""
+
+
+def _print(text: str) -> None:
+    print(text, flush=True)
