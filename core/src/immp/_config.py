@@ -220,9 +220,9 @@ def dump_config(host: Host, plugins: Plugins | None = None) -> dict[str, Any]:
             data["enabled"] = False
         return data
 
-    out["plugs"] = {name: entry(plug) for name, plug in host.plugs.items()}
+    out["plugs"] = {name: entry(plug) for name, plug in host.plugs.items() if not plug.virtual}
     out["channels"] = {name: {"plug": ch.plug.name, "source": ch.source}
-                       for name, ch in host.channels.items()}
+                       for name, ch in host.channels.items() if not ch.plug.virtual}
     out["groups"] = {name: {k: v for k, v in group.config.items() if v}
                      for name, group in host.groups.items()}
     hooks = {}

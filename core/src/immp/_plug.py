@@ -59,6 +59,9 @@ class Plug(Openable):
     #: Whether :meth:`edit` and :meth:`delete` work on this network.
     can_edit: ClassVar[bool] = False
     can_delete: ClassVar[bool] = False
+    #: A plug provided by a hook rather than configured (e.g. the sync hook's bridge plug); the
+    #: runner's ``-w`` never writes it to the config file.
+    virtual: bool = False
 
     def __init__(self, name: str, config, host: Host):
         super().__init__(name, config, host)
