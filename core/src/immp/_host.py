@@ -290,12 +290,13 @@ class Host:
         except Exception as exc:
             item.state = OpenState.failed
             what = "open" if not started else "run"
-            if isinstance(exc, trio.TooSlowError):
+            leaf = _leaf(exc)
+            if isinstance(leaf, trio.TooSlowError) and not started:
                 log.error("Failed to open %s %s: timed out after %ss", kind, item.name,
                           self.open_timeout)
             else:
-                log.error("Failed to %s %s %s: %s", what, kind, item.name, _describe(exc),
-                          exc_info=exc)
+                log.error("Failed to %s %s %s: %s", what, kind, item.name, _describe(leaf))
+                log.debug("Traceback of %s %s", kind, item.name, exc_info=exc)
         finally:
             item._nursery = None
             if isinstance(item, Plug):
@@ -365,7 +366,8 @@ class Host:
         except trio.TooSlowError:
             log.error("Hook %s: %s timed out after %ss", hook.name, method, hook.timeout)
         except Exception as exc:
-            log.error("Hook %s: %s failed: %s", hook.name, method, _describe(exc), exc_info=exc)
+            log.error("Hook %s: %s failed: %s", hook.name, method, _describe(exc))
+            log.debug("Traceback of hook %s", hook.name, exc_info=exc)
         return default
 
     async def _before_send(self, channel: Channel, msg: Message):
@@ -387,7 +389,13 @@ def _by_priority(hooks: Iterable[Hook], method: str) -> list[Hook]:
     return sorted(chosen, key=lambda h: (h.priority is None, h.priority or 0))
 
 
+def _leaf(exc: BaseException) -> BaseException:
+    """The one exception inside (nested) single-exception groups, else the group itself."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        return _describe(exc.exceptions[0])
+    exc = _leaf(exc)
     return f"{type(exc).__name__}: {exc}"

@@ -85,7 +85,10 @@ class Plug(Openable):
         """
         if self._inbox is None:
             raise PlugError(f"{self.name}: queue() while not open")
-        await self._inbox.send(sent)
+        try:
+            await self._inbox.send(sent)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise PlugError(f"{self.name}: queue() while closing") from None
 
     async def _match_echo(self, sent: SentMessage) -> tuple[Message, bool] | None:
         hit = self._echoes.get(sent.channel, sent.id)

@@ -1,0 +1,105 @@
+"""The message model: rich text operations users see the results of."""
+
+import pytest
+
+from immp import File, FileType, Location, Message, RichText, Segment, SentMessage, User
+
+
+def test_plain_strings_mix_with_rich_text():
+    rich = RichText([Segment("hello ", bold=True)]) + "world"
+    assert str(rich) == "hello world"
+    assert [seg.bold for seg in rich] == [True, False]
+    assert str("> " + rich) == "> hello world"
+
+
+def test_slicing_keeps_formatting_across_segments():
+    rich = RichText([Segment("abc", bold=True), Segment("def", italic=True)])
+    part = rich[2:5]
+    assert str(part) == "cde"
+    assert [(s.text, s.bold, s.italic) for s in part] == [("c", True, False), ("de", False, True)]
+
+
+def test_normalise_merges_and_drops_empty():
+    rich = RichText([Segment("a", bold=True), Segment(""), Segment("b", bold=True), Segment("c")])
+    assert [(s.text, s.bold) for s in rich.normalise()] == [("ab", True), ("c", False)]
+    assert rich == RichText([Segment("ab", bold=True), Segment("c")])
+
+
+def test_chunked_prefers_line_then_word_breaks():
+    rich = RichText(["first line\nsecond line is longer than ten"])
+    chunks = [str(c) for c in rich.chunked(20)]
+    assert chunks[0] == "first line"
+    assert all(len(c) <= 20 for c in chunks)
+    assert " ".join(chunks[1:]) == "second line is longer than ten"
+
+
+def test_chunked_splits_long_words_without_losing_text():
+    word = "x" * 45
+    chunks = [str(c) for c in RichText([word]).chunked(20)]
+    assert chunks == ["x" * 20, "x" * 20, "x" * 5]
+
+
+def test_chunked_by_bytes_never_splits_a_character():
+    text = "é" * 30 + " " + "日本語" * 10
+    measure = lambda s: len(s.encode())  # noqa: E731
+    chunks = RichText([Segment(text, bold=True)]).chunked(25, measure)
+    assert all(measure(str(c)) <= 25 for c in chunks)
+    assert "".join(str(c) for c in chunks).replace(" ", "") == text.replace(" ", "")
+    assert all(seg.bold for c in chunks for seg in c)
+
+
+def test_chunked_rejects_a_zero_limit():
+    with pytest.raises(ValueError):
+        RichText(["x"]).chunked(0)
+
+
+def test_render_names_actions_and_events():
+    alice = User("1", username="alice")
+    assert str(Message("hi", alice).render()) == "<alice> hi"
+    assert str(Message("waves", alice, action=True).render()) == "* alice waves"
+    assert str(Message(user=alice, joined=[alice]).render()) == "alice joined"
+    assert str(Message(user=alice, title="New").render()) == "alice changed the title to: New"
+    assert str(Message("fixed", alice, edited=True).render()) == "<alice> fixed (edited)"
+
+
+def test_render_attachments_as_text():
+    msg = Message("look", attachments=[File("cat.png", FileType.image, "https://x/cat.png"),
+                                       Location(51.5, -0.1, name="London")])
+    lines = str(msg.render()).split("\n")
+    assert lines[1] == "[image: cat.png] https://x/cat.png"
+    assert lines[2].startswith("[location: London] https://")
+
+
+def test_render_quotes_the_message_replied_to():
+    bob = User("2", username="bob")
+    original = Message("a" * 60, bob)
+    reply = Message("agreed", User("1", username="alice"), reply_to=original)
+    text = str(reply.render(quote_reply=True))
+    assert text.startswith('<alice> [re bob: "aaaa')
+    assert text.endswith('…"] agreed')
+
+
+def test_sent_messages_compare_by_id_and_channel():
+    class FakePlug:
+        name = "p"
+
+    channel = object()
+    one = SentMessage("1", channel, text="a")
+    assert one == SentMessage("1", channel, text="changed")
+    assert one != SentMessage("2", channel, text="a")
+    assert one.receipt == SentMessage("1", channel).receipt
+    assert str(one.text) == "a"
+
+
+def test_users_compare_by_plug_and_id():
+    assert User("1", username="a") == User("1", username="renamed")
+    assert User("1") != User("2")
+    assert User(username="x") != User(username="x")  # no ID: only identical objects match
+    assert User(real_name="Real", username="nick").name == "Real"
+
+
+def test_clone_copies_text_independently():
+    msg = Message(RichText([Segment("x")]))
+    copy = msg.clone(action=True)
+    copy.text.append("y")
+    assert str(msg.text) == "x" and copy.action and not msg.action
