@@ -53,7 +53,15 @@ class CommandRole(enum.Enum):
 
 
 class CommandUsageError(ValueError):
-    """The arguments do not fit the command (the message says how)."""
+    """
+    The arguments do not fit the command. ``str(exc)`` says how, with the usage line; ``reason``
+    is the same without the usage line (``"missing <sides>"``, ``"No closing quotation"``), for a
+    caller that shows the usage line its own way (e.g. with the command prefix).
+    """
+
+    def __init__(self, message: str, reason: str | None = None):
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -103,11 +111,15 @@ class CommandSpec:
             try:
                 args = shlex.split(plain)
             except ValueError as exc:
-                raise CommandUsageError(f"{exc}: usage: {self.usage}")
+                raise CommandUsageError(f"{exc}: usage: {self.usage}", str(exc))
         else:
             args = plain.split()
-        if len(args) < required or (not varargs and len(args) > len(fixed)):
-            raise CommandUsageError(f"usage: {self.usage}")
+        if len(args) < required:
+            missing = " ".join(f"<{p.name.replace('_', '-')}>" for p in fixed[len(args):required])
+            raise CommandUsageError(f"missing {missing}: usage: {self.usage}", f"missing {missing}")
+        if not varargs and len(args) > len(fixed):
+            raise CommandUsageError(f"too many arguments: usage: {self.usage}",
+                                    "too many arguments")
         return args
 
 

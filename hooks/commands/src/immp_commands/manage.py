@@ -1,0 +1,183 @@
+"""
+Admin commands that look at and change the running host: plugs, hooks and named channels.
+
+Each change takes effect at once and then calls ``host.config_changed(...)``, whose listeners run
+synchronously (under ``immp -w`` the runner writes the config file there), so the file already
+holds the change when the command answers. A later start from that file gives the same state:
+a disabled plug or hook is written ``enabled: false``, an added channel under ``channels``.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import immp
+
+_ADMIN = immp.CommandRole.admin
+
+
+class HostCommands:
+    """Mixed into :class:`~immp_commands.hook.CommandHook`: the host management commands."""
+
+    host: immp.Host
+    name: str
+
+    async def reply(self, sent: immp.SentMessage, text: str) -> None:
+        raise NotImplementedError
+
+    # -- looking -------------------------------------------------------------------------------
+
+    @immp.command("plugs", role=_ADMIN)
+    async def list_plugs(self, msg):
+        """List plugs with their state."""
+        await self.reply(msg, _listing("Plugs", self.host.plugs.values()))
+
+    @immp.command("hooks", role=_ADMIN)
+    async def list_hooks(self, msg):
+        """List hooks with their state."""
+        await self.reply(msg, _listing("Hooks", self.host.hooks.values()))
+
+    @immp.command("channels", role=_ADMIN)
+    async def list_channels(self, msg):
+        """List the named channels."""
+        if not self.host.channels:
+            await self.reply(msg, "No named channels.")
+            return
+        lines = [f"  {name}: {ch.plug.name} {ch.source}" for name, ch in self.host.channels.items()]
+        await self.reply(msg, "\n".join(["Channels:", *lines]))
+
+    # -- plugs and hooks -----------------------------------------------------------------------
+
+    def _item(self, name: str) -> immp.Plug | immp.Hook | None:
+        item = self.host.plugs.get(name) or self.host.hooks.get(name)
+        if item is None or (isinstance(item, immp.Plug) and item.virtual):
+            return None  # virtual plugs belong to the hook that made them
+        return item
+
+    async def _check_item(self, msg, name: str, verb: str) -> immp.Plug | immp.Hook | None:
+        item = self._item(name)
+        if item is None:
+            await self.reply(msg, f"No plug or hook named {name!r}.")
+        elif item is self:
+            await self.reply(msg, f"The commands hook cannot {verb} itself from chat.")
+            item = None
+        return item
+
+    @immp.command("enable", role=_ADMIN)
+    async def enable(self, msg, name):
+        """Enable and open a plug or hook."""
+        item = await self._check_item(msg, name, "enable")
+        if item is None:
+            return
+        if item.state is immp.OpenState.active:
+            await self.reply(msg, f"{_kind(item)} {name} is already running.")
+            return
+        opened = await self.host.start(name)
+        self.host.config_changed(item)
+        if opened:
+            await self.reply(msg, f"Enabled {_kind(item)} {name}: {item.state.value}.")
+        else:
+            await self.reply(
+                msg,
+                f"Enabled {_kind(item)} {name}, but it did not open: "
+                f"{item.state.value} (see the log).",
+            )
+
+    @immp.command("disable", role=_ADMIN)
+    async def disable(self, msg, name):
+        """Close a plug or hook and keep it disabled."""
+        item = await self._check_item(msg, name, "disable")
+        if item is None:
+            return
+        await self.host.stop(name, disable=True)
+        self.host.config_changed(item)
+        await self.reply(msg, f"Disabled {_kind(item)} {name}.")
+
+    @immp.command("restart", role=_ADMIN)
+    async def restart(self, msg, name):
+        """Close and reopen a plug or hook."""
+        item = await self._check_item(msg, name, "restart")
+        if item is None:
+            return
+        if item.state is immp.OpenState.disabled:
+            await self.reply(msg, f"{_kind(item)} {name} is disabled: enable it instead.")
+            return
+        opened = await self.host.restart(name)
+        result = "running" if opened else f"{item.state.value} (see the log)"
+        await self.reply(msg, f"Restarted {_kind(item)} {name}: {result}.")
+
+    # -- named channels ------------------------------------------------------------------------
+
+    def _taken(self, name: str) -> str | None:
+        for section in ("plugs", "channels", "groups", "hooks"):
+            if name in getattr(self.host, section):
+                return section[:-1]
+        return None
+
+    @immp.command("channel-add", role=_ADMIN)
+    async def channel_add(self, msg, name, plug, source):
+        """Name a channel: the plug and the network's source for the room."""
+        taken = self._taken(name)
+        if taken:
+            await self.reply(msg, f"The name {name!r} is already used by a {taken}.")
+            return
+        target = self.host.plugs.get(plug)
+        if target is None or target.virtual:
+            await self.reply(msg, f"No plug named {plug!r}.")
+            return
+        self.host.add_channel(name, immp.Channel(target, source))
+        self.host.config_changed(self.host)
+        await self.reply(msg, f"Added channel {name}: {plug} {source}.")
+
+    @immp.command("channel-remove", role=_ADMIN)
+    async def channel_remove(self, msg, name):
+        """Forget a named channel (refused while a group or hook uses it)."""
+        if name not in self.host.channels:
+            await self.reply(msg, f"No channel named {name!r}.")
+            return
+        user = self._channel_user(name)
+        if user:
+            await self.reply(msg, f"Channel {name} is still used by {user}.")
+            return
+        await self.host.remove(name)
+        self.host.config_changed(self.host)
+        await self.reply(msg, f"Removed channel {name}.")
+
+    def _channel_user(self, name: str) -> str | None:
+        """The config key that refers to channel ``name``, if any (from the config schemas)."""
+        host = self.host
+        others = {n: c for n, c in host.channels.items() if n != name}
+        refs = {"plug": set(host.plugs), "channel": set(others), "group": set(host.groups),
+                "hook": set(host.hooks)}  # fmt: skip
+        without = SimpleNamespace(channels=others, plugs=host.plugs)
+        try:
+            for group in host.groups.values():
+                group.check_references(without)
+        except immp.ConfigError as exc:
+            return exc.path or str(exc)
+        for section, items in (("plugs", host.plugs), ("hooks", host.hooks)):
+            for item_name, item in items.items():
+                where = f"{section}.{item_name}.config"
+                try:
+                    type(item).validate_config(item.config, where, refs)
+                except immp.ConfigError as exc:
+                    return exc.path or where
+                except Exception:
+                    continue  # a live config the schema cannot re-read; not a reference problem
+        return None
+
+
+def _kind(item: immp.Plug | immp.Hook) -> str:
+    return "plug" if isinstance(item, immp.Plug) else "hook"
+
+
+def _listing(title: str, items) -> str:
+    lines = [f"{title}:"]
+    for item in items:
+        if getattr(item, "virtual", False):
+            continue
+        path = item.path or type(item).__name__
+        lines.append(f"  {item.name} ({path}): {item.state.value}")
+    if len(lines) == 1:
+        lines.append("  (none)")
+    return "\n".join(lines)
