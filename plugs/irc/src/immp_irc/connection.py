@@ -1,0 +1,503 @@
+"""
+One IRC connection that stays up: connect (TCP or TLS), register (CAP LS 302, SASL PLAIN, nick
+collisions), keep alive, and reconnect with exponential backoff and jitter.
+
+Outgoing lines wait in one queue per connection and leave it under flood control (a token
+bucket: a burst, then one line per ``send-delay``). The queue outlives each TCP connection:
+lines queued while disconnected go out in order after the next registration. A line written to
+a socket stays "unacknowledged" until a later ``PING`` we send comes back as ``PONG`` (servers
+answer in order); lines still unacknowledged when a connection dies are sent again after the
+reconnect, so a dying server can duplicate a line but never lose one.
+
+The plug sees the connection through a small :class:`Handler` contract (see there).
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import logging
+import random
+import ssl
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import ircstates
+import irctokens
+import trio
+
+from .formatting import scrub
+
+# Capabilities asked for when the server offers them; everything works without any of them.
+WANTED_CAPS = ("server-time", "message-tags", "echo-message", "account-tag", "extended-join",
+               "multi-prefix", "account-notify")  # fmt: skip
+# Send a PING (whose PONG acknowledges every line before it) at least every this many lines.
+ACK_EVERY = 20
+# Bytes of one incoming line before we give up on it (IRCv3 allows 8191 for tags plus 512).
+MAX_INCOMING = 16384
+# CTCP and PONG replies waiting to be written; when full, further CTCP replies are not sent
+# (logged): someone flooding us with CTCP requests must not grow memory.
+MAX_CONTROL = 64
+
+
+class Disconnected(Exception):
+    """The connection ended (the server closed it, it stopped answering, or it failed)."""
+
+
+class QueueFull(Exception):
+    """The outgoing queue stayed full for longer than the plug was willing to wait."""
+
+
+@dataclass
+class Settings:
+    """What a :class:`Connection` needs from the plug's config."""
+
+    host: str
+    port: int
+    tls: bool = False
+    verify: bool = True
+    ca_file: str | None = None
+    password: str | None = None
+    nick: str = "immp"
+    username: str = "immp"
+    real_name: str = "IMMP"
+    sasl: tuple[str, str] | None = None
+    send_delay: float = 0.5
+    send_burst: int = 5
+    queue_size: int = 1000
+    ping_interval: float = 60.0
+    ping_timeout: float = 30.0
+    reconnect_delay: float = 2.0
+    reconnect_max: float = 300.0
+    connect_timeout: float = 30.0
+
+
+class Handler(Protocol):
+    """
+    What the connection calls on the plug. For every line after registration:
+    ``prepared = handler.prepare(line)`` runs *before* the tracked state takes the line in (so a
+    QUIT can still see the channels of the user who quits), then ``await handler.handle(line,
+    prepared)`` after. ``await handler.on_ready()`` runs once per registration, after the MOTD
+    (send ``perform`` and joins there, with :meth:`Connection.send_priority`);
+    ``handler.on_sent(item)`` after each queued line is written.
+    """
+
+    def prepare(self, line: irctokens.Line) -> Any: ...
+
+    async def handle(self, line: irctokens.Line, prepared: Any) -> None: ...
+
+    async def on_ready(self) -> None: ...
+
+    def on_sent(self, item: Outgoing) -> None: ...
+
+
+@dataclass(eq=False)
+class Outgoing:
+    """One queued line (without CR LF) and what the plug wants to know when it is written."""
+
+    line: str
+    meta: Any = None
+    ack: int | None = field(default=None, repr=False)
+
+
+class TokenBucket:
+    """``burst`` lines at once, then one line per ``interval`` seconds."""
+
+    def __init__(self, burst: int, interval: float):
+        self.burst = max(1, burst)
+        self.interval = interval
+        self.tokens = float(self.burst)
+        self.updated = trio.current_time()
+
+    def _refill(self) -> None:
+        now = trio.current_time()
+        if self.interval > 0:
+            self.tokens = min(self.burst, self.tokens + (now - self.updated) / self.interval)
+        else:
+            self.tokens = self.burst
+        self.updated = now
+
+    async def take(self) -> None:
+        self._refill()
+        if self.tokens < 1:
+            await trio.sleep((1 - self.tokens) * self.interval)
+            self._refill()
+        self.tokens -= 1
+
+
+def alternative_nick(nick: str, attempt: int, nicklen: int) -> str:
+    """The ``attempt``-th (from 1) alternative to ``nick`` that fits in ``nicklen``."""
+    suffix = "_" * attempt if attempt <= 2 else str(attempt)
+    return nick[: max(1, nicklen - len(suffix))] + suffix
+
+
+def _describe(exc: BaseException) -> str:
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class Connection:
+    """
+    A self-healing IRC connection. Run :meth:`run` in a nursery; it connects and reconnects
+    until cancelled. :meth:`send` queues a line under flood control.
+    """
+
+    def __init__(self, settings: Settings, handler: Handler, log: logging.Logger):
+        self.settings = settings
+        self.handler = handler
+        self.log = log
+        #: Server, channel and user state of the current (or last) connection.
+        self.state = ircstates.Server(settings.host)
+        #: Whether the current connection is registered and has run ``on_ready``.
+        self.ready = False
+        #: How many times a connection was registered (1 after the first).
+        self.registrations = 0
+        self._queue: deque[Outgoing] = deque()  # data lines, bounded by settings.queue_size
+        self._priority: deque[str] = deque()  # joins and perform, ahead of data, flood-controlled
+        self._control: deque[str] = deque()  # PONG and CTCP replies, ahead of everything
+        self._unacked: deque[Outgoing] = deque()
+        self._wake = trio.Event()  # something for the writer to do
+        self._space = trio.Event()  # room in the queue
+        self._acks = itertools.count(1)
+        self._stream: trio.abc.Stream | None = None
+        self._write_lock = trio.Lock()
+        self._last_recv = 0.0
+        self._nick_attempt = 0
+        self._registered = False
+        self._session_done: trio.Event | None = None
+        self._closing = False
+
+    # -- the queue --------------------------------------------------------------------------------
+
+    @property
+    def pending(self) -> int:
+        """Lines queued or written but not yet acknowledged by the server."""
+        return len(self._queue) + len(self._unacked)
+
+    def _poke(self) -> None:
+        self._wake.set()
+        self._wake = trio.Event()
+
+    async def send(self, items: list[Outgoing], timeout: float) -> None:
+        """
+        Queue data lines, in order, after everything queued before. When the queue is full this
+        waits for room (backpressure to the caller) for at most ``timeout`` seconds, then raises
+        :class:`QueueFull` with none of ``items`` queued (so a message goes out whole or not at
+        all, and the caller can say so).
+        """
+        size = self.settings.queue_size
+        with trio.move_on_after(timeout):
+            while len(self._queue) + len(items) > size and self._queue:
+                await self._space.wait()
+            self._queue.extend(items)
+            self._poke()
+            return
+        raise QueueFull(f"{len(self._queue)} lines waiting")
+
+    def send_priority(self, line: str) -> None:
+        """Queue a line (a join, a ``perform`` line) ahead of data lines, flood-controlled."""
+        self._priority.append(line)
+        self._poke()
+
+    def send_control(self, line: str) -> bool:
+        """Queue a short reply ahead of everything; ``False`` if too many are waiting."""
+        if len(self._control) >= MAX_CONTROL:
+            return False
+        self._control.append(line)
+        self._poke()
+        return True
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait until every queued line has been acknowledged; ``False`` on timeout."""
+        with trio.move_on_after(timeout):
+            while self.pending:
+                await self._space.wait()
+            return True
+        return False
+
+    # -- the connection loop --------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Connect, and reconnect after every failure with growing delays, until cancelled."""
+        delay = self.settings.reconnect_delay
+        while True:
+            self._session_done = trio.Event()
+            try:
+                await self._session()
+                reason = "connection closed"
+            except (Disconnected, OSError, ssl.SSLError, trio.BrokenResourceError,
+                    trio.TooSlowError, ExceptionGroup) as exc:  # fmt: skip
+                reason = _describe(exc)
+            finally:
+                was_registered = self._registered
+                self._end_session()
+            if self._closing:
+                return
+            if was_registered:
+                delay = self.settings.reconnect_delay
+            wait = random.uniform(delay / 2, delay)
+            self.log.warning("Disconnected from %s:%s (%s); %d lines waiting; reconnecting in "
+                             "%.1fs", self.settings.host, self.settings.port, reason,
+                             self.pending, wait)  # fmt: skip
+            await trio.sleep(wait)
+            delay = min(delay * 2, self.settings.reconnect_max)
+
+    def _end_session(self) -> None:
+        # Lines the server may not have seen go back to the front of the queue, in order.
+        for item in reversed(self._unacked):
+            item.ack = None
+            self._queue.appendleft(item)
+        self._unacked.clear()
+        self._priority.clear()
+        self._control.clear()
+        self._stream = None
+        self._registered = False
+        self.ready = False
+        if self._session_done is not None:
+            self._session_done.set()
+
+    async def _connect(self) -> trio.abc.Stream:
+        s = self.settings
+        stream = await trio.open_tcp_stream(s.host, s.port)
+        if not s.tls:
+            return stream
+        context = ssl.create_default_context(cafile=s.ca_file)
+        if not s.verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        tls = trio.SSLStream(stream, context, server_hostname=s.host)
+        await tls.do_handshake()
+        return tls
+
+    async def _session(self) -> None:
+        s = self.settings
+        with trio.fail_after(s.connect_timeout):
+            stream = await self._connect()
+        self.log.info("Connected to %s:%s%s", s.host, s.port, " (TLS)" if s.tls else "")
+        async with stream, trio.open_nursery() as nursery:
+            self._stream = stream
+            self.state = ircstates.Server(s.host)
+            self._nick_attempt = 0
+            self._last_recv = trio.current_time()
+            nursery.start_soon(self._writer)
+            nursery.start_soon(self._keepalive)
+            nursery.start_soon(self._registration_deadline)
+            if s.password:
+                await self._write(irctokens.build("PASS", [scrub(s.password)]).format())
+            await self._write("CAP LS 302")
+            await self._write(irctokens.build("NICK", [s.nick]).format())
+            await self._write(irctokens.build("USER", [s.username, "0", "*", scrub(s.real_name)
+                                                       or s.nick]).format())  # fmt: skip
+            await self._reader()
+            nursery.cancel_scope.cancel()
+
+    async def close(self, quit_message: str, timeout: float = 5.0) -> None:
+        """Send what is queued (for up to ``timeout``), then QUIT and wait for the server."""
+        if self.ready and self.pending:
+            if not await self.drain(timeout):
+                self.log.warning("Closing with %d lines not sent", self.pending)
+        elif self.pending:
+            self.log.warning("Closing while disconnected: %d lines not sent", self.pending)
+        self._closing = True
+        if self._stream is not None:
+            try:
+                await self._write(irctokens.build("QUIT", [scrub(quit_message)]).format())
+            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+            with trio.move_on_after(2):
+                await self._session_done.wait()
+
+    # -- reading --------------------------------------------------------------------------------
+
+    async def _reader(self) -> None:
+        buffer = b""
+        while True:
+            chunk = await self._stream.receive_some(65536)
+            if not chunk:
+                raise Disconnected("server closed the connection")
+            self._last_recv = trio.current_time()
+            buffer += chunk
+            *raws, buffer = buffer.split(b"\n")
+            if len(buffer) > MAX_INCOMING:
+                self.log.warning("Dropping an over-long incoming line (%d bytes)", len(buffer))
+                buffer = b""
+            for raw in raws:
+                raw = raw.rstrip(b"\r")
+                if not raw.strip():
+                    continue
+                try:
+                    line = irctokens.tokenise(raw)
+                except Exception as exc:
+                    self.log.warning("Ignoring unparseable line %r: %s", raw[:200], _describe(exc))
+                    continue
+                await self._dispatch(line, raw)
+
+    async def _dispatch(self, line: irctokens.Line, raw: bytes) -> None:
+        prepared = None
+        if self.ready:
+            try:
+                prepared = self.handler.prepare(line)
+            except Exception as exc:
+                self.log.warning("Could not handle line %r: %s", raw[:200], _describe(exc))
+        try:
+            self.state.parse_tokens(line)
+        except Exception as exc:
+            self.log.warning("State tracking failed on line %r: %s", raw[:200], _describe(exc))
+        try:
+            await self._protocol(line)
+        except (Disconnected, OSError, trio.BrokenResourceError):
+            raise
+        except Exception as exc:
+            self.log.warning("Could not handle line %r: %s", raw[:200], _describe(exc))
+        if self.ready:
+            try:
+                await self.handler.handle(line, prepared)
+            except Exception as exc:
+                self.log.warning("Could not handle line %r: %s", raw[:200], _describe(exc))
+
+    async def _protocol(self, line: irctokens.Line) -> None:
+        """The connection's own business: pings, registration, capabilities, SASL."""
+        command, params = line.command, line.params
+        if command == "PING":
+            self.send_control(irctokens.build("PONG", params[-1:] or ["x"]).format())
+        elif command == "PONG" and params and params[-1].startswith("immp-ack-"):
+            self._acknowledge(int(params[-1].removeprefix("immp-ack-")))
+        elif command == "CAP" and len(params) >= 3:
+            await self._cap(line)
+        elif command == "AUTHENTICATE" and params == ["+"] and self.settings.sasl:
+            user, password = self.settings.sasl
+            payload = base64.b64encode(f"{user}\0{user}\0{password}".encode()).decode()
+            chunks = [payload[i : i + 400] for i in range(0, len(payload), 400)]
+            if not chunks or len(chunks[-1]) == 400:
+                chunks.append("+")
+            for chunk in chunks:
+                await self._write(f"AUTHENTICATE {chunk}")
+        elif command in ("903", "907"):
+            self.log.info("SASL authentication succeeded")
+            await self._write("CAP END")
+        elif command in ("902", "904", "905", "906", "908"):
+            if command != "908":
+                self.log.warning("SASL authentication failed (%s %s); going on without it",
+                                 command, params[-1] if params else "")  # fmt: skip
+                await self._write("CAP END")
+        elif command in ("432", "433", "436", "437") and not self._registered:
+            self._nick_attempt += 1
+            nicklen = self.state.isupport.nicklen or 9
+            nick = alternative_nick(self.settings.nick, self._nick_attempt, nicklen)
+            self.log.info("Nick %s is not available, trying %s", params[1] if len(params) > 1
+                          else self.settings.nick, nick)  # fmt: skip
+            await self._write(irctokens.build("NICK", [nick]).format())
+        elif command == "001":
+            self._registered = True
+            self.registrations += 1
+            self.log.info("Registered as %s", self.state.nickname)
+        elif command in ("376", "422") and self._registered and not self.ready:
+            await self._become_ready()
+        elif command == "ERROR":
+            self.log.warning("Server error: %s", params[-1] if params else "")
+
+    async def _cap(self, line: irctokens.Line) -> None:
+        sub = line.params[1].upper()
+        if sub == "LS" and line.params[2] != "*":
+            offered = self.state.available_caps
+            wanted = [cap for cap in WANTED_CAPS if cap in offered]
+            if self.settings.sasl and "sasl" in offered:
+                mechanisms = offered["sasl"]
+                if not mechanisms or "PLAIN" in mechanisms.upper().split(","):
+                    wanted.append("sasl")
+                else:
+                    self.log.warning("Server offers no SASL PLAIN (only %s)", mechanisms)
+            elif self.settings.sasl:
+                self.log.warning("Server offers no SASL; connecting without it")
+            if wanted:
+                await self._write(f"CAP REQ :{' '.join(wanted)}")
+            else:
+                await self._write("CAP END")
+        elif sub == "ACK" and not self._registered:
+            acked = line.params[-1].split()
+            if "sasl" in acked:
+                await self._write("AUTHENTICATE PLAIN")
+            else:
+                await self._write("CAP END")
+        elif sub == "NAK" and not self._registered:
+            await self._write("CAP END")
+
+    async def _registration_deadline(self) -> None:
+        await trio.sleep(self.settings.connect_timeout)
+        if not self._registered:
+            raise Disconnected("registration timed out")
+        if not self.ready:  # a server that sends no end of MOTD
+            await self._become_ready()
+
+    async def _become_ready(self) -> None:
+        self.ready = True
+        await self.handler.on_ready()
+        self._poke()
+
+    # -- writing ----------------------------------------------------------------------------------
+
+    async def _write(self, line: str) -> None:
+        # irctokens does not refuse line breaks: this is the last guard before the socket.
+        if any(ch in line for ch in "\r\n\0"):
+            raise ValueError(f"refusing to write a line with CR, LF or NUL: {line[:80]!r}")
+        stream = self._stream
+        if stream is None:
+            raise Disconnected("not connected")
+        async with self._write_lock:
+            await stream.send_all(line.encode("utf-8") + b"\r\n")
+
+    def _acknowledge(self, ack: int) -> None:
+        while self._unacked and self._unacked[0].ack is not None and self._unacked[0].ack <= ack:
+            self._unacked.popleft()
+        self._space.set()
+        self._space = trio.Event()
+
+    async def _writer(self) -> None:
+        bucket = TokenBucket(self.settings.send_burst, self.settings.send_delay)
+        unmarked = 0  # written data lines not yet followed by an acknowledging PING
+        while True:
+            if self._control:
+                await self._write(self._control.popleft())
+            elif self._priority:
+                await bucket.take()
+                await self._write(self._priority.popleft())
+            elif self.ready and self._queue:
+                await bucket.take()
+                if not self._queue or not self.ready:
+                    continue
+                item = self._queue.popleft()
+                self._space.set()
+                self._space = trio.Event()
+                self._unacked.append(item)
+                await self._write(item.line)
+                unmarked += 1
+                self.handler.on_sent(item)
+                if unmarked >= ACK_EVERY or not self._queue:
+                    await bucket.take()
+                    await self._mark_ack()
+                    unmarked = 0
+            else:
+                await self._wake.wait()
+
+    async def _mark_ack(self) -> None:
+        ack = next(self._acks)
+        for item in reversed(self._unacked):
+            if item.ack is not None:
+                break
+            item.ack = ack
+        await self._write(f"PING :immp-ack-{ack}")
+
+    async def _keepalive(self) -> None:
+        interval, timeout = self.settings.ping_interval, self.settings.ping_timeout
+        while True:
+            await trio.sleep_until(self._last_recv + interval)
+            if trio.current_time() - self._last_recv < interval:
+                continue
+            sent = trio.current_time()
+            self.send_control("PING :immp-keepalive")
+            await trio.sleep(timeout)
+            if self._last_recv < sent:
+                raise Disconnected(f"no answer to PING in {timeout:g}s")

@@ -1,0 +1,126 @@
+"""
+IRC formatting <-> rich text, and scrubbing of text that must not reach the socket as such.
+
+IRC formats text with control bytes: ``\\x02`` bold, ``\\x1d`` italic, ``\\x1f`` underline,
+``\\x1e`` strikethrough, ``\\x11`` monospace, ``\\x03`` colours (``\\x03FG[,BG]``), ``\\x04`` hex
+colours, ``\\x16`` reverse and ``\\x0f`` reset. Colours and reverse have no rich-text equivalent
+and are dropped cleanly; the other codes become :class:`immp.Segment` flags.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+
+import immp
+
+BOLD, ITALIC, UNDERLINE, STRIKE, MONOSPACE = "\x02", "\x1d", "\x1f", "\x1e", "\x11"
+COLOUR, HEX_COLOUR, REVERSE, RESET = "\x03", "\x04", "\x16", "\x0f"
+CTCP = "\x01"
+
+_TOGGLES = {BOLD: "bold", ITALIC: "italic", UNDERLINE: "underline", STRIKE: "strike",
+            MONOSPACE: "code"}  # fmt: skip
+_COLOUR_CODE = re.compile(r"\x03(?:\d{1,2}(?:,\d{1,2})?)?")
+_HEX_CODE = re.compile(r"\x04(?:[0-9a-fA-F]{6}(?:,[0-9a-fA-F]{6})?)?")
+# Every C0 control byte and DEL: none of them belongs in relayed chat text. Line breaks are
+# handled before this (each line of a message is its own IRC line).
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f]")
+# Readable on both light and dark backgrounds; white, black and greys are left out.
+_NICK_COLOURS = (2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13)
+
+
+def from_irc(text: str) -> immp.RichText:
+    """Parse IRC-formatted text into rich text; colours and unknown control bytes are dropped."""
+    segments: list[immp.Segment] = []
+    flags = dict.fromkeys(_TOGGLES.values(), False)
+    buffer: list[str] = []
+    pos = 0
+
+    def flush() -> None:
+        if buffer:
+            segments.append(immp.Segment("".join(buffer), **flags))
+            buffer.clear()
+
+    while pos < len(text):
+        char = text[pos]
+        if char in _TOGGLES:
+            flush()
+            flags[_TOGGLES[char]] = not flags[_TOGGLES[char]]
+            pos += 1
+        elif char == RESET:
+            flush()
+            flags = dict.fromkeys(flags, False)
+            pos += 1
+        elif char == COLOUR:
+            pos = _COLOUR_CODE.match(text, pos).end()
+        elif char == HEX_COLOUR:
+            pos = _HEX_CODE.match(text, pos).end()
+        elif _CONTROLS.match(char):
+            pos += 1  # reverse, CTCP markers, stray C0 bytes: no meaning in rich text
+        else:
+            buffer.append(char)
+            pos += 1
+    flush()
+    return immp.RichText(segments).normalise()
+
+
+def scrub(text: str) -> str:
+    """
+    Plain text safe inside one IRC line: line breaks and tabs become spaces; every other
+    control byte (NUL, CTCP's ``\\x01``, formatting codes) is removed.
+    """
+    text = text.replace("\r\n", " ").replace("\r", " ").replace("\n", " ").replace("\t", " ")
+    return _CONTROLS.sub("", text)
+
+
+def expand_links(rich: immp.RichText) -> immp.RichText:
+    """Show each link whose text differs from its URL as ``text (url)``; drop link targets."""
+    out = []
+    for seg in rich:
+        if seg.link and seg.link.strip() != seg.text.strip():
+            out.append(immp.Segment(seg.text, **_flags(seg)))
+            out.append(immp.Segment(f" ({seg.link})"))
+        else:
+            out.append(immp.Segment(seg.text, **_flags(seg)))
+    return immp.RichText(out)
+
+
+def _flags(seg: immp.Segment) -> dict[str, bool]:
+    return {"bold": seg.bold, "italic": seg.italic, "underline": seg.underline,
+            "strike": seg.strike, "code": seg.code or seg.pre}  # fmt: skip
+
+
+def to_irc(rich: immp.RichText) -> str:
+    """
+    One line of rich text as IRC-formatted text. Control bytes in the text itself are scrubbed,
+    so the only codes in the result are the ones that express the segments' formatting.
+    """
+    out: list[str] = []
+    state = dict.fromkeys(_TOGGLES.values(), False)
+    for seg in rich:
+        text = scrub(seg.text)
+        if not text:
+            continue
+        wanted = _flags(seg)
+        for code, name in _TOGGLES.items():
+            if wanted[name] != state[name]:
+                out.append(code)
+                state[name] = wanted[name]
+        out.append(text)
+    if any(state.values()):
+        out.append(RESET)
+    return "".join(out)
+
+
+def nick_colour(name: str) -> int:
+    """A colour number for ``name``, the same on every run (not Python's salted hash)."""
+    return _NICK_COLOURS[zlib.crc32(name.encode("utf-8")) % len(_NICK_COLOURS)]
+
+
+def coloured(name: str) -> str:
+    """``name`` (scrubbed) in its stable colour, the colour closed after it."""
+    name = scrub(name)
+    # A name starting with a digit or comma would be read as part of the colour code: an empty
+    # bold pair in between ends the code.
+    guard = BOLD + BOLD if name[:1].isdigit() or name[:1] == "," else ""
+    return f"{COLOUR}{nick_colour(name):02d}{guard}{name}{COLOUR}"

@@ -1,0 +1,79 @@
+"""
+Fitting text into IRC lines: a relayed line may be at most 512 bytes including the prefix the
+server adds (``:nick!user@host PRIVMSG #chan :``) and the closing CR LF.
+"""
+
+from __future__ import annotations
+
+import immp
+
+from .formatting import expand_links, to_irc
+
+LINE_LIMIT = 512
+# Unknown parts of our own hostmask are assumed as long as servers commonly allow (a ``~`` plus
+# a 10-character user name, a 63-character host name), so that guesses err on the safe side.
+USER_MARGIN = 11
+HOST_MARGIN = 63
+
+
+def text_budget(mask: str, command: str, target: str, *, action: bool = False) -> int:
+    """
+    Bytes left for the text of one ``command`` line to ``target`` once the server has added
+    ``:mask command target :`` and CR LF (and a CTCP ACTION's wrapping, for ``action``).
+    """
+    used = len(f":{mask} {command} {target} :\r\n".encode())
+    if action:
+        used += len("\x01ACTION \x01")
+    return LINE_LIMIT - used
+
+
+def guess_mask(nick: str, user: str | None, host: str | None) -> str:
+    """Our own ``nick!user@host`` as the server shows it, unknown parts at their longest."""
+    return f"{nick}!{user or 'u' * USER_MARGIN}@{host or 'h' * HOST_MARGIN}"
+
+
+def _measure(rich: immp.RichText) -> int:
+    return len(to_irc(rich).encode("utf-8"))
+
+
+def split_line(rich: immp.RichText, limit: int) -> list[str]:
+    """
+    One line of rich text as IRC-formatted pieces of at most ``limit`` bytes each, broken at
+    white space where possible, never inside a character; formatting carries over to the
+    next piece. Pieces with only white space are left out.
+    """
+    if limit < 16:
+        raise ValueError(f"no room for text in an IRC line ({limit} bytes)")
+    rich = expand_links(rich).normalise()
+    text = str(rich)
+    pieces: list[str] = []
+    start = 0
+    while start < len(text):
+        if _measure(rich[start:]) <= limit:
+            end = next_start = len(text)
+        else:
+            # The formatted size grows with every character taken, so binary search the cut.
+            lo, hi = start + 1, len(text)
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if _measure(rich[start:mid]) <= limit:
+                    lo = mid
+                else:
+                    hi = mid - 1
+            cut = lo
+            window = text[start:cut]
+            brk = max(window.rfind(" "), window.rfind("\t"))
+            # Break at a space unless that would leave a uselessly short piece.
+            if brk > len(window) // 3:
+                end, next_start = start + brk, start + brk + 1
+            else:
+                end = next_start = cut
+        while end > start and text[end - 1] in " \t":
+            end -= 1
+        piece = to_irc(rich[start:end])
+        if piece.strip():
+            pieces.append(piece)
+        start = next_start
+        while start < len(text) and text[start] in " \t":
+            start += 1
+    return pieces

@@ -1,0 +1,496 @@
+"""
+IRC plug: a robust IRC client (registered as ``irc``; ``immp.plug.irc.IRCPlug`` means the same).
+
+Config:
+    server:
+        host (str): Server host name.
+        port (int, default 6697 with ssl, else 6667): Server port.
+        ssl (bool, default false): Connect with TLS.
+        verify (bool, default true): Verify the server's TLS certificate and host name.
+        ca-file (str or null, default null): CA certificates (PEM) to trust instead of the
+            system's, for private servers.
+        password (str or null, default null): Server password (``PASS``).
+    user:
+        nick (str): Nick name; alternatives within the server's NICKLEN when it is taken.
+        real-name (str, default the nick): Real name ("gecos").
+        username (str or null, default the nick): User name (the ``user`` in ``nick!user@host``).
+    sasl ({username: str, password: str} or null, default null):
+        Log in to services with SASL PLAIN where the server offers it.
+    perform (str list, default []): Raw lines sent after each registration (e.g. a NickServ
+        identify on servers without SASL); line breaks are removed.
+    quit (str, default "Disconnecting"): Quit message.
+    accept-invites (bool, default false): Join channels the bot is invited to.
+    colour-nicks (bool, default false): Colour the names of relayed authors, stably per name.
+    quote-reply-to (bool, default true): Quote the start of the message a reply answers.
+    send-delay (float, default 0.5): Seconds per line after a burst (flood control).
+    send-burst (int, default 5): Lines that may be sent at once before ``send-delay`` applies.
+    queue-size (int, default 1000): Lines that may wait to be sent (e.g. while disconnected).
+    queue-timeout (float, default 60): Seconds a send waits for room in a full queue before it
+        fails with an error (never silently).
+    channel-keys ({str: str}, default {}): Keys of channels that need one, by channel name.
+    ping-interval (float, default 60): Seconds of silence before the bot checks the server.
+    ping-timeout (float, default 30): Seconds to wait for that check before reconnecting.
+    reconnect-delay (float, default 2): First delay before reconnecting; doubles up to
+        ``reconnect-max`` (randomised by up to half, so many bots do not return at once).
+    reconnect-max (float, default 300): Longest delay between reconnection attempts.
+    rejoin-delay (float, default 5): Seconds before rejoining a channel after a kick.
+    puppet (bool, default false), puppet-prefix (str, default ""): Accepted for IMMP configs;
+        puppets are not supported yet (a warning is logged).
+
+The plug's channels are the host's named channels on this plug whose source is an IRC channel
+name (any CHANTYPES prefix), plus channels a hook sends to. A channel whose source is a nick is a
+private conversation with that user.
+
+User IDs: the services account name when the server tells it (account-tag, extended-join,
+account-notify), otherwise ``nick!user@host``; ``nick!*@*`` when the user and host are not known
+yet. Never a bare nick, so a nick change cannot take over someone's permissions.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+from collections import deque
+from datetime import datetime
+from typing import Any
+
+import irctokens
+import trio
+
+import immp
+
+from .connection import Connection, Outgoing, QueueFull, Settings
+from .formatting import CTCP, coloured, from_irc, scrub
+from .lines import guess_mask, split_line, text_budget
+
+VERSION = "IMMP IRC plug (immp-plug-irc)"
+# Emulated echoes (servers without echo-message) waiting for the host; when full, an echo is
+# skipped with a warning (the host already knows the message as ours, so nothing loops).
+ECHO_BUFFER = 1024
+# Longest author name shown, so that a name leaves room for text in a 512-byte line.
+NAME_LIMIT = 64
+
+SCHEMA = immp.Schema({
+    "server": {
+        "host": str,
+        immp.Optional("port", None): immp.Nullable(int),
+        immp.Optional("ssl", False): bool,
+        immp.Optional("verify", True): bool,
+        immp.Optional("ca-file", None): immp.Nullable(str),
+        immp.Optional("password", None): immp.Nullable(str),
+    },
+    "user": {
+        "nick": str,
+        immp.Optional("real-name", None): immp.Nullable(str),
+        immp.Optional("username", None): immp.Nullable(str),
+    },
+    immp.Optional("sasl", None): immp.Nullable({"username": str, "password": str}),
+    immp.Optional("perform", []): [str],
+    immp.Optional("quit", "Disconnecting"): str,
+    immp.Optional("accept-invites", False): bool,
+    immp.Optional("colour-nicks", False): bool,
+    immp.Optional("quote-reply-to", True): bool,
+    immp.Optional("send-delay", 0.5): immp.Number,
+    immp.Optional("send-burst", 5): int,
+    immp.Optional("queue-size", 1000): int,
+    immp.Optional("queue-timeout", 60.0): immp.Number,
+    immp.Optional("channel-keys", {}): {str: str},
+    immp.Optional("ping-interval", 60.0): immp.Number,
+    immp.Optional("ping-timeout", 30.0): immp.Number,
+    immp.Optional("reconnect-delay", 2.0): immp.Number,
+    immp.Optional("reconnect-max", 300.0): immp.Number,
+    immp.Optional("rejoin-delay", 5.0): immp.Number,
+    immp.Optional("puppet", False): bool,
+    immp.Optional("puppet-prefix", ""): str,
+})  # fmt: skip
+
+
+def _valid_name(name: str) -> bool:
+    return bool(name) and not name.startswith(":") and not any(c in name for c in " ,\r\n\0\x07")
+
+
+def _server_time(tags: dict[str, str] | None) -> float | None:
+    value = (tags or {}).get("time")
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+class IRCPlug(immp.Plug):
+    """A connection to one IRC server; see the module docstring for its config."""
+
+    schema = SCHEMA
+    network_name = "IRC"
+
+    def __init__(self, name, config, host):
+        super().__init__(name, config, host)
+        c = self.config
+        for key in ("send-delay", "queue-timeout", "ping-interval", "ping-timeout",
+                    "reconnect-delay", "reconnect-max", "rejoin-delay"):  # fmt: skip
+            if c[key] < 0:
+                raise immp.ConfigError("must not be negative", key)
+        for key in ("send-burst", "queue-size"):
+            if c[key] < 1:
+                raise immp.ConfigError("must be at least 1", key)
+        server, user = c["server"], c["user"]
+        if not _valid_name(user["nick"]):
+            raise immp.ConfigError("not a valid nick", "user.nick")
+        sasl = c["sasl"]
+        self.connection = Connection(Settings(
+            host=server["host"],
+            port=server["port"] or (6697 if server["ssl"] else 6667),
+            tls=server["ssl"], verify=server["verify"], ca_file=server["ca-file"],
+            password=server["password"], nick=user["nick"],
+            username=scrub(user["username"] or user["nick"]).replace(" ", "") or "immp",
+            real_name=user["real-name"] or user["nick"],
+            sasl=(sasl["username"], sasl["password"]) if sasl else None,
+            send_delay=c["send-delay"], send_burst=c["send-burst"], queue_size=c["queue-size"],
+            ping_interval=c["ping-interval"], ping_timeout=c["ping-timeout"],
+            reconnect_delay=c["reconnect-delay"], reconnect_max=c["reconnect-max"],
+        ), self, self.log)  # fmt: skip
+        # Message IDs are ours: a per-run prefix and a counter (IRC has no IDs without msgid).
+        self._prefix = secrets.token_hex(3)
+        self._ids = itertools.count(1)
+        # Channels joined because a hook sent there or we were invited (by folded name).
+        self._extra_channels: dict[str, str] = {}
+        # Lines written, awaiting the server's echo-message copy: (folded target, text, id).
+        self._awaiting_echo: deque[tuple[str, str, str]] = deque(maxlen=1000)
+        self._echo_send: trio.MemorySendChannel | None = None
+        if c["puppet"]:
+            self.log.warning("%s: puppets are not supported yet; relaying as the bot", name)
+
+    @property
+    def network_id(self) -> str:
+        return f"irc:{self.config['server']['host']}"
+
+    def _next_id(self) -> str:
+        return f"{self._prefix}-{next(self._ids)}"
+
+    # -- lifetime -------------------------------------------------------------------------------
+
+    async def open(self):
+        self._echo_send, echo_receive = trio.open_memory_channel(ECHO_BUFFER)
+        self.nursery.start_soon(self._echo_worker, echo_receive)
+        self.nursery.start_soon(self.connection.run)
+
+    async def close(self):
+        await self.connection.close(self.config["quit"])
+
+    async def _echo_worker(self, receive: trio.MemoryReceiveChannel) -> None:
+        async with receive:
+            async for sent in receive:
+                await self.queue(sent)
+
+    # -- state helpers --------------------------------------------------------------------------
+
+    @property
+    def _state(self):
+        return self.connection.state
+
+    def _fold(self, name: str) -> str:
+        return self._state.casefold(name)
+
+    def _is_channel_name(self, name: str) -> bool:
+        return name[:1] in (self._state.isupport.chantypes or ["#", "&"])
+
+    def _configured_channels(self) -> dict[str, str]:
+        """Folded name -> source of every channel the plug should be in."""
+        out = {}
+        for channel in self.host.channels.values() if self.host else ():
+            if channel.plug is self and self._is_channel_name(channel.source):
+                out[self._fold(channel.source)] = channel.source
+        out.update(self._extra_channels)
+        return out
+
+    def _channel(self, name: str) -> immp.Channel:
+        """The channel for a name as the server spells it, spelled as configured if it is."""
+        return immp.Channel(self, self._configured_channels().get(self._fold(name), name))
+
+    def _user(self, nick: str, username: str | None = None, hostname: str | None = None,
+              account: str | None = None) -> immp.User:  # fmt: skip
+        known = self._state.users.get(self._fold(nick))
+        if known is not None:
+            username = username or known.username
+            hostname = hostname or known.hostname
+            account = account or known.account
+        if self._state.is_me(nick):
+            username = username or self._state.username
+            hostname = hostname or self._state.hostname
+            account = account or self._state.account
+        ident = account or f"{nick}!{username or '*'}@{hostname or '*'}"
+        return immp.User(id=ident, plug=self, username=nick, raw=known)
+
+    def _line_user(self, line: irctokens.Line) -> immp.User:
+        mask = line.hostmask
+        account = (line.tags or {}).get("account") or None
+        return self._user(mask.nickname, mask.username, mask.hostname, account)
+
+    def _own_mask(self) -> str:
+        state = self._state
+        if self.connection.ready and state.username and state.hostname:
+            return f"{state.nickname}!{state.username}@{state.hostname}"
+        # Unknown while disconnected: allow for a longer alternative nick and any user/host.
+        nick = state.nickname or self.config["user"]["nick"]
+        return guess_mask(nick + "__", None, None)
+
+    # -- the connection's handler contract ------------------------------------------------------
+
+    async def on_ready(self) -> None:
+        for line in self.config["perform"]:
+            line = scrub(line).strip()
+            if line:
+                self.connection.send_priority(line)
+        for source in self._configured_channels().values():
+            self._join(source)
+
+    def _join(self, source: str) -> None:
+        key = self.config["channel-keys"].get(source)
+        params = [source, scrub(key)] if key else [source]
+        self.connection.send_priority(irctokens.build("JOIN", params).format())
+
+    def on_sent(self, item: Outgoing) -> None:
+        if item.meta is None:
+            return
+        channel, ident, text, action = item.meta
+        if "echo-message" in self._state.agreed_caps:
+            self._awaiting_echo.append((self._fold(channel.source), text, ident))
+            return
+        # No echo-message: show hooks what we posted, under the ID put() returned.
+        sent = immp.SentMessage(ident, channel, text=from_irc(text), user=self._self_user(),
+                                action=action)  # fmt: skip
+        try:
+            self._echo_send.send_nowait(sent)
+        except trio.WouldBlock:
+            self.log.warning("Echo buffer full; not showing hooks our own line %r", text[:80])
+
+    def _self_user(self) -> immp.User:
+        return self._user(self._state.nickname or self.config["user"]["nick"])
+
+    def prepare(self, line: irctokens.Line) -> Any:
+        """What the state knows before it takes in ``line``: who leaves which channels."""
+        if line.command in ("QUIT", "NICK") and line.source:
+            nick = line.hostmask.nickname
+            if self._state.is_me(nick):
+                return None
+            known = self._state.users.get(self._fold(nick))
+            user = self._line_user(line)
+            channels = [self._state.channels[c].name for c in known.channels] if known else []
+            return user, channels
+        if line.command == "KICK" and len(line.params) >= 2:
+            return self._user(line.params[1])
+        return None
+
+    async def handle(self, line: irctokens.Line, prepared: Any) -> None:
+        command = line.command
+        if command in ("PRIVMSG", "NOTICE") and len(line.params) >= 2:
+            await self._on_message(line)
+        elif command == "JOIN" and line.params and line.source:
+            if self._state.is_me(line.hostmask.nickname):
+                self.log.info("Joined %s", line.params[0])
+                self.connection.send_priority(irctokens.build("WHO", [line.params[0]]).format())
+            else:
+                await self._event(line, line.params[0], joined=[self._line_user(line)])
+        elif command == "PART" and line.params and line.source:
+            if not self._state.is_me(line.hostmask.nickname):
+                await self._event(line, line.params[0], left=[self._line_user(line)])
+        elif command == "KICK" and len(line.params) >= 2 and line.source:
+            await self._event(line, line.params[0], left=[prepared], user=self._line_user(line))
+            if self._state.is_me(line.params[1]):
+                self.log.warning("Kicked from %s by %s: %s", line.params[0],
+                                 line.hostmask.nickname, line.params[-1])  # fmt: skip
+                self.nursery.start_soon(self._rejoin, line.params[0])
+        elif command == "QUIT" and prepared:
+            user, channels = prepared
+            for name in channels:
+                await self._event(line, name, left=[user])
+        elif command == "NICK" and prepared and line.params:
+            user, channels = prepared
+            text = immp.RichText([immp.Segment(f"is now known as {line.params[0]}")])
+            for name in channels:
+                await self._event(line, name, user=user, text=text, action=True)
+        elif command == "TOPIC" and len(line.params) >= 2 and line.source:
+            await self._event(line, line.params[0], user=self._line_user(line),
+                              title=line.params[1])  # fmt: skip
+        elif command == "INVITE" and len(line.params) >= 2 and line.source:
+            if self.config["accept-invites"] and self._is_channel_name(line.params[1]):
+                self.log.info("Invited to %s by %s; joining", line.params[1],
+                              line.hostmask.nickname)  # fmt: skip
+                self._extra_channels[self._fold(line.params[1])] = line.params[1]
+                self._join(line.params[1])
+        elif command == "474" and len(line.params) >= 2:
+            self.log.warning("Banned from %s; not rejoining", line.params[1])
+            self._extra_channels.pop(self._fold(line.params[1]), None)
+        elif command in ("403", "405", "471", "473", "475", "476", "477") and len(line.params) >= 2:
+            self.log.warning("Cannot join %s: %s", line.params[1], line.params[-1])
+        elif command in ("401", "404", "442") and len(line.params) >= 2:
+            self.log.warning("Cannot send to %s: %s", line.params[1], line.params[-1])
+
+    async def _event(self, line: irctokens.Line, channel_name: str, **fields) -> None:
+        if not self._is_channel_name(channel_name):
+            return
+        ident = (line.tags or {}).get("msgid") or self._next_id()
+        sent = immp.SentMessage(ident, self._channel(channel_name), at=_server_time(line.tags),
+                                raw=line, **fields)  # fmt: skip
+        await self.queue(sent)
+
+    async def _rejoin(self, channel: str) -> None:
+        await trio.sleep(self.config["rejoin-delay"])
+        if self._fold(channel) in self._configured_channels() and self.connection.ready:
+            if not self._state.has_channel(channel):
+                self._join(channel)
+
+    async def _on_message(self, line: irctokens.Line) -> None:
+        if not line.source or "!" not in line.source:
+            return  # server notices
+        nick = line.hostmask.nickname
+        target, text = line.params[0], line.params[1]
+        target = target.lstrip("".join(self._state.isupport.statusmsg or []))
+        own = self._state.is_me(nick)
+        action = False
+        if text.startswith(CTCP):
+            verb, _, args = text.strip(CTCP).partition(" ")
+            if verb.upper() == "ACTION":
+                action, text = True, args
+            else:
+                if line.command == "PRIVMSG" and not own:
+                    self._ctcp_reply(nick, verb.upper(), args)
+                return
+        if self._is_channel_name(target):
+            channel = self._channel(target)
+        else:
+            # A private conversation is known by the other person's nick.
+            channel = immp.Channel(self, target if own else nick)
+        ident = None
+        if own:
+            ident = self._echo_id(target, line.params[1])
+        ident = ident or (line.tags or {}).get("msgid") or self._next_id()
+        user = self._line_user(line)
+        sent = immp.SentMessage(ident, channel, at=_server_time(line.tags), text=from_irc(text),
+                                user=user, action=action, raw=line)  # fmt: skip
+        await self.queue(sent)
+
+    def _echo_id(self, target: str, text: str) -> str | None:
+        folded = self._fold(target)
+        for index, (where, what, ident) in enumerate(self._awaiting_echo):
+            if where == folded and what == text:
+                del self._awaiting_echo[index]
+                return ident
+        return None
+
+    def _ctcp_reply(self, nick: str, verb: str, args: str) -> None:
+        if verb == "VERSION":
+            reply = f"{CTCP}VERSION {VERSION}{CTCP}"
+        elif verb == "PING":
+            reply = f"{CTCP}PING {scrub(args)[:64]}{CTCP}"
+        else:
+            return
+        if not _valid_name(nick):
+            return
+        if not self.connection.send_control(irctokens.build("NOTICE", [nick, reply]).format()):
+            self.log.warning("Too many CTCP requests; not answering %s from %s", verb, nick)
+
+    # -- sending --------------------------------------------------------------------------------
+
+    async def put(self, channel: immp.Channel, msg: immp.Message) -> list[immp.Receipt]:
+        target = channel.source
+        if not _valid_name(target) or any(ord(c) < 32 for c in target):
+            raise immp.PlugError(f"{self.name}: {target!r} is not an IRC channel or nick")
+        if isinstance(msg, immp.SentMessage) and msg.deleted:
+            return []
+        if self._is_channel_name(target) and self._fold(target) not in self._configured_channels():
+            self._extra_channels[self._fold(target)] = target
+            if self.connection.ready:
+                self._join(target)
+        items, receipts = [], []
+        for text, ctcp_action in self._lines(target, msg):
+            ident = self._next_id()
+            wire = f"{CTCP}ACTION {text}{CTCP}" if ctcp_action else text
+            items.append(Outgoing(irctokens.build("PRIVMSG", [target, wire]).format(),
+                                  meta=(channel, ident, wire, ctcp_action)))  # fmt: skip
+            receipts.append(immp.Receipt(ident, channel))
+        # Known as ours before any echo can arrive, however long the lines wait in the queue.
+        for index, receipt in enumerate(receipts):
+            self._echoes.add(receipt, msg, index == 0)
+        try:
+            await self.connection.send(items, self.config["queue-timeout"])
+        except QueueFull as exc:
+            raise immp.PlugError(f"{self.name}: message to {target} not sent, the outgoing "
+                                 f"queue stayed full ({exc})")  # fmt: skip
+        return receipts
+
+    def _lines(self, target: str, msg: immp.Message) -> list[tuple[str, bool]]:
+        """The message as ``(IRC text, whether a CTCP ACTION)`` lines, each within budget."""
+        body = msg.render(name=False, quote_reply=self.config["quote-reply-to"])
+        name = scrub(msg.user.name or "")[:NAME_LIMIT].strip() if msg.user else ""
+        ctcp_action = bool(msg.action and not name and msg.text)
+        prefix = ""
+        if name and (msg.text or msg.attachments):
+            shown = coloured(name) if self.config["colour-nicks"] else name
+            prefix = f"* {shown} " if msg.action else f"<{shown}> "
+        budget = text_budget(self._own_mask(), "PRIVMSG", target, action=ctcp_action)
+        budget -= len(prefix.encode("utf-8"))
+        out = []
+        for line in body.lines():
+            for piece in split_line(line, budget):
+                out.append((prefix + piece, ctcp_action))
+        return out
+
+    # -- channels and users ---------------------------------------------------------------------
+
+    async def user_from_id(self, id: str) -> immp.User | None:
+        if "!" in id:
+            nick = id.partition("!")[0]
+            user = self._user(nick)
+            return user if user.id == id else immp.User(id=id, plug=self, username=nick)
+        for known in self._state.users.values():
+            if known.account == id:
+                return self._user(known.nickname)
+        return None
+
+    async def user_from_username(self, username: str) -> immp.User | None:
+        known = self._state.users.get(self._fold(username))
+        if known is None and not self._state.is_me(username):
+            return None
+        return self._user(known.nickname if known else username)
+
+    async def user_is_system(self, user: immp.User) -> bool:
+        if user.username and self._state.nickname and self._state.is_me(user.username):
+            return True
+        return user == self._self_user()
+
+    async def public_channels(self) -> list[immp.Channel]:
+        return [self._channel(c.name) for c in self._state.channels.values()]
+
+    async def private_channels(self) -> list[immp.Channel] | None:
+        return None
+
+    async def channel_for_user(self, user: immp.User) -> immp.Channel | None:
+        return immp.Channel(self, user.username) if user.username else None
+
+    async def channel_is_private(self, channel: immp.Channel) -> bool:
+        return not self._is_channel_name(channel.source)
+
+    async def channel_title(self, channel: immp.Channel) -> str | None:
+        if not self._is_channel_name(channel.source):
+            return channel.source
+        state = self._state.get_channel(channel.source)
+        return state.topic if state else None
+
+    async def channel_members(self, channel: immp.Channel) -> list[immp.User] | None:
+        if not self._is_channel_name(channel.source):
+            return [self._self_user(), self._user(channel.source)]
+        state = self._state.get_channel(channel.source)
+        if state is None:
+            return None
+        return [self._user(member.nickname) for member in state.users.values()]
+
+    async def channel_admins(self, channel: immp.Channel) -> list[immp.User] | None:
+        state = self._state.get_channel(channel.source)
+        if state is None:
+            return None
+        # Half-ops and above: founders (q), admins (a), ops (o), half-ops (h).
+        return [self._user(member.nickname) for member in state.users.values()
+                if member.modes & {"q", "a", "o", "h"}]  # fmt: skip
