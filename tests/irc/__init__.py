@@ -1,0 +1,1 @@
+"""Tests of the IRC plug against a real ngircd."""
