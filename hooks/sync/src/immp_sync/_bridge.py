@@ -1,0 +1,341 @@
+"""
+What the sync and forward hooks share: the path of one message from the channel it was posted
+in to the copies on every target, and what keeps copies from being copied again.
+
+The path of one message::
+
+    on_receive(sent, source, primary)
+      -> route: the targets of the channel (cached)
+      -> skip echoes of copies and messages already known (no loops, no duplicates)
+      -> an entry in the copy map, so that edits, deletions and replies find the copies
+      -> each target's queue -> Target.run (one worker per target, in order)
+         -> deliver: build the copy (author, reply), then send, edit or delete it
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+import immp
+
+from ._copies import Copies, CopyMap, MemoryCopyMap
+from ._fanout import Target
+from ._names import NameStyle, compile_template
+
+if TYPE_CHECKING:
+    from ._plug import SyncPlug
+
+# Per-plug overrides allowed under ``plugs``, and the type each must have.
+PLUG_OPTIONS = {
+    "joins": bool,
+    "renames": bool,
+    "reset-author": bool,
+    "name-format": (str, type(None)),
+    "strip-name-emoji": bool,
+}
+
+# How long closing a hook waits for queued copies to go out.
+DRAIN_TIMEOUT = 5.0
+
+# Channel titles cached for name-format, at most this many (cleared when full).
+TITLE_CACHE = 1024
+
+
+class SyncedMessage(immp.Message):
+    """
+    A copy made by a sync or forward hook. When a network echoes it, no sync or forward hook
+    copies it again: this is what makes bridges that share channels loop-free.
+    """
+
+    __slots__ = ()
+
+
+def _template(value: Any) -> Any:
+    if value is not None:
+        if not isinstance(value, str):
+            raise ValueError("not a string")
+        compile_template(value)
+    return value
+
+
+def _plug_overrides(value: Any) -> dict[str, dict[str, Any]]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError("expected a mapping of plug name to options")
+    for plug, options in value.items():
+        if not isinstance(options, dict):
+            raise ValueError(f"{plug}: expected a mapping of options")
+        for key, item in options.items():
+            if key not in PLUG_OPTIONS:
+                known = ", ".join(PLUG_OPTIONS)
+                raise ValueError(f"{plug}.{key}: unknown option (known: {known})")
+            if not isinstance(item, PLUG_OPTIONS[key]):
+                raise ValueError(f"{plug}.{key}: wrong type {type(item).__name__}")
+            if key == "name-format":
+                _template(item)
+    return value
+
+
+def _positive(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError("must be a positive integer")
+    return value
+
+
+#: Config keys common to both hooks (the name options, and the limits of the machinery).
+COMMON_SCHEMA = {
+    immp.Optional("joins", True): bool,
+    immp.Optional("renames", True): bool,
+    immp.Optional("edits", True): bool,
+    immp.Optional("reset-author", False): bool,
+    immp.Optional("name-format", None): immp.Nullable(immp.Check(_template, "a Jinja2 template")),
+    immp.Optional("strip-name-emoji", False): bool,
+    immp.Optional("plugs", {}): immp.Check(_plug_overrides, "per-plug options"),
+    immp.Optional("history", 10_000): immp.Check(_positive, "a positive integer"),
+    immp.Optional("queue-size", 1000): immp.Check(_positive, "a positive integer"),
+    immp.Optional("send-timeout", 30.0): immp.Nullable(immp.Number),
+}
+
+
+class Options:
+    """The options that apply to copies sent to one plug (the hook's, with its overrides)."""
+
+    __slots__ = ("joins", "renames", "style")
+
+    def __init__(self, config: dict[str, Any], plug: str):
+        over = config["plugs"].get(plug) or {}
+
+        def get(key):
+            return over[key] if key in over else config[key]
+
+        self.joins = get("joins")
+        self.renames = get("renames")
+        self.style = NameStyle(get("name-format"), get("reset-author"), get("strip-name-emoji"))
+
+    def accepts(self, sent: immp.Message) -> bool:
+        if (sent.joined or sent.left) and not self.joins:
+            return False
+        return not (sent.title is not None and not self.renames)
+
+
+class Route:
+    """Where messages from one channel go: ``targets``; ``label`` is for name templates."""
+
+    __slots__ = ("channel", "label", "targets")
+
+    def __init__(self, channel: immp.Channel, label: str, targets: tuple[Target, ...]):
+        self.channel = channel
+        self.label = label
+        self.targets = targets
+
+
+class BridgeHook(immp.Hook):
+    """
+    Base of :class:`~immp_sync.SyncHook` and :class:`~immp_sync.ForwardHook`: subclasses say
+    which channels go where by implementing :meth:`route`; everything else is here.
+    """
+
+    def __init__(self, name, config, host, priority=None):
+        super().__init__(name, config, host, priority)
+        #: The message -> copies map; replace it (before open) to keep it elsewhere.
+        self.copies: CopyMap = MemoryCopyMap(self.config["history"])
+        # Also fails early (with the key) on a template that does not compile.
+        self._options: dict[str, Options] = {"": Options(self.config, "")}
+        self._targets: dict[immp.Channel, Target] = {}
+        self._titles: dict[immp.Channel, str | None] = {}
+        #: The virtual plug (sync hooks with ``plug`` set); copies to it are announced on it.
+        self.plug: SyncPlug | None = None
+
+    async def close(self) -> None:
+        # Let what is queued go out (each send still has its timeout), within a limit.
+        targets = list(self._targets.values())
+        self._retire_targets(set())
+        with trio.move_on_after(DRAIN_TIMEOUT):
+            for target in targets:
+                await target.done.wait()
+
+    # -- routes and targets -----------------------------------------------------------------
+
+    async def route(self, channel: immp.Channel) -> Route | None:
+        """Where messages posted in ``channel`` go, or ``None`` if it is not a source."""
+        raise NotImplementedError
+
+    def _options_for(self, plug: immp.Plug) -> Options:
+        options = self._options.get(plug.name)
+        if options is None:
+            options = self._options[plug.name] = Options(self.config, plug.name)
+        return options
+
+    def _target(self, channel: immp.Channel) -> Target:
+        """The target for ``channel``, started in the hook's nursery if new."""
+        target = self._targets.get(channel)
+        if target is None:
+            name = self.host.named_channel(channel) or f"{channel.plug.name}:{channel.source}"
+            timeout = self.config["send-timeout"]
+            target = Target(
+                channel,
+                name,
+                self.config["queue-size"],
+                math.inf if timeout is None else timeout,
+                self._deliver,
+                self.log,
+            )
+            target.options = self._options_for(channel.plug)
+            self._targets[channel] = target
+            self.nursery.start_soon(target.run)
+        return target
+
+    def _retire_targets(self, keep: set[immp.Channel]) -> None:
+        """Close the targets no route uses any more (their queued jobs still go out)."""
+        for channel in [c for c in self._targets if c not in keep]:
+            self._targets.pop(channel).close()
+
+    def _reset_options(self) -> None:
+        self._options = {}
+        self._titles = {}
+        for target in self._targets.values():
+            target.options = self._options_for(target.channel.plug)
+
+    # -- receiving --------------------------------------------------------------------------
+
+    async def on_receive(self, sent: immp.SentMessage, source: immp.Message, primary: bool):
+        if not primary:
+            return  # the later parts of a message the network split
+        if sent is not source and isinstance(source, SyncedMessage) and not sent.deleted:
+            # The echo of a copy: copies are never copied again. (A deletion of a copy, which
+            # the network reports under the copy's ID, still goes to the origin and the others.)
+            return
+        route = await self.route(sent.channel)
+        if route is None or not self.wanted(sent):
+            return
+        await self.sync(route, sent)
+
+    def wanted(self, sent: immp.SentMessage) -> bool:
+        """Whether to copy this message at all (the forward hook filters authors)."""
+        return True
+
+    def _copied_elsewhere(self, channel: immp.Channel, id: str) -> bool:
+        """Whether another sync or forward hook made this message as a copy."""
+        for hook in self.host.hooks.values():
+            if hook is not self and isinstance(hook, BridgeHook):
+                copies = hook.copies.find(channel, id)
+                if copies is not None and not copies.is_origin(channel, id):
+                    return True
+        return False
+
+    async def sync(self, route: Route, sent: immp.SentMessage) -> None:
+        """Pass a message posted in ``route.channel`` on to every target."""
+        channel = route.channel
+        copies = self.copies.find(channel, sent.id)
+        if sent.deleted or sent.edited:
+            if not self.config["edits"]:
+                return
+            if sent.deleted:
+                if copies is None or copies.deleted:
+                    return  # nothing was copied, or our own deletion of a copy came back
+                copies.deleted = True
+            elif copies is not None and not copies.is_origin(channel, sent.id):
+                return  # our own edit of a copy came back
+        elif copies is not None or self._copied_elsewhere(channel, sent.id):
+            return  # a copy the network did not flag as an echo, or a repeated delivery
+        if copies is None:
+            # New, or an edit of a message the map forgot: from here on it is new.
+            copies = Copies(channel, sent.id)
+            self.copies.add(copies)
+        if sent.title is not None:
+            self._titles[channel] = sent.title
+        job = (sent, copies, route)
+        for target in route.targets:
+            if target.options.accepts(sent):
+                await target.put(job)
+
+    # -- sending ----------------------------------------------------------------------------
+
+    async def _deliver(self, target: Target, job: tuple) -> None:
+        sent, copies, route = job
+        channel = target.channel
+        plug = channel.plug
+        ids = copies.ids.get(channel)
+        if sent.deleted:
+            if not ids:
+                return
+            if plug is self.plug:
+                await self.plug.announce_delete(channel, ids[0])
+            elif plug.can_delete:
+                for id in ids:
+                    await plug.delete(immp.Receipt(id, channel))
+            return
+        msg = await self._copy(target, sent, route)
+        if sent.edited and ids:
+            if plug is self.plug:
+                await self.plug.announce(channel, msg, id=ids[0])
+                return
+            if plug.can_edit:
+                await plug.edit(immp.Receipt(ids[0], channel), msg)
+                return
+            # Otherwise the edit goes out as a new message, marked edited.
+        if plug is self.plug:
+            receipts = await self.plug.announce(channel, msg)
+        else:
+            receipts = await channel.send(msg)
+        if receipts and not ids:
+            self.copies.add_copy(copies, channel, tuple(r.id for r in receipts))
+
+    async def _copy(self, target: Target, sent: immp.SentMessage, route: Route) -> SyncedMessage:
+        style = target.options.style
+        if style.plain:
+            author = sent.user
+        else:
+            context = {
+                "title": await self._title(route.channel),
+                "plug": route.channel.plug,
+                "channel": route.channel,
+                "label": route.label,
+            }
+            author = style.author(sent.user, context)
+        reply = sent.reply_to
+        if reply is not None:
+            reply = self._reply_on(target.channel, reply)
+        return SyncedMessage(
+            sent.text,
+            author,
+            action=sent.action,
+            edited=sent.edited,
+            reply_to=reply,
+            joined=sent.joined,
+            left=sent.left,
+            title=sent.title,
+            attachments=sent.attachments,
+        )
+
+    def _reply_on(self, channel: immp.Channel, reply: immp.Message) -> immp.Message:
+        """What a copy on ``channel`` replies to: the copy there of the message replied to."""
+        if isinstance(reply, immp.SentMessage):
+            copies = self.copies.find(reply.channel, reply.id)
+            ids = copies.ids.get(channel) if copies is not None else None
+            if ids:
+                return immp.SentMessage(
+                    ids[0], channel, text=reply.text, user=reply.user, action=reply.action
+                )
+            if reply.channel == channel:
+                return reply
+            # No copy there: keep the content (a plug can quote it) but no foreign ID.
+            return immp.Message(reply.text, reply.user, action=reply.action)
+        return reply
+
+    async def _title(self, channel: immp.Channel) -> str | None:
+        if channel in self._titles:
+            return self._titles[channel]
+        try:
+            title = await channel.title()
+        except Exception as exc:
+            self.log.warning("No title for %r: %s", channel, exc)
+            title = None
+        if len(self._titles) >= TITLE_CACHE:
+            self._titles.clear()
+        self._titles[channel] = title
+        return title

@@ -1,0 +1,87 @@
+"""The forward hook: one-way copies from channels and groups to other channels."""
+
+from __future__ import annotations
+
+import immp
+
+from ._bridge import COMMON_SCHEMA, BridgeHook, Route
+
+SCHEMA = immp.Schema({
+    immp.Optional("channels", {}): {immp.Ref("channel"): [immp.Ref("channel")]},
+    immp.Optional("groups", {}): {immp.Ref("group"): [immp.Ref("channel")]},
+    immp.Optional("users", None): immp.Nullable([str]),
+    **COMMON_SCHEMA,
+})  # fmt: skip
+
+# Routes are worked out per source channel on first use (group membership is asynchronous);
+# at most this many are cached (cleared when full, since groups can match any channel).
+ROUTE_CACHE = 1024
+
+_UNKNOWN = object()
+
+
+class ForwardHook(BridgeHook):
+    """
+    Copies messages one way: from each channel in ``channels``, and each channel of a group in
+    ``groups``, to the channels listed for it; ``users`` limits which authors are forwarded.
+    """
+
+    schema = SCHEMA
+
+    def __init__(self, name, config, host, priority=None):
+        super().__init__(name, config, host, priority)
+        self._routes: dict[immp.Channel, Route | None] = {}
+        users = self.config["users"]
+        self._users = None if users is None else set(users)
+
+    async def on_config_change(self, source: object) -> None:
+        if source is self:
+            self._reset_options()
+            users = self.config["users"]
+            self._users = None if users is None else set(users)
+        self._routes = {}
+        if self.state is immp.OpenState.active:
+            keep = set()
+            for names in [*self.config["channels"].values(), *self.config["groups"].values()]:
+                keep.update(c for c in map(self.host.channels.get, names) if c is not None)
+            self._retire_targets(keep)
+
+    def wanted(self, sent: immp.SentMessage) -> bool:
+        if self._users is None or sent.deleted:
+            return True
+        return sent.user is not None and sent.user.id in self._users
+
+    async def route(self, channel: immp.Channel) -> Route | None:
+        route = self._routes.get(channel, _UNKNOWN)
+        if route is _UNKNOWN:
+            route = await self._work_out(channel)
+            if len(self._routes) >= ROUTE_CACHE:
+                self._routes.clear()
+            self._routes[channel] = route
+        return route
+
+    async def _work_out(self, channel: immp.Channel) -> Route | None:
+        channels = self.host.channels
+        names: list[str] = []
+        label = None
+        for source, targets in self.config["channels"].items():
+            if channels.get(source) == channel:
+                names.extend(targets)
+                label = source
+        for group_name, targets in self.config["groups"].items():
+            group = self.host.groups.get(group_name)
+            if group is not None and await group.has_channel(channel):
+                names.extend(targets)
+        found: list[immp.Channel] = []
+        for name in names:
+            target = channels.get(name)
+            if target is None:
+                self.log.warning("No channel named %r to forward to", name)
+            elif target != channel and target not in found:
+                found.append(target)
+        if not found:
+            return None
+        if label is not None:
+            channel = channels[label]  # keep the configured object, not the message's copy
+        label = label or self.host.named_channel(channel) or channel.source
+        return Route(channel, label, tuple(self._target(c) for c in found))
