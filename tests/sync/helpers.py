@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import trio
 import trio.testing
-from immp_demo.plug import DemoPlug
 
 import immp
+from immp_demo.plug import DemoPlug
 
 
 class Recorder(immp.Hook):

@@ -74,8 +74,8 @@ class Target:
                 return
             self.stuck = True
             self.log.warning(
-                "Target %s is stuck (its full queue held up the bridge for %ss): dropping "
-                "messages for it until it catches up",
+                "Target %s is stuck (its full queue held up the bridge for %ss): "
+                "dropping messages for it until it catches up",
                 self.name,
                 FULL_WAIT,
             )
