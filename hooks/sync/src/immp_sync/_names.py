@@ -52,11 +52,11 @@ def strip_emoji(text: str) -> str:
 
 
 def compile_template(source: str) -> jinja2.Template:
-    """Compile a ``name-format``; raises :class:`immp.ConfigError` if it does not parse."""
+    """Compile a ``name-format``; raises :class:`ValueError` if it does not parse."""
     try:
         return _ENVIRONMENT.from_string(source)
     except jinja2.TemplateSyntaxError as exc:
-        raise immp.ConfigError(f"bad template: {exc.message} (line {exc.lineno})", "name-format")
+        raise ValueError(f"bad template: {exc.message} (line {exc.lineno})")
 
 
 class NameStyle:
