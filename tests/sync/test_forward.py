@@ -73,7 +73,7 @@ async def test_forward_edits_and_forward_into_a_bridge_is_not_looped():
         await host.plugs["b"].receive("chat in the bridge")
         await host.plugs["c"].wait_puts(1)
         await settle()
-    first, edit = (msg for _, msg in host.plugs["b"].puts)
+    _first, edit = (msg for _, msg in host.plugs["b"].puts)
     assert str(edit.text) == "final" and edit.edited
     # The forwarded copy is not synced on (a copy is never copied again); chat still is.
     assert texts(host.plugs["c"]) == ["chat in the bridge"]

@@ -16,7 +16,7 @@ def bridged_host(**config):
 
 
 async def test_virtual_plug_sees_the_whole_bridge_as_one_channel():
-    host, hook = bridged_host(plug="bridge", titles={"main": "Main room"})
+    host, _hook = bridged_host(plug="bridge", titles={"main": "Main room"})
     recorder = host.add_hook(Recorder(host=host))
     async with running(host):
         plug = host.plugs["bridge"]
@@ -35,7 +35,7 @@ async def test_virtual_plug_sees_the_whole_bridge_as_one_channel():
 
 
 async def test_sending_into_the_virtual_channel_reaches_every_channel():
-    host, hook = bridged_host(plug="bridge")
+    host, _hook = bridged_host(plug="bridge")
     async with running(host):
         channel = immp.Channel(host.plugs["bridge"], "main")
         receipts = await channel.send(immp.Message("announcement"))
@@ -61,7 +61,7 @@ async def test_reply_from_the_virtual_channel_points_at_each_copy():
             if sent.channel.plug.name == "bridge" and str(sent.text) == "ping?":
                 await sent.channel.send(immp.Message("pong", reply_to=sent))
 
-    host, hook = bridged_host(plug="bridge")
+    host, _hook = bridged_host(plug="bridge")
     host.add_hook(Answer("answer", {}, host))
     recorder = host.add_hook(Recorder(host=host))
     async with running(host):
