@@ -83,6 +83,9 @@ class Host:
         self._config_listeners: list[Callable[[object], None]] = []
         self._loaded = False
         self.ready = trio.Event()
+        # Set once run() has tried to open every hook: until then plugs' pumps hold received
+        # messages in their bounded inboxes, so that no hook misses what arrives at startup.
+        self._hooks_opened = trio.Event()
 
     # -- the namespace --------------------------------------------------------------------------
 
@@ -192,6 +195,7 @@ class Host:
         if self._nursery is not None:
             raise RuntimeError("host is already running")
         self._quit = trio.Event()
+        self._hooks_opened = trio.Event()
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -205,6 +209,7 @@ class Host:
                         for item in phase:
                             if item.state is not OpenState.disabled:
                                 opening.start_soon(self.start, item.name)
+                self._hooks_opened.set()
                 opened = [h for h in self._active_hooks()]
                 async with trio.open_nursery() as readying:
                     for hook in opened:
@@ -314,6 +319,7 @@ class Host:
         return [h for h in self.hooks.values() if h.state is OpenState.active]
 
     async def _pump(self, plug: Plug, receive: trio.MemoryReceiveChannel) -> None:
+        await self._hooks_opened.wait()
         async with receive:
             async for sent in receive:
                 await self.process(plug, sent)
