@@ -88,6 +88,12 @@ class ToolHook(immp.Hook):
         await self.answer(msg, "whole", text=f"whole from {msg.channel.plug.name}")
 
 
+class WatchHook(immp.Hook):
+    """A hook whose config names a channel, as the sync hook's does."""
+
+    schema = immp.Schema({"channel": immp.Ref("channel")})
+
+
 class VirtualPlug(immp.Plug):
     """A plug with no network of its own, like the sync hook's bridge plug."""
 

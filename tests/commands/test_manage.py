@@ -1,0 +1,157 @@
+"""The admin commands that look at and change the running host, and what they write back."""
+
+from __future__ import annotations
+
+import immp
+from tests.conftest import running
+
+from .helpers import WatchHook, plugins
+from .test_commands import ask, make_host, people
+
+ADMINS = {"admins": {"a": ["admin-1"]}}
+
+
+def watch(host: immp.Host) -> list[tuple[object, dict, int]]:
+    """Record each config change: its source, the config as written then, and a's put count."""
+    changes = []
+    host.on_config_change(lambda source: changes.append(
+        (source, immp.dump_config(host, plugins()), host.plugs["a"].put_count)))  # fmt: skip
+    return changes
+
+
+def reload(config: dict) -> immp.Host:
+    return immp.build_host(config, plugins=plugins())
+
+
+async def test_listing_plugs_hooks_and_channels():
+    host = make_host(ADMINS, channels={"room": {"plug": "a", "source": "room"}})
+    admin, _ = people(host)
+    async with running(host):
+        a = host.plugs["a"]
+        await host.stop("b", disable=True)
+        [plugs] = await ask(a, "!plugs", admin)
+        [hooks] = await ask(a, "!hooks", admin)
+        [channels] = await ask(a, "!channels", admin)
+    assert plugs == "Plugs:\n  a (demo): active\n  b (demo): disabled"
+    assert hooks.splitlines() == [
+        "Hooks:",
+        "  commands (commands): active",
+        "  tools (tests.commands.helpers.ToolHook): active",
+    ]
+    assert channels == "Channels:\n  room: a room"
+
+
+async def test_disable_enable_restart_a_plug_take_effect_and_are_written_before_the_answer():
+    host = make_host(ADMINS)
+    admin, _ = people(host)
+    changes = watch(host)
+    async with running(host):
+        a, b = host.plugs["a"], host.plugs["b"]
+        assert await ask(a, "!disable b", admin) == ["Disabled plug b."]
+        assert b.state is immp.OpenState.disabled
+        source, written, puts_then = changes[-1]
+        assert source is b and written["plugs"]["b"]["enabled"] is False
+        assert puts_then == a.put_count - 1  # written before the answer was sent
+        assert reload(written).plugs["b"].state is immp.OpenState.disabled
+
+        assert await ask(a, "!restart b", admin) == ["plug b is disabled: enable it instead."]
+        assert await ask(a, "!enable b", admin) == ["Enabled plug b: active."]
+        assert b.state is immp.OpenState.active
+        assert "enabled" not in changes[-1][1]["plugs"]["b"]
+        assert await ask(a, "!enable b", admin) == ["plug b is already running."]
+
+        await b.receive("before restart")
+        assert await ask(a, "!restart b", admin) == ["Restarted plug b: running."]
+        assert b.state is immp.OpenState.active
+    assert len(changes) == 2
+
+
+async def test_disable_and_enable_a_hook_removes_and_restores_its_commands():
+    host = make_host(ADMINS)
+    admin, alice = people(host)
+    async with running(host):
+        a = host.plugs["a"]
+        assert await ask(a, "!disable tools", admin) == ["Disabled hook tools."]
+        [help_text] = await ask(a, "!help", alice)
+        assert "!ping" not in help_text
+        assert await ask(a, "!enable tools", admin) == ["Enabled hook tools: active."]
+        assert await ask(a, "!ping", alice) == ["pong"]
+        assert await ask(a, "!restart tools", admin) == ["Restarted hook tools: running."]
+        assert await ask(a, "!ping", alice) == ["pong"]
+
+
+async def test_the_commands_hook_cannot_switch_itself_off_and_unknown_names_are_told():
+    host = make_host(ADMINS)
+    admin, _ = people(host)
+    changes = watch(host)
+    async with running(host):
+        a = host.plugs["a"]
+        for verb in ("disable", "restart", "enable"):
+            assert await ask(a, f"!{verb} commands", admin) == [
+                f"The commands hook cannot {verb} itself from chat."
+            ]
+        assert await ask(a, "!disable nosuch", admin) == ["No plug or hook named 'nosuch'."]
+        assert await ask(a, "!disable", admin) == ["missing <name>; usage: !disable <name>"]
+        assert host.hooks["commands"].state is immp.OpenState.active
+    assert changes == []
+
+
+async def test_adding_and_removing_named_channels():
+    host = make_host(ADMINS, channels={"room": {"plug": "a", "source": "room"}},
+                     groups={"main": {"channels": ["room"]}})  # fmt: skip
+    admin, _ = people(host)
+    changes = watch(host)
+    async with running(host):
+        a = host.plugs["a"]
+        assert await ask(a, "!channel-add side b side-room", admin) == [
+            "Added channel side: b side-room."
+        ]
+        assert host.channels["side"] == immp.Channel(host.plugs["b"], "side-room")
+        written = changes[-1][1]
+        assert written["channels"]["side"] == {"plug": "b", "source": "side-room"}
+        assert reload(written).channels["side"].source == "side-room"
+
+        assert await ask(a, "!channel-add side a x", admin) == [
+            "The name 'side' is already used by a channel."
+        ]
+        assert await ask(a, "!channel-add main a x", admin) == [
+            "The name 'main' is already used by a group."
+        ]
+        assert await ask(a, "!channel-add other nope x", admin) == ["No plug named 'nope'."]
+        assert await ask(a, "!channel-add other a", admin) == [
+            "missing <source>; usage: !channel-add <name> <plug> <source>"
+        ]
+
+        assert await ask(a, "!channel-remove room", admin) == [
+            "Channel room is still used by groups.main.channels[0]."
+        ]
+        assert await ask(a, "!channel-remove nope", admin) == ["No channel named 'nope'."]
+        assert await ask(a, "!channel-remove side", admin) == ["Removed channel side."]
+        assert "side" not in host.channels
+        written = changes[-1][1]
+        assert "side" not in written["channels"] and "room" in written["channels"]
+        reload(written)
+    assert len(changes) == 2
+
+
+async def test_a_channel_used_by_a_hook_config_cannot_be_removed():
+    host = make_host(ADMINS, channels={"room": {"plug": "a", "source": "room"}})
+    host.add_hook(WatchHook("watch", {"channel": "room"}, host))
+    admin, _ = people(host)
+    async with running(host):
+        assert await ask(host.plugs["a"], "!channel-remove room", admin) == [
+            "Channel room is still used by hooks.watch.config.channel."
+        ]
+    assert "room" in host.channels
+
+
+async def test_management_commands_are_admin_only():
+    host = make_host(ADMINS)
+    _, alice = people(host)
+    async with running(host):
+        a = host.plugs["a"]
+        for line in ("!plugs", "!hooks", "!channels", "!enable b", "!disable b", "!restart b",
+                     "!channel-add x a y", "!channel-remove x"):  # fmt: skip
+            name = line.split()[0]
+            assert await ask(a, line, alice) == [f"{name} is for admins only."]
+        assert host.plugs["b"].state is immp.OpenState.active
