@@ -5,7 +5,7 @@ hook made of it, looked up by any of them, so that edits, deletions and replies 
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import deque
 
 import immp
 
@@ -17,13 +17,15 @@ class Copies:
     several messages has several IDs, first part first.
     """
 
-    __slots__ = ("deleted", "ids", "origin")
+    __slots__ = ("deleted", "forgotten", "ids", "origin")
 
     def __init__(self, channel: immp.Channel, id: str):
         self.origin = (channel, id)
         self.ids: dict[immp.Channel, tuple[str, ...]] = {channel: (id,)}
         #: Set once a deletion was passed on, so that echoes of our own deletions stop there.
         self.deleted = False
+        #: Set when a map forgot this entry (nothing points at it any more).
+        self.forgotten = False
 
     def is_origin(self, channel: immp.Channel, id: str) -> bool:
         return self.origin[1] == id and self.origin[0] == channel
@@ -62,8 +64,7 @@ class MemoryCopyMap(CopyMap):
 
     def __init__(self, size: int):
         self.size = size
-        # Entries by identity, oldest first (the values are unused).
-        self._entries: OrderedDict[Copies, None] = OrderedDict()
+        self._entries: deque[Copies] = deque()  # oldest first
         # channel -> id -> entry; nested so that a lookup builds no tuple.
         self._index: dict[immp.Channel, dict[str, Copies]] = {}
 
@@ -77,20 +78,20 @@ class MemoryCopyMap(CopyMap):
     def add(self, copies: Copies) -> None:
         channel, id = copies.origin
         self._index.setdefault(channel, {})[id] = copies
-        self._entries[copies] = None
+        self._entries.append(copies)
         while len(self._entries) > self.size:
-            old, _ = self._entries.popitem(last=False)
-            self._forget(old)
+            self._forget(self._entries.popleft())
 
     def add_copy(self, copies: Copies, channel: immp.Channel, ids: tuple[str, ...]) -> None:
         copies.ids[channel] = ids
-        if copies not in self._entries:
+        if copies.forgotten:
             return  # already forgotten: nothing may point at it any more
         index = self._index.setdefault(channel, {})
         for id in ids:
             index[id] = copies
 
     def _forget(self, copies: Copies) -> None:
+        copies.forgotten = True
         for channel, ids in copies.ids.items():
             index = self._index.get(channel)
             if index is None:

@@ -94,38 +94,48 @@ class Target:
             self.done.set()
 
     async def _work(self) -> None:
+        # One cancel scope serves many jobs: its deadline is set for each send and cleared
+        # while waiting for the next job (a fresh scope per message costs more than the send).
         async with self._receive:
-            async for job in self._receive:
-                with trio.move_on_after(self.timeout) as scope:
-                    try:
-                        await self._deliver(self, job)
-                    except Exception as exc:
-                        # A plug's own error says enough; anything else gets a traceback.
-                        trace = None if isinstance(exc, immp.PlugError) else exc
-                        self.log.error(
-                            "Sending to %s failed: %s: %s",
-                            self.name,
-                            type(exc).__name__,
-                            exc,
-                            exc_info=trace,
-                        )
-                if scope.cancelled_caught:
-                    self.log.warning("Sending to %s timed out after %ss", self.name, self.timeout)
-                if self._receive.statistics().current_buffer_used:
-                    continue
-                self._waited = 0.0
-                if self.stuck:
-                    self.log.warning(
-                        "Target %s caught up; %d messages for it were dropped "
-                        "while its queue was full",
-                        self.name,
-                        self._dropped_now,
-                    )
-                    self.stuck = False
-                    self._dropped_now = 0
+            while True:
+                with trio.CancelScope() as scope:
+                    async for job in self._receive:
+                        scope.deadline = trio.current_time() + self.timeout
+                        try:
+                            await self._deliver(self, job)
+                        except Exception as exc:
+                            # A plug's own error says enough; anything else gets a traceback.
+                            trace = None if isinstance(exc, immp.PlugError) else exc
+                            self.log.error(
+                                "Sending to %s failed: %s: %s",
+                                self.name,
+                                type(exc).__name__,
+                                exc,
+                                exc_info=trace,
+                            )
+                        scope.deadline = math.inf
+                        if self.stuck or self._waited:
+                            self._check_caught_up()
+                    break  # the queue was closed and is empty
+                self.log.warning("Sending to %s timed out after %ss", self.name, self.timeout)
+                if self.stuck or self._waited:
+                    self._check_caught_up()
         if self._dropped_now:
             self.log.warning(
                 "Target %s closed; %d messages for it were dropped while its queue was full",
                 self.name,
                 self._dropped_now,
             )
+
+    def _check_caught_up(self) -> None:
+        if self._receive.statistics().current_buffer_used:
+            return
+        self._waited = 0.0
+        if self.stuck:
+            self.log.warning(
+                "Target %s caught up; %d messages for it were dropped while its queue was full",
+                self.name,
+                self._dropped_now,
+            )
+            self.stuck = False
+            self._dropped_now = 0
