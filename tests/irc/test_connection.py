@@ -1,0 +1,216 @@
+"""Flood control, reconnection, TLS, server passwords, SASL and keepalive."""
+
+from __future__ import annotations
+
+import base64
+import logging
+
+import pytest
+import trio
+
+import immp
+from tests.ngircd import NgircdServer, RawClient, parse_privmsg
+
+from .conftest import irc_host, plug_config
+
+log = logging.getLogger(__name__)
+
+
+@pytest.mark.slow
+async def test_burst_of_500_arrives_complete_in_order_without_flood_kick(ngircd_available,
+                                                                          tmp_path):  # fmt: skip
+    # ngircd's penalties only slow a client down (it took about three minutes for 500 lines
+    # with them on, and no disconnect); off here to keep the suite fast.
+    async with NgircdServer.running(tmp_path) as server:
+        async with RawClient.connected(server.port, "alice") as alice:
+            await alice.join("#test")
+            config = plug_config(server.port, **{"send-delay": 0.01, "send-burst": 5})
+            async with irc_host(config) as (host, plug, _):
+                await alice.expect(":bot!", "JOIN", "#test")
+                start = trio.current_time()
+                for n in range(500):
+                    await host.channels["chan0"].send(immp.Message(f"message {n}"))
+                lines = await alice.collect("PRIVMSG", 500, timeout=120)
+                log.warning("burst of 500: %.2fs", trio.current_time() - start)
+                assert [parse_privmsg(ln)[2] for ln in lines] == [
+                    f"message {n}" for n in range(500)
+                ]
+                assert plug.connection.registrations == 1  # never disconnected
+                await alice.send("NAMES #test")
+                assert "bot" in await alice.expect(" 353 ", "#test")
+
+
+async def test_server_killed_and_restarted_mid_stream_loses_nothing(ngircd_available, tmp_path):
+    async with NgircdServer.running(tmp_path) as server:
+        config = plug_config(server.port, **{"send-delay": 0.02, "reconnect-delay": 1.0})
+        async with irc_host(config) as (host, plug, _):
+            received: list[str] = []
+            alice_cm = RawClient.connected(server.port, "alice")
+            alice = await alice_cm.__aenter__()
+            await alice.join("#test")
+            await alice.expect(":bot!", "JOIN", "#test")
+            for n in range(60):
+                await host.channels["chan0"].send(immp.Message(f"m{n}"))
+            # Some lines are through, many still queued: now the server dies.
+            received += [parse_privmsg(ln)[2] for ln in await alice.collect("PRIVMSG", 5)]
+            await server.restart(kill=True)
+            try:
+                received += [parse_privmsg(ln)[2] for ln in await alice.quiet(0.2)
+                             if " PRIVMSG " in ln]  # fmt: skip
+            except EOFError:
+                pass
+            await alice_cm.__aexit__(None, None, None)
+            for n in range(60, 80):  # sent while the bot is disconnected
+                await host.channels["chan0"].send(immp.Message(f"m{n}"))
+            async with RawClient.connected(server.port, "alice") as alice:
+                await alice.join("#test")
+                await alice.expect(":bot!", "JOIN", "#test")
+                while "m79" not in received:
+                    line = await alice.expect("PRIVMSG #test", timeout=20)
+                    received.append(parse_privmsg(line)[2])
+            assert plug.connection.registrations == 2
+            # Nothing lost, nothing out of order; a line the dying server may or may not have
+            # relayed can arrive twice (at-least-once).
+            firsts = list(dict.fromkeys(received))
+            assert firsts == [f"m{n}" for n in range(80)]
+            log.warning("kill/restart: %d duplicates", len(received) - len(firsts))
+
+
+async def test_tls_with_a_private_ca(ngircd_available, tmp_path, ca):
+    async with NgircdServer.running(tmp_path, tls=ca) as server:
+        ca_file = tmp_path / "ca.pem"
+        ca.cert_pem.write_to_path(str(ca_file))
+        async with RawClient.connected(server.port, "alice") as alice:
+            await alice.join("#test")
+            config = plug_config(server.tls_port, server={
+                "host": "localhost", "ssl": True, "ca-file": str(ca_file)})  # fmt: skip
+            async with irc_host(config) as (host, _, _):
+                await alice.expect(":bot!", "JOIN", "#test")
+                await host.channels["chan0"].send(immp.Message("over TLS"))
+                assert (await alice.expect("PRIVMSG")).endswith(":over TLS")
+
+
+async def test_tls_refuses_an_untrusted_certificate(ngircd_available, tmp_path, ca, caplog):
+    async with NgircdServer.running(tmp_path, tls=ca) as server:
+        config = plug_config(server.tls_port, server={"host": "localhost", "ssl": True})
+        async with irc_host(config) as (_, plug, _):
+            with trio.fail_after(10):
+                while "CERTIFICATE_VERIFY_FAILED" not in caplog.text:  # noqa: ASYNC110
+                    await trio.sleep(0.05)
+            assert plug.connection.registrations == 0
+
+
+async def test_server_password(ngircd_available, tmp_path):
+    async with NgircdServer.running(tmp_path, password="opensesame") as server:
+        async with RawClient.connected(server.port, "alice", register=False) as alice:
+            await alice.send("PASS opensesame")
+            await alice.register()
+            await alice.join("#test")
+            config = plug_config(server.port, server={"password": "opensesame"})
+            async with irc_host(config):
+                await alice.expect(":bot!", "JOIN", "#test")
+
+
+class ScriptedPeer:
+    """
+    A tiny IRC server for what ngircd lacks: speaks the IRCv3 CAP LS 302 / SASL PLAIN exchange
+    and, if asked, stops answering PINGs. Records every line it receives per connection.
+    """
+
+    def __init__(self, *, caps: str = "sasl=PLAIN,EXTERNAL server-time multi-prefix",
+                 accept: tuple[str, str] = ("alice", "s3cret"),
+                 answer_pings: bool = True):  # fmt: skip
+        self.caps = caps
+        self.accept = accept
+        self.answer_pings = answer_pings
+        self.connections: list[list[str]] = []
+        self.registered = trio.Event()
+        self.port = 0
+
+    async def serve(self, task_status=trio.TASK_STATUS_IGNORED):
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        self.port = listeners[0].socket.getsockname()[1]
+        task_status.started()
+        await trio.serve_listeners(self._client, listeners)
+
+    async def _client(self, stream):
+        received: list[str] = []
+        self.connections.append(received)
+        buffer, nick, ended_caps = b"", "*", False
+
+        async def send(line):
+            await stream.send_all(line.encode() + b"\r\n")
+
+        async with stream:
+            while True:
+                chunk = await stream.receive_some(4096)
+                if not chunk:
+                    return
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\r\n")
+                for raw in lines:
+                    line = raw.decode()
+                    received.append(line)
+                    words = line.split(" ")
+                    if line == "CAP LS 302":
+                        await send(f":peer CAP * LS :{self.caps}")
+                    elif words[:2] == ["CAP", "REQ"]:
+                        await send(f":peer CAP * ACK {' '.join(words[2:])}")
+                    elif line == "AUTHENTICATE PLAIN":
+                        await send("AUTHENTICATE +")
+                    elif words[0] == "AUTHENTICATE":
+                        user, password = self.accept
+                        expected = base64.b64encode(f"{user}\0{user}\0{password}".encode())
+                        if words[1].encode() == expected:
+                            await send(f":peer 900 {nick} {nick}!u@h {user} :You are now "
+                                       f"logged in as {user}")  # fmt: skip
+                            await send(f":peer 903 {nick} :SASL authentication successful")
+                        else:
+                            await send(f":peer 904 {nick} :SASL authentication failed")
+                    elif line == "CAP END":
+                        ended_caps = True
+                    elif words[0] == "NICK":
+                        nick = words[1]
+                    elif words[0] == "QUIT":
+                        return
+                    elif words[0] == "PING" and self.answer_pings:
+                        await send(f":peer PONG peer {words[-1]}")
+                    if ended_caps and nick != "*" and any(ln.startswith("USER ")
+                                                          for ln in received):  # fmt: skip
+                        ended_caps = False
+                        await send(f":peer 001 {nick} :Welcome")
+                        await send(f":peer 376 {nick} :End of MOTD")
+                        self.registered.set()
+
+
+async def test_sasl_plain_follows_the_ircv3_exchange():
+    peer = ScriptedPeer()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(peer.serve)
+        config = plug_config(peer.port, sasl={"username": "alice", "password": "s3cret"})
+        async with irc_host(config, channels=()):
+            with trio.fail_after(10):
+                await peer.registered.wait()
+        nursery.cancel_scope.cancel()
+    lines = peer.connections[0]
+    payload = base64.b64encode(b"alice\0alice\0s3cret").decode()
+    exchange = [ln for ln in lines if ln.startswith(("CAP", "AUTHENTICATE"))]
+    assert exchange == ["CAP LS 302", "CAP REQ :server-time multi-prefix sasl",
+                        "AUTHENTICATE PLAIN", f"AUTHENTICATE {payload}", "CAP END"]  # fmt: skip
+    assert lines.index("CAP END") > lines.index(f"AUTHENTICATE {payload}")
+
+
+async def test_no_answer_to_ping_means_reconnect():
+    peer = ScriptedPeer(caps="", answer_pings=False)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(peer.serve)
+        config = plug_config(peer.port, **{"ping-interval": 0.2, "ping-timeout": 0.2,
+                                           "reconnect-delay": 0.1})  # fmt: skip
+        async with irc_host(config, channels=()):
+            with trio.fail_after(10):
+                while len(peer.connections) < 2:  # noqa: ASYNC110
+                    await trio.sleep(0.05)
+        nursery.cancel_scope.cancel()
+    assert "PING :immp-keepalive" in peer.connections[0]
+    # It registered again on the new connection.
+    assert any(line.startswith("NICK ") for line in peer.connections[1])
