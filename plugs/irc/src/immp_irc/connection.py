@@ -136,7 +136,11 @@ def _describe(exc: BaseException) -> str:
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
         exc = exc.exceptions[0]
     text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    out = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    # trio wraps TLS failures (e.g. a certificate that does not verify) in BrokenResourceError.
+    if exc.__cause__ is not None:
+        out += f" ({_describe(exc.__cause__)})"
+    return out
 
 
 class Connection:
@@ -397,7 +401,9 @@ class Connection:
         elif command in ("376", "422") and self._registered and not self.ready:
             await self._become_ready()
         elif command == "ERROR":
-            self.log.warning("Server error: %s", params[-1] if params else "")
+            # After our own QUIT the server says goodbye with ERROR: not a problem then.
+            report = self.log.info if self._closing else self.log.warning
+            report("Server error: %s", params[-1] if params else "")
 
     async def _cap(self, line: irctokens.Line) -> None:
         sub = line.params[1].upper()
