@@ -194,7 +194,6 @@ class Host:
         """Open everything and run the message stream until :meth:`quit` or cancellation."""
         if self._nursery is not None:
             raise RuntimeError("host is already running")
-        self._quit = trio.Event()
         self._hooks_opened = trio.Event()
         try:
             async with trio.open_nursery() as nursery:
@@ -223,6 +222,7 @@ class Host:
         finally:
             self._nursery = None
             self.ready = trio.Event()
+            self._quit = trio.Event()  # a quit() before the next run() still counts
 
     async def _close_all(self) -> None:
         for item in reversed(self._ordered()):

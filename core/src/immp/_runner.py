@@ -60,6 +60,8 @@ def _setup_logging(config: dict | None, file: str) -> None:
         main = sys.modules.get("__main__")
         if main is not None and not hasattr(main, "LocalFilter"):
             main.LocalFilter = LocalFilter  # the seed's examples name __main__.LocalFilter
+        # IMMP's loggers exist before the config is applied: keep them enabled unless asked.
+        config = {"disable_existing_loggers": False, **config}
         try:
             logging.config.dictConfig(config)
         except (ValueError, TypeError, AttributeError, ImportError) as exc:
@@ -90,15 +92,28 @@ def _list_plugins() -> int:
     return EXIT_OK
 
 
+# Signals that arrived before trio took over signal handling (during imports and start-up).
+_early_signals: list[int] = []
+
+
+def _note_early_signal(signum: int, _frame: object) -> None:
+    _early_signals.append(signum)
+
+
 async def _serve(host: Host) -> None:
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_watch_signals, host)
+        await nursery.start(_watch_signals, host)
         await host.run()
         nursery.cancel_scope.cancel()
 
 
-async def _watch_signals(host: Host) -> None:
+async def _watch_signals(host: Host, task_status=trio.TASK_STATUS_IGNORED) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        task_status.started()
+        if _early_signals:
+            log.info("Got %s during start-up: shutting down",
+                     signal.Signals(_early_signals[0]).name)
+            host.quit()
         async for signum in signals:
             if host._quit.is_set():
                 log.warning("Second %s: exiting at once", signal.Signals(signum).name)
@@ -130,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"immp: error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
 
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _note_early_signal)
     if args.write:
         def save(_source: object = None) -> None:
             try:

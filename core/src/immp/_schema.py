@@ -17,6 +17,7 @@ against the channels, groups, plugs or hooks of the config being validated.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -82,9 +83,16 @@ def _join(path: str, key: object) -> str:
     return f"{path}.{key}" if path else str(key)
 
 
-def _describe(value: Any) -> str:
+_SECRET = re.compile(r"pass|secret|token|key|auth|credential", re.IGNORECASE)
+
+
+def _describe(value: Any, path: str = "") -> str:
+    """How an offending value is shown in an error; values of secret-looking keys are not."""
     if value is None:
         return "null"
+    last = re.sub(r"(\[\d+\])+$", "", path).rsplit(".", 1)[-1]
+    if _SECRET.search(last):
+        return f"a {type(value).__name__} (value hidden)"
     text = repr(value)
     if len(text) > 40:
         text = text[:37] + "..."
@@ -116,10 +124,10 @@ class Schema:
                 except ConfigError:
                     continue
             what = spec.describe or " or ".join(_TYPE_NAMES.get(o, str(o)) for o in spec.options)
-            raise ConfigError(f"expected {what}, got {_describe(value)}", path)
+            raise ConfigError(f"expected {what}, got {_describe(value, path)}", path)
         if spec is Number:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError(f"expected a number, got {_describe(value)}", path)
+                raise ConfigError(f"expected a number, got {_describe(value, path)}", path)
             return value
         if isinstance(spec, Check):
             try:
@@ -128,7 +136,7 @@ class Schema:
                 raise ConfigError(f"expected {spec.describe}: {exc}", path)
         if isinstance(spec, Ref):
             if not isinstance(value, str):
-                raise ConfigError(f"expected a {'/'.join(spec.kinds)} name, got {_describe(value)}", path)
+                raise ConfigError(f"expected a {'/'.join(spec.kinds)} name, got {_describe(value, path)}", path)
             if refs is not None and not any(value in refs.get(kind, ()) for kind in spec.kinds):
                 raise ConfigError(f"no {' or '.join(spec.kinds)} named {value!r}", path)
             return value
@@ -137,11 +145,11 @@ class Schema:
                 return float(value)
             if not isinstance(value, spec) or (spec is int and isinstance(value, bool)):
                 what = _TYPE_NAMES.get(spec, spec.__name__)
-                raise ConfigError(f"expected {what}, got {_describe(value)}", path)
+                raise ConfigError(f"expected {what}, got {_describe(value, path)}", path)
             return value
         if isinstance(spec, list):
             if not isinstance(value, list):
-                raise ConfigError(f"expected a list, got {_describe(value)}", path)
+                raise ConfigError(f"expected a list, got {_describe(value, path)}", path)
             item = spec[0] if spec else Any
             return [self._check(item, v, _join(path, i), refs) for i, v in enumerate(value)]
         if isinstance(spec, dict):
@@ -149,7 +157,7 @@ class Schema:
         if isinstance(spec, tuple):  # a choice of literal values
             if value not in spec:
                 choices = ", ".join(repr(c) for c in spec)
-                raise ConfigError(f"expected one of {choices}, got {_describe(value)}", path)
+                raise ConfigError(f"expected one of {choices}, got {_describe(value, path)}", path)
             return value
         raise TypeError(f"bad schema node {spec!r}")
 
@@ -157,7 +165,7 @@ class Schema:
         if value is None and all(isinstance(k, Optional) for k in spec):
             value = {}
         if not isinstance(value, dict):
-            raise ConfigError(f"expected a mapping, got {_describe(value)}", path)
+            raise ConfigError(f"expected a mapping, got {_describe(value, path)}", path)
         out: dict[str, Any] = {}
         fixed: dict[str, tuple[Any, Any]] = {}
         wildcard = None
@@ -173,6 +181,8 @@ class Schema:
                 out[name] = self._check(sub, value[name], _join(path, name), refs)
             elif isinstance(key, Optional):
                 out[name] = key.make_default()
+                if isinstance(out[name], dict) and isinstance(sub, (dict, Schema)):
+                    out[name] = self._check(sub, out[name], _join(path, name), refs)
             else:
                 raise ConfigError(f"missing required key {name!r}", path or None)
         for name, item in value.items():

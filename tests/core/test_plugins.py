@@ -1,0 +1,100 @@
+"""Plugin discovery: short names, original IMMP paths, dotted paths, third-party entry points."""
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import immp
+from immp.plugins import Plugins
+
+
+def test_installed_distributions_register_their_short_names():
+    plugins = Plugins()
+    assert plugins.resolve("demo", immp.Plug, "x").__name__ == "DemoPlug"
+    assert plugins.resolve("immp.plug.dummy.DummyPlug", immp.Plug, "x").__name__ == "DemoPlug"
+    assert "immp-plug-demo" in {d.distribution for d in plugins.distributions}
+
+
+def test_dotted_paths_import_the_class():
+    plugins = Plugins(discover=False)
+    assert plugins.resolve("immp.ResourceHook", immp.Hook, "x") is immp.ResourceHook
+
+
+def test_unknown_names_list_what_is_installed():
+    with pytest.raises(immp.ConfigError) as info:
+        Plugins().resolve("ircc", immp.Plug, "plugs.irc.path")
+    assert info.value.path == "plugs.irc.path"
+    assert "unknown plug 'ircc' (installed: demo" in info.value.message
+
+
+def test_a_module_registered_by_hand():
+    class Mod:
+        @staticmethod
+        @immp.hookimpl
+        def register_hooks(register):
+            register("nothing", immp.Hook)
+
+    plugins = Plugins(discover=False)
+    plugins.add(Mod, "local-dist", "1.0")
+    assert plugins.resolve("nothing", immp.Hook, "x") is immp.Hook
+    assert plugins.name_of(immp.Hook) == "nothing"
+
+
+THIRD_PARTY = '''
+import immp
+
+class ShoutHook(immp.Hook):
+    """Upper-cases every message."""
+
+@immp.hookimpl
+def register_hooks(register):
+    register("shout", ShoutHook)
+'''
+
+
+def make_distribution(folder):
+    """A third-party distribution 'immp-hook-shout' as pip would leave it in site-packages."""
+    (folder / "immp_shout.py").write_text(THIRD_PARTY)
+    info = folder / "immp_hook_shout-1.2.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: immp-hook-shout\nVersion: 1.2\n")
+    (info / "entry_points.txt").write_text("[immp]\nshout = immp_shout\n")
+
+
+def test_a_third_party_distribution_is_found_by_entry_point(tmp_path, immp_exe, clean_env):
+    make_distribution(tmp_path)
+    clean_env["PYTHONPATH"] = str(tmp_path)
+    listing = subprocess.run([immp_exe, "--plugins"], capture_output=True, text=True,
+                             env=clean_env, timeout=30)
+    assert listing.returncode == 0
+    assert "immp-hook-shout 1.2\n  hooks: shout" in listing.stdout
+    config = tmp_path / "c.yaml"
+    config.write_text(textwrap.dedent("""
+        plugs: {d: {path: demo, config: {interval: null}}}
+        hooks: {loud: {path: shout}}
+    """))
+    check = subprocess.run([immp_exe, "--check", str(config)], capture_output=True, text=True,
+                           env=clean_env, timeout=30)
+    assert check.returncode == 0, check.stderr
+    assert "1 hooks" in check.stdout
+
+
+def test_search_path_section_makes_a_local_module_importable(tmp_path, immp_exe):
+    module_dir = tmp_path / "mine"
+    module_dir.mkdir()
+    (module_dir / "myhooks.py").write_text("import immp\nclass Mine(immp.Hook):\n    pass\n")
+    config = tmp_path / "c.yaml"
+    config.write_text(f"path: [{module_dir}]\nhooks: {{m: {{path: myhooks.Mine}}}}\n")
+    check = subprocess.run([immp_exe, "--check", str(config)], capture_output=True, text=True,
+                           timeout=30)
+    assert check.returncode == 0, check.stderr
+
+
+def test_python_dash_m_runs_the_same_command(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("plugs: {d: {path: demo}}\n")
+    check = subprocess.run([sys.executable, "-m", "immp", "--check", str(config)],
+                           capture_output=True, text=True, timeout=30)
+    assert check.returncode == 0 and "OK (1 plugs" in check.stdout
