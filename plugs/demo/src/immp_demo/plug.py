@@ -16,6 +16,9 @@ Config:
     console (bool, default false):
         Read lines from standard input as messages from ``console-user`` in ``channel``, and
         print every message sent to the plug on standard output.
+    show (bool, default false):
+        Print every message sent to this plug on standard output, prefixed with the plug's
+        name, to watch a plug that has no console.
     console-user (str, default "you"):
         Name of the local user typing at the console.
     history (int, default 1000):
@@ -52,6 +55,7 @@ SCHEMA = immp.Schema({
     immp.Optional("channel", "dummy"): immp.Any_(str, int, describe="a string"),
     immp.Optional("echo", True): bool,
     immp.Optional("console", False): bool,
+    immp.Optional("show", False): bool,
     immp.Optional("console-user", "you"): str,
     immp.Optional("history", 1000): int,
 })  # fmt: skip
@@ -72,7 +76,8 @@ class DemoPlug(immp.Plug):
         self._ids = itertools.count(1)
         self.bot = immp.User(id=self.config["user"] or name, plug=self,
                              username=self.config["user"] or name)
-        self.console_user = immp.User(id="console", plug=self,
+        # The console user's ID can never equal the bot's, whatever the plug is called.
+        self.console_user = immp.User(id=f"console:{self.config['console-user']}", plug=self,
                                       username=self.config["console-user"])
         self._messages: OrderedDict[str, immp.SentMessage] = OrderedDict()
         #: The latest (channel, message) pairs sent to this plug, oldest first.
@@ -147,8 +152,7 @@ class DemoPlug(immp.Plug):
         self.put_count += 1
         self._put_event.set()
         self._put_event = trio.Event()
-        if self.config["console"]:
-            _print(render(msg, color=sys.stdout.isatty()))
+        self._show(msg)
         sent = immp.SentMessage(self._next_id(), channel, text=msg.text, user=msg.user,
                                 action=msg.action, edited=msg.edited, reply_to=msg.reply_to,
                                 joined=msg.joined, left=msg.left, title=msg.title,
@@ -168,8 +172,7 @@ class DemoPlug(immp.Plug):
         self.put_count += 1
         self._put_event.set()
         self._put_event = trio.Event()
-        if self.config["console"]:
-            _print(render(sent, color=sys.stdout.isatty()))
+        self._show(sent)
         return sent.receipt
 
     async def delete(self, receipt):
@@ -179,8 +182,13 @@ class DemoPlug(immp.Plug):
         self.put_count += 1
         self._put_event.set()
         self._put_event = trio.Event()
+        self._show(deleted)
+
+    def _show(self, msg: immp.Message) -> None:
         if self.config["console"]:
-            _print(render(deleted, color=sys.stdout.isatty()))
+            _print(render(msg, color=sys.stdout.isatty()))
+        elif self.config["show"]:
+            _print(f"[{self.name}] {render(msg, color=sys.stdout.isatty())}")
 
     async def wait_puts(self, count: int, timeout: float = 5.0) -> None:
         """Wait until at least ``count`` messages in total were sent to the plug."""
