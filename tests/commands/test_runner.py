@@ -16,14 +16,14 @@ from immp.plugins import Plugins
 
 CONFIG = {
     "plugs": {
-        # Not named "console": the demo bot's ID is the plug name, the console user's "console".
+        # The console user's ID is "console:" and the console-user name.
         "chat": {"path": "demo", "config": {
             "interval": None, "console": True, "channel": "lobby", "console-user": "root"}},
         "timer": {"path": "demo", "config": {"interval": None}},
     },
     "channels": {"lobby": {"plug": "chat", "source": "lobby"}},
     "hooks": {"commands": {"path": "immp.hook.command.CommandHook", "config": {
-        "prefix": ["!"], "return-errors": True, "admins": {"chat": ["console"]}}}},
+        "prefix": ["!"], "return-errors": True, "admins": {"chat": ["console:root"]}}}},
 }  # fmt: skip
 
 
@@ -97,4 +97,4 @@ def test_chat_commands_change_the_config_file_under_w(tmp_path, immp_exe, clean_
     assert host.plugs["timer"].state is immp.OpenState.disabled
     assert host.plugs["chat"].state is not immp.OpenState.disabled
     assert host.channels["side"] == immp.Channel(host.plugs["timer"], "side-room")
-    assert host.hooks["commands"].config["admins"] == {"chat": ["console"]}
+    assert host.hooks["commands"].config["admins"] == {"chat": ["console:root"]}
