@@ -39,8 +39,13 @@ class FakePlug(immp.Plug):
         self.events.append("close")
 
     async def inject(self, text, source="room", user=None, **kw) -> immp.SentMessage:
-        sent = immp.SentMessage(f"in{next(self.ids)}", immp.Channel(self, source), text=text,
-                                user=user or immp.User("u1", self, username="user"), **kw)
+        sent = immp.SentMessage(
+            f"in{next(self.ids)}",
+            immp.Channel(self, source),
+            text=text,
+            user=user or immp.User("u1", self, username="user"),
+            **kw,
+        )
         await self.queue(sent)
         return sent
 
@@ -51,7 +56,7 @@ class FakePlug(immp.Plug):
             raise ConnectionError("send failed")
         self.sent.append((channel, msg))
         receipts = []
-        for part in range(self.config["split"]):
+        for _part in range(self.config["split"]):
             sent = immp.SentMessage(f"out{next(self.ids)}", channel, text=msg.text, user=msg.user)
             if self.config["echo"]:
                 await self.queue(sent)

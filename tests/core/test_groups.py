@@ -35,7 +35,7 @@ async def test_private_shared_named_and_anywhere():
 
 
 async def test_exclude_takes_channels_away():
-    host, a, b = setup()
+    host, a, _b = setup()
     listed = immp.Group("g", {"anywhere": ["a"], "exclude": ["a-main"]}, host)
     nested = immp.Group("h", {"anywhere": ["a"], "exclude": {"private": ["a"]}}, host)
     assert not await listed.has_channel(immp.Channel(a, "main"))

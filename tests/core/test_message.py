@@ -63,8 +63,13 @@ def test_render_names_actions_and_events():
 
 
 def test_render_attachments_as_text():
-    msg = Message("look", attachments=[File("cat.png", FileType.image, "https://x/cat.png"),
-                                       Location(51.5, -0.1, name="London")])
+    msg = Message(
+        "look",
+        attachments=[
+            File("cat.png", FileType.image, "https://x/cat.png"),
+            Location(51.5, -0.1, name="London"),
+        ],
+    )
     lines = str(msg.render()).split("\n")
     assert lines[1] == "[image: cat.png] https://x/cat.png"
     assert lines[2].startswith("[location: London] https://")

@@ -66,17 +66,25 @@ def make_distribution(folder):
 def test_a_third_party_distribution_is_found_by_entry_point(tmp_path, immp_exe, clean_env):
     make_distribution(tmp_path)
     clean_env["PYTHONPATH"] = str(tmp_path)
-    listing = subprocess.run([immp_exe, "--plugins"], capture_output=True, text=True,
-                             env=clean_env, timeout=30)
+    listing = subprocess.run(
+        [immp_exe, "--plugins"], capture_output=True, text=True, env=clean_env, timeout=30
+    )
     assert listing.returncode == 0
     assert "immp-hook-shout 1.2\n  hooks: shout" in listing.stdout
     config = tmp_path / "c.yaml"
-    config.write_text(textwrap.dedent("""
+    config.write_text(
+        textwrap.dedent("""
         plugs: {d: {path: demo, config: {interval: null}}}
         hooks: {loud: {path: shout}}
-    """))
-    check = subprocess.run([immp_exe, "--check", str(config)], capture_output=True, text=True,
-                           env=clean_env, timeout=30)
+    """)
+    )
+    check = subprocess.run(
+        [immp_exe, "--check", str(config)],
+        capture_output=True,
+        text=True,
+        env=clean_env,
+        timeout=30,
+    )
     assert check.returncode == 0, check.stderr
     assert "1 hooks" in check.stdout
 
@@ -87,14 +95,19 @@ def test_search_path_section_makes_a_local_module_importable(tmp_path, immp_exe)
     (module_dir / "myhooks.py").write_text("import immp\nclass Mine(immp.Hook):\n    pass\n")
     config = tmp_path / "c.yaml"
     config.write_text(f"path: [{module_dir}]\nhooks: {{m: {{path: myhooks.Mine}}}}\n")
-    check = subprocess.run([immp_exe, "--check", str(config)], capture_output=True, text=True,
-                           timeout=30)
+    check = subprocess.run(
+        [immp_exe, "--check", str(config)], capture_output=True, text=True, timeout=30
+    )
     assert check.returncode == 0, check.stderr
 
 
 def test_python_dash_m_runs_the_same_command(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text("plugs: {d: {path: demo}}\n")
-    check = subprocess.run([sys.executable, "-m", "immp", "--check", str(config)],
-                           capture_output=True, text=True, timeout=30)
+    check = subprocess.run(
+        [sys.executable, "-m", "immp", "--check", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert check.returncode == 0 and "OK (1 plugs" in check.stdout

@@ -22,9 +22,14 @@ class Process:
     """A running ``immp`` whose stderr is read by a thread, so that waits can time out."""
 
     def __init__(self, immp_exe, *args, env=None):
-        self.proc = subprocess.Popen([immp_exe, *args], stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     text=True, env=env)
+        self.proc = subprocess.Popen(
+            [immp_exe, *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.seen: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
@@ -82,15 +87,19 @@ def test_check_accepts_a_valid_config(tmp_path, immp_command):
 
 
 def test_a_config_error_is_one_line_exit_2_and_no_traceback(tmp_path, immp_command):
-    path = write(tmp_path / "bad.yaml", """\
+    path = write(
+        tmp_path / "bad.yaml",
+        """\
         plugs: {timer: {path: demo}}
         hooks: {sync: {path: immp.Hook, priority: first}}
-    """)
+    """,
+    )
     for args in (["--check", str(path)], [str(path)]):
         result = immp_command(*args)
         assert result.returncode == 2
-        assert result.stderr == (f"immp: error: {path}: hooks.sync.priority: expected an "
-                                 "integer, got 'first' (str)\n")
+        assert result.stderr == (
+            f"immp: error: {path}: hooks.sync.priority: expected an integer, got 'first' (str)\n"
+        )
 
 
 def test_a_missing_file_and_no_file_are_usage_errors(tmp_path, immp_command):
@@ -134,7 +143,9 @@ def test_write_back_regenerates_the_file_and_keeps_permissions(tmp_path, immp_ex
     text = path.read_text()
     assert "comment" not in text
     assert yaml.safe_load(text)["plugs"]["timer"] == {
-        "path": "demo", "config": {"interval": 0.05, "text": "tick"}}
+        "path": "demo",
+        "config": {"interval": 0.05, "text": "tick"},
+    }
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
@@ -149,12 +160,15 @@ class SlowClose(immp.Hook):
 
 def test_a_second_signal_exits_at_once(tmp_path, immp_exe):
     (tmp_path / "slowclose.py").write_text(SLOW_CLOSE)
-    path = write(tmp_path / "c.yaml", f"""\
+    path = write(
+        tmp_path / "c.yaml",
+        f"""\
         path: [{tmp_path}]
         host: {{close-timeout: 60}}
         plugs: {{timer: {{path: demo}}}}
         hooks: {{slow: {{path: slowclose.SlowClose}}}}
-    """)
+    """,
+    )
     proc = Process(immp_exe, str(path))
     proc.wait_for("Starting IMMP")
     time.sleep(0.5)
@@ -199,7 +213,8 @@ def test_logging_section_with_the_seeds_local_filter(tmp_path, immp_exe):
     assert all(line.startswith("[") for line in lines), err
     assert any("DEBUG immp" in line or "INFO  immp" in line for line in lines)
     # The filter lets through IMMP's own records only.
-    assert {line.split("] ")[0].split()[-1].split(".")[0] for line in lines} <= {"immp", "immp_demo"}
+    sources = {line.split("] ")[0].split()[-1].split(".")[0] for line in lines}
+    assert sources <= {"immp", "immp_demo"}
 
 
 def test_a_broken_logging_section_is_a_config_error(tmp_path, immp_command):
@@ -213,7 +228,8 @@ def test_a_broken_logging_section_is_a_config_error(tmp_path, immp_command):
 
 @pytest.mark.parametrize("suffix", [".json", ".toml"])
 def test_json_and_toml_configs_run(tmp_path, immp_command, suffix):
-    text = ('{"plugs": {"d": {"path": "demo"}}}' if suffix == ".json"
-            else '[plugs.d]\npath = "demo"\n')
+    text = (
+        '{"plugs": {"d": {"path": "demo"}}}' if suffix == ".json" else '[plugs.d]\npath = "demo"\n'
+    )
     result = immp_command("--check", str(write(tmp_path / f"c{suffix}", text)))
     assert result.returncode == 0, result.stderr

@@ -10,14 +10,23 @@ SPEC = Schema({
     Optional("joins", True): bool,
     Optional("interval", 10): Number,
     Optional("mode", "a"): ("a", "b"),
-    Optional("server", {}): {Optional("port", 6667): int, Optional("password", None): Nullable(str)},
+    Optional("server", {}): {
+        Optional("port", 6667): int,
+        Optional("password", None): Nullable(str),
+    },
 })  # fmt: skip
 
 
 def test_defaults_are_filled_in_including_nested_mappings():
     out = SPEC.validate({"channels": {}})
-    assert out == {"channels": {}, "name-format": None, "joins": True, "interval": 10,
-                   "mode": "a", "server": {"port": 6667, "password": None}}
+    assert out == {
+        "channels": {},
+        "name-format": None,
+        "joins": True,
+        "interval": 10,
+        "mode": "a",
+        "server": {"port": 6667, "password": None},
+    }
 
 
 @pytest.mark.parametrize(
