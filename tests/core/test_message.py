@@ -41,11 +41,18 @@ def test_chunked_splits_long_words_without_losing_text():
 
 def test_chunked_by_bytes_never_splits_a_character():
     text = "é" * 30 + " " + "日本語" * 10
-    measure = lambda s: len(s.encode())  # noqa: E731
+    measure = lambda rich: len(str(rich).encode())  # noqa: E731
     chunks = RichText([Segment(text, bold=True)]).chunked(25, measure)
     assert all(measure(str(c)) <= 25 for c in chunks)
     assert "".join(str(c) for c in chunks).replace(" ", "") == text.replace(" ", "")
     assert all(seg.bold for c in chunks for seg in c)
+
+
+def test_chunked_measures_the_rich_piece_so_formatting_can_count():
+    rich = RichText([Segment("bold " * 10, bold=True)])
+    # Say each bold segment costs two marker bytes, as in IRC.
+    chunks = rich.chunked(12, lambda piece: len(str(piece)) + 2 * len(piece.normalise().segments))
+    assert [str(c) for c in chunks] == ["bold bold"] * 5
 
 
 def test_chunked_rejects_a_zero_limit():

@@ -242,13 +242,16 @@ class RichText:
         return out
 
     def chunked(
-        self, limit: int, measure: Callable[[str], int] = len
+        self, limit: int, measure: Callable[[RichText], int] = len
     ) -> list[RichText]:
         """
-        Split into pieces each measuring at most ``limit`` (by default in characters; pass e.g.
-        ``lambda s: len(s.encode())`` to count bytes), preferring to break after a line break,
-        then at white space, and only then mid-word. Line breaks and white space at a break are
-        dropped; nothing else is lost.
+        Split into pieces each measuring at most ``limit``, preferring to break after a line
+        break, then at white space, and only then mid-word (a break that would leave a piece
+        shorter than a third of what fits is not worth it). ``measure`` sizes a piece: by
+        default its plain-text length; a network may count e.g. the bytes of its own encoding
+        of the formatting (``lambda r: len(to_wire(r).encode())``): it must grow with the text.
+        Line breaks and white space at a break are dropped; nothing else is lost, and
+        formatting carries over into the next piece.
         """
         if limit < 1:
             raise ValueError("limit must be positive")
@@ -256,28 +259,28 @@ class RichText:
         pieces: list[RichText] = []
         start = 0
         while start < len(text):
-            # Longest prefix of text[start:] that fits: measure grows monotonically with length,
-            # so binary search for the cut.
-            lo, hi = start, len(text)
-            if measure(text[start:hi]) > limit:
+            if measure(self[start:]) <= limit:
+                end = next_start = len(text)
+            else:
+                # The longest prefix that fits, by binary search (measure grows with length).
+                lo, hi = start + 1, len(text)
                 while lo < hi:
                     mid = (lo + hi + 1) // 2
-                    if measure(text[start:mid]) <= limit:
+                    if measure(self[start:mid]) <= limit:
                         lo = mid
                     else:
                         hi = mid - 1
-                cut = max(lo, start + 1)
-                window = text[start:cut]
+                window = text[start:lo]
                 brk = window.rfind("\n")
-                if brk <= 0:
+                if brk <= len(window) // 3:
                     brk = max(window.rfind(" "), window.rfind("\t"))
-                if brk > 0:
-                    piece_end, next_start = start + brk, start + brk + 1
+                if brk > len(window) // 3:
+                    end, next_start = start + brk, start + brk + 1
                 else:
-                    piece_end = next_start = cut
-            else:
-                piece_end = next_start = len(text)
-            piece = self[start:piece_end]
+                    end = next_start = lo
+            while end > start and text[end - 1] in " \t\n":
+                end -= 1
+            piece = self[start:end]
             if str(piece).strip():
                 pieces.append(piece)
             start = next_start

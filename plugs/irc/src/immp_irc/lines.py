@@ -44,36 +44,5 @@ def split_line(rich: immp.RichText, limit: int) -> list[str]:
     """
     if limit < 16:
         raise ValueError(f"no room for text in an IRC line ({limit} bytes)")
-    rich = expand_links(rich).normalise()
-    text = str(rich)
-    pieces: list[str] = []
-    start = 0
-    while start < len(text):
-        if _measure(rich[start:]) <= limit:
-            end = next_start = len(text)
-        else:
-            # The formatted size grows with every character taken, so binary search the cut.
-            lo, hi = start + 1, len(text)
-            while lo < hi:
-                mid = (lo + hi + 1) // 2
-                if _measure(rich[start:mid]) <= limit:
-                    lo = mid
-                else:
-                    hi = mid - 1
-            cut = lo
-            window = text[start:cut]
-            brk = max(window.rfind(" "), window.rfind("\t"))
-            # Break at a space unless that would leave a uselessly short piece.
-            if brk > len(window) // 3:
-                end, next_start = start + brk, start + brk + 1
-            else:
-                end = next_start = cut
-        while end > start and text[end - 1] in " \t":
-            end -= 1
-        piece = to_irc(rich[start:end])
-        if piece.strip():
-            pieces.append(piece)
-        start = next_start
-        while start < len(text) and text[start] in " \t":
-            start += 1
-    return pieces
+    pieces = expand_links(rich).normalise().chunked(limit, _measure)
+    return [to_irc(piece) for piece in pieces]
