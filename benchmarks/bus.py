@@ -1,0 +1,199 @@
+"""
+The message bus: how many messages per second IMMP bridges, and whether its memory stays flat.
+
+    hatch run bench-bus [-n 20000] [-k 2] [--runs 1] [--json] [--compare]
+
+N messages are posted in one demo plug's channel and bridged by the sync hook to K other demo
+plugs, which echo what they are sent back into their channel as a real network does (so the
+host's echo recognition and the hook's "never copy a copy" check run for every delivery). An
+injector keeps at most ``WINDOW`` messages in flight (posted but not yet delivered to every
+target), as a network reader under backpressure would.
+
+Printed: messages in per second and deliveries per second over the N messages, peak RSS
+(``ru_maxrss``) after them, and RSS growth per 100,000 messages, measured over N more messages
+after those: the first N are the warm-up that fills every bounded history (echo history, copy
+map, demo history), so the growth over the next N is what a long-running bridge keeps adding.
+(Peak RSS is per process: with ``--runs`` above 1 without ``--compare`` it is the largest.)
+
+``--compare`` runs this scenario and the original IMMP 0.12.1's (``benchmarks/bus_original.py``
+in the ``original`` hatch environment), each in its own process, ``--runs`` times each,
+alternating, and prints the medians and the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import logging
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import psutil
+import trio
+
+import immp
+
+# Messages injected but not yet delivered to every target, at most.
+WINDOW = 256
+
+
+def _rss() -> int:
+    return psutil.Process().memory_info().rss
+
+
+def _config(k: int) -> dict:
+    names = ["in", *(f"out{i}" for i in range(1, k + 1))]
+    return {
+        "plugs": {
+            name: {"path": "demo", "config": {"interval": None, "channel": "room", "echo": True}}
+            for name in names
+        },
+        "channels": {f"{name}-room": {"plug": name, "source": "room"} for name in names},
+        "hooks": {
+            "sync": {"path": "sync", "config": {"channels": {"bus": [f"{n}-room" for n in names]}}}
+        },
+    }
+
+
+async def _inject(source, outs, start: int, stop: int, user) -> None:
+    for i in range(start, stop):
+        if i % 64 == 0:
+            for out in outs:
+                await out.wait_puts(i - WINDOW, timeout=60)
+        await source.receive(f"message {i}", user=user)
+    for out in outs:
+        await out.wait_puts(stop, timeout=60)
+
+
+async def scenario(n: int, k: int) -> dict:
+    """Run the scenario once in this process; returns the figures."""
+    host = immp.build_host(_config(k))
+    source = host.plugs["in"]
+    outs = [host.plugs[f"out{i}"] for i in range(1, k + 1)]
+    user = immp.User("alice", source, username="alice", real_name="Alice")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(host.run)
+        await host.ready.wait()
+        started = time.perf_counter()
+        await _inject(source, outs, 0, n, user)
+        elapsed = time.perf_counter() - started
+        delivered = sum(out.put_count for out in outs)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        # Growth: N more messages after those N, which filled every bounded history.
+        gc.collect()
+        rss_warm = _rss()
+        await _inject(source, outs, n, 2 * n, user)
+        gc.collect()
+        rss_end = _rss()
+        host.quit()
+    return {
+        "impl": "IMMP on trio",
+        "n": n,
+        "k": k,
+        "seconds": elapsed,
+        "msgs_per_s": n / elapsed,
+        "deliveries_per_s": delivered / elapsed,
+        "delivered": delivered,
+        "peak_rss_mib": peak,
+        "growth_kib_per_100k": (rss_end - rss_warm) / 1024 / n * 100_000,
+    }
+
+
+def _print(result: dict, runs: int = 1) -> None:
+    median = " (median of %d runs)" % runs if runs > 1 else ""
+    print(f"{result['impl']}: N={result['n']} K={result['k']}{median}")
+    print(f"  messages in:  {result['msgs_per_s']:10.0f} /s  ({result['seconds']:.2f} s)")
+    print(f"  deliveries:   {result['deliveries_per_s']:10.0f} /s  ({result['delivered']})")
+    print(f"  peak RSS:     {result['peak_rss_mib']:10.1f} MiB")
+    print(
+        f"  RSS growth:   {result['growth_kib_per_100k'] / 1024:10.2f} MiB per 100,000 messages"
+        " (over N more messages after the N)"
+    )
+
+
+def _median(results: list[dict]) -> dict:
+    out = dict(results[0])
+    for key, value in out.items():
+        if isinstance(value, float):
+            out[key] = statistics.median(r[key] for r in results)
+    return out
+
+
+def _subprocess(command: list[str]) -> dict:
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
+    if done.returncode or not lines:
+        sys.exit(f"{' '.join(command)} failed:\n{done.stdout}{done.stderr}")
+    return json.loads(lines[-1])
+
+
+def compare(n: int, k: int, runs: int) -> None:
+    here = os.path.dirname(os.path.abspath(__file__))
+    ours_cmd = [sys.executable, os.path.join(here, "bus.py"), "-n", str(n), "-k", str(k), "--json"]
+    original_cmd = [
+        "hatch",
+        "-e",
+        "original",
+        "run",
+        "python",
+        os.path.join(here, "bus_original.py"),
+        "-n",
+        str(n),
+        "-k",
+        str(k),
+        "--json",
+    ]
+    ours, original = [], []
+    for run in range(runs):
+        print(f"run {run + 1}/{runs}...", file=sys.stderr)
+        ours.append(_subprocess(ours_cmd))
+        original.append(_subprocess(original_cmd))
+    mine, theirs = _median(ours), _median(original)
+    _print(mine, runs)
+    _print(theirs, runs)
+    print("Ratio (ours / original):")
+    print(f"  messages in per second:  {mine['msgs_per_s'] / theirs['msgs_per_s']:6.1f}x")
+    print(
+        f"  deliveries per second:   {mine['deliveries_per_s'] / theirs['deliveries_per_s']:6.1f}x"
+    )
+    print(f"  peak RSS:                {mine['peak_rss_mib'] / theirs['peak_rss_mib']:6.2f}x")
+    if runs > 1:
+        print(
+            "Every run (ours, original) msgs/s: "
+            + ", ".join(
+                f"{a['msgs_per_s']:.0f}/{b['msgs_per_s']:.0f}" for a, b in zip(ours, original)
+            )
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-n", type=int, default=20_000, help="messages injected (default 20000)")
+    parser.add_argument("-k", type=int, default=2, help="bridged target plugs (default 2)")
+    parser.add_argument("--runs", type=int, default=1, help="runs; the median is printed")
+    parser.add_argument("--json", action="store_true", help="print one JSON line of figures")
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="also run the original IMMP 0.12.1 and print the ratio",
+    )
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+    if args.compare:
+        compare(args.n, args.k, args.runs)
+        return
+    results = [trio.run(scenario, args.n, args.k) for _ in range(args.runs)]
+    result = _median(results)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        _print(result, args.runs)
+
+
+if __name__ == "__main__":
+    main()

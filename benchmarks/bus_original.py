@@ -1,0 +1,150 @@
+"""
+The bus benchmark's scenario on the original IMMP 0.12.1 (asyncio), for comparison.
+
+Run it in its own environment (the original owns the import name ``immp``)::
+
+    hatch -e original run bench-bus [-n 20000] [-k 2] [--json]
+
+or through ``hatch run bench-bus --compare``. The scenario is the one of ``benchmarks/bus.py``:
+N messages posted in one dummy plug's channel, bridged by ``immp.hook.sync.SyncHook`` to K other
+dummy plugs, which echo what they are sent back into their channel as a network does. The
+injector keeps at most ``WINDOW`` messages in flight, as ``bus.py`` does, so that neither
+implementation is measured on an unbounded backlog. Figures are measured the same way as there:
+rate over the N messages, peak RSS (``ru_maxrss``) after them, and RSS growth over N more.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import logging
+import resource
+import time
+
+import psutil
+
+import immp
+from immp.hook.sync import SyncHook
+from immp.plug.dummy import DummyPlug
+
+# Messages injected but not yet delivered to every target, at most (as in bus.py).
+WINDOW = 256
+
+
+class CountingDummyPlug(DummyPlug):
+    """The original dummy plug, counting what it is sent so the benchmark can wait for it."""
+
+    def __init__(self, name, config, host):
+        super().__init__(name, config, host)
+        self.put_count = 0
+        self._waiters: list[tuple[int, asyncio.Future]] = []
+
+    async def start(self):
+        # The original's timer posts every 10 s; keep the benchmark's stream pure.
+        await immp.Plug.start(self)
+
+    async def put(self, channel, msg):
+        receipts = await super().put(channel, msg)
+        self.put_count += 1
+        if self._waiters:
+            ready = [w for w in self._waiters if w[0] <= self.put_count]
+            for waiter in ready:
+                self._waiters.remove(waiter)
+                if not waiter[1].done():
+                    waiter[1].set_result(None)
+        return receipts
+
+    async def wait_puts(self, count: int) -> None:
+        if self.put_count >= count:
+            return
+        future = asyncio.get_running_loop().create_future()
+        self._waiters.append((count, future))
+        await asyncio.wait_for(future, 60)
+
+
+def _rss() -> int:
+    return psutil.Process().memory_info().rss
+
+
+async def _inject(source, outs, start: int, stop: int, user) -> None:
+    for i in range(start, stop):
+        if i % 64 == 0:
+            for out in outs:
+                await out.wait_puts(i - WINDOW)
+        source.queue(
+            immp.SentMessage(
+                id_=source.counter(), channel=source.channel, text=f"message {i}", user=user
+            )
+        )
+    for out in outs:
+        await out.wait_puts(stop)
+
+
+async def scenario(n: int, k: int) -> dict:
+    host = immp.Host()
+    source = CountingDummyPlug("in", {}, host)
+    outs = [CountingDummyPlug(f"out{i}", {}, host) for i in range(1, k + 1)]
+    names = []
+    for plug in (source, *outs):
+        host.add_plug(plug)
+        host.add_channel(f"{plug.name}-room", plug.channel)
+        names.append(f"{plug.name}-room")
+    host.add_hook(SyncHook("sync", {"channels": {"bus": names}}, host))
+    runner = asyncio.ensure_future(host.run())
+    while not host.running:
+        await asyncio.sleep(0.01)
+    user = immp.User(id_="alice", real_name="Alice")
+    started = time.perf_counter()
+    await _inject(source, outs, 0, n, user)
+    elapsed = time.perf_counter() - started
+    delivered = sum(out.put_count for out in outs)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # Growth: N more messages after those N, which filled every bounded history.
+    gc.collect()
+    rss_warm = _rss()
+    await _inject(source, outs, n, 2 * n, user)
+    gc.collect()
+    rss_end = _rss()
+    await host.quit()
+    try:
+        await asyncio.wait_for(runner, 10)
+    except (TimeoutError, asyncio.CancelledError):
+        pass
+    return {
+        "impl": f"original IMMP {getattr(immp, '__version__', '0.12.1')}",
+        "n": n,
+        "k": k,
+        "seconds": elapsed,
+        "msgs_per_s": n / elapsed,
+        "deliveries_per_s": delivered / elapsed,
+        "delivered": delivered,
+        "peak_rss_mib": peak,
+        "growth_kib_per_100k": (rss_end - rss_warm) / 1024 / n * 100_000,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-n", type=int, default=20_000, help="messages injected (default 20000)")
+    parser.add_argument("-k", type=int, default=2, help="bridged target plugs (default 2)")
+    parser.add_argument("--json", action="store_true", help="print one JSON line of figures")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+    result = asyncio.run(scenario(args.n, args.k))
+    if args.json:
+        print(json.dumps(result))
+        return
+    print(f"{result['impl']}: N={args.n} K={args.k}")
+    print(f"  messages in:  {result['msgs_per_s']:10.0f} /s  ({result['seconds']:.2f} s)")
+    print(f"  deliveries:   {result['deliveries_per_s']:10.0f} /s  ({result['delivered']})")
+    print(f"  peak RSS:     {result['peak_rss_mib']:10.1f} MiB")
+    print(
+        f"  RSS growth:   {result['growth_kib_per_100k'] / 1024:10.2f} MiB per 100,000 messages"
+        " (over N more messages after the N)"
+    )
+
+
+if __name__ == "__main__":
+    main()
