@@ -31,9 +31,14 @@ from ._plug import Plug
 log = logging.getLogger(__name__)
 
 # Messages waiting per plug between the network reader and the hooks, and per unprioritised
-# hook between the pump and that hook. When one is full the sender waits (backpressure up to the
-# network reader); nothing is dropped.
+# hook between the pump and that hook. When a plug's inbox is full the network reader waits
+# (backpressure); nothing is dropped.
 INBOX_SIZE = 256
+# When an unprioritised hook's inbox is full, the pump waits for it (backpressure) for at most
+# this long. A hook that takes no message in that time is taken to be stuck: messages for it are
+# dropped, counted and logged until it has emptied its inbox, so that one hung hook cannot stall
+# every other hook and plug.
+HOOK_FULL_WAIT = 1.0
 
 T = TypeVar("T", bound=Hook)
 
@@ -80,6 +85,8 @@ class Host:
         self._stops: dict[str, trio.Event] = {}
         self._closed: dict[str, trio.Event] = {}
         self._hook_inboxes: dict[str, trio.MemorySendChannel] = {}
+        # Unprioritised hooks taken to be stuck -> messages dropped for them since (see above).
+        self._stuck_hooks: dict[str, int] = {}
         self._config_listeners: list[Callable[[object], None]] = []
         self._loaded = False
         self.ready = trio.Event()
@@ -307,6 +314,10 @@ class Host:
             if isinstance(item, Plug):
                 item._inbox = None
             self._hook_inboxes.pop(item.name, None)
+            dropped = self._stuck_hooks.pop(item.name, None)
+            if dropped:
+                log.warning("Hook %s closed; %d messages for it were dropped while its inbox "
+                            "was full", item.name, dropped)
             self._stops.pop(item.name, None)
             closed.set()
             self._closed.pop(item.name, None)
@@ -350,9 +361,26 @@ class Host:
             inbox = self._hook_inboxes.get(hook.name)
             if inbox is not None and hook.priority is None:
                 try:
-                    await inbox.send((sent, source, primary))
+                    await self._hand_over(hook, inbox, (sent, source, primary))
                 except (trio.ClosedResourceError, trio.BrokenResourceError):
                     pass  # the hook closed meanwhile
+
+    async def _hand_over(self, hook: Hook, inbox: trio.MemorySendChannel, item: tuple) -> None:
+        """Queue a message for an unprioritised hook; see :data:`HOOK_FULL_WAIT`."""
+        try:
+            inbox.send_nowait(item)
+            return
+        except trio.WouldBlock:
+            pass
+        if hook.name not in self._stuck_hooks:
+            with trio.move_on_after(HOOK_FULL_WAIT):
+                await inbox.send(item)
+                return
+            log.warning("Hook %s is stuck (its inbox of %d messages stayed full for %ss): "
+                        "dropping messages for it until it catches up", hook.name, INBOX_SIZE,
+                        HOOK_FULL_WAIT)  # fmt: skip
+            self._stuck_hooks[hook.name] = 0
+        self._stuck_hooks[hook.name] += 1
 
     async def _hook_worker(self, hook: Hook, receive: trio.MemoryReceiveChannel) -> None:
         if not _overrides(hook, "on_receive"):
@@ -363,6 +391,9 @@ class Host:
         async with receive:
             async for sent, source, primary in receive:
                 await self._call_hook(hook, "on_receive", sent, source, primary)
+                if hook.name in self._stuck_hooks and not receive.statistics().current_buffer_used:
+                    log.warning("Hook %s caught up; %d messages for it were dropped while its "
+                                "inbox was full", hook.name, self._stuck_hooks.pop(hook.name))
 
     async def _call_hook(self, hook: Hook, method: str, *args: Any, default: Any = None) -> Any:
         """Call a hook method; an exception or a timeout is logged and gives ``default``."""
