@@ -74,11 +74,15 @@ class DemoPlug(immp.Plug):
         if self.config["interval"] is not None and self.config["interval"] <= 0:
             raise immp.ConfigError("must be positive (or null to turn the timer off)", "interval")
         self._ids = itertools.count(1)
-        self.bot = immp.User(id=self.config["user"] or name, plug=self,
-                             username=self.config["user"] or name)
+        self.bot = immp.User(
+            id=self.config["user"] or name, plug=self, username=self.config["user"] or name
+        )
         # The console user's ID can never equal the bot's, whatever the plug is called.
-        self.console_user = immp.User(id=f"console:{self.config['console-user']}", plug=self,
-                                      username=self.config["console-user"])
+        self.console_user = immp.User(
+            id=f"console:{self.config['console-user']}",
+            plug=self,
+            username=self.config["console-user"],
+        )
         self._messages: OrderedDict[str, immp.SentMessage] = OrderedDict()
         #: The latest (channel, message) pairs sent to this plug, oldest first.
         self.puts: deque[tuple[immp.Channel, immp.Message]] = deque(maxlen=self.config["history"])
@@ -106,13 +110,24 @@ class DemoPlug(immp.Plug):
 
     # -- the "network" ----------------------------------------------------------------------------
 
-    async def receive(self, text=None, *, user: immp.User | None = None,
-                      channel: immp.Channel | str | None = None, **fields) -> immp.SentMessage:
+    async def receive(
+        self,
+        text=None,
+        *,
+        user: immp.User | None = None,
+        channel: immp.Channel | str | None = None,
+        **fields,
+    ) -> immp.SentMessage:
         """Inject a message as if someone on the network posted it; returns it."""
         if isinstance(channel, str):
             channel = immp.Channel(self, channel)
-        sent = immp.SentMessage(self._next_id(), channel or self.default_channel, text=text,
-                                user=user or self.bot, **fields)
+        sent = immp.SentMessage(
+            self._next_id(),
+            channel or self.default_channel,
+            text=text,
+            user=user or self.bot,
+            **fields,
+        )
         self._remember(sent)
         await self.queue(sent)
         return sent
@@ -120,8 +135,15 @@ class DemoPlug(immp.Plug):
     async def edit_message(self, id: str, text) -> immp.SentMessage:
         """Report that message ``id`` was edited to ``text``."""
         old = self._messages[str(id)]
-        sent = immp.SentMessage(old.id, old.channel, revision=old.revision + 1, text=text,
-                                user=old.user, action=old.action, edited=True)
+        sent = immp.SentMessage(
+            old.id,
+            old.channel,
+            revision=old.revision + 1,
+            text=text,
+            user=old.user,
+            action=old.action,
+            edited=True,
+        )
         self._remember(sent)
         await self.queue(sent)
         return sent
@@ -129,13 +151,15 @@ class DemoPlug(immp.Plug):
     async def delete_message(self, id: str) -> immp.SentMessage:
         """Report that message ``id`` was deleted."""
         old = self._messages.pop(str(id))
-        sent = immp.SentMessage(old.id, old.channel, revision=old.revision + 1, deleted=True,
-                                user=old.user)
+        sent = immp.SentMessage(
+            old.id, old.channel, revision=old.revision + 1, deleted=True, user=old.user
+        )
         await self.queue(sent)
         return sent
 
-    async def join_part(self, user: immp.User, *, joined: bool = True,
-                        channel: immp.Channel | None = None) -> immp.SentMessage:
+    async def join_part(
+        self, user: immp.User, *, joined: bool = True, channel: immp.Channel | None = None
+    ) -> immp.SentMessage:
         """Report that ``user`` joined (or left) the channel."""
         key = "joined" if joined else "left"
         return await self.receive(user=user, channel=channel, **{key: [user]})
@@ -153,10 +177,19 @@ class DemoPlug(immp.Plug):
         self._put_event.set()
         self._put_event = trio.Event()
         self._show(msg)
-        sent = immp.SentMessage(self._next_id(), channel, text=msg.text, user=msg.user,
-                                action=msg.action, edited=msg.edited, reply_to=msg.reply_to,
-                                joined=msg.joined, left=msg.left, title=msg.title,
-                                attachments=msg.attachments)
+        sent = immp.SentMessage(
+            self._next_id(),
+            channel,
+            text=msg.text,
+            user=msg.user,
+            action=msg.action,
+            edited=msg.edited,
+            reply_to=msg.reply_to,
+            joined=msg.joined,
+            left=msg.left,
+            title=msg.title,
+            attachments=msg.attachments,
+        )
         self._remember(sent)
         if self.config["echo"]:
             await self.queue(sent)
@@ -165,8 +198,15 @@ class DemoPlug(immp.Plug):
     async def edit(self, receipt, msg):
         old = self._messages.get(receipt.id)
         revision = old.revision + 1 if old else receipt.revision + 1
-        sent = immp.SentMessage(receipt.id, receipt.channel, revision=revision, text=msg.text,
-                                user=msg.user, action=msg.action, edited=True)
+        sent = immp.SentMessage(
+            receipt.id,
+            receipt.channel,
+            revision=revision,
+            text=msg.text,
+            user=msg.user,
+            action=msg.action,
+            edited=True,
+        )
         self._remember(sent)
         self.puts.append((receipt.channel, sent))
         self.put_count += 1
@@ -231,7 +271,7 @@ class DemoPlug(immp.Plug):
     # -- the console ------------------------------------------------------------------------------
 
     async def _console(self):
-        stream = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
+        stream = trio.lowlevel.FdStream(_own_stdin())
         buffer = b""
         async with stream:
             while True:
@@ -276,6 +316,22 @@ class DemoPlug(immp.Plug):
 
     def _console_id(self, ident: str) -> str:
         return self._console_ids[int(ident) - 1] if int(ident) > 0 else ""
+
+
+def _own_stdin() -> int:
+    """
+    A file descriptor for standard input that is ours alone. trio makes the descriptor it
+    reads non-blocking, and that flag belongs to the open file, which a terminal usually shares
+    between stdin, stdout and the shell that started us: a plain ``dup`` would leave stdout
+    non-blocking (a slow terminal makes ``print`` fail) and the shell's terminal broken after
+    exit. Opening ``/proc/self/fd/0`` (Linux) gives a new open file; elsewhere, or for a socket,
+    fall back to ``dup``.
+    """
+    fd = sys.stdin.fileno()
+    try:
+        return os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
+        return os.dup(fd)
 
 
 def _print(text: str) -> None:
