@@ -220,10 +220,11 @@ def test_logging_section_with_the_seeds_local_filter(tmp_path, immp_exe):
 def test_a_broken_logging_section_is_a_config_error(tmp_path, immp_command):
     path = tmp_path / "c.yaml"
     path.write_text(textwrap.dedent(DEMO) + "logging: {version: 1, handlers: {x: {class: nope}}}\n")
-    result = immp_command(str(path))
-    assert result.returncode == 2
-    assert result.stderr.startswith(f"immp: error: {path}: logging: ")
-    assert result.stderr.count("\n") == 1
+    for args in ([str(path)], ["--check", str(path)]):
+        result = immp_command(*args)
+        assert result.returncode == 2
+        assert result.stderr.startswith(f"immp: error: {path}: logging: ")
+        assert result.stderr.count("\n") == 1
 
 
 @pytest.mark.parametrize("suffix", [".json", ".toml"])

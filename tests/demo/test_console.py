@@ -72,6 +72,22 @@ def test_edit_and_delete_typed_messages_by_number(console):
     assert chat.stop() == 0
 
 
+def test_console_commands_without_their_text_show_usage_and_send_nothing(console):
+    chat = console()
+    chat.type("first")
+    chat.expect("[peer] <alice> first")
+    chat.type("/me")
+    chat.expect("(usage: /me TEXT)")
+    chat.type("/edit 1")
+    chat.expect("(usage: /edit N TEXT)")
+    chat.type("/delete")
+    chat.expect("(usage: /delete N)")
+    chat.type("after")
+    seen = chat.expect("[peer] <alice> after")
+    assert "[peer] * alice" not in seen and "(edited)" not in seen
+    assert chat.stop() == 0
+
+
 def test_join_and_part_are_announced(console):
     chat = console()
     chat.type("/join")

@@ -136,11 +136,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         data = load_file(file)
         host = build_host(data, file=file)
+        _setup_logging(data.get("logging"), file)
         if args.check:
             print(f"{file}: OK ({len(host.plugs)} plugs, {len(host.channels)} channels, "
                   f"{len(host.groups)} groups, {len(host.hooks)} hooks)")
             return EXIT_OK
-        _setup_logging(data.get("logging"), file)
     except ConfigError as exc:
         print(f"immp: error: {exc}", file=sys.stderr)
         return EXIT_CONFIG

@@ -291,11 +291,15 @@ class DemoPlug(immp.Plug):
             return
         user = self.console_user
         command, _, rest = line.partition(" ")
+        usage = {"/me": "/me TEXT", "/edit": "/edit N TEXT", "/delete": "/delete N"}
+        if command in usage and not (rest.strip() and (command != "/edit" or " " in rest.strip())):
+            _print(f"(usage: {usage[command]})")
+            return
         try:
-            if command == "/me" and rest.strip():
+            if command == "/me":
                 sent = await self.receive(rest, user=user, action=True)
             elif command == "/edit":
-                ident, _, text = rest.partition(" ")
+                ident, _, text = rest.strip().partition(" ")
                 await self.edit_message(self._console_id(ident), text)
                 return
             elif command == "/delete":
