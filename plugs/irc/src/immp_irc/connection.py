@@ -36,6 +36,10 @@ WANTED_CAPS = ("server-time", "message-tags", "echo-message", "account-tag", "ex
 ACK_EVERY = 20
 # Bytes of one incoming line before we give up on it (IRCv3 allows 8191 for tags plus 512).
 MAX_INCOMING = 16384
+# Bytes of a token we echo back to the server (a PING's), so that the reply fits in a line.
+MAX_TOKEN = 400
+# Longest line (without CR LF) ever written: IRC's 512 bytes including CR LF.
+MAX_LINE = 510
 # CTCP and PONG replies waiting to be written; when full, further CTCP replies are not sent
 # (logged): someone flooding us with CTCP requests must not grow memory.
 MAX_CONTROL = 64
@@ -130,6 +134,11 @@ def alternative_nick(nick: str, attempt: int, nicklen: int) -> str:
     """The ``attempt``-th (from 1) alternative to ``nick`` that fits in ``nicklen``."""
     suffix = "_" * attempt if attempt <= 2 else str(attempt)
     return nick[: max(1, nicklen - len(suffix))] + suffix
+
+
+def _truncate(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` bytes of UTF-8, never inside a character."""
+    return text.encode("utf-8")[:limit].decode("utf-8", "ignore")
 
 
 def _describe(exc: BaseException) -> str:
@@ -366,7 +375,9 @@ class Connection:
         """The connection's own business: pings, registration, capabilities, SASL."""
         command, params = line.command, line.params
         if command == "PING":
-            self.send_control(irctokens.build("PONG", params[-1:] or ["x"]).format())
+            # Echo the token, but never a line break or more than fits in one line.
+            token = _truncate(scrub(params[-1]) if params else "", MAX_TOKEN) or "x"
+            self.send_control(irctokens.build("PONG", [token]).format())
         elif command == "PONG" and params and params[-1].startswith("immp-ack-"):
             self._acknowledge(int(params[-1].removeprefix("immp-ack-")))
         elif command == "CAP" and len(params) >= 3:
@@ -446,14 +457,19 @@ class Connection:
     # -- writing ----------------------------------------------------------------------------------
 
     async def _write(self, line: str) -> None:
-        # irctokens does not refuse line breaks: this is the last guard before the socket.
-        if any(ch in line for ch in "\r\n\0"):
-            raise ValueError(f"refusing to write a line with CR, LF or NUL: {line[:80]!r}")
+        # irctokens refuses neither line breaks nor long lines: this is the last guard before
+        # the socket. A bad line is left out (and logged) rather than failing the connection,
+        # which would send the same line again after the reconnect, forever.
+        data = line.encode("utf-8")
+        if any(ch in line for ch in "\r\n\0") or len(data) > MAX_LINE:
+            self.log.warning("Not writing a line with CR, LF or NUL or over %d bytes (%d): %r",
+                             MAX_LINE, len(data), line[:80])  # fmt: skip
+            return
         stream = self._stream
         if stream is None:
             raise Disconnected("not connected")
         async with self._write_lock:
-            await stream.send_all(line.encode("utf-8") + b"\r\n")
+            await stream.send_all(data + b"\r\n")
 
     def _acknowledge(self, ack: int) -> None:
         while self._unacked and self._unacked[0].ack is not None and self._unacked[0].ack <= ack:

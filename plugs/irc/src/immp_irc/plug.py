@@ -387,8 +387,8 @@ class IRCPlug(immp.Plug):
             reply = f"{CTCP}PING {scrub(args)[:64]}{CTCP}"
         else:
             return
-        if not _valid_name(nick):
-            return
+        if not _valid_name(nick) or len(nick.encode("utf-8")) > NAME_LIMIT:
+            return  # no nick a server hands out; nothing to answer
         if not self.connection.send_control(irctokens.build("NOTICE", [nick, reply]).format()):
             self.log.warning("Too many CTCP requests; not answering %s from %s", verb, nick)
 
