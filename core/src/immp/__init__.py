@@ -39,6 +39,7 @@ from ._message import (
 from ._openable import Openable, OpenState
 from ._plug import Plug
 from ._schema import Any_, Check, Nullable, Number, Optional, Ref, Schema
+from ._watchdog import Watchdog
 from .hookspecs import hookimpl
 
 __all__ = [
@@ -46,6 +47,6 @@ __all__ = [
     "CommandSpec", "CommandUsageError", "ConfigError", "File", "FileType", "Group", "Hook",
     "HookError", "Host", "Location", "Message", "Nullable", "Number", "OpenState", "Openable",
     "Optional", "Plug", "PlugError", "Receipt", "ResourceHook", "RichText", "Schema",
-    "Segment", "SentMessage", "User", "build_host", "command", "commands_of", "dump_config",
-    "hookimpl", "load_file", "write_config", "Ref",
+    "Segment", "SentMessage", "User", "Watchdog", "build_host", "command", "commands_of",
+    "dump_config", "hookimpl", "load_file", "write_config", "Ref",
 ]  # fmt: skip

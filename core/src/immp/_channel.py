@@ -19,11 +19,13 @@ class Channel:
     Two ``Channel`` objects for the same plug and source are equal, named or not.
     """
 
-    __slots__ = ("plug", "source")
+    __slots__ = ("_hash", "plug", "source")
 
     def __init__(self, plug: Plug, source: str):
         self.plug = plug
         self.source = str(source)
+        # Channels key every history and copy map on the hot path: hash once.
+        self._hash = hash((id(plug), self.source))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Channel):
@@ -31,7 +33,7 @@ class Channel:
         return self.plug is other.plug and self.source == other.source
 
     def __hash__(self) -> int:
-        return hash((id(self.plug), self.source))
+        return self._hash
 
     def __repr__(self) -> str:
         return f"<Channel {self.plug.name}:{self.source}>"

@@ -27,6 +27,7 @@ from ._hook import Hook, ResourceHook
 from ._message import Message, SentMessage
 from ._openable import Openable, OpenState
 from ._plug import Plug
+from ._watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,9 @@ class Host:
         # Set once run() has tried to open every hook: until then plugs' pumps hold received
         # messages in their bounded inboxes, so that no hook misses what arrives at startup.
         self._hooks_opened = trio.Event()
+        # Which hooks run at each step of the receive and send paths, worked out once and
+        # forgotten whenever a hook is added, removed or changes state (see _hooks_changed).
+        self._plan: _Plan | None = None
 
     # -- the namespace --------------------------------------------------------------------------
 
@@ -135,6 +139,7 @@ class Host:
         if isinstance(hook, ResourceHook):
             self.resources[hook.name] = hook
         hook.state = OpenState.inactive if enabled else OpenState.disabled
+        self._plan = None
         if self._loaded:
             hook.on_load()
         if self._nursery is not None and enabled:
@@ -151,6 +156,7 @@ class Host:
             await self.stop(name)
             item = self.plugs.pop(name, None) or self.hooks.pop(name)
             self.resources.pop(name, None)
+            self._plan = None
             if isinstance(item, Plug):
                 for cname in [n for n, c in self.channels.items() if c.plug is item]:
                     del self.channels[cname]
@@ -280,6 +286,7 @@ class Host:
                 elif item.priority is None:
                     send, receive = trio.open_memory_channel(INBOX_SIZE)
                     self._hook_inboxes[item.name] = send
+                    self._plan = None
                     nursery.start_soon(self._hook_worker, item, receive)
                 with trio.fail_after(self.open_timeout):
                     await item.open()
@@ -329,18 +336,56 @@ class Host:
     def _active_hooks(self) -> list[Hook]:
         return [h for h in self.hooks.values() if h.state is OpenState.active]
 
+    def _hooks_changed(self) -> None:
+        """A hook was added, removed, or changed state: work the plan out again when needed."""
+        self._plan = None
+
+    def _make_plan(self) -> _Plan:
+        hooks = self._active_hooks()
+        levels: dict[int, list[Hook]] = {}
+        for hook in hooks:
+            if hook.priority is not None and _overrides(hook, "on_receive"):
+                levels.setdefault(hook.priority, []).append(hook)
+        inboxes = []
+        for hook in hooks:
+            inbox = self._hook_inboxes.get(hook.name)
+            if inbox is not None and hook.priority is None:
+                inboxes.append((hook, inbox))
+        self._plan = _Plan(
+            before_receive=_by_priority(hooks, "before_receive"),
+            levels=[levels[priority] for priority in sorted(levels)],
+            inboxes=inboxes,
+            before_send=_by_priority(hooks, "before_send"),
+        )
+        return self._plan
+
     async def _pump(self, plug: Plug, receive: trio.MemoryReceiveChannel) -> None:
         await self._hooks_opened.wait()
         async with receive:
-            async for sent in receive:
+            while True:
+                # Take what is already waiting without a trip through the scheduler; wait (a
+                # schedule point) only when the inbox is empty.
+                try:
+                    sent = receive.receive_nowait()
+                except trio.WouldBlock:
+                    try:
+                        sent = await receive.receive()
+                    except trio.EndOfChannel:
+                        return
+                except trio.EndOfChannel:
+                    return
+                else:
+                    await trio.lowlevel.checkpoint_if_cancelled()
                 await self.process(plug, sent)
 
     async def process(self, plug: Plug, sent: SentMessage) -> None:
         """Run one received message through the hooks (see the module docstring)."""
-        echo = await plug._match_echo(sent)
+        echo = plug._echoes.get(sent.channel, sent.id)
+        if echo is None and plug._in_flight:
+            echo = await plug._match_echo(sent)
         source, primary = echo if echo else (sent, True)
-        hooks = self._active_hooks()
-        for hook in _by_priority(hooks, "before_receive"):
+        plan = self._plan or self._make_plan()
+        for hook in plan.before_receive:
             result = await self._call_hook(hook, "before_receive", sent, source, primary,
                                            default=sent)
             if not result:
@@ -349,21 +394,21 @@ class Host:
             sent = result
             if echo is None:
                 source = sent
-        levels: dict[int, list[Hook]] = {}
-        for hook in hooks:
-            if hook.priority is not None and _overrides(hook, "on_receive"):
-                levels.setdefault(hook.priority, []).append(hook)
-        for priority in sorted(levels):
+        for level in plan.levels:
             async with trio.open_nursery() as nursery:
-                for hook in levels[priority]:
+                for hook in level:
                     nursery.start_soon(self._call_hook, hook, "on_receive", sent, source, primary)
-        for hook in hooks:
-            inbox = self._hook_inboxes.get(hook.name)
-            if inbox is not None and hook.priority is None:
+        item = (sent, source, primary)
+        for hook, inbox in plan.inboxes:
+            try:
+                inbox.send_nowait(item)
+            except trio.WouldBlock:
                 try:
-                    await self._hand_over(hook, inbox, (sent, source, primary))
+                    await self._hand_over(hook, inbox, item)
                 except (trio.ClosedResourceError, trio.BrokenResourceError):
                     pass  # the hook closed meanwhile
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                pass  # the hook closed meanwhile
 
     async def _hand_over(self, hook: Hook, inbox: trio.MemorySendChannel, item: tuple) -> None:
         """Queue a message for an unprioritised hook; see :data:`HOOK_FULL_WAIT`."""
@@ -388,12 +433,46 @@ class Host:
                 async for _ in receive:
                     pass
             return
-        async with receive:
-            async for sent, source, primary in receive:
-                await self._call_hook(hook, "on_receive", sent, source, primary)
-                if hook.name in self._stuck_hooks and not receive.statistics().current_buffer_used:
-                    log.warning("Hook %s caught up; %d messages for it were dropped while its "
-                                "inbox was full", hook.name, self._stuck_hooks.pop(hook.name))
+        # One watchdog per worker rather than a cancel scope per call (see immp._watchdog).
+        watchdog = Watchdog(lambda: hook.timeout or None)
+        async with receive, trio.open_nursery() as nursery:
+            nursery.start_soon(watchdog.run)
+            done = False
+            while not done:
+                with watchdog.scope():
+                    while True:
+                        try:
+                            sent, source, primary = receive.receive_nowait()
+                        except trio.WouldBlock:
+                            try:
+                                sent, source, primary = await receive.receive()
+                            except trio.EndOfChannel:
+                                break
+                        except trio.EndOfChannel:
+                            break
+                        else:
+                            await trio.lowlevel.checkpoint_if_cancelled()
+                        watchdog.begin()
+                        try:
+                            await hook.on_receive(sent, source, primary)
+                        except Exception as exc:
+                            log.error("Hook %s: on_receive failed: %s", hook.name, _describe(exc))
+                            log.debug("Traceback of hook %s", hook.name, exc_info=exc)
+                        finally:
+                            watchdog.end()
+                        if self._stuck_hooks and hook.name in self._stuck_hooks:
+                            self._check_caught_up(hook, receive)
+                    done = True
+                if not done:
+                    log.error("Hook %s: on_receive timed out after %ss", hook.name, hook.timeout)
+                    if self._stuck_hooks and hook.name in self._stuck_hooks:
+                        self._check_caught_up(hook, receive)
+            nursery.cancel_scope.cancel()
+
+    def _check_caught_up(self, hook: Hook, receive: trio.MemoryReceiveChannel) -> None:
+        if not receive.statistics().current_buffer_used:
+            log.warning("Hook %s caught up; %d messages for it were dropped while its "
+                        "inbox was full", hook.name, self._stuck_hooks.pop(hook.name))
 
     async def _call_hook(self, hook: Hook, method: str, *args: Any, default: Any = None) -> Any:
         """Call a hook method; an exception or a timeout is logged and gives ``default``."""
@@ -408,13 +487,28 @@ class Host:
         return default
 
     async def _before_send(self, channel: Channel, msg: Message):
-        for hook in _by_priority(self._active_hooks(), "before_send"):
+        plan = self._plan or self._make_plan()
+        for hook in plan.before_send:
             result = await self._call_hook(hook, "before_send", channel, msg, default=(channel, msg))
             if not result:
                 log.debug("Hook %s dropped outgoing %r", hook.name, msg)
                 return None
             channel, msg = result
         return channel, msg
+
+
+class _Plan:
+    """The hooks each step of the receive and send paths calls, in order."""
+
+    __slots__ = ("before_receive", "before_send", "inboxes", "levels")
+
+    def __init__(self, *, before_receive: list[Hook], levels: list[list[Hook]],
+                 inboxes: list[tuple[Hook, trio.MemorySendChannel]],
+                 before_send: list[Hook]):
+        self.before_receive = before_receive
+        self.levels = levels
+        self.inboxes = inboxes
+        self.before_send = before_send
 
 
 def _overrides(hook: Hook, method: str) -> bool:

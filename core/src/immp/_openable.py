@@ -57,6 +57,19 @@ class Openable:
         return schema.validate(config if config is not None else {}, path, refs)
 
     @property
+    def state(self) -> OpenState:
+        """Where this object is in its lifetime."""
+        return self._open_state
+
+    @state.setter
+    def state(self, value: OpenState) -> None:
+        self._open_state = value
+        # The host caches which hooks run where; any change of state may change that.
+        changed = getattr(self.host, "_hooks_changed", None)
+        if changed is not None:
+            changed()
+
+    @property
     def nursery(self) -> trio.Nursery:
         """The nursery for this object's background tasks; only while it is open."""
         if self._nursery is None:

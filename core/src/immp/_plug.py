@@ -10,8 +10,8 @@ import trio
 
 from ._channel import Channel
 from ._errors import PlugError
-from ._openable import Openable
 from ._message import Message, Receipt, SentMessage, User
+from ._openable import Openable
 
 if TYPE_CHECKING:
     from ._host import Host
@@ -68,7 +68,8 @@ class Plug(Openable):
         self._echoes = EchoHistory(host.echo_history if host else 10_000)
         self._inbox: trio.MemorySendChannel | None = None
         self._in_flight: dict[int, tuple[Channel, float]] = {}
-        self._put_done = trio.Event()
+        # Set when a put() finishes; made only while _match_echo waits for one.
+        self._put_done: trio.Event | None = None
         self._tokens = itertools.count()
 
     @property
@@ -98,6 +99,8 @@ class Plug(Openable):
             deadline = max(starts, default=now) + ECHO_WAIT
             if not starts or deadline <= now:
                 break
+            if self._put_done is None:
+                self._put_done = trio.Event()
             with trio.move_on_at(deadline):
                 await self._put_done.wait()
             hit = self._echoes.get(sent.channel, sent.id)
@@ -124,8 +127,9 @@ class Plug(Openable):
             receipts = await self.put(channel, msg)
         finally:
             del self._in_flight[token]
-            self._put_done.set()
-            self._put_done = trio.Event()
+            if self._put_done is not None:
+                self._put_done.set()
+                self._put_done = None
         for index, receipt in enumerate(receipts):
             self._echoes.add(receipt, msg, index == 0)
         return receipts

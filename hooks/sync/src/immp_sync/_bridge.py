@@ -248,7 +248,11 @@ class BridgeHook(immp.Hook):
             self.copies.add(copies)
         if sent.title is not None:
             self._titles[channel] = sent.title
-        job = (sent, copies, route)
+        # The title as of this message (a rename queued after it must not change its name).
+        title = None
+        if any(not target.options.style.plain for target in route.targets):
+            title = await self._title(channel)
+        job = (sent, copies, route, title)
         for target in route.targets:
             if target.options.accepts(sent):
                 await target.put(job)
@@ -256,7 +260,7 @@ class BridgeHook(immp.Hook):
     # -- sending ----------------------------------------------------------------------------
 
     async def _deliver(self, target: Target, job: tuple) -> None:
-        sent, copies, route = job
+        sent, copies, route, title = job
         channel = target.channel
         plug = channel.plug
         ids = copies.ids.get(channel)
@@ -269,7 +273,7 @@ class BridgeHook(immp.Hook):
                 for id in ids:
                     await plug.delete(immp.Receipt(id, channel))
             return
-        msg = await self._copy(target, sent, route)
+        msg = await self._copy(target, sent, route, title)
         if sent.edited and ids:
             if plug is self.plug:
                 await self.plug.announce(channel, msg, id=ids[0])
@@ -285,13 +289,15 @@ class BridgeHook(immp.Hook):
         if receipts and not ids:
             self.copies.add_copy(copies, channel, tuple(r.id for r in receipts))
 
-    async def _copy(self, target: Target, sent: immp.SentMessage, route: Route) -> SyncedMessage:
+    async def _copy(
+        self, target: Target, sent: immp.SentMessage, route: Route, title: str | None
+    ) -> SyncedMessage:
         style = target.options.style
         if style.plain:
             author = sent.user
         else:
             context = {
-                "title": await self._title(route.channel),
+                "title": title,
                 "plug": route.channel.plug,
                 "channel": route.channel,
                 "label": route.label,

@@ -94,13 +94,30 @@ class Target:
             self.done.set()
 
     async def _work(self) -> None:
-        # One cancel scope serves many jobs: its deadline is set for each send and cleared
-        # while waiting for the next job (a fresh scope per message costs more than the send).
-        async with self._receive:
-            while True:
-                with trio.CancelScope() as scope:
-                    async for job in self._receive:
-                        scope.deadline = trio.current_time() + self.timeout
+        # One watchdog per target rather than a cancel scope or deadline per send (either costs
+        # as much as the send to a fast plug); it cuts a send off after ``timeout``.
+        watchdog = immp.Watchdog(lambda: self.timeout)
+        receive = self._receive
+        async with receive, trio.open_nursery() as nursery:
+            nursery.start_soon(watchdog.run)
+            done = False
+            while not done:
+                with watchdog.scope():
+                    while True:
+                        # Take what is queued without a trip through the scheduler; wait (a
+                        # schedule point) only when the queue is empty.
+                        try:
+                            job = receive.receive_nowait()
+                        except trio.WouldBlock:
+                            try:
+                                job = await receive.receive()
+                            except trio.EndOfChannel:
+                                break
+                        except trio.EndOfChannel:
+                            break
+                        else:
+                            await trio.lowlevel.checkpoint_if_cancelled()
+                        watchdog.begin()
                         try:
                             await self._deliver(self, job)
                         except Exception as exc:
@@ -113,13 +130,16 @@ class Target:
                                 exc,
                                 exc_info=trace,
                             )
-                        scope.deadline = math.inf
+                        finally:
+                            watchdog.end()
                         if self.stuck or self._waited:
                             self._check_caught_up()
-                    break  # the queue was closed and is empty
-                self.log.warning("Sending to %s timed out after %ss", self.name, self.timeout)
-                if self.stuck or self._waited:
-                    self._check_caught_up()
+                    done = True  # the queue was closed and is empty
+                if not done:
+                    self.log.warning("Sending to %s timed out after %ss", self.name, self.timeout)
+                    if self.stuck or self._waited:
+                        self._check_caught_up()
+            nursery.cancel_scope.cancel()
         if self._dropped_now:
             self.log.warning(
                 "Target %s closed; %d messages for it were dropped while its queue was full",

@@ -87,7 +87,8 @@ class DemoPlug(immp.Plug):
         #: The latest (channel, message) pairs sent to this plug, oldest first.
         self.puts: deque[tuple[immp.Channel, immp.Message]] = deque(maxlen=self.config["history"])
         self.put_count = 0
-        self._put_event = trio.Event()
+        # Set on each put; made only while wait_puts() waits (a put needs no new Event).
+        self._put_event: trio.Event | None = None
         self._console_ids: list[str] = []
 
     @property
@@ -174,8 +175,7 @@ class DemoPlug(immp.Plug):
     async def put(self, channel, msg):
         self.puts.append((channel, msg))
         self.put_count += 1
-        self._put_event.set()
-        self._put_event = trio.Event()
+        self._put_happened()
         self._show(msg)
         sent = immp.SentMessage(
             self._next_id(),
@@ -192,7 +192,15 @@ class DemoPlug(immp.Plug):
         )
         self._remember(sent)
         if self.config["echo"]:
-            await self.queue(sent)
+            # The echo is handed over without a schedule point while the inbox has room (the
+            # send that called put() has one of its own); when full, queue() waits as usual.
+            inbox = self._inbox
+            try:
+                if inbox is None:
+                    raise trio.WouldBlock
+                inbox.send_nowait(sent)
+            except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
+                await self.queue(sent)
         return [sent.receipt]
 
     async def edit(self, receipt, msg):
@@ -210,8 +218,7 @@ class DemoPlug(immp.Plug):
         self._remember(sent)
         self.puts.append((receipt.channel, sent))
         self.put_count += 1
-        self._put_event.set()
-        self._put_event = trio.Event()
+        self._put_happened()
         self._show(sent)
         return sent.receipt
 
@@ -220,8 +227,7 @@ class DemoPlug(immp.Plug):
         deleted = immp.SentMessage(receipt.id, receipt.channel, deleted=True)
         self.puts.append((receipt.channel, deleted))
         self.put_count += 1
-        self._put_event.set()
-        self._put_event = trio.Event()
+        self._put_happened()
         self._show(deleted)
 
     def _show(self, msg: immp.Message) -> None:
@@ -234,7 +240,14 @@ class DemoPlug(immp.Plug):
         """Wait until at least ``count`` messages in total were sent to the plug."""
         with trio.fail_after(timeout):
             while self.put_count < count:
+                if self._put_event is None:
+                    self._put_event = trio.Event()
                 await self._put_event.wait()
+
+    def _put_happened(self) -> None:
+        if self._put_event is not None:
+            self._put_event.set()
+            self._put_event = None
 
     # -- channels and users -----------------------------------------------------------------------
 
