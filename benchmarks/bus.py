@@ -105,7 +105,7 @@ async def scenario(n: int, k: int) -> dict:
 
 
 def _print(result: dict, runs: int = 1) -> None:
-    median = " (median of %d runs)" % runs if runs > 1 else ""
+    median = f" (median of {runs} runs)" if runs > 1 else ""
     print(f"{result['impl']}: N={result['n']} K={result['k']}{median}")
     print(f"  messages in:  {result['msgs_per_s']:10.0f} /s  ({result['seconds']:.2f} s)")
     print(f"  deliveries:   {result['deliveries_per_s']:10.0f} /s  ({result['delivered']})")
@@ -166,7 +166,8 @@ def compare(n: int, k: int, runs: int) -> None:
         print(
             "Every run (ours, original) msgs/s: "
             + ", ".join(
-                f"{a['msgs_per_s']:.0f}/{b['msgs_per_s']:.0f}" for a, b in zip(ours, original)
+                f"{a['msgs_per_s']:.0f}/{b['msgs_per_s']:.0f}"
+                for a, b in zip(ours, original, strict=True)
             )
         )
 
