@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 import immp
@@ -39,6 +39,8 @@ def test_budget_counts_the_prefix_the_server_adds():
 
 @given(st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=1500),
        st.integers(min_value=40, max_value=450))  # fmt: skip
+@example("\xa0", 40)  # a lone no-break space is text, not a break
+
 def test_split_pieces_fit_and_keep_every_character(text, limit):
     rich = immp.RichText([immp.Segment(text[: len(text) // 2], bold=True), text[len(text) // 2 :]])
     pieces = split_line(rich, limit)

@@ -281,7 +281,7 @@ class RichText:
             while end > start and text[end - 1] in " \t\n":
                 end -= 1
             piece = self[start:end]
-            if str(piece).strip():
+            if str(piece).strip(" \t\n"):  # only the white space we break at is dropped
                 pieces.append(piece)
             start = next_start
             # Do not start the next piece with the white space we broke at.
