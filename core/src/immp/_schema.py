@@ -92,7 +92,8 @@ def _describe(value: Any, path: str = "") -> str:
         return "null"
     last = re.sub(r"(\[\d+\])+$", "", path).rsplit(".", 1)[-1]
     if _SECRET.search(last):
-        return f"a {type(value).__name__} (value hidden)"
+        kind = type(value).__name__
+        return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} (value hidden)"
     text = repr(value)
     if len(text) > 40:
         text = text[:37] + "..."
