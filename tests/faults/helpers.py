@@ -179,3 +179,17 @@ class ImmpProcess:
 
     def stderr(self) -> str:
         return "".join(self.err)
+
+
+class ConfigChurn(immp.Hook):
+    """Changes its own config every ``interval`` seconds and says so (``immp -w`` writes)."""
+
+    async def open(self):
+        self.nursery.start_soon(self._churn)
+
+    async def _churn(self):
+        while True:
+            await trio.sleep(self.config.get("interval", 0.005))
+            self.config["n"] = self.config.get("n", 0) + 1
+            self.config["padding"] = "x" * (self.config["n"] % 5000)
+            self.host.config_changed(self)
