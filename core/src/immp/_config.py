@@ -63,6 +63,7 @@ TOP_SCHEMA = Schema(
             Optional("echo-history", 10_000): int,
             Optional("open-timeout", 30.0): Number,
             Optional("close-timeout", 10.0): Number,
+            Optional("hook-stuck-after", 5.0): Number,
         },
         Optional("logging", None): Nullable(dict),
     },
@@ -151,7 +152,8 @@ def _build(data: dict[str, Any], plugins: Plugins | None) -> Host:
             classes[name] = cls
     options = config["host"]
     host = Host(echo_history=options["echo-history"], open_timeout=options["open-timeout"],
-                close_timeout=options["close-timeout"])
+                close_timeout=options["close-timeout"],
+                hook_stuck_after=options["hook-stuck-after"])
     host.extra_config = {k: v for k, v in data.items() if k not in _KNOWN_TOP}
     host.settings = {key: data[key] for key in ("path", "host", "logging") if data.get(key)}
     for name, spec in config["plugs"].items():

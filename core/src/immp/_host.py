@@ -35,11 +35,12 @@ log = logging.getLogger(__name__)
 # hook between the pump and that hook. When a plug's inbox is full the network reader waits
 # (backpressure); nothing is dropped.
 INBOX_SIZE = 256
-# When an unprioritised hook's inbox is full, the pump waits for it (backpressure) for at most
-# this long. A hook that takes no message in that time is taken to be stuck: messages for it are
-# dropped, counted and logged until it has emptied its inbox, so that one hung hook cannot stall
-# every other hook and plug.
-HOOK_FULL_WAIT = 1.0
+# When an unprioritised hook's inbox is full, the pump waits for room (backpressure) for as long
+# as the hook keeps taking messages: a slow hook slows the stream down and loses nothing. Only a
+# hook that takes no message at all for ``Host.hook_stuck_after`` seconds (default below) while
+# its inbox is full is taken to be stuck: messages for it are then dropped, counted and logged
+# until it has emptied its inbox, so that one hung hook cannot stall every other hook and plug.
+HOOK_STUCK_AFTER = 5.0
 
 T = TypeVar("T", bound=Hook)
 
@@ -68,10 +69,12 @@ class Host:
         echo_history: int = 10_000,
         open_timeout: float = 30.0,
         close_timeout: float = 10.0,
+        hook_stuck_after: float = HOOK_STUCK_AFTER,
     ):
         self.echo_history = echo_history
         self.open_timeout = open_timeout
         self.close_timeout = close_timeout
+        self.hook_stuck_after = hook_stuck_after
         self.plugs: dict[str, Plug] = {}
         self.channels: dict[str, Channel] = {}
         self.groups: dict[str, Group] = {}
@@ -411,19 +414,23 @@ class Host:
                 pass  # the hook closed meanwhile
 
     async def _hand_over(self, hook: Hook, inbox: trio.MemorySendChannel, item: tuple) -> None:
-        """Queue a message for an unprioritised hook; see :data:`HOOK_FULL_WAIT`."""
+        """Queue a message for an unprioritised hook; see :data:`HOOK_STUCK_AFTER`."""
         try:
             inbox.send_nowait(item)
             return
         except trio.WouldBlock:
             pass
         if hook.name not in self._stuck_hooks:
-            with trio.move_on_after(HOOK_FULL_WAIT):
-                await inbox.send(item)
-                return
-            log.warning("Hook %s is stuck (its inbox of %d messages stayed full for %ss): "
-                        "dropping messages for it until it catches up", hook.name, INBOX_SIZE,
-                        HOOK_FULL_WAIT)  # fmt: skip
+            while True:
+                taken = hook._taken
+                with trio.move_on_after(self.hook_stuck_after):
+                    await inbox.send(item)
+                    return
+                if hook._taken == taken:
+                    break  # not one message taken in all that time: stuck
+            log.warning("Hook %s is stuck (it took no message for %ss while its inbox of %d "
+                        "was full): dropping messages for it until it catches up", hook.name,
+                        self.hook_stuck_after, INBOX_SIZE)  # fmt: skip
             self._stuck_hooks[hook.name] = 0
         self._stuck_hooks[hook.name] += 1
 
@@ -452,6 +459,7 @@ class Host:
                             break
                         else:
                             await trio.lowlevel.checkpoint_if_cancelled()
+                        hook._taken += 1
                         watchdog.begin()
                         try:
                             await hook.on_receive(sent, source, primary)
