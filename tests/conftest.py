@@ -34,8 +34,9 @@ def immp_command():
     """Run the real ``immp`` console script as a subprocess: ``immp_command(*args, **kw)``."""
 
     def run(*args: str, timeout: float = 30, **kwargs) -> subprocess.CompletedProcess:
-        return subprocess.run([_immp_exe(), *args], capture_output=True, text=True,
-                              timeout=timeout, **kwargs)
+        return subprocess.run(
+            [_immp_exe(), *args], capture_output=True, text=True, timeout=timeout, **kwargs
+        )
 
     return run
 

@@ -340,3 +340,38 @@ async def test_quit_during_a_burst_closes_cleanly():
                 await trio.sleep(0.01)
         nursery.cancel_scope.cancel()
     assert plug.events == ["open", "close"]
+
+
+async def test_a_message_waits_only_for_sends_already_under_way(autojump_clock):
+    # A received message may be the echo of a put still running on its channel, so the host
+    # waits for such puts; but not for puts that started after it arrived.
+    host = immp.Host()
+
+    class SlowPlug(FakePlug):
+        async def put(self, channel, msg):
+            await trio.sleep(1.5)
+            return await super().put(channel, msg)
+
+    plug = host.add_plug(SlowPlug("slow", {}, host))
+    seen_at = []
+
+    class When(immp.Hook):
+        async def on_receive(self, sent, source, primary):
+            seen_at.append((str(sent.text), trio.current_time()))
+
+    host.add_hook(When("when", {}, host))
+    room = immp.Channel(plug, "room")
+    async with running(host):
+        start = trio.current_time()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(room.send, immp.Message("first"))  # under way from t=0 to 1.5
+            await trio.sleep(1.0)
+            await plug.inject("typed by a person")  # arrives at t=1.0
+            await trio.sleep(0.2)
+            nursery.start_soon(room.send, immp.Message("second"))  # t=1.2 to 2.7
+        with trio.fail_after(10):
+            while not seen_at:
+                await trio.sleep(0.1)
+    text, at = seen_at[0]
+    assert text == "typed by a person"
+    assert at - start == pytest.approx(1.5)  # after the first put, not the second

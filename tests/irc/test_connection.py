@@ -95,7 +95,7 @@ async def test_tls_refuses_an_untrusted_certificate(ngircd_available, tmp_path, 
         config = plug_config(server.tls_port, server={"host": "localhost", "ssl": True})
         async with irc_host(config) as (_, plug, _):
             with trio.fail_after(10):
-                while "CERTIFICATE_VERIFY_FAILED" not in caplog.text:  # noqa: ASYNC110
+                while "CERTIFICATE_VERIFY_FAILED" not in caplog.text:
                     await trio.sleep(0.05)
             assert plug.connection.registrations == 0
 
@@ -208,7 +208,7 @@ async def test_no_answer_to_ping_means_reconnect():
                                            "reconnect-delay": 0.1})  # fmt: skip
         async with irc_host(config, channels=()):
             with trio.fail_after(10):
-                while len(peer.connections) < 2:  # noqa: ASYNC110
+                while len(peer.connections) < 2:
                     await trio.sleep(0.05)
         nursery.cancel_scope.cancel()
     assert "PING :immp-keepalive" in peer.connections[0]

@@ -40,7 +40,6 @@ def test_budget_counts_the_prefix_the_server_adds():
 @given(st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=1500),
        st.integers(min_value=40, max_value=450))  # fmt: skip
 @example("\xa0", 40)  # a lone no-break space is text, not a break
-
 def test_split_pieces_fit_and_keep_every_character(text, limit):
     rich = immp.RichText([immp.Segment(text[: len(text) // 2], bold=True), text[len(text) // 2 :]])
     pieces = split_line(rich, limit)

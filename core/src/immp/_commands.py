@@ -115,11 +115,12 @@ class CommandSpec:
         else:
             args = plain.split()
         if len(args) < required:
-            missing = " ".join(f"<{p.name.replace('_', '-')}>" for p in fixed[len(args):required])
+            missing = " ".join(f"<{p.name.replace('_', '-')}>" for p in fixed[len(args) : required])
             raise CommandUsageError(f"missing {missing}: usage: {self.usage}", f"missing {missing}")
         if not varargs and len(args) > len(fixed):
-            raise CommandUsageError(f"too many arguments: usage: {self.usage}",
-                                    "too many arguments")
+            raise CommandUsageError(
+                f"too many arguments: usage: {self.usage}", "too many arguments"
+            )
         return args
 
 

@@ -80,7 +80,8 @@ def load_file(path: str | os.PathLike) -> dict[str, Any]:
     if fmt is None:
         raise ConfigError(
             f"unknown config format {path.suffix or '(no extension)'!r}: use .yaml, .json or .toml",
-            file=str(path))
+            file=str(path),
+        )
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -100,20 +101,23 @@ def load_file(path: str | os.PathLike) -> dict[str, Any]:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"invalid YAML: {problem}", where, str(path))
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"invalid JSON: {exc.msg}", f"line {exc.lineno}, column {exc.colno}",
-                          str(path))
+        raise ConfigError(
+            f"invalid JSON: {exc.msg}", f"line {exc.lineno}, column {exc.colno}", str(path)
+        )
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"invalid TOML: {exc}", None, str(path))
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"the top level must be a mapping, not a {type(data).__name__}",
-                          file=str(path))
+        raise ConfigError(
+            f"the top level must be a mapping, not a {type(data).__name__}", file=str(path)
+        )
     return data
 
 
-def build_host(data: dict[str, Any], *, file: str | None = None,
-               plugins: Plugins | None = None) -> Host:
+def build_host(
+    data: dict[str, Any], *, file: str | None = None, plugins: Plugins | None = None
+) -> Host:
     """
     Validate a loaded config completely, then create the host with every plug, channel, group
     and hook (nothing is opened). Raises :class:`ConfigError` with ``file`` set.
@@ -138,11 +142,20 @@ def _build(data: dict[str, Any], plugins: Plugins | None) -> Host:
     for section in ("plugs", "channels", "groups", "hooks"):
         for name in config[section]:
             if name in seen:
-                raise ConfigError(f"name {name!r} is used by both {seen[name]} and "
-                                  f"{section}.{name}", f"{section}.{name}")
+                raise ConfigError(
+                    f"name {name!r} is used by both {seen[name]} and {section}.{name}",
+                    f"{section}.{name}",
+                )
             seen[name] = f"{section}.{name}"
-    refs = {kind: set(config[section]) for kind, section in
-            (("plug", "plugs"), ("channel", "channels"), ("group", "groups"), ("hook", "hooks"))}
+    refs = {
+        kind: set(config[section])
+        for kind, section in (
+            ("plug", "plugs"),
+            ("channel", "channels"),
+            ("group", "groups"),
+            ("hook", "hooks"),
+        )
+    }
     TOP_SCHEMA.validate(data, refs=refs)  # now that names are known, check references
     classes: dict[str, type] = {}
     for section, kind in (("plugs", Plug), ("hooks", Hook)):
@@ -151,9 +164,12 @@ def _build(data: dict[str, Any], plugins: Plugins | None) -> Host:
             cls.validate_config(spec["config"], f"{section}.{name}.config", refs)
             classes[name] = cls
     options = config["host"]
-    host = Host(echo_history=options["echo-history"], open_timeout=options["open-timeout"],
-                close_timeout=options["close-timeout"],
-                hook_stuck_after=options["hook-stuck-after"])
+    host = Host(
+        echo_history=options["echo-history"],
+        open_timeout=options["open-timeout"],
+        close_timeout=options["close-timeout"],
+        hook_stuck_after=options["hook-stuck-after"],
+    )
     host.extra_config = {k: v for k, v in data.items() if k not in _KNOWN_TOP}
     host.settings = {key: data[key] for key in ("path", "host", "logging") if data.get(key)}
     for name, spec in config["plugs"].items():
@@ -199,8 +215,11 @@ def _minimal(item: Plug | Hook) -> dict[str, Any]:
     """The item's live config, leaving out keys the user never wrote that still hold defaults."""
     raw = getattr(item, "raw_config", {}) or {}
     defaults = _defaults(type(item))
-    return {k: copy.deepcopy(v) for k, v in item.config.items()
-            if k in raw or k not in defaults or v != defaults[k]}
+    return {
+        k: copy.deepcopy(v)
+        for k, v in item.config.items()
+        if k in raw or k not in defaults or v != defaults[k]
+    }
 
 
 def dump_config(host: Host, plugins: Plugins | None = None) -> dict[str, Any]:
@@ -223,10 +242,14 @@ def dump_config(host: Host, plugins: Plugins | None = None) -> dict[str, Any]:
         return data
 
     out["plugs"] = {name: entry(plug) for name, plug in host.plugs.items() if not plug.virtual}
-    out["channels"] = {name: {"plug": ch.plug.name, "source": ch.source}
-                       for name, ch in host.channels.items() if not ch.plug.virtual}
-    out["groups"] = {name: {k: v for k, v in group.config.items() if v}
-                     for name, group in host.groups.items()}
+    out["channels"] = {
+        name: {"plug": ch.plug.name, "source": ch.source}
+        for name, ch in host.channels.items()
+        if not ch.plug.virtual
+    }
+    out["groups"] = {
+        name: {k: v for k, v in group.config.items() if v} for name, group in host.groups.items()
+    }
     hooks = {}
     for name, hook in host.hooks.items():
         more = {} if hook.priority is None else {"priority": hook.priority}

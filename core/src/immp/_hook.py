@@ -34,8 +34,6 @@ class Hook(Openable):
         self.priority = priority
         #: Seconds before a hanging before_receive/on_receive/before_send call is cut off.
         self.timeout: float = 30.0
-        # Messages this hook's worker has taken from its inbox: the host's sign of progress.
-        self._taken = 0
 
     @staticmethod
     def is_echo(sent: SentMessage, source: Message) -> bool:

@@ -91,6 +91,8 @@ class Host:
         self._hook_inboxes: dict[str, trio.MemorySendChannel] = {}
         # Unprioritised hooks taken to be stuck -> messages dropped for them since (see above).
         self._stuck_hooks: dict[str, int] = {}
+        # Messages each unprioritised hook's worker has taken from its inbox: its progress.
+        self._taken: dict[str, int] = {}
         self._config_listeners: list[Callable[[object], None]] = []
         self._loaded = False
         self.ready = trio.Event()
@@ -218,8 +220,11 @@ class Host:
                     for hook in list(self.hooks.values()):
                         hook.on_load()
                     self._loaded = True
-                for phase in (list(self.resources.values()), list(self.plugs.values()),
-                              [h for h in self.hooks.values() if h.name not in self.resources]):
+                for phase in (
+                    list(self.resources.values()),
+                    list(self.plugs.values()),
+                    [h for h in self.hooks.values() if h.name not in self.resources],
+                ):
                     async with trio.open_nursery() as opening:
                         for item in phase:
                             if item.state is not OpenState.disabled:
@@ -229,8 +234,11 @@ class Host:
                 async with trio.open_nursery() as readying:
                     for hook in opened:
                         readying.start_soon(self._call_hook, hook, "on_ready")
-                log.info("Ready: %d plugs, %d hooks open", sum(
-                    p.state is OpenState.active for p in self.plugs.values()), len(opened))
+                log.info(
+                    "Ready: %d plugs, %d hooks open",
+                    sum(p.state is OpenState.active for p in self.plugs.values()),
+                    len(opened),
+                )
                 self.ready.set()
                 await self._quit.wait()
                 await self._close_all()
@@ -314,8 +322,9 @@ class Host:
             what = "open" if not started else "run"
             leaf = _leaf(exc)
             if isinstance(leaf, trio.TooSlowError) and not started:
-                log.error("Failed to open %s %s: timed out after %ss", kind, item.name,
-                          self.open_timeout)
+                log.error(
+                    "Failed to open %s %s: timed out after %ss", kind, item.name, self.open_timeout
+                )
             else:
                 log.error("Failed to %s %s %s: %s", what, kind, item.name, _describe(leaf))
                 log.debug("Traceback of %s %s", kind, item.name, exc_info=exc)
@@ -324,10 +333,14 @@ class Host:
             if isinstance(item, Plug):
                 item._inbox = None
             self._hook_inboxes.pop(item.name, None)
+            self._taken.pop(item.name, None)
             dropped = self._stuck_hooks.pop(item.name, None)
             if dropped:
-                log.warning("Hook %s closed; %d messages for it were dropped while its inbox "
-                            "was full", item.name, dropped)
+                log.warning(
+                    "Hook %s closed; %d messages for it were dropped while its inbox was full",
+                    item.name,
+                    dropped,
+                )
             self._stops.pop(item.name, None)
             closed.set()
             self._closed.pop(item.name, None)
@@ -389,8 +402,9 @@ class Host:
         source, primary = echo if echo else (sent, True)
         plan = self._plan or self._make_plan()
         for hook in plan.before_receive:
-            result = await self._call_hook(hook, "before_receive", sent, source, primary,
-                                           default=sent)
+            result = await self._call_hook(
+                hook, "before_receive", sent, source, primary, default=sent
+            )
             if not result:
                 log.debug("Hook %s dropped %r", hook.name, sent)
                 return
@@ -422,11 +436,11 @@ class Host:
             pass
         if hook.name not in self._stuck_hooks:
             while True:
-                taken = hook._taken
+                taken = self._taken.get(hook.name)
                 with trio.move_on_after(self.hook_stuck_after):
                     await inbox.send(item)
                     return
-                if hook._taken == taken:
+                if self._taken.get(hook.name) == taken:
                     break  # not one message taken in all that time: stuck
             log.warning("Hook %s is stuck (it took no message for %ss while its inbox of %d "
                         "was full): dropping messages for it until it catches up", hook.name,
@@ -442,6 +456,8 @@ class Host:
             return
         # One watchdog per worker rather than a cancel scope per call (see immp._watchdog).
         watchdog = Watchdog(lambda: hook.timeout or None)
+        name = hook.name
+        self._taken[name] = 0
         async with receive, trio.open_nursery() as nursery:
             nursery.start_soon(watchdog.run)
             done = False
@@ -459,7 +475,7 @@ class Host:
                             break
                         else:
                             await trio.lowlevel.checkpoint_if_cancelled()
-                        hook._taken += 1
+                        self._taken[name] += 1
                         watchdog.begin()
                         try:
                             await hook.on_receive(sent, source, primary)
@@ -479,8 +495,11 @@ class Host:
 
     def _check_caught_up(self, hook: Hook, receive: trio.MemoryReceiveChannel) -> None:
         if not receive.statistics().current_buffer_used:
-            log.warning("Hook %s caught up; %d messages for it were dropped while its "
-                        "inbox was full", hook.name, self._stuck_hooks.pop(hook.name))
+            log.warning(
+                "Hook %s caught up; %d messages for it were dropped while its inbox was full",
+                hook.name,
+                self._stuck_hooks.pop(hook.name),
+            )
 
     async def _call_hook(self, hook: Hook, method: str, *args: Any, default: Any = None) -> Any:
         """Call a hook method; an exception or a timeout is logged and gives ``default``."""
@@ -497,7 +516,9 @@ class Host:
     async def _before_send(self, channel: Channel, msg: Message):
         plan = self._plan or self._make_plan()
         for hook in plan.before_send:
-            result = await self._call_hook(hook, "before_send", channel, msg, default=(channel, msg))
+            result = await self._call_hook(
+                hook, "before_send", channel, msg, default=(channel, msg)
+            )
             if not result:
                 log.debug("Hook %s dropped outgoing %r", hook.name, msg)
                 return None
@@ -510,9 +531,14 @@ class _Plan:
 
     __slots__ = ("before_receive", "before_send", "inboxes", "levels")
 
-    def __init__(self, *, before_receive: list[Hook], levels: list[list[Hook]],
-                 inboxes: list[tuple[Hook, trio.MemorySendChannel]],
-                 before_send: list[Hook]):
+    def __init__(
+        self,
+        *,
+        before_receive: list[Hook],
+        levels: list[list[Hook]],
+        inboxes: list[tuple[Hook, trio.MemorySendChannel]],
+        before_send: list[Hook],
+    ):
         self.before_receive = before_receive
         self.levels = levels
         self.inboxes = inboxes

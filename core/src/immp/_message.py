@@ -241,9 +241,7 @@ class RichText:
         out.append(self[start:])
         return out
 
-    def chunked(
-        self, limit: int, measure: Callable[[RichText], int] = len
-    ) -> list[RichText]:
+    def chunked(self, limit: int, measure: Callable[[RichText], int] = len) -> list[RichText]:
         """
         Split into pieces each measuring at most ``limit``, preferring to break after a line
         break, then at white space, and only then mid-word (a break that would leave a piece
@@ -398,7 +396,9 @@ class Message:
         for user in self.left:
             out.append(("\n" if out else "") + f"{user.name} left")
         if self.title is not None:
-            out.append(("\n" if out else "") + f"{who or 'Someone'} changed the title to: {self.title}")
+            out.append(
+                ("\n" if out else "") + f"{who or 'Someone'} changed the title to: {self.title}"
+            )
         for item in self.attachments:
             line = _render_attachment(item)
             if line:
@@ -408,7 +408,9 @@ class Message:
         return out
 
     def __repr__(self) -> str:
-        bits = [f"{name}={getattr(self, name)!r}" for name in ("text", "user") if getattr(self, name)]
+        bits = [
+            f"{name}={getattr(self, name)!r}" for name in ("text", "user") if getattr(self, name)
+        ]
         for flag in ("action", "edited"):
             if getattr(self, flag):
                 bits.append(flag)

@@ -101,17 +101,22 @@ class Plug(Openable):
 
     async def _match_echo(self, sent: SentMessage) -> tuple[Message, bool] | None:
         hit = self._echoes.get(sent.channel, sent.id)
-        while hit is None:
-            now = trio.current_time()
-            starts = [at for ch, at in self._in_flight.values() if ch == sent.channel]
-            deadline = max(starts, default=now) + ECHO_WAIT
-            if not starts or deadline <= now:
-                break
+        if hit is not None or not self._in_flight:
+            return hit
+        # Only a put already under way when this message arrived can have produced it: wait for
+        # those (and no later ones, or steady traffic into the channel would hold it up).
+        pending = [token for token, (ch, _) in self._in_flight.items() if ch == sent.channel]
+        if not pending:
+            return None
+        deadline = max(self._in_flight[token][1] for token in pending) + ECHO_WAIT
+        while any(token in self._in_flight for token in pending):
             if self._put_done is None:
                 self._put_done = trio.Event()
-            with trio.move_on_at(deadline):
+            with trio.move_on_at(deadline) as scope:
                 await self._put_done.wait()
             hit = self._echoes.get(sent.channel, sent.id)
+            if hit is not None or scope.cancelled_caught:
+                break
         return hit
 
     # -- sending --------------------------------------------------------------------------------

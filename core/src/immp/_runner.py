@@ -36,14 +36,25 @@ class LocalFilter(logging.Filter):
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="immp", description="Run an IMMP host from a config file (YAML, JSON or TOML).")
+        prog="immp", description="Run an IMMP host from a config file (YAML, JSON or TOML)."
+    )
     parser.add_argument("config", nargs="?", help="the config file")
-    parser.add_argument("-w", "--write", action="store_true",
-                        help="write the live config back to the file on change and on exit")
-    parser.add_argument("--check", action="store_true",
-                        help="validate the config (imports, schemas, references) and exit")
-    parser.add_argument("--plugins", action="store_true",
-                        help="list installed plugin distributions and the names they register")
+    parser.add_argument(
+        "-w",
+        "--write",
+        action="store_true",
+        help="write the live config back to the file on change and on exit",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="validate the config (imports, schemas, references) and exit",
+    )
+    parser.add_argument(
+        "--plugins",
+        action="store_true",
+        help="list installed plugin distributions and the names they register",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     return parser
 
@@ -66,14 +77,16 @@ def _setup_logging(config: dict | None, file: str) -> None:
             logging.config.dictConfig(config)
         except (ValueError, TypeError, AttributeError, ImportError) as exc:
             cause = exc.__cause__ or exc
-            raise ConfigError(f"{exc}" + (f": {cause}" if cause is not exc else ""),
-                              "logging", file)
+            raise ConfigError(
+                f"{exc}" + (f": {cause}" if cause is not exc else ""), "logging", file
+            )
         return
     # Without a logging section: startup and shutdown lines from the runner, and whatever any
     # part of IMMP says at WARNING or above.
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s",
-                                           "%Y-%m-%d %H:%M:%S"))
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S")
+    )
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(logging.WARNING)
@@ -111,16 +124,18 @@ async def _watch_signals(host: Host, task_status=trio.TASK_STATUS_IGNORED) -> No
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         task_status.started()
         if _early_signals:
-            log.info("Got %s during start-up: shutting down",
-                     signal.Signals(_early_signals[0]).name)
+            log.info(
+                "Got %s during start-up: shutting down", signal.Signals(_early_signals[0]).name
+            )
             host.quit()
         async for signum in signals:
             if host._quit.is_set():
                 log.warning("Second %s: exiting at once", signal.Signals(signum).name)
                 logging.shutdown()
                 os._exit(128 + signum)
-            log.info("Got %s: shutting down (send it again to exit at once)",
-                     signal.Signals(signum).name)
+            log.info(
+                "Got %s: shutting down (send it again to exit at once)", signal.Signals(signum).name
+            )
             host.quit()
 
 
@@ -138,8 +153,10 @@ def main(argv: list[str] | None = None) -> int:
         host = build_host(data, file=file)
         _setup_logging(data.get("logging"), file)
         if args.check:
-            print(f"{file}: OK ({len(host.plugs)} plugs, {len(host.channels)} channels, "
-                  f"{len(host.groups)} groups, {len(host.hooks)} hooks)")
+            print(
+                f"{file}: OK ({len(host.plugs)} plugs, {len(host.channels)} channels, "
+                f"{len(host.groups)} groups, {len(host.hooks)} hooks)"
+            )
             return EXIT_OK
     except ConfigError as exc:
         print(f"immp: error: {exc}", file=sys.stderr)
@@ -148,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _note_early_signal)
     if args.write:
+
         def save(_source: object = None) -> None:
             try:
                 write_config(file, dump_config(host))
@@ -155,8 +173,13 @@ def main(argv: list[str] | None = None) -> int:
                 log.error("Could not write config back to %s: %s", file, exc)
 
         host.on_config_change(save)
-    log.info("Starting IMMP %s with %s (%d plugs, %d hooks)", _version(), file, len(host.plugs),
-             len(host.hooks))
+    log.info(
+        "Starting IMMP %s with %s (%d plugs, %d hooks)",
+        _version(),
+        file,
+        len(host.plugs),
+        len(host.hooks),
+    )
     status = EXIT_OK
     try:
         trio.run(_serve, host)

@@ -137,7 +137,9 @@ class Schema:
                 raise ConfigError(f"expected {spec.describe}: {exc}", path)
         if isinstance(spec, Ref):
             if not isinstance(value, str):
-                raise ConfigError(f"expected a {'/'.join(spec.kinds)} name, got {_describe(value, path)}", path)
+                raise ConfigError(
+                    f"expected a {'/'.join(spec.kinds)} name, got {_describe(value, path)}", path
+                )
             if refs is not None and not any(value in refs.get(kind, ()) for kind in spec.kinds):
                 raise ConfigError(f"no {' or '.join(spec.kinds)} named {value!r}", path)
             return value

@@ -62,7 +62,10 @@ class Plugins:
             entry.hooks.append(name)
             self.aliases.update(dict.fromkeys(aliases, cls))
 
-        for spec, register in (("register_plugs", register_plug), ("register_hooks", register_hook)):
+        for spec, register in (
+            ("register_plugs", register_plug),
+            ("register_hooks", register_hook),
+        ):
             impl = getattr(plugin, spec, None)
             if impl is not None:
                 impl(register=register)
@@ -80,7 +83,9 @@ class Plugins:
             known = ", ".join(sorted(names)) or "none installed"
             raise ConfigError(
                 f"unknown {kind.__name__.lower()} {path!r} (installed: {known}; "
-                "or give a dotted path package.module.Class)", key)
+                "or give a dotted path package.module.Class)",
+                key,
+            )
         if not (isinstance(cls, type) and issubclass(cls, kind)):
             raise ConfigError(f"{path!r} is not a {kind.__name__} class", key)
         return cls
