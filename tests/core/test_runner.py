@@ -149,6 +149,22 @@ def test_write_back_regenerates_the_file_and_keeps_permissions(tmp_path, immp_ex
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
+def test_write_back_clears_temp_files_a_killed_write_left(tmp_path, immp_exe):
+    path = write(tmp_path / "c.yaml", DEMO)
+    leftover = tmp_path / ".c.yaml.k3j2l1.tmp"
+    leftover.write_text("plugs: {half")
+    unrelated = tmp_path / ".other.yaml.x.tmp"
+    unrelated.write_text("")
+    proc = Process(immp_exe, "-w", str(path))
+    proc.wait_for("Starting IMMP")
+    proc.signal(signal.SIGTERM)
+    status, err = proc.finish()
+    assert "Removed" in err and "cut off" in err
+    assert status == 0, err
+    assert not leftover.exists() and unrelated.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.yaml.x.tmp", "c.yaml"]
+
+
 SLOW_CLOSE = """\
 import trio, immp
 

@@ -6,6 +6,7 @@ connects, build a :class:`Host`, and write the live config back (``immp -w``).
 from __future__ import annotations
 
 import copy
+import glob
 import json
 import os
 import sys
@@ -297,6 +298,18 @@ def write_config(path: str | os.PathLike, data: dict[str, Any]) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def remove_stale_temp_files(path: str | os.PathLike) -> list[Path]:
+    """
+    Delete temporary files that :func:`write_config` left next to ``path`` when the process
+    was killed mid-write (the config file itself is never damaged by that). Returns them.
+    """
+    path = Path(path)
+    stale = list(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
+    for item in stale:
+        item.unlink(missing_ok=True)
+    return stale
 
 
 def _toml_dump(data: dict[str, Any]) -> str:

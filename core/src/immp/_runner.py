@@ -17,7 +17,7 @@ from importlib import metadata
 
 import trio
 
-from ._config import build_host, dump_config, load_file, write_config
+from ._config import build_host, dump_config, load_file, remove_stale_temp_files, write_config
 from ._errors import ConfigError
 from ._host import Host
 from .plugins import Plugins
@@ -165,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _note_early_signal)
     if args.write:
+        for stale in remove_stale_temp_files(file):
+            log.info("Removed %s, left by a write that was cut off", stale)
 
         def save(_source: object = None) -> None:
             try:
