@@ -192,15 +192,7 @@ class DemoPlug(immp.Plug):
         )
         self._remember(sent)
         if self.config["echo"]:
-            # The echo is handed over without a schedule point while the inbox has room (the
-            # send that called put() has one of its own); when full, queue() waits as usual.
-            inbox = self._inbox
-            try:
-                if inbox is None:
-                    raise trio.WouldBlock
-                inbox.send_nowait(sent)
-            except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
-                await self.queue(sent)
+            await self.queue(sent)
         return [sent.receipt]
 
     async def edit(self, receipt, msg):
