@@ -1,11 +1,15 @@
 """
 A real ``immp`` process: shutdown during a burst (SIGTERM, IRC QUIT seen on ngircd), secrets
-kept out of DEBUG logs, and ``-w`` killed at random moments while the config keeps changing.
+kept out of DEBUG logs that do show the raw protocol, and ``-w`` killed at random moments while
+the config keeps changing. The SASL password, which ngircd cannot ask for, is checked against a
+scripted SASL peer through the real plug.
 """
 
 from __future__ import annotations
 
+import base64
 import random
+import re
 import signal
 import time
 
@@ -13,14 +17,24 @@ import pytest
 import trio
 import yaml
 
+from immp_irc.connection import redact
 from tests.conftest import ROOT
+from tests.irc.conftest import irc_host, plug_config
+from tests.irc.test_connection import ScriptedPeer
 from tests.ngircd import NgircdServer, RawClient
 
-from .helpers import ImmpProcess
+from .helpers import ImmpProcess, catch_logs
 
 SERVER_PASSWORD = "srv-Pa55-7f3a9c"
 SASL_PASSWORD = "sasl-Pa55-e1d0b2"
+NICKSERV_PASSWORD = "ns-Pa55-4c8e21"
+OPER_PASSWORD = "oper-Pa55-90ab7d"
 QUIT = "Bye from the faults suite"
+# Services logins as people write them in ``perform``; ngircd has no services and answers
+# "no such nick" or "unknown command", which shows the line went out.
+PERFORM = [f"PRIVMSG NickServ :IDENTIFY bot {NICKSERV_PASSWORD}",
+           f"NS IDENTIFY {NICKSERV_PASSWORD}", f"OPER bot {OPER_PASSWORD}"]  # fmt: skip
+SECRETS = (SERVER_PASSWORD, SASL_PASSWORD, NICKSERV_PASSWORD, OPER_PASSWORD)
 
 
 def bridge_config(port: int) -> dict:
@@ -29,7 +43,7 @@ def bridge_config(port: int) -> dict:
             "irc": {"path": "irc", "config": {
                 "server": {"host": "127.0.0.1", "port": port, "password": SERVER_PASSWORD},
                 "user": {"nick": "bot"}, "sasl": {"username": "bot", "password": SASL_PASSWORD},
-                "quit": QUIT, "send-delay": 0.001, "send-burst": 50}},
+                "perform": PERFORM, "quit": QUIT, "send-delay": 0.001, "send-burst": 50}},
             "timer": {"path": "demo", "config": {"interval": 0.002, "text": "burst"}},
         },
         "channels": {"irc-room": {"plug": "irc", "source": "#bridge"},
@@ -72,8 +86,18 @@ async def test_sigterm_during_a_burst_quits_politely_and_leaks_no_secret(ngircd_
     assert status == 0, err[-3000:]
     assert took < 10
     assert QUIT in quit_line
-    assert "INFO immp" in err  # the DEBUG logging config was applied (little logs at DEBUG)
-    for secret in (SERVER_PASSWORD, SASL_PASSWORD):
+    assert "INFO immp" in err  # the DEBUG logging config was applied
+    # The raw protocol is logged at DEBUG, both ways, one record per line...
+    irc = r"DEBUG immp_irc\.plug\.IRCPlug\.irc: "
+    for pattern in (r">> PASS \*\*\*$", r">> CAP LS 302$", r">> NICK bot$", r">> USER bot ",
+                    r"<< :irc\.test 001 bot :", r"<< :irc\.test 376 bot ", r">> JOIN #bridge$",
+                    r">> PRIVMSG #bridge :.*burst$", r"<< PING |<< :irc\.test PONG ",
+                    r">> PRIVMSG NickServ :IDENTIFY \*\*\*$", r">> NS IDENTIFY \*\*\*$",
+                    r">> OPER bot \*\*\*$", r"<< :irc\.test 401 bot NickServ ",
+                    r"<< :irc\.test 421 bot NS ", r">> QUIT :"):  # fmt: skip
+        assert re.search(f"^{irc}(?:{pattern})", err, re.MULTILINE), pattern
+    # ... and never a secret, at any level.
+    for secret in SECRETS:
         assert secret not in err
         assert secret not in "".join(proc.out)
     assert "Traceback" not in err
@@ -81,6 +105,65 @@ async def test_sigterm_during_a_burst_quits_politely_and_leaks_no_secret(ngircd_
     assert file.stat().st_mode & 0o777 == 0o640
     written = yaml.safe_load(file.read_text())
     assert written["plugs"]["irc"]["config"]["server"]["password"] == SERVER_PASSWORD
+
+
+async def test_sasl_and_perform_secrets_stay_out_of_debug_logs():
+    # ngircd has no SASL: the scripted peer of the IRC tests runs the IRCv3 exchange.
+    peer = ScriptedPeer(accept=("bot", SASL_PASSWORD))
+    payload = base64.b64encode(f"bot\0bot\0{SASL_PASSWORD}".encode()).decode()
+    config = plug_config(peer.port, sasl={"username": "bot", "password": SASL_PASSWORD},
+                         perform=PERFORM)  # fmt: skip
+    catcher, undo = catch_logs()
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(peer.serve)
+            config["server"]["port"] = peer.port
+            async with irc_host(config, channels=()) as (_, plug, _):
+                with trio.fail_after(10):
+                    while PERFORM[-1] not in (peer.connections or [[]])[0]:
+                        await trio.sleep(0.02)
+                assert plug.connection.state.account == "bot"  # SASL really logged in
+            nursery.cancel_scope.cancel()
+    finally:
+        undo()
+    # The secrets were on the wire...
+    wire = peer.connections[0]
+    assert f"AUTHENTICATE {payload}" in wire and all(line in wire for line in PERFORM)
+    # ... the exchange is in the log, line by line, with the secrets cut out ...
+    lines = [f"{r.name}: {r.getMessage()}" for r in catcher.records]
+    for expected in (">> AUTHENTICATE PLAIN", "<< AUTHENTICATE +", ">> AUTHENTICATE ***",
+                     "<< :peer 903 bot :SASL authentication successful", ">> CAP END",
+                     ">> PRIVMSG NickServ :IDENTIFY ***", ">> NS IDENTIFY ***",
+                     ">> OPER bot ***"):  # fmt: skip
+        assert f"immp_irc.plug.IRCPlug.irc: {expected}" in lines, expected
+    # ... and no record holds a secret, the payload or a piece of it, at any level.
+    text = catcher.text()
+    for secret in (*SECRETS, payload, payload[:24], payload[-24:]):
+        assert secret not in text, secret
+
+
+@pytest.mark.parametrize(("line", "logged"), [
+    ("PASS hunter2", "PASS ***"), ("PASS :hunter2 x", "PASS ***"),
+    ("AUTHENTICATE PLAIN", "AUTHENTICATE PLAIN"), ("AUTHENTICATE +", "AUTHENTICATE +"),
+    ("AUTHENTICATE Ym90AGJvdABodW50ZXIy", "AUTHENTICATE ***"),
+    ("OPER root hunter2", "OPER root ***"), ("JOIN #a,#b k1,k2", "JOIN #a,#b ***"),
+    ("PRIVMSG NickServ :IDENTIFY bot hunter2", "PRIVMSG NickServ :IDENTIFY ***"),
+    ("privmsg nickserv :identify hunter2", "privmsg nickserv :identify ***"),
+    ("NOTICE NickServ :GHOST bot hunter2", "NOTICE NickServ :GHOST ***"),
+    ("PRIVMSG NickServ :SET PASSWORD hunter2", "PRIVMSG NickServ :SET PASSWORD ***"),
+    ("PRIVMSG Q@CServe.quakenet.org :AUTH bot hunter2", "PRIVMSG Q@CServe.quakenet.org :AUTH ***"),
+    ("NS IDENTIFY hunter2", "NS IDENTIFY ***"), ("NICKSERV ID bot hunter2", "NICKSERV ID ***"),
+    ("IDENTIFY hunter2", "IDENTIFY ***"),
+    ("/msg NickServ identify hunter2", "/msg NickServ identify ***"),
+    ("@time=x :s!u@h PASS hunter2", "@time=x :s!u@h PASS ***"),
+    # Not secrets: kept whole.
+    ("PRIVMSG #chan :identify hunter2", "PRIVMSG #chan :identify hunter2"),
+    (":n!u@h JOIN #a account :Real Name", ":n!u@h JOIN #a account :Real Name"),
+    (":irc.test 001 bot :Welcome", ":irc.test 001 bot :Welcome"), ("PING :x", "PING :x"),
+    ("PRIVMSG #c :a\x03\r\x00b", "PRIVMSG #c :a\\x03\\x0d\\x00b"),
+])  # fmt: skip
+def test_redact(line, logged):
+    assert redact(line) == logged
 
 
 def test_a_secret_in_a_broken_config_stays_out_of_the_error(tmp_path, immp_command, clean_env):

@@ -10,6 +10,9 @@ answer in order); lines still unacknowledged when a connection dies are sent aga
 reconnect, so a dying server can duplicate a line but never lose one.
 
 The plug sees the connection through a small :class:`Handler` contract (see there).
+
+At DEBUG, every raw line is logged as it is read (``<< ...``) and written (``>> ...``), one
+record per line, with secrets cut out first by :func:`redact` (``PASS ***``).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import base64
 import itertools
 import logging
 import random
+import re
 import ssl
 from collections import deque
 from dataclasses import dataclass, field
@@ -43,6 +47,68 @@ MAX_LINE = 510
 # CTCP and PONG replies waiting to be written; when full, further CTCP replies are not sent
 # (logged): someone flooding us with CTCP requests must not grow memory.
 MAX_CONTROL = 64
+
+
+# Words after which a services command carries a password (``NS IDENTIFY pw``, ``PRIVMSG
+# NickServ :IDENTIFY account pw``, ``PRIVMSG Q@CServe.quakenet.org :AUTH user pw``).
+SECRET_VERBS = frozenset({"IDENTIFY", "ID", "LOGIN", "AUTH", "REGISTER", "GHOST", "RECOVER",
+                          "RELEASE", "REGAIN", "GROUP", "PASS", "PASSWORD"})  # fmt: skip
+# AUTHENTICATE arguments that are not a payload: mechanism names, "+" (empty), "*" (abort).
+SASL_WORDS = frozenset({"PLAIN", "EXTERNAL", "SCRAM-SHA-1", "SCRAM-SHA-256", "SCRAM-SHA-512",
+                        "+", "*"})  # fmt: skip
+# Control characters shown escaped in the log, so a line cannot fake or hide log output.
+_LOG_ESCAPES = {c: f"\\x{c:02x}" for c in [*range(32), 127]}
+_WORD = re.compile(r"\S+")
+
+
+def _secret_from(words: list[str], from_server: bool) -> int | None:
+    """The index of the first word (upper-cased, ``:`` dropped) that must not be logged."""
+    command = words[0]
+    if command == "PASS":
+        return 1
+    if command == "AUTHENTICATE":
+        return 1 if len(words) > 1 and words[1] not in SASL_WORDS else None
+    if command == "OPER" or (command == "JOIN" and not from_server):  # name password; keys
+        return 2
+    if command in ("PRIVMSG", "NOTICE"):
+        if len(words) < 3 or words[1][:1] in ("#", "&", "+", "!"):
+            return None  # to a channel: relayed text, never a services login
+        candidates: tuple[int, ...] = (2,)
+    else:  # NS IDENTIFY pw, NICKSERV IDENTIFY pw, IDENTIFY pw, MSG NickServ IDENTIFY pw
+        candidates = (0, 1, 2)
+    for index in candidates:
+        if words[index : index + 2] == ["SET", "PASSWORD"]:
+            return index + 2
+        if index < len(words) and words[index] in SECRET_VERBS:
+            return index + 1
+    return None
+
+
+def redact(line: str) -> str:
+    """
+    ``line`` (incoming or outgoing, with or without tags and source) made safe to log: the
+    ``PASS`` argument, SASL ``AUTHENTICATE`` payloads, the password of ``OPER``, the keys of
+    our ``JOIN`` and everything after a services login verb (``IDENTIFY``, ``LOGIN``, ``AUTH``,
+    ``GHOST``, ``SET PASSWORD``...) sent to a nick or as a command become ``***``; control
+    characters are escaped.
+    """
+    line = line.translate(_LOG_ESCAPES)
+    matches: list[re.Match] = []
+    from_server = False
+    for match in _WORD.finditer(line):
+        word = match.group()
+        if not matches and word[0] in "@:":  # tags, source
+            from_server = from_server or word[0] == ":"
+            continue
+        matches.append(match)
+        if len(matches) == 6:  # enough to find any secret; keeps long lines cheap
+            break
+    if not matches:
+        return line
+    index = _secret_from([m.group().lstrip(":").upper() for m in matches], from_server)
+    if index is None or index >= len(matches):
+        return line
+    return line[: matches[index].start()] + "***"
 
 
 class Disconnected(Exception):
@@ -337,10 +403,13 @@ class Connection:
             if len(buffer) > MAX_INCOMING:
                 self.log.warning("Dropping an over-long incoming line (%d bytes)", len(buffer))
                 buffer = b""
+            debug = self.log.isEnabledFor(logging.DEBUG)
             for raw in raws:
                 raw = raw.rstrip(b"\r")
                 if not raw.strip():
                     continue
+                if debug:
+                    self.log.debug("<< %s", redact(raw.decode("utf-8", "backslashreplace")))
                 try:
                     line = irctokens.tokenise(raw)
                 except Exception as exc:
@@ -462,13 +531,15 @@ class Connection:
         # which would send the same line again after the reconnect, forever.
         data = line.encode("utf-8")
         if any(ch in line for ch in "\r\n\0") or len(data) > MAX_LINE:
-            self.log.warning("Not writing a line with CR, LF or NUL or over %d bytes (%d): %r",
-                             MAX_LINE, len(data), line[:80])  # fmt: skip
+            self.log.warning("Not writing a line with CR, LF or NUL or over %d bytes (%d): %s",
+                             MAX_LINE, len(data), redact(line[:80]))  # fmt: skip
             return
         stream = self._stream
         if stream is None:
             raise Disconnected("not connected")
         async with self._write_lock:
+            if self.log.isEnabledFor(logging.DEBUG):
+                self.log.debug(">> %s", redact(line))
             await stream.send_all(data + b"\r\n")
 
     def _acknowledge(self, ack: int) -> None:

@@ -44,6 +44,9 @@ private conversation with that user.
 User IDs: the services account name when the server tells it (account-tag, extended-join,
 account-notify), otherwise ``nick!user@host``; ``nick!*@*`` when the user and host are not known
 yet. Never a bare nick, so a nick change cannot take over someone's permissions.
+
+Logging: at DEBUG every raw line read (``<< ...``) and written (``>> ...``), one record per
+line, with passwords cut out (``PASS ***``; see :func:`immp_irc.connection.redact`).
 """
 
 from __future__ import annotations
