@@ -155,11 +155,15 @@ class NgircdServer:
 
 
 class RawClient:
-    """A minimal IRC client for tests: raw lines in, raw lines out."""
+    """
+    A minimal IRC client for tests: raw lines in, raw lines out. It registers with ``username``
+    (the ``user`` of ``nick!user@host``; the nick unless given).
+    """
 
-    def __init__(self, stream: trio.abc.Stream, nick: str):
+    def __init__(self, stream: trio.abc.Stream, nick: str, username: str | None = None):
         self.stream = stream
         self.nick = nick
+        self.username = username or nick
         self.lines: list[str] = []
         self._buffer = b""
         self._unread = 0
@@ -167,10 +171,11 @@ class RawClient:
     @classmethod
     @contextlib.asynccontextmanager
     async def connected(cls, port: int, nick: str, *, register: bool = True,
-                        host: str = "127.0.0.1") -> AsyncIterator[RawClient]:  # fmt: skip
+                        host: str = "127.0.0.1",
+                        username: str | None = None) -> AsyncIterator[RawClient]:  # fmt: skip
         """Connect (and register) for the duration of the block."""
         stream = await trio.open_tcp_stream(host, port)
-        client = cls(stream, nick)
+        client = cls(stream, nick, username)
         try:
             if register:
                 await client.register()
@@ -227,7 +232,7 @@ class RawClient:
         return out
 
     async def register(self) -> None:
-        await self.send(f"NICK {self.nick}", f"USER {self.nick} 0 * :{self.nick}")
+        await self.send(f"NICK {self.nick}", f"USER {self.username} 0 * :{self.nick}")
         await self.expect(" 001 ")
         with trio.fail_after(10):  # end of MOTD (376) or no MOTD (422)
             while True:
