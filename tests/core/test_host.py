@@ -375,3 +375,22 @@ async def test_a_message_waits_only_for_sends_already_under_way(autojump_clock):
     text, at = seen_at[0]
     assert text == "typed by a person"
     assert at - start == pytest.approx(1.5)  # after the first put, not the second
+
+
+async def test_wants_lets_a_hook_skip_messages_before_its_inbox():
+    host = immp.Host()
+    plug = host.add_plug(FakePlug("fake", {"echo": True}, host))
+
+    class NoEchoes(RecordingHook):
+        def wants(self, sent, source, primary):
+            return sent is source
+
+    picky = host.add_hook(NoEchoes("picky", host=host))
+    everything = host.add_hook(RecordingHook("all", host=host))
+    async with running(host):
+        await immp.Channel(plug, "room").send(immp.Message("sent by a hook"))
+        await plug.inject("typed by a person")
+        await everything.wait_for(2)
+        await picky.wait_for(1)
+    assert [entry[1] for entry in everything.seen] == ["sent by a hook", "typed by a person"]
+    assert picky.seen == [("picky", "typed by a person", False, True)]

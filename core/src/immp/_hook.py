@@ -54,6 +54,15 @@ class Hook(Openable):
     async def on_receive(self, sent: SentMessage, source: Message, primary: bool) -> None:
         pass
 
+    def wants(self, sent: SentMessage, source: Message, primary: bool) -> bool:
+        """
+        Whether :meth:`on_receive` should see this message at all. The host calls it, without
+        awaiting, before it queues a message for an unprioritised hook, so a hook can skip
+        what it would throw away at once (e.g. the echoes of its own copies) without the trip
+        through its inbox. Keep it cheap and free of side effects. Default: everything.
+        """
+        return True
+
     async def before_send(self, channel: Channel, msg: Message) -> tuple[Channel, Message] | None:
         return channel, msg
 

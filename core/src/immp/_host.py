@@ -366,7 +366,8 @@ class Host:
         for hook in hooks:
             inbox = self._hook_inboxes.get(hook.name)
             if inbox is not None and hook.priority is None:
-                inboxes.append((hook, inbox))
+                wants = hook.wants if _overrides(hook, "wants") else None
+                inboxes.append((hook, inbox, wants))
         self._plan = _Plan(
             before_receive=_by_priority(hooks, "before_receive"),
             levels=[levels[priority] for priority in sorted(levels)],
@@ -416,7 +417,9 @@ class Host:
                 for hook in level:
                     nursery.start_soon(self._call_hook, hook, "on_receive", sent, source, primary)
         item = (sent, source, primary)
-        for hook, inbox in plan.inboxes:
+        for hook, inbox, wants in plan.inboxes:
+            if wants is not None and not wants(sent, source, primary):
+                continue
             try:
                 inbox.send_nowait(item)
             except trio.WouldBlock:
@@ -536,7 +539,7 @@ class _Plan:
         *,
         before_receive: list[Hook],
         levels: list[list[Hook]],
-        inboxes: list[tuple[Hook, trio.MemorySendChannel]],
+        inboxes: list[tuple[Hook, trio.MemorySendChannel, Callable | None]],
         before_send: list[Hook],
     ):
         self.before_receive = before_receive

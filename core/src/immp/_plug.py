@@ -67,7 +67,7 @@ class Plug(Openable):
         super().__init__(name, config, host)
         self._echoes = EchoHistory(host.echo_history if host else 10_000)
         self._inbox: trio.MemorySendChannel | None = None
-        self._in_flight: dict[int, tuple[Channel, float]] = {}
+        self._in_flight: dict[int, Channel] = {}  # puts under way, by token
         # Set when a put() finishes; made only while _match_echo waits for one.
         self._put_done: trio.Event | None = None
         self._tokens = itertools.count()
@@ -104,11 +104,12 @@ class Plug(Openable):
         if hit is not None or not self._in_flight:
             return hit
         # Only a put already under way when this message arrived can have produced it: wait for
-        # those (and no later ones, or steady traffic into the channel would hold it up).
-        pending = [token for token, (ch, _) in self._in_flight.items() if ch == sent.channel]
+        # those (and no later ones, or steady traffic into the channel would hold it up), for
+        # ECHO_WAIT at most.
+        pending = [token for token, ch in self._in_flight.items() if ch == sent.channel]
         if not pending:
             return None
-        deadline = max(self._in_flight[token][1] for token in pending) + ECHO_WAIT
+        deadline = trio.current_time() + ECHO_WAIT
         while any(token in self._in_flight for token in pending):
             if self._put_done is None:
                 self._put_done = trio.Event()
@@ -135,7 +136,7 @@ class Plug(Openable):
 
     async def _put_tracked(self, channel: Channel, msg: Message) -> list[Receipt]:
         token = next(self._tokens)
-        self._in_flight[token] = (channel, trio.current_time())
+        self._in_flight[token] = channel
         try:
             receipts = await self.put(channel, msg)
         finally:

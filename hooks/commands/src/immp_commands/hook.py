@@ -224,10 +224,12 @@ class CommandHook(HostCommands, immp.Hook):
 
     # -- running a command ----------------------------------------------------------------------
 
+    def wants(self, sent, source, primary):
+        # Only new text from people: never echoes of what IMMP sent, edits or deletions.
+        return primary and sent is source and not (sent.edited or sent.deleted) and bool(sent.text)
+
     async def on_receive(self, sent, source, primary):
-        if not primary or self.is_echo(sent, source) or sent.edited or sent.deleted:
-            return
-        if not sent.text:
+        if not self.wants(sent, source, primary):
             return
         found = self.split(sent.text)
         if found is None or not await self.from_person(sent):

@@ -202,13 +202,16 @@ class BridgeHook(immp.Hook):
 
     # -- receiving --------------------------------------------------------------------------
 
-    async def on_receive(self, sent: immp.SentMessage, source: immp.Message, primary: bool):
+    def wants(self, sent: immp.SentMessage, source: immp.Message, primary: bool) -> bool:
         if not primary:
-            return  # the later parts of a message the network split
-        if sent is not source and isinstance(source, SyncedMessage) and not sent.deleted:
-            # The echo of a copy: copies are never copied again. (A deletion of a copy, which
-            # the network reports under the copy's ID, still goes to the origin and the others.)
-            return
+            return False  # the later parts of a message the network split
+        # The echo of a copy: copies are never copied again. (A deletion of a copy, which the
+        # network reports under the copy's ID, still goes to the origin and the others.)
+        return sent is source or not isinstance(source, SyncedMessage) or sent.deleted
+
+    async def on_receive(self, sent: immp.SentMessage, source: immp.Message, primary: bool):
+        if not self.wants(sent, source, primary):
+            return  # (the host skips these already unless this hook has a priority)
         route = await self.route(sent.channel)
         if route is None or not self.wanted(sent):
             return
