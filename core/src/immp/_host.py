@@ -27,7 +27,7 @@ from ._hook import Hook, ResourceHook
 from ._message import Message, SentMessage
 from ._openable import Openable, OpenState
 from ._plug import Plug
-from ._watchdog import Watchdog
+from ._watchdog import Watchdog, take
 
 log = logging.getLogger(__name__)
 
@@ -380,19 +380,10 @@ class Host:
         await self._hooks_opened.wait()
         async with receive:
             while True:
-                # Take what is already waiting without a trip through the scheduler; wait (a
-                # schedule point) only when the inbox is empty.
                 try:
-                    sent = receive.receive_nowait()
-                except trio.WouldBlock:
-                    try:
-                        sent = await receive.receive()
-                    except trio.EndOfChannel:
-                        return
+                    sent = await take(receive)
                 except trio.EndOfChannel:
                     return
-                else:
-                    await trio.lowlevel.checkpoint_if_cancelled()
                 await self.process(plug, sent)
 
     async def process(self, plug: Plug, sent: SentMessage) -> None:
@@ -468,16 +459,9 @@ class Host:
                 with watchdog.scope():
                     while True:
                         try:
-                            sent, source, primary = receive.receive_nowait()
-                        except trio.WouldBlock:
-                            try:
-                                sent, source, primary = await receive.receive()
-                            except trio.EndOfChannel:
-                                break
+                            sent, source, primary = await take(receive)
                         except trio.EndOfChannel:
                             break
-                        else:
-                            await trio.lowlevel.checkpoint_if_cancelled()
                         self._taken[name] += 1
                         watchdog.begin()
                         try:

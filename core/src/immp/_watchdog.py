@@ -89,3 +89,17 @@ class Watchdog:
                 continue  # the limit changed: start over with the new one
             if started is not None and self._calls == calls and self._started is not None:
                 self._scope.cancel()
+
+
+async def take(receive: trio.MemoryReceiveChannel):
+    """
+    The next item of a memory channel, for a worker that empties it in order: what is already
+    queued is taken without a trip through the scheduler (only a cancellation check), and only
+    an empty channel waits. Raises ``trio.EndOfChannel`` once the channel is closed and empty.
+    """
+    try:
+        item = receive.receive_nowait()
+    except trio.WouldBlock:
+        return await receive.receive()
+    await trio.lowlevel.checkpoint_if_cancelled()
+    return item

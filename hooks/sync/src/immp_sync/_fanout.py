@@ -104,19 +104,10 @@ class Target:
             while not done:
                 with watchdog.scope():
                     while True:
-                        # Take what is queued without a trip through the scheduler; wait (a
-                        # schedule point) only when the queue is empty.
                         try:
-                            job = receive.receive_nowait()
-                        except trio.WouldBlock:
-                            try:
-                                job = await receive.receive()
-                            except trio.EndOfChannel:
-                                break
+                            job = await immp.take(receive)
                         except trio.EndOfChannel:
                             break
-                        else:
-                            await trio.lowlevel.checkpoint_if_cancelled()
                         watchdog.begin()
                         try:
                             await self._deliver(self, job)
