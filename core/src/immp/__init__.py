@@ -39,7 +39,7 @@ from ._message import (
 from ._openable import Openable, OpenState
 from ._plug import Plug
 from ._schema import Any_, Check, Nullable, Number, Optional, Ref, Schema
-from ._watchdog import Watchdog, take
+from ._watchdog import Watchdog, take, work_through
 from .hookspecs import hookimpl
 
 __all__ = [
@@ -84,5 +84,6 @@ __all__ = [
     "hookimpl",
     "load_file",
     "take",
+    "work_through",
     "write_config",
 ]  # fmt: skip

@@ -27,7 +27,7 @@ from ._hook import Hook, ResourceHook
 from ._message import Message, SentMessage
 from ._openable import Openable, OpenState
 from ._plug import Plug
-from ._watchdog import Watchdog, take
+from ._watchdog import take, work_through
 
 log = logging.getLogger(__name__)
 
@@ -448,37 +448,27 @@ class Host:
                 async for _ in receive:
                     pass
             return
-        # One watchdog per worker rather than a cancel scope per call (see immp._watchdog).
-        watchdog = Watchdog(lambda: hook.timeout or None)
         name = hook.name
         self._taken[name] = 0
-        async with receive, trio.open_nursery() as nursery:
-            nursery.start_soon(watchdog.run)
-            done = False
-            while not done:
-                with watchdog.scope():
-                    while True:
-                        try:
-                            sent, source, primary = await take(receive)
-                        except trio.EndOfChannel:
-                            break
-                        self._taken[name] += 1
-                        watchdog.begin()
-                        try:
-                            await hook.on_receive(sent, source, primary)
-                        except Exception as exc:
-                            log.error("Hook %s: on_receive failed: %s", hook.name, _describe(exc))
-                            log.debug("Traceback of hook %s", hook.name, exc_info=exc)
-                        finally:
-                            watchdog.end()
-                        if self._stuck_hooks and hook.name in self._stuck_hooks:
-                            self._check_caught_up(hook, receive)
-                    done = True
-                if not done:
-                    log.error("Hook %s: on_receive timed out after %ss", hook.name, hook.timeout)
-                    if self._stuck_hooks and hook.name in self._stuck_hooks:
-                        self._check_caught_up(hook, receive)
-            nursery.cancel_scope.cancel()
+
+        async def handle(item: tuple) -> None:
+            self._taken[name] += 1
+            try:
+                await hook.on_receive(*item)
+            except Exception as exc:
+                log.error("Hook %s: on_receive failed: %s", name, _describe(exc))
+                log.debug("Traceback of hook %s", name, exc_info=exc)
+            if self._stuck_hooks and name in self._stuck_hooks:
+                self._check_caught_up(hook, receive)
+
+        def on_timeout() -> None:
+            log.error("Hook %s: on_receive timed out after %ss", name, hook.timeout)
+            if self._stuck_hooks and name in self._stuck_hooks:
+                self._check_caught_up(hook, receive)
+
+        # One watchdog per worker rather than a cancel scope per call (see immp._watchdog).
+        async with receive:
+            await work_through(receive, handle, lambda: hook.timeout or None, on_timeout)
 
     def _check_caught_up(self, hook: Hook, receive: trio.MemoryReceiveChannel) -> None:
         if not receive.statistics().current_buffer_used:

@@ -29,7 +29,7 @@ sleeps until the current call's start plus ``timeout`` at the latest.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import trio
 
@@ -103,3 +103,37 @@ async def take(receive: trio.MemoryReceiveChannel):
         return await receive.receive()
     await trio.lowlevel.checkpoint_if_cancelled()
     return item
+
+
+async def work_through(
+    receive: trio.MemoryReceiveChannel,
+    handle: Callable[[object], Awaitable[None]],
+    timeout: Callable[[], float | None],
+    on_timeout: Callable[[], None],
+) -> None:
+    """
+    Run ``await handle(item)`` for every item of a memory channel, one at a time and in order,
+    until the channel is closed and empty. A call still running after ``timeout()`` seconds is
+    cut off, ``on_timeout()`` is called, and the next item runs. ``handle`` deals with its own
+    exceptions. This is the loop the module docstring describes, written once.
+    """
+    watchdog = Watchdog(timeout)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watchdog.run)
+        done = False
+        while not done:
+            with watchdog.scope():
+                while True:
+                    try:
+                        item = await take(receive)
+                    except trio.EndOfChannel:
+                        break
+                    watchdog.begin()
+                    try:
+                        await handle(item)
+                    finally:
+                        watchdog.end()
+                done = True  # closed and empty
+            if not done:
+                on_timeout()
+        nursery.cancel_scope.cancel()

@@ -94,43 +94,31 @@ class Target:
             self.done.set()
 
     async def _work(self) -> None:
+        async def handle(job: Any) -> None:
+            try:
+                await self._deliver(self, job)
+            except Exception as exc:
+                # A plug's own error says enough; anything else gets a traceback.
+                trace = None if isinstance(exc, immp.PlugError) else exc
+                self.log.error(
+                    "Sending to %s failed: %s: %s",
+                    self.name,
+                    type(exc).__name__,
+                    exc,
+                    exc_info=trace,
+                )
+            if self.stuck or self._waited:
+                self._check_caught_up()
+
+        def on_timeout() -> None:
+            self.log.warning("Sending to %s timed out after %ss", self.name, self.timeout)
+            if self.stuck or self._waited:
+                self._check_caught_up()
+
         # One watchdog per target rather than a cancel scope or deadline per send (either costs
         # as much as the send to a fast plug); it cuts a send off after ``timeout``.
-        watchdog = immp.Watchdog(lambda: self.timeout)
-        receive = self._receive
-        async with receive, trio.open_nursery() as nursery:
-            nursery.start_soon(watchdog.run)
-            done = False
-            while not done:
-                with watchdog.scope():
-                    while True:
-                        try:
-                            job = await immp.take(receive)
-                        except trio.EndOfChannel:
-                            break
-                        watchdog.begin()
-                        try:
-                            await self._deliver(self, job)
-                        except Exception as exc:
-                            # A plug's own error says enough; anything else gets a traceback.
-                            trace = None if isinstance(exc, immp.PlugError) else exc
-                            self.log.error(
-                                "Sending to %s failed: %s: %s",
-                                self.name,
-                                type(exc).__name__,
-                                exc,
-                                exc_info=trace,
-                            )
-                        finally:
-                            watchdog.end()
-                        if self.stuck or self._waited:
-                            self._check_caught_up()
-                    done = True  # the queue was closed and is empty
-                if not done:
-                    self.log.warning("Sending to %s timed out after %ss", self.name, self.timeout)
-                    if self.stuck or self._waited:
-                        self._check_caught_up()
-            nursery.cancel_scope.cancel()
+        async with self._receive:
+            await immp.work_through(self._receive, handle, lambda: self.timeout, on_timeout)
         if self._dropped_now:
             self.log.warning(
                 "Target %s closed; %d messages for it were dropped while its queue was full",
