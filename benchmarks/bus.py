@@ -23,27 +23,20 @@ alternating, and prints the medians and the ratio.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import logging
 import os
-import resource
 import statistics
 import subprocess
 import sys
-import time
 
-import psutil
 import trio
+from _measure import measure
 
 import immp
 
 # Messages injected but not yet delivered to every target, at most.
 WINDOW = 256
-
-
-def _rss() -> int:
-    return psutil.Process().memory_info().rss
 
 
 def _config(k: int) -> dict:
@@ -79,28 +72,14 @@ async def scenario(n: int, k: int) -> dict:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(host.run)
         await host.ready.wait()
-        started = time.perf_counter()
-        await _inject(source, outs, 0, n, user)
-        elapsed = time.perf_counter() - started
-        delivered = sum(out.put_count for out in outs)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        # Growth: N more messages after those N, which filled every bounded history.
-        gc.collect()
-        rss_warm = _rss()
-        await _inject(source, outs, n, 2 * n, user)
-        gc.collect()
-        rss_end = _rss()
+        result = await measure(
+            lambda start, stop: _inject(source, outs, start, stop, user), outs, n
+        )
         host.quit()
     return {
         "impl": "IMMP on trio",
-        "n": n,
         "k": k,
-        "seconds": elapsed,
-        "msgs_per_s": n / elapsed,
-        "deliveries_per_s": delivered / elapsed,
-        "delivered": delivered,
-        "peak_rss_mib": peak,
-        "growth_kib_per_100k": (rss_end - rss_warm) / 1024 / n * 100_000,
+        **result,
     }
 
 

@@ -17,13 +17,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
 import logging
-import resource
-import time
 
-import psutil
+from _measure import measure
 
 import immp
 from immp.hook.sync import SyncHook
@@ -64,10 +61,6 @@ class CountingDummyPlug(DummyPlug):
         await asyncio.wait_for(future, 60)
 
 
-def _rss() -> int:
-    return psutil.Process().memory_info().rss
-
-
 async def _inject(source, outs, start: int, stop: int, user) -> None:
     for i in range(start, stop):
         if i % 64 == 0:
@@ -96,17 +89,7 @@ async def scenario(n: int, k: int) -> dict:
     while not host.running:  # noqa: ASYNC110 (the original host has no "running" event)
         await asyncio.sleep(0.01)
     user = immp.User(id_="alice", real_name="Alice")
-    started = time.perf_counter()
-    await _inject(source, outs, 0, n, user)
-    elapsed = time.perf_counter() - started
-    delivered = sum(out.put_count for out in outs)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    # Growth: N more messages after those N, which filled every bounded history.
-    gc.collect()
-    rss_warm = _rss()
-    await _inject(source, outs, n, 2 * n, user)
-    gc.collect()
-    rss_end = _rss()
+    result = await measure(lambda start, stop: _inject(source, outs, start, stop, user), outs, n)
     await host.quit()
     try:
         await asyncio.wait_for(runner, 10)
@@ -114,14 +97,8 @@ async def scenario(n: int, k: int) -> dict:
         pass
     return {
         "impl": f"original IMMP {getattr(immp, '__version__', '0.12.1')}",
-        "n": n,
         "k": k,
-        "seconds": elapsed,
-        "msgs_per_s": n / elapsed,
-        "deliveries_per_s": delivered / elapsed,
-        "delivered": delivered,
-        "peak_rss_mib": peak,
-        "growth_kib_per_100k": (rss_end - rss_warm) / 1024 / n * 100_000,
+        **result,
     }
 
 
