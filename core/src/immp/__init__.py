@@ -39,7 +39,7 @@ from ._message import (
 from ._openable import Openable, OpenState
 from ._plug import Plug
 from ._schema import Any_, Check, Nullable, Number, Optional, Ref, Schema
-from ._watchdog import Watchdog, take, work_through
+from ._worker import Worker
 from .hookspecs import hookimpl
 
 __all__ = [
@@ -76,14 +76,12 @@ __all__ = [
     "Segment",
     "SentMessage",
     "User",
-    "Watchdog",
+    "Worker",
     "build_host",
     "command",
     "commands_of",
     "dump_config",
     "hookimpl",
     "load_file",
-    "take",
-    "work_through",
     "write_config",
 ]  # fmt: skip

@@ -8,7 +8,7 @@ The path of one received message::
          -> echo matching (was this our own send?)
          -> before_receive, hook by hook by priority       (each call time-limited)
          -> on_receive of prioritised hooks, level by level
-         -> each unprioritised hook's inbox -> Host._hook_worker (one task per hook, in order)
+         -> each unprioritised hook's Worker (a bounded inbox and one task, in order)
     hook: channel.send(msg) -> plug.send -> before_send hooks -> plug.put -> network
 """
 
@@ -27,7 +27,7 @@ from ._hook import Hook, ResourceHook
 from ._message import Message, SentMessage
 from ._openable import Openable, OpenState
 from ._plug import Plug
-from ._watchdog import take, work_through
+from ._worker import Worker, take
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,8 @@ INBOX_SIZE = 256
 # as the hook keeps taking messages: a slow hook slows the stream down and loses nothing. Only a
 # hook that takes no message at all for ``Host.hook_stuck_after`` seconds (default below) while
 # its inbox is full is taken to be stuck: messages for it are then dropped, counted and logged
-# until it has emptied its inbox, so that one hung hook cannot stall every other hook and plug.
+# until it has emptied its inbox, so that one hung hook cannot stall every other hook and plug
+# (see immp.Worker, which the sync hook's targets use too).
 HOOK_STUCK_AFTER = 5.0
 
 T = TypeVar("T", bound=Hook)
@@ -88,11 +89,8 @@ class Host:
         self._quit = trio.Event()
         self._stops: dict[str, trio.Event] = {}
         self._closed: dict[str, trio.Event] = {}
-        self._hook_inboxes: dict[str, trio.MemorySendChannel] = {}
-        # Unprioritised hooks taken to be stuck -> messages dropped for them since (see above).
-        self._stuck_hooks: dict[str, int] = {}
-        # Messages each unprioritised hook's worker has taken from its inbox: its progress.
-        self._taken: dict[str, int] = {}
+        # The worker (inbox and task) of each open unprioritised hook with an on_receive.
+        self._hook_workers: dict[str, Worker] = {}
         self._config_listeners: list[Callable[[object], None]] = []
         self._loaded = False
         self.ready = trio.Event()
@@ -144,7 +142,7 @@ class Host:
         if isinstance(hook, ResourceHook):
             self.resources[hook.name] = hook
         hook.state = OpenState.inactive if enabled else OpenState.disabled
-        self._plan = None
+        self._hooks_changed()
         if self._loaded:
             hook.on_load()
         if self._nursery is not None and enabled:
@@ -161,7 +159,7 @@ class Host:
             await self.stop(name)
             item = self.plugs.pop(name, None) or self.hooks.pop(name)
             self.resources.pop(name, None)
-            self._plan = None
+            self._hooks_changed()
             if isinstance(item, Plug):
                 for cname in [n for n, c in self.channels.items() if c.plug is item]:
                     del self.channels[cname]
@@ -294,11 +292,11 @@ class Host:
                     send, receive = trio.open_memory_channel(INBOX_SIZE)
                     item._inbox = send
                     nursery.start_soon(self._pump, item, receive)
-                elif item.priority is None:
-                    send, receive = trio.open_memory_channel(INBOX_SIZE)
-                    self._hook_inboxes[item.name] = send
-                    self._plan = None
-                    nursery.start_soon(self._hook_worker, item, receive)
+                elif item.priority is None and _overrides(item, "on_receive"):
+                    worker = self._hook_worker(item)
+                    self._hook_workers[item.name] = worker
+                    self._hooks_changed()
+                    nursery.start_soon(worker.run)
                 with trio.fail_after(self.open_timeout):
                     await item.open()
                 item.state = OpenState.active
@@ -332,15 +330,7 @@ class Host:
             item._nursery = None
             if isinstance(item, Plug):
                 item._inbox = None
-            self._hook_inboxes.pop(item.name, None)
-            self._taken.pop(item.name, None)
-            dropped = self._stuck_hooks.pop(item.name, None)
-            if dropped:
-                log.warning(
-                    "Hook %s closed; %d messages for it were dropped while its inbox was full",
-                    item.name,
-                    dropped,
-                )
+            self._hook_workers.pop(item.name, None)
             self._stops.pop(item.name, None)
             closed.set()
             self._closed.pop(item.name, None)
@@ -362,16 +352,15 @@ class Host:
         for hook in hooks:
             if hook.priority is not None and _overrides(hook, "on_receive"):
                 levels.setdefault(hook.priority, []).append(hook)
-        inboxes = []
+        workers = []
         for hook in hooks:
-            inbox = self._hook_inboxes.get(hook.name)
-            if inbox is not None and hook.priority is None:
-                wants = hook.wants if _overrides(hook, "wants") else None
-                inboxes.append((hook, inbox, wants))
+            worker = self._hook_workers.get(hook.name)
+            if worker is not None:
+                workers.append((worker, hook.wants if _overrides(hook, "wants") else None))
         self._plan = _Plan(
             before_receive=_by_priority(hooks, "before_receive"),
             levels=[levels[priority] for priority in sorted(levels)],
-            inboxes=inboxes,
+            workers=workers,
             before_send=_by_priority(hooks, "before_send"),
         )
         return self._plan
@@ -408,75 +397,33 @@ class Host:
                 for hook in level:
                     nursery.start_soon(self._call_hook, hook, "on_receive", sent, source, primary)
         item = (sent, source, primary)
-        for hook, inbox, wants in plan.inboxes:
-            if wants is not None and not wants(sent, source, primary):
-                continue
-            try:
-                inbox.send_nowait(item)
-            except trio.WouldBlock:
-                try:
-                    await self._hand_over(hook, inbox, item)
-                except (trio.ClosedResourceError, trio.BrokenResourceError):
-                    pass  # the hook closed meanwhile
-            except (trio.ClosedResourceError, trio.BrokenResourceError):
-                pass  # the hook closed meanwhile
+        for worker, wants in plan.workers:
+            if wants is None or wants(sent, source, primary):
+                await worker.put(item)
 
-    async def _hand_over(self, hook: Hook, inbox: trio.MemorySendChannel, item: tuple) -> None:
-        """Queue a message for an unprioritised hook; see :data:`HOOK_STUCK_AFTER`."""
-        try:
-            inbox.send_nowait(item)
-            return
-        except trio.WouldBlock:
-            pass
-        if hook.name not in self._stuck_hooks:
-            while True:
-                taken = self._taken.get(hook.name)
-                with trio.move_on_after(self.hook_stuck_after):
-                    await inbox.send(item)
-                    return
-                if self._taken.get(hook.name) == taken:
-                    break  # not one message taken in all that time: stuck
-            log.warning("Hook %s is stuck (it took no message for %ss while its inbox of %d "
-                        "was full): dropping messages for it until it catches up", hook.name,
-                        self.hook_stuck_after, INBOX_SIZE)  # fmt: skip
-            self._stuck_hooks[hook.name] = 0
-        self._stuck_hooks[hook.name] += 1
-
-    async def _hook_worker(self, hook: Hook, receive: trio.MemoryReceiveChannel) -> None:
-        if not _overrides(hook, "on_receive"):
-            async with receive:
-                async for _ in receive:
-                    pass
-            return
-        name = hook.name
-        self._taken[name] = 0
+    def _hook_worker(self, hook: Hook) -> Worker:
+        """The worker that feeds an unprioritised hook's on_receive, in order."""
 
         async def handle(item: tuple) -> None:
-            self._taken[name] += 1
             try:
                 await hook.on_receive(*item)
             except Exception as exc:
-                log.error("Hook %s: on_receive failed: %s", name, _describe(exc))
-                log.debug("Traceback of hook %s", name, exc_info=exc)
-            if self._stuck_hooks and name in self._stuck_hooks:
-                self._check_caught_up(hook, receive)
+                log.error("Hook %s: on_receive failed: %s", hook.name, _describe(exc))
+                log.debug("Traceback of hook %s", hook.name, exc_info=exc)
 
         def on_timeout() -> None:
-            log.error("Hook %s: on_receive timed out after %ss", name, hook.timeout)
-            if self._stuck_hooks and name in self._stuck_hooks:
-                self._check_caught_up(hook, receive)
+            log.error("Hook %s: on_receive timed out after %ss", hook.name, hook.timeout)
 
-        # One watchdog per worker rather than a cancel scope per call (see immp._watchdog).
-        async with receive:
-            await work_through(receive, handle, lambda: hook.timeout or None, on_timeout)
-
-    def _check_caught_up(self, hook: Hook, receive: trio.MemoryReceiveChannel) -> None:
-        if not receive.statistics().current_buffer_used:
-            log.warning(
-                "Hook %s caught up; %d messages for it were dropped while its inbox was full",
-                hook.name,
-                self._stuck_hooks.pop(hook.name),
-            )
+        return Worker(
+            f"Hook {hook.name}",
+            INBOX_SIZE,
+            handle,
+            timeout=lambda: hook.timeout or None,
+            on_timeout=on_timeout,
+            stuck_after=self.hook_stuck_after,
+            patient=True,
+            log=log,
+        )
 
     async def _call_hook(self, hook: Hook, method: str, *args: Any, default: Any = None) -> Any:
         """Call a hook method; an exception or a timeout is logged and gives ``default``."""
@@ -506,19 +453,19 @@ class Host:
 class _Plan:
     """The hooks each step of the receive and send paths calls, in order."""
 
-    __slots__ = ("before_receive", "before_send", "inboxes", "levels")
+    __slots__ = ("before_receive", "before_send", "levels", "workers")
 
     def __init__(
         self,
         *,
         before_receive: list[Hook],
         levels: list[list[Hook]],
-        inboxes: list[tuple[Hook, trio.MemorySendChannel, Callable | None]],
+        workers: list[tuple[Worker, Callable | None]],
         before_send: list[Hook],
     ):
         self.before_receive = before_receive
         self.levels = levels
-        self.inboxes = inboxes
+        self.workers = workers
         self.before_send = before_send
 
 

@@ -1,5 +1,8 @@
 """
-The watchdog: a time limit on each of many calls that one worker makes one after another.
+Workers: a bounded queue and the one task that handles its items in order, each call with a
+time limit. The host gives one to every unprioritised hook; the sync hook one to every target.
+
+The time limit is the watchdog:
 
 A cancel scope per call (``trio.fail_after``) costs a few microseconds to enter and leave, as
 much as the rest of a hook's ``on_receive`` on the hot path. A worker that calls one thing at a
@@ -28,6 +31,7 @@ sleeps until the current call's start plus ``timeout`` at the latest.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Awaitable, Callable
 
@@ -137,3 +141,132 @@ async def work_through(
             if not done:
                 on_timeout()
         nursery.cancel_scope.cancel()
+
+
+class Worker:
+    """
+    A bounded queue of items and the task that handles them in order, one at a time.
+
+    - ``await handle(item)`` runs for each item; a call still running after ``timeout()``
+      seconds is cut off and ``on_timeout()`` is called. ``handle`` deals with its own errors.
+    - :meth:`put` is backpressure while the queue is full, up to ``stuck_after`` seconds. With
+      ``patient`` (the host's hooks), that clock restarts whenever the worker takes an item: a
+      slow worker slows its producers down and loses nothing, and only one that takes nothing
+      for that long is stuck. Without it (the sync hook's targets, which must not slow their
+      sibling targets down), the clock counts all the time the queue held producers up since
+      it was last empty. Once stuck, until it has emptied its queue, items for the worker are
+      dropped at once, counted, and logged (``label`` names it in the log).
+
+    Start :meth:`run` in a nursery; :meth:`close` lets it finish what is queued and return.
+    """
+
+    def __init__(
+        self,
+        label: str,
+        size: int,
+        handle: Callable[[object], Awaitable[None]],
+        *,
+        timeout: Callable[[], float | None],
+        on_timeout: Callable[[], None],
+        stuck_after: float,
+        patient: bool,
+        log: logging.Logger,
+    ):
+        self.label = label
+        self.stuck_after = stuck_after
+        self.patient = patient
+        self.log = log
+        self._handle = handle
+        self._timeout = timeout
+        self._on_timeout = on_timeout
+        self._send, self._receive = trio.open_memory_channel(size)
+        #: Items taken from the queue so far: the worker's sign of progress.
+        self.taken = 0
+        #: Items dropped because the queue stayed full, in total and since the worker got stuck.
+        self.dropped = 0
+        self._dropped_now = 0
+        self.stuck = False
+        self._held = 0.0  # seconds producers waited since the queue was last empty (not patient)
+        #: Set when :meth:`run` has returned.
+        self.done = trio.Event()
+
+    def __len__(self) -> int:
+        """Items waiting in the queue."""
+        return self._receive.statistics().current_buffer_used
+
+    async def put(self, item: object) -> None:
+        """Queue an item: see the class docstring for what happens when the queue is full."""
+        try:
+            self._send.send_nowait(item)
+            return
+        except trio.WouldBlock:
+            pass
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            return  # closed meanwhile
+        if not self.stuck:
+            while True:
+                taken, started = self.taken, trio.current_time()
+                limit = self.stuck_after if self.patient else self.stuck_after - self._held
+                with trio.move_on_after(limit):
+                    try:
+                        await self._send.send(item)
+                    except (trio.ClosedResourceError, trio.BrokenResourceError):
+                        pass
+                    if not self.patient:
+                        self._held += trio.current_time() - started
+                    return
+                if not self.patient or self.taken == taken:
+                    break
+            self.stuck = True
+            self.log.warning(
+                "%s is stuck (it took nothing for %ss while its queue of %d was full): "
+                "dropping messages for it until it catches up",
+                self.label,
+                self.stuck_after,
+                self._send.statistics().max_buffer_size,
+            )
+        self.dropped += 1
+        self._dropped_now += 1
+
+    def close(self) -> None:
+        """Take no more items; :meth:`run` finishes what is queued, then returns."""
+        self._send.close()
+
+    async def run(self) -> None:
+        """The worker task: handle queued items in order until closed and empty."""
+        try:
+            async with self._receive:
+                await work_through(self._receive, self._take, self._timeout, self._timed_out)
+        finally:
+            if self._dropped_now:
+                self.log.warning(
+                    "%s closed; %d messages for it were dropped while its queue was full",
+                    self.label,
+                    self._dropped_now,
+                )
+            self.done.set()
+
+    async def _take(self, item: object) -> None:
+        self.taken += 1
+        await self._handle(item)
+        if self.stuck or self._held:
+            self._check_caught_up()
+
+    def _timed_out(self) -> None:
+        self._on_timeout()
+        if self.stuck or self._held:
+            self._check_caught_up()
+
+    def _check_caught_up(self) -> None:
+        if len(self):
+            return
+        self._held = 0.0
+        if not self.stuck:
+            return
+        self.log.warning(
+            "%s caught up; %d messages for it were dropped while its queue was full",
+            self.label,
+            self._dropped_now,
+        )
+        self.stuck = False
+        self._dropped_now = 0
