@@ -386,6 +386,7 @@ async def test_wants_lets_a_hook_skip_messages_before_its_inbox():
             return sent is source
 
     picky = host.add_hook(NoEchoes("picky", host=host))
+    picky_first = host.add_hook(NoEchoes("picky-first", host=host, priority=1))
     everything = host.add_hook(RecordingHook("all", host=host))
     async with running(host):
         await immp.Channel(plug, "room").send(immp.Message("sent by a hook"))
@@ -394,3 +395,4 @@ async def test_wants_lets_a_hook_skip_messages_before_its_inbox():
         await picky.wait_for(1)
     assert [entry[1] for entry in everything.seen] == ["sent by a hook", "typed by a person"]
     assert picky.seen == [("picky", "typed by a person", False, True)]
+    assert picky_first.seen == [("picky-first", "typed by a person", False, True)]

@@ -57,9 +57,10 @@ class Hook(Openable):
     def wants(self, sent: SentMessage, source: Message, primary: bool) -> bool:
         """
         Whether :meth:`on_receive` should see this message at all. The host calls it, without
-        awaiting, before it queues a message for an unprioritised hook, so a hook can skip
-        what it would throw away at once (e.g. the echoes of its own copies) without the trip
-        through its inbox. Keep it cheap and free of side effects. Default: everything.
+        awaiting, before it calls or queues :meth:`on_receive`, so a hook can skip what it would
+        throw away at once (e.g. the echoes of its own copies) without the trip through its
+        inbox; :meth:`on_receive` is never called for what this refuses. Keep it cheap and free
+        of side effects. Default: everything.
         """
         return True
 

@@ -351,12 +351,12 @@ class Host:
         levels: dict[int, list[Hook]] = {}
         for hook in hooks:
             if hook.priority is not None and _overrides(hook, "on_receive"):
-                levels.setdefault(hook.priority, []).append(hook)
+                levels.setdefault(hook.priority, []).append((hook, _wants(hook)))
         workers = []
         for hook in hooks:
             worker = self._hook_workers.get(hook.name)
             if worker is not None:
-                workers.append((worker, hook.wants if _overrides(hook, "wants") else None))
+                workers.append((worker, _wants(hook)))
         self._plan = _Plan(
             before_receive=_by_priority(hooks, "before_receive"),
             levels=[levels[priority] for priority in sorted(levels)],
@@ -394,8 +394,11 @@ class Host:
                 source = sent
         for level in plan.levels:
             async with trio.open_nursery() as nursery:
-                for hook in level:
-                    nursery.start_soon(self._call_hook, hook, "on_receive", sent, source, primary)
+                for hook, wants in level:
+                    if wants is None or wants(sent, source, primary):
+                        nursery.start_soon(
+                            self._call_hook, hook, "on_receive", sent, source, primary
+                        )
         item = (sent, source, primary)
         for worker, wants in plan.workers:
             if wants is None or wants(sent, source, primary):
@@ -459,7 +462,7 @@ class _Plan:
         self,
         *,
         before_receive: list[Hook],
-        levels: list[list[Hook]],
+        levels: list[list[tuple[Hook, Callable | None]]],
         workers: list[tuple[Worker, Callable | None]],
         before_send: list[Hook],
     ):
@@ -471,6 +474,11 @@ class _Plan:
 
 def _overrides(hook: Hook, method: str) -> bool:
     return getattr(type(hook), method) is not getattr(Hook, method)
+
+
+def _wants(hook: Hook) -> Callable | None:
+    """The hook's ``wants`` filter, or ``None`` where it takes everything (the default)."""
+    return hook.wants if _overrides(hook, "wants") else None
 
 
 def _by_priority(hooks: Iterable[Hook], method: str) -> list[Hook]:

@@ -229,8 +229,6 @@ class CommandHook(HostCommands, immp.Hook):
         return primary and sent is source and not (sent.edited or sent.deleted) and bool(sent.text)
 
     async def on_receive(self, sent, source, primary):
-        if not self.wants(sent, source, primary):
-            return
         found = self.split(sent.text)
         if found is None or not await self.from_person(sent):
             return

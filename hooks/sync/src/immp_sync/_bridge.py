@@ -210,8 +210,6 @@ class BridgeHook(immp.Hook):
         return sent is source or not isinstance(source, SyncedMessage) or sent.deleted
 
     async def on_receive(self, sent: immp.SentMessage, source: immp.Message, primary: bool):
-        if not self.wants(sent, source, primary):
-            return  # (the host skips these already unless this hook has a priority)
         route = await self.route(sent.channel)
         if route is None or not self.wanted(sent):
             return
