@@ -93,3 +93,15 @@ def test_forward_config_names_must_exist():
         schema.validate({"channels": {"#a": ["#zzz"]}}, "config", refs)
     with pytest.raises(immp.ConfigError, match="no group named 'nope'"):
         schema.validate({"groups": {"nope": ["#a"]}}, "config", refs)
+
+
+async def test_forwarding_goes_on_after_the_hook_is_restarted():
+    host = make_host("a", "b")
+    add_forward(host, channels={"#a": ["#b"]})
+    async with running(host):
+        await host.plugs["a"].receive("before")
+        await host.plugs["b"].wait_puts(1)
+        assert await host.restart("forward")
+        await host.plugs["a"].receive("after")
+        await host.plugs["b"].wait_puts(2)
+    assert texts(host.plugs["b"]) == ["before", "after"]

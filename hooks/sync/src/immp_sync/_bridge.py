@@ -221,6 +221,8 @@ class BridgeHook(immp.Hook):
 
     def _copied_elsewhere(self, channel: immp.Channel, id: str) -> bool:
         """Whether another sync or forward hook made this message as a copy."""
+        if channel.plug.virtual:
+            return False  # a bridge's own channel: what its hook announces there is for others
         for hook in self.host.hooks.values():
             if hook is not self and isinstance(hook, BridgeHook):
                 copies = hook.copies.find(channel, id)
@@ -251,7 +253,7 @@ class BridgeHook(immp.Hook):
             self._titles[channel] = sent.title
         # The title as of this message (a rename queued after it must not change its name).
         title = None
-        if any(not target.options.style.plain for target in route.targets):
+        if any(target.options.style.template is not None for target in route.targets):
             title = await self._title(channel)
         job = (sent, copies, route, title)
         for target in route.targets:

@@ -34,6 +34,11 @@ class ForwardHook(BridgeHook):
         users = self.config["users"]
         self._users = None if users is None else set(users)
 
+    async def open(self) -> None:
+        # Cached routes point at targets that closing the hook closed.
+        self._routes = {}
+        await super().open()
+
     async def on_config_change(self, source: object) -> None:
         if source is self:
             self._reset_options()

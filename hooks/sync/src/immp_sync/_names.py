@@ -62,18 +62,15 @@ def compile_template(source: str) -> jinja2.Template:
 class NameStyle:
     """The author options for copies sent to one plug."""
 
-    __slots__ = ("_cache", "reset_author", "strip_name_emoji", "template")
+    __slots__ = ("_cache", "plain", "reset_author", "strip_name_emoji", "template")
 
     def __init__(self, name_format: str | None, reset_author: bool, strip_name_emoji: bool):
         self.template = compile_template(name_format) if name_format else None
         self.reset_author = reset_author
         self.strip_name_emoji = strip_name_emoji
         self._cache: dict[tuple, str | None] = {}
-
-    @property
-    def plain(self) -> bool:
-        """Whether copies keep the author untouched (nothing to render)."""
-        return not (self.template or self.reset_author or self.strip_name_emoji)
+        #: Whether copies keep the author untouched (nothing to render).
+        self.plain = not (self.template or reset_author or strip_name_emoji)
 
     def name(self, user: immp.User | None, context: dict[str, Any]) -> str | None:
         """The name to show for ``user``; ``context`` holds the other template variables."""
@@ -83,7 +80,7 @@ class NameStyle:
             key = (
                 user.plug.name if user and user.plug else None,
                 user.id if user else None,
-                user.name if user else None,
+                (user.username, user.real_name, user.link) if user else None,
                 context["title"],
                 context["label"],
                 context["channel"],
@@ -110,9 +107,7 @@ class NameStyle:
         if self.plain:
             return user
         name = self.name(user, context)
-        if self.reset_author:
-            return immp.User(real_name=name, suggested=True) if name else None
-        if user is None:
+        if self.reset_author or user is None:
             return immp.User(real_name=name, suggested=True) if name else None
         return immp.User(
             user.id,
