@@ -151,6 +151,18 @@ async def test_sent_messages_are_recognised_as_echoes(server):
             assert all(sent.channel == host.channels["chan0"] for sent, _, _ in echoes)
 
 
+async def test_the_echo_of_an_action_without_author_reads_as_the_action(server):
+    # ngircd has no echo-message: the plug shows hooks its own line itself.
+    async with RawClient.connected(server.port, "alice") as alice:
+        await alice.join("#test")
+        async with irc_host(plug_config(server.port)) as (host, _, rec):
+            await alice.expect(":bot!", "JOIN", "#test")
+            [receipt] = await host.channels["chan0"].send(immp.Message("dances", action=True))
+            await alice.expect("PRIVMSG #test")
+            echo = await rec.wait_for(lambda s: s.id == receipt.id)
+            assert echo.action and str(echo.text) == "dances"
+
+
 async def test_sending_to_a_new_channel_or_a_nick(server):
     async with RawClient.connected(server.port, "alice") as alice:
         await alice.join("#test")

@@ -120,6 +120,10 @@ class QueueFull(Exception):
     """The outgoing queue stayed full for longer than the plug was willing to wait."""
 
 
+# What ends a session and makes the connection try again.
+_NETWORK_ERRORS = (Disconnected, OSError, ssl.SSLError, trio.BrokenResourceError, trio.TooSlowError)
+
+
 @dataclass
 class Settings:
     """What a :class:`Connection` needs from the plug's config."""
@@ -308,9 +312,16 @@ class Connection:
             try:
                 await self._session()
                 reason = "connection closed"
-            except (Disconnected, OSError, ssl.SSLError, trio.BrokenResourceError,
-                    trio.TooSlowError, ExceptionGroup) as exc:  # fmt: skip
+            except _NETWORK_ERRORS as exc:
                 reason = _describe(exc)
+            except ExceptionGroup as group:
+                # The session's tasks failed together: a network failure ends the session and
+                # we reconnect; anything else is a bug, raised (the plug fails, and says why)
+                # rather than retried forever.
+                network, bugs = group.split(_NETWORK_ERRORS)
+                if bugs is not None:
+                    raise bugs from None
+                reason = _describe(network)
             finally:
                 was_registered = self._registered
                 self._end_session()
@@ -568,9 +579,10 @@ class Connection:
                 self._space.set()
                 self._space = trio.Event()
                 self._unacked.append(item)
+                # Before the write, which yields: the server's echo may be read straight after.
+                self.handler.on_sent(item)
                 await self._write(item.line)
                 unmarked += 1
-                self.handler.on_sent(item)
                 if unmarked >= ACK_EVERY or not self._queue:
                     await bucket.take()
                     await self._mark_ack()

@@ -257,9 +257,10 @@ class IRCPlug(immp.Plug):
     def on_sent(self, item: Outgoing) -> None:
         if item.meta is None:
             return
-        channel, ident, text, action = item.meta
+        channel, ident, text, wire, action = item.meta
         if "echo-message" in self._state.agreed_caps:
-            self._awaiting_echo.append((self._fold(channel.source), text, ident))
+            # The server echoes the line as written, CTCP wrapping and all.
+            self._awaiting_echo.append((self._fold(channel.source), wire, ident))
             return
         # No echo-message: show hooks what we posted, under the ID put() returned.
         sent = immp.SentMessage(ident, channel, text=from_irc(text), user=self._self_user(),
@@ -412,11 +413,10 @@ class IRCPlug(immp.Plug):
             ident = self._next_id()
             wire = f"{CTCP}ACTION {text}{CTCP}" if ctcp_action else text
             items.append(Outgoing(irctokens.build("PRIVMSG", [target, wire]).format(),
-                                  meta=(channel, ident, wire, ctcp_action)))  # fmt: skip
+                                  meta=(channel, ident, text, wire, ctcp_action)))  # fmt: skip
             receipts.append(immp.Receipt(ident, channel))
-        # Known as ours before any echo can arrive, however long the lines wait in the queue.
-        for index, receipt in enumerate(receipts):
-            self._echoes.add(receipt, msg, index == 0)
+        # Queueing returns without yielding, so the core records these receipts as ours
+        # (Plug.send) before the writer can put a line on the wire and an echo come back.
         try:
             await self.connection.send(items, self.config["queue-timeout"])
         except QueueFull as exc:
