@@ -115,3 +115,12 @@ def test_clone_copies_text_independently():
     copy = msg.clone(action=True)
     copy.text.append("y")
     assert str(msg.text) == "x" and copy.action and not msg.action
+
+
+def test_content_builds_another_kind_of_message_without_the_raw_data():
+    alice = User("1", username="alice")
+    msg = Message("hi", alice, action=True, raw={"network": "data"})
+    sent = SentMessage("9", object(), **msg.content(title="Lobby"))
+    assert (str(sent.text), sent.user, sent.action, sent.title) == ("hi", alice, True, "Lobby")
+    assert sent.raw is None
+    assert "raw" not in msg.content() and msg.clone().raw == {"network": "data"}

@@ -325,6 +325,7 @@ class Location:
 _MESSAGE_FIELDS = (
     "text", "user", "action", "edited", "reply_to", "joined", "left", "title", "attachments", "raw",
 )  # fmt: skip
+_CONTENT_FIELDS = _MESSAGE_FIELDS[:-1]  # without raw, which belongs to one network
 
 
 class Message:
@@ -365,9 +366,19 @@ class Message:
         self.attachments = list(attachments)
         self.raw = raw
 
+    def content(self, **changes: Any) -> dict[str, Any]:
+        """
+        The message's content as keyword arguments (every field but ``raw``, shared, not
+        copied), with some changed: for building another kind of message from this one, e.g.
+        ``SentMessage(id, channel, **msg.content())``.
+        """
+        values = {name: getattr(self, name) for name in _CONTENT_FIELDS}
+        values.update(changes)
+        return values
+
     def clone(self, **changes: Any) -> Message:
         """A copy of the message content (never of a receipt) with some fields changed."""
-        values = {name: getattr(self, name) for name in _MESSAGE_FIELDS}
+        values = self.content(raw=self.raw)
         if values["text"] is not None:
             values["text"] = values["text"].clone()
         values.update(changes)

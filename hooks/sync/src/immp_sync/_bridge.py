@@ -309,17 +309,7 @@ class BridgeHook(immp.Hook):
         reply = sent.reply_to
         if reply is not None:
             reply = self._reply_on(target.channel, reply)
-        return SyncedMessage(
-            sent.text,
-            author,
-            action=sent.action,
-            edited=sent.edited,
-            reply_to=reply,
-            joined=sent.joined,
-            left=sent.left,
-            title=sent.title,
-            attachments=sent.attachments,
-        )
+        return SyncedMessage(**sent.content(user=author, reply_to=reply))
 
     def _reply_on(self, channel: immp.Channel, reply: immp.Message) -> immp.Message:
         """What a copy on ``channel`` replies to: the copy there of the message replied to."""

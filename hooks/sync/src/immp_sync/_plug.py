@@ -14,20 +14,6 @@ if TYPE_CHECKING:
     from ._sync import SyncHook
 
 
-def _content(msg: immp.Message) -> dict:
-    return {
-        "text": msg.text,
-        "user": msg.user,
-        "action": msg.action,
-        "edited": msg.edited,
-        "reply_to": msg.reply_to,
-        "joined": msg.joined,
-        "left": msg.left,
-        "title": msg.title,
-        "attachments": msg.attachments,
-    }
-
-
 class SyncPlug(immp.Plug):
     """
     A plug with no network of its own. Every message synced in a bridge is received here too,
@@ -52,12 +38,12 @@ class SyncPlug(immp.Plug):
     # -- what other hooks send into the bridge ----------------------------------------------
 
     async def put(self, channel: immp.Channel, msg: immp.Message) -> list[immp.Receipt]:
-        sent = immp.SentMessage(str(next(self._ids)), channel, **_content(msg))
+        sent = immp.SentMessage(str(next(self._ids)), channel, **msg.content())
         await self.hook.sync_virtual(sent)
         return [sent.receipt]
 
     async def edit(self, receipt: immp.Receipt, msg: immp.Message) -> immp.Receipt:
-        content = _content(msg)
+        content = msg.content()
         content["edited"] = True
         sent = immp.SentMessage(
             receipt.id, receipt.channel, revision=receipt.revision + 1, **content
@@ -74,7 +60,7 @@ class SyncPlug(immp.Plug):
         self, channel: immp.Channel, msg: immp.Message, id: str | None = None
     ) -> list[immp.Receipt]:
         """Show a copy here, as a message received from the "network" (an edit if ``id``)."""
-        content = _content(msg)
+        content = msg.content()
         if id is None:
             id = str(next(self._ids))
         else:

@@ -177,19 +177,7 @@ class DemoPlug(immp.Plug):
         self.put_count += 1
         self._put_happened()
         self._show(msg)
-        sent = immp.SentMessage(
-            self._next_id(),
-            channel,
-            text=msg.text,
-            user=msg.user,
-            action=msg.action,
-            edited=msg.edited,
-            reply_to=msg.reply_to,
-            joined=msg.joined,
-            left=msg.left,
-            title=msg.title,
-            attachments=msg.attachments,
-        )
+        sent = immp.SentMessage(self._next_id(), channel, **msg.content())
         self._remember(sent)
         if self.config["echo"]:
             await self.queue(sent)
