@@ -243,3 +243,22 @@ def test_the_original_immp_dummy_plug_path_means_the_demo_plug():
     }
     host = immp.build_host(config)
     assert type(host.plugs["old"]) is DemoPlug and type(host.plugs["new"]) is DemoPlug
+
+
+async def test_a_hook_answering_on_the_same_plug_keeps_up_with_a_flood():
+    # Each message makes a reply whose echo comes back into the same plug: the echo must not
+    # make put() wait for the host while the host waits for put().
+    host = immp.Host()
+    plug = host.add_plug(DemoPlug("d", {"interval": None}, host))
+
+    class Answer(immp.Hook):
+        async def on_receive(self, sent, source, primary):
+            if sent is source:
+                await sent.channel.send(immp.Message(f"re: {sent.text}"))
+
+    host.add_hook(Answer("answer", {}, host))
+    async with running(host):
+        for n in range(3000):
+            await plug.receive(str(n))
+        await plug.wait_puts(3000, timeout=30)
+    assert [str(m.text) for _, m in list(plug.puts)[-3:]] == ["re: 2997", "re: 2998", "re: 2999"]
