@@ -300,6 +300,15 @@ async def test_help_name_gives_usage_and_text_but_hides_admin_commands():
         assert await ask(a, "!help secret", alice) == ["No command 'secret' here."]
 
 
+async def test_help_name_strips_the_longest_prefix():
+    host = make_host({"prefix": ["!", "!!"]})
+    _, alice = people(host)
+    async with running(host):
+        a = host.plugs["a"]
+        assert await ask(a, "!help !!ping", alice) == ["!ping\nAnswer pong."]
+        assert await ask(a, "!!help !ping", alice) == ["!ping\nAnswer pong."]
+
+
 # -- mapping and sets --------------------------------------------------------------------------
 
 

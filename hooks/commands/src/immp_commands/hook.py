@@ -99,6 +99,11 @@ class CommandHook(HostCommands, immp.Hook):
     def __init__(self, name, config, host, priority=None):
         super().__init__(name, config, host, priority=priority)
         self.config["prefix"] = _prefixes(self.config["prefix"])
+        # Worked out once: lower-cased prefixes, longest first (so "!!" wins over "!"), and how
+        # much of a message's start can hold a prefix and a command name.
+        self._prefixes = tuple(sorted({p.lower() for p in self.config["prefix"]}, key=len,
+                                      reverse=True))  # fmt: skip
+        self._head = MAX_NAME + len(self._prefixes[0]) + 2
         for label, entry in self.config["mapping"].items():
             for index, set_name in enumerate(entry["sets"]):
                 if set_name not in self.config["sets"]:
@@ -120,14 +125,11 @@ class CommandHook(HostCommands, immp.Hook):
         If ``text`` starts with a prefix and a plausible command name: the lower-case name and
         the position where its arguments start. Only looks at the start of the text.
         """
-        head = str(text[: MAX_NAME + max(len(p) for p in self.config["prefix"]) + 2])
+        head = str(text[: self._head])
         lowered = head.lower()
-        for prefix in sorted(self.config["prefix"], key=len, reverse=True):
-            if lowered.startswith(prefix.lower()):
-                break
-        else:
+        pos = self._prefix_length(lowered)
+        if pos is None:
             return None
-        pos = len(prefix)
         while pos < len(head) and head[pos] in " \t":
             pos += 1
         end = pos
@@ -224,9 +226,20 @@ class CommandHook(HostCommands, immp.Hook):
 
     # -- running a command ----------------------------------------------------------------------
 
+    def _prefix_length(self, lowered: str) -> int | None:
+        """The length of the (longest) prefix ``lowered`` starts with, if any."""
+        return next((len(p) for p in self._prefixes if lowered.startswith(p)), None)
+
     def wants(self, sent, source, primary):
-        # Only new text from people: never echoes of what IMMP sent, edits or deletions.
-        return primary and sent is source and not (sent.edited or sent.deleted) and bool(sent.text)
+        # Only new text from people that starts with a prefix: never echoes of what IMMP sent,
+        # edits, deletions, or the ordinary chat that is most of what a room says.
+        return (
+            primary
+            and sent is source
+            and not (sent.edited or sent.deleted)
+            and bool(sent.text)
+            and str(sent.text[: self._head]).lower().startswith(self._prefixes)
+        )
 
     async def on_receive(self, sent, source, primary):
         found = self.split(sent.text)
@@ -290,10 +303,7 @@ class CommandHook(HostCommands, immp.Hook):
             }
         if name is not None:
             key = name.lower()
-            for prefix in self.config["prefix"]:
-                if key.startswith(prefix.lower()):
-                    key = key[len(prefix) :].strip()
-                    break
+            key = key[self._prefix_length(key) or 0 :].strip()
             cmd = commands.get(key)
             if cmd is None:
                 await self.reply(msg, f"No command {name!r} here.")
