@@ -261,9 +261,7 @@ class CommandHook(HostCommands, immp.Hook):
         try:
             args = cmd.spec.parse(sent.text[start:])
         except immp.CommandUsageError as exc:
-            reason = getattr(exc, "reason", None)
-            usage = f"usage: {self.prefix}{cmd.spec.usage}"
-            await self.reply(sent, f"{reason}; {usage}" if reason else usage.capitalize())
+            await self.reply(sent, f"{exc.reason}; usage: {self.prefix}{cmd.spec.usage}")
             return
         self.log.debug("Running %s from %s for %r", cmd.name, cmd.hook.name, sent.user)
         try:
