@@ -56,16 +56,19 @@ sys.path.insert(0, str(ROOT))  # for the ngircd harness of the tests
 
 from tests.ngircd import NgircdServer, RawClient, parse_privmsg  # noqa: E402
 
+from immp_irc.connection import ACK_EVERY  # noqa: E402
+from immp_irc.plug import SCHEMA as IRC_SCHEMA  # noqa: E402
+
 NICK = "relay"
 # The latency phase's plug flood control: a token a line (and one for the plug's acknowledging
 # PING after a line) comes back every 5 ms, far quicker than alice's pace.
 LATENCY_SEND_DELAY = 0.005
-# The IRC plug's defaults (plugs/irc/README.md), used as they are in the burst phase.
-DEFAULT_SEND_DELAY = 0.5
-DEFAULT_SEND_BURST = 5
-# The plug writes an acknowledging PING (which takes a token) after every 20 lines in a row
-# (immp_irc.connection.ACK_EVERY), so a long burst costs 1/20 more time.
-ACK_EVERY = 20
+# The IRC plug's defaults, used as they are in the burst phase (read from its schema).
+_DEFAULTS = {key.key: key.default for key in IRC_SCHEMA.spec if hasattr(key, "default")}
+DEFAULT_SEND_DELAY = _DEFAULTS["send-delay"]
+DEFAULT_SEND_BURST = _DEFAULTS["send-burst"]
+# The plug writes an acknowledging PING (which takes a token) after every ACK_EVERY lines in a
+# row, so a long burst costs 1/ACK_EVERY more time.
 WARMUP = 10
 PROGRESS_EVERY = 50
 FILLER = "the quick brown fox jumps over the lazy dog"
