@@ -83,11 +83,11 @@ async def test_sync_list_and_members():
     commands = immp.commands_of(hook)
     async with running(host):
         msg = await host.plugs["a"].receive("!sync-list")
-        assert commands["sync-list"].applicable(msg)
+        assert await commands["sync-list"].applicable(msg)
         await commands["sync-list"](msg)
         await commands["sync-members"](msg)
         outside = await host.plugs["c"].receive("!sync-list")
-        assert not commands["sync-list"].applicable(outside)
+        assert not await commands["sync-list"].applicable(outside)
         await host.plugs["b"].wait_puts(3)
     listing, members = texts(host.plugs["a"])
     assert listing.splitlines() == [

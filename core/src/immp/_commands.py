@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import enum
 import inspect
+import logging
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._message import RichText
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from ._hook import Hook
@@ -175,8 +178,21 @@ class BoundCommand:
     def name(self) -> str:
         return self.spec.name
 
-    def applicable(self, msg: SentMessage) -> bool:
-        return self.spec.test is None or bool(self.spec.test(self.hook, msg))
+    async def applicable(self, msg: SentMessage) -> bool:
+        """
+        Whether the command makes sense for ``msg``: its ``test`` (a plain or an async function)
+        says yes. A test that raises says no, and is logged with the command and hook names.
+        """
+        if self.spec.test is None:
+            return True
+        try:
+            result = self.spec.test(self.hook, msg)
+            if inspect.isawaitable(result):
+                result = await result
+        except Exception as exc:
+            log.warning("Test of command %s (hook %s) failed: %s", self.name, self.hook.name, exc)
+            return False
+        return bool(result)
 
     async def __call__(self, msg: SentMessage, *args: Any) -> Any:
         return await self.spec.func(self.hook, msg, *args)

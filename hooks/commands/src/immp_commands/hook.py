@@ -49,7 +49,6 @@ bridge seen as one channel) only run ``sync_aware`` commands; while such a plug 
 
 from __future__ import annotations
 
-import inspect
 import logging
 
 import immp
@@ -219,7 +218,7 @@ class CommandHook(HostCommands, immp.Hook):
                 continue
             if spec.scope is immp.CommandScope.shared and private is not False:
                 continue
-            if not await _applicable(cmd, sent):
+            if not await cmd.applicable(sent):
                 continue
             out[key] = cmd
         return out
@@ -325,20 +324,6 @@ class CommandHook(HostCommands, immp.Hook):
                 lines.append(f"  {usage} - {summary}" if summary else f"  {usage}")
         lines.append(f"Send {self.prefix}help NAME for details of one.")
         await self.reply(msg, "\n".join(lines))
-
-
-async def _applicable(cmd: immp.BoundCommand, sent: immp.SentMessage) -> bool:
-    """A command's ``test``, which may be a plain or an async function."""
-    if cmd.spec.test is None:
-        return True
-    try:
-        result = cmd.spec.test(cmd.hook, sent)
-        if inspect.isawaitable(result):
-            result = await result
-    except Exception as exc:
-        log.warning("Test of command %s (hook %s) failed: %s", cmd.name, cmd.hook.name, exc)
-        return False
-    return bool(result)
 
 
 def _one_line(exc: BaseException, limit: int = 300) -> str:
