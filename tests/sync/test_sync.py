@@ -480,3 +480,29 @@ async def test_sync_hook_added_while_running():
         await host.plugs["a"].receive("late")
         await host.plugs["b"].wait_puts(1)
     assert texts(host.plugs["b"]) == ["late"]
+
+
+async def test_a_long_burst_never_comes_back_to_its_source_with_small_histories():
+    # Echoes must come back while they are still remembered: a copy whose echo arrived after
+    # the echo history and the copy map forgot it would be bridged again, back to its source.
+    names = ["src", "out1", "out2"]
+    demo = {"interval": None, "channel": "room", "history": 100}
+    host = immp.build_host({
+        "host": {"echo-history": 100},
+        "plugs": {name: {"path": "demo", "config": demo} for name in names},
+        "channels": {f"{name}-room": {"plug": name, "source": "room"} for name in names},
+        "hooks": {"sync": {"path": "sync", "config": {
+            "channels": {"all": [f"{name}-room" for name in names]}, "history": 100}}},
+    })  # fmt: skip
+    src, outs = host.plugs["src"], [host.plugs["out1"], host.plugs["out2"]]
+    async with running(host):
+        for n in range(3000):
+            if n % 50 == 0:
+                for out in outs:
+                    await out.wait_puts(n - 50, timeout=30)
+            await src.receive(f"m{n}")
+        for out in outs:
+            await out.wait_puts(3000, timeout=30)
+        await settle()
+    assert src.put_count == 0
+    assert [out.put_count for out in outs] == [3000, 3000]

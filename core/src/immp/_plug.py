@@ -79,25 +79,35 @@ class Plug(Openable):
 
     # -- receiving ------------------------------------------------------------------------------
 
+    def offer(self, sent: SentMessage) -> bool:
+        """
+        Hand a received message to the host if its receive buffer for this plug has room, at
+        once and without waiting; ``False`` if it is full (then :meth:`queue` would wait).
+        """
+        if self._inbox is None:
+            raise PlugError(f"{self.name}: received a message while not open")
+        try:
+            self._inbox.send_nowait(sent)
+        except trio.WouldBlock:
+            return False
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise PlugError(f"{self.name}: received a message while closing") from None
+        return True
+
     async def queue(self, sent: SentMessage) -> None:
         """
         Hand a received message to the host. Waits when the host's receive buffer for this plug
         is full (backpressure: stop reading from the network), never drops.
         """
-        if self._inbox is None:
-            raise PlugError(f"{self.name}: queue() while not open")
+        # With room in the inbox, hand over without a trip through the scheduler: this is the
+        # hottest call of the receive path. Order per plug is kept either way; order between
+        # two plugs was never defined (they are two networks).
+        if self.offer(sent):
+            return
         try:
-            # With room in the inbox, hand over without a trip through the scheduler: this is
-            # the hottest call of the receive path. Order per plug is kept either way; order
-            # between two plugs was never defined (they are two networks).
-            self._inbox.send_nowait(sent)
-        except trio.WouldBlock:
-            try:
-                await self._inbox.send(sent)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                raise PlugError(f"{self.name}: queue() while closing") from None
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            raise PlugError(f"{self.name}: queue() while closing") from None
+            await self._inbox.send(sent)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, AttributeError):
+            raise PlugError(f"{self.name}: received a message while closing") from None
 
     async def _match_echo(self, sent: SentMessage) -> tuple[Message, bool] | None:
         hit = self._echoes.get(sent.channel, sent.id)

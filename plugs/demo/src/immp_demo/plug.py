@@ -106,12 +106,13 @@ class DemoPlug(immp.Plug):
 
     async def open(self):
         if self.config["echo"]:
-            # Echoes come back from the "network", as a real plug's reader gets them: put() only
-            # hands them over and never waits. (Waiting there for the host to take them would
-            # make put() wait for the host's pump while the pump waits for put() to finish, to
-            # see if what it holds is its echo.) When ``history`` echoes are still unread, like
-            # the IRC plug, the network skips the echo and says so: it only shows us our own
-            # message, and nobody's message is lost.
+            # Echoes come back without put() ever waiting for the host. (Waiting there for room
+            # in the host's inbox would make put() wait for the host's pump while the pump waits
+            # for put() to finish, to see if what it holds is its echo.) put() hands an echo
+            # straight to the host when it has room and nothing is queued before it; otherwise
+            # it goes on this wire, in order, and the network task delivers it. When ``history``
+            # echoes wait on the wire, like the IRC plug, the network skips the echo and says
+            # so: it only shows us our own message, and nobody's message is lost.
             self._wire, wire = trio.open_memory_channel(self.config["history"])
             self.nursery.start_soon(self._network, wire)
         if self.config["interval"] is not None:
@@ -193,7 +194,11 @@ class DemoPlug(immp.Plug):
         self._remember(sent)
         if self.config["echo"]:
             try:
-                self._wire.send_nowait(sent)
+                # Nothing waiting on the wire and room in the host's inbox: hand the echo
+                # straight over, in order and without waiting.
+                wire_empty = self._wire.statistics().current_buffer_used == 0
+                if not (wire_empty and self.offer(sent)):
+                    self._wire.send_nowait(sent)
             except trio.WouldBlock:
                 self._skipped_echoes += 1
                 if self._skipped_echoes == 1 or self._skipped_echoes % 1000 == 0:
