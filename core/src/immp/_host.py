@@ -401,18 +401,15 @@ class Host:
                         )
         item = (sent, source, primary)
         for worker, wants in plan.workers:
-            if wants is None or wants(sent, source, primary):
+            if (wants is None or wants(sent, source, primary)) and not worker.offer(item):
                 await worker.put(item)
 
     def _hook_worker(self, hook: Hook) -> Worker:
         """The worker that feeds an unprioritised hook's on_receive, in order."""
 
-        async def handle(item: tuple) -> None:
-            try:
-                await hook.on_receive(*item)
-            except Exception as exc:
-                log.error("Hook %s: on_receive failed: %s", hook.name, _describe(exc))
-                log.debug("Traceback of hook %s", hook.name, exc_info=exc)
+        def on_error(exc: Exception) -> None:
+            log.error("Hook %s: on_receive failed: %s", hook.name, _describe(exc))
+            log.debug("Traceback of hook %s", hook.name, exc_info=exc)
 
         def on_timeout() -> None:
             log.error("Hook %s: on_receive timed out after %ss", hook.name, hook.timeout)
@@ -420,7 +417,8 @@ class Host:
         return Worker(
             f"Hook {hook.name}",
             INBOX_SIZE,
-            handle,
+            hook.on_receive,
+            on_error=on_error,
             timeout=lambda: hook.timeout or None,
             on_timeout=on_timeout,
             stuck_after=self.hook_stuck_after,

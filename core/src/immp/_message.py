@@ -136,7 +136,10 @@ class RichText:
         """Coerce a string or segment to rich text; ``None`` stays ``None``."""
         if value is None or isinstance(value, RichText):
             return value
-        return cls([value])
+        # Every received message's text comes through here: skip __init__'s general loop.
+        rich = cls.__new__(cls)
+        rich._segments = [value if isinstance(value, Segment) else Segment(str(value))]
+        return rich
 
     def __iter__(self) -> Iterator[Segment]:
         return iter(self._segments)
@@ -328,6 +331,18 @@ _MESSAGE_FIELDS = (
 _CONTENT_FIELDS = _MESSAGE_FIELDS[:-1]  # without raw, which belongs to one network
 
 
+def _same(value: Any) -> Any:
+    return value
+
+
+# How Message.copy_of stores a changed field: as Message.__init__ would.
+_COERCE: dict[str, Callable[[Any], Any]] = {
+    **dict.fromkeys(_MESSAGE_FIELDS, _same),
+    "text": lambda value: RichText.of(value),
+    **dict.fromkeys(("joined", "left", "attachments"), list),
+}
+
+
 class Message:
     """
     A message to send, or the content of one received.
@@ -375,6 +390,33 @@ class Message:
         values = {name: getattr(self, name) for name in _CONTENT_FIELDS}
         values.update(changes)
         return values
+
+    @classmethod
+    def copy_of(cls, source: Message, /, **changes: Any) -> Message:
+        """
+        A new message of this class with the content of ``source`` (every field but ``raw``;
+        the text is shared, the lists are copied), with some fields changed: what a plug's
+        :meth:`~immp.Plug.put` or a bridge builds for every message it passes on, e.g.
+        ``SentMessage.copy_of(msg, id=id, channel=channel)``. Faster than
+        ``cls(**source.content())``, which it equals.
+        """
+        msg = cls.__new__(cls)
+        msg.text = source.text
+        msg.user = source.user
+        msg.action = source.action
+        msg.edited = source.edited
+        msg.reply_to = source.reply_to
+        msg.joined = list(source.joined)
+        msg.left = list(source.left)
+        msg.title = source.title
+        msg.attachments = list(source.attachments)
+        msg.raw = None
+        for name, value in changes.items():
+            setter = _COERCE.get(name)
+            if setter is None:
+                raise TypeError(f"{cls.__name__}.copy_of() got an unexpected field {name!r}")
+            setattr(msg, name, setter(value))
+        return msg
 
     def clone(self, **changes: Any) -> Message:
         """A copy of the message content (never of a receipt) with some fields changed."""
@@ -488,6 +530,31 @@ class SentMessage(Message):
         self.at = time.time() if at is None else at
         self.revision = revision
         self.deleted = deleted
+
+    @classmethod
+    def copy_of(
+        cls,
+        source: Message,
+        /,
+        id: str,
+        channel: Channel,
+        *,
+        at: float | None = None,
+        revision: int = 0,
+        deleted: bool = False,
+        **changes: Any,
+    ) -> SentMessage:
+        """
+        ``source``'s content as a message that exists as ``id`` in ``channel`` (see
+        :meth:`Message.copy_of`): what a plug's :meth:`~immp.Plug.put` usually makes.
+        """
+        sent = super().copy_of(source, **changes)
+        sent.id = id
+        sent.channel = channel
+        sent.at = time.time() if at is None else at
+        sent.revision = revision
+        sent.deleted = deleted
+        return sent
 
     @property
     def receipt(self) -> Receipt:

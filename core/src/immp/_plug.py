@@ -138,10 +138,12 @@ class Plug(Openable):
         or drop it), then :meth:`put`. Returns the receipts of what was posted; an empty list if
         a hook dropped it.
         """
-        result = await self.host._before_send(channel, msg)
-        if result is None:
-            return []
-        channel, msg = result
+        host = self.host
+        if (host._plan or host._make_plan()).before_send:
+            result = await host._before_send(channel, msg)
+            if result is None:
+                return []
+            channel, msg = result
         return await channel.plug._put_tracked(channel, msg)
 
     async def _put_tracked(self, channel: Channel, msg: Message) -> list[Receipt]:

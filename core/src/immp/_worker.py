@@ -98,64 +98,32 @@ class Watchdog:
 async def take(receive: trio.MemoryReceiveChannel):
     """
     The next item of a memory channel, for a worker that empties it in order: what is already
-    queued is taken without a trip through the scheduler (only a cancellation check), and only
-    an empty channel waits. Raises ``trio.EndOfChannel`` once the channel is closed and empty.
+    queued is taken without a trip through the scheduler (only a cancellation check, made
+    before the item is taken so that a cancellation never loses one), and only an empty channel
+    waits. Raises ``trio.EndOfChannel`` once the channel is closed and empty.
     """
+    await trio.lowlevel.checkpoint_if_cancelled()
     try:
-        item = receive.receive_nowait()
+        return receive.receive_nowait()
     except trio.WouldBlock:
         return await receive.receive()
-    await trio.lowlevel.checkpoint_if_cancelled()
-    return item
-
-
-async def work_through(
-    receive: trio.MemoryReceiveChannel,
-    handle: Callable[[object], Awaitable[None]],
-    timeout: Callable[[], float | None],
-    on_timeout: Callable[[], None],
-) -> None:
-    """
-    Run ``await handle(item)`` for every item of a memory channel, one at a time and in order,
-    until the channel is closed and empty. A call still running after ``timeout()`` seconds is
-    cut off, ``on_timeout()`` is called, and the next item runs. ``handle`` deals with its own
-    exceptions. This is the loop the module docstring describes, written once.
-    """
-    watchdog = Watchdog(timeout)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(watchdog.run)
-        done = False
-        while not done:
-            with watchdog.scope():
-                while True:
-                    try:
-                        item = await take(receive)
-                    except trio.EndOfChannel:
-                        break
-                    watchdog.begin()
-                    try:
-                        await handle(item)
-                    finally:
-                        watchdog.end()
-                done = True  # closed and empty
-            if not done:
-                on_timeout()
-        nursery.cancel_scope.cancel()
 
 
 class Worker:
     """
     A bounded queue of items and the task that handles them in order, one at a time.
 
-    - ``await handle(item)`` runs for each item; a call still running after ``timeout()``
-      seconds is cut off and ``on_timeout()`` is called. ``handle`` deals with its own errors.
-    - :meth:`put` is backpressure while the queue is full, up to ``stuck_after`` seconds. With
-      ``patient`` (the host's hooks), that clock restarts whenever the worker takes an item: a
-      slow worker slows its producers down and loses nothing, and only one that takes nothing
-      for that long is stuck. Without it (the sync hook's targets, which must not slow their
-      sibling targets down), the clock counts all the time the queue held producers up since
-      it was last empty. Once stuck, until it has emptied its queue, items for the worker are
-      dropped at once, counted, and logged (``label`` names it in the log).
+    - Each item is a tuple of arguments: ``await handle(*item)`` runs for it. A call still
+      running after ``timeout()`` seconds is cut off and ``on_timeout()`` is called; a call
+      that raises is passed to ``on_error(exc)``. Either way the next item runs.
+    - :meth:`offer` queues an item if there is room, at once. :meth:`put` is backpressure while
+      the queue is full, up to ``stuck_after`` seconds. With ``patient`` (the host's hooks),
+      that clock restarts whenever the worker takes an item: a slow worker slows its producers
+      down and loses nothing, and only one that takes nothing for that long is stuck. Without
+      it (the sync hook's targets, which must not slow their sibling targets down), the clock
+      counts all the time the queue held producers up since it was last empty. Once stuck,
+      until it has emptied its queue, items for the worker are dropped at once, counted, and
+      logged (``label`` names it in the log).
 
     Start :meth:`run` in a nursery; :meth:`close` lets it finish what is queued and return.
     """
@@ -164,8 +132,9 @@ class Worker:
         self,
         label: str,
         size: int,
-        handle: Callable[[object], Awaitable[None]],
+        handle: Callable[..., Awaitable[None]],
         *,
+        on_error: Callable[[Exception], None],
         timeout: Callable[[], float | None],
         on_timeout: Callable[[], None],
         stuck_after: float,
@@ -177,6 +146,7 @@ class Worker:
         self.patient = patient
         self.log = log
         self._handle = handle
+        self._on_error = on_error
         self._timeout = timeout
         self._on_timeout = on_timeout
         self._send, self._receive = trio.open_memory_channel(size)
@@ -194,15 +164,23 @@ class Worker:
         """Items waiting in the queue."""
         return self._receive.statistics().current_buffer_used
 
-    async def put(self, item: object) -> None:
-        """Queue an item: see the class docstring for what happens when the queue is full."""
+    def offer(self, item: tuple) -> bool:
+        """
+        Queue an item if the queue has room (or the worker was closed: then it is dropped).
+        ``False`` if the queue is full: then :meth:`put` decides.
+        """
         try:
             self._send.send_nowait(item)
-            return
         except trio.WouldBlock:
-            pass
+            return False
         except (trio.ClosedResourceError, trio.BrokenResourceError):
-            return  # closed meanwhile
+            pass  # closed meanwhile
+        return True
+
+    async def put(self, item: tuple) -> None:
+        """Queue an item: see the class docstring for what happens when the queue is full."""
+        if self.offer(item):
+            return
         if not self.stuck:
             while True:
                 taken, started = self.taken, trio.current_time()
@@ -236,7 +214,7 @@ class Worker:
         """The worker task: handle queued items in order until closed and empty."""
         try:
             async with self._receive:
-                await work_through(self._receive, self._take, self._timeout, self._timed_out)
+                await self._work()
         finally:
             if self._dropped_now:
                 self.log.warning(
@@ -246,16 +224,44 @@ class Worker:
                 )
             self.done.set()
 
-    async def _take(self, item: object) -> None:
-        self.taken += 1
-        await self._handle(item)
-        if self.stuck or self._held:
-            self._check_caught_up()
-
-    def _timed_out(self) -> None:
-        self._on_timeout()
-        if self.stuck or self._held:
-            self._check_caught_up()
+    async def _work(self) -> None:
+        # The loop of the module docstring. This runs once per message per hook and per sync
+        # target, so the calls are inline: take(), handle(), on_error().
+        receive, handle, on_error = self._receive, self._handle, self._on_error
+        checkpoint = trio.lowlevel.checkpoint_if_cancelled
+        watchdog = Watchdog(self._timeout)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watchdog.run)
+            done = False
+            while not done:
+                with watchdog.scope():
+                    while True:
+                        await checkpoint()  # before an item is taken: a cut-off loses none
+                        try:
+                            item = receive.receive_nowait()
+                        except trio.WouldBlock:
+                            try:
+                                item = await receive.receive()
+                            except trio.EndOfChannel:
+                                break
+                        except trio.EndOfChannel:
+                            break
+                        self.taken += 1
+                        watchdog.begin()
+                        try:
+                            await handle(*item)
+                        except Exception as exc:
+                            on_error(exc)
+                        finally:
+                            watchdog.end()
+                        if self.stuck or self._held:
+                            self._check_caught_up()
+                    done = True  # closed and empty
+                if not done:
+                    self._on_timeout()
+                    if self.stuck or self._held:
+                        self._check_caught_up()
+            nursery.cancel_scope.cancel()
 
     def _check_caught_up(self) -> None:
         if len(self):

@@ -257,13 +257,14 @@ class BridgeHook(immp.Hook):
             title = await self._title(channel)
         job = (sent, copies, route, title)
         for target in route.targets:
-            if target.options.accepts(sent):
+            if target.options.accepts(sent) and not target.offer(job):
                 await target.put(job)
 
     # -- sending ----------------------------------------------------------------------------
 
-    async def _deliver(self, target: Target, job: tuple) -> None:
-        sent, copies, route, title = job
+    async def _deliver(
+        self, target: Target, sent: immp.SentMessage, copies: Copies, route: Route, title
+    ) -> None:
         channel = target.channel
         plug = channel.plug
         ids = copies.ids.get(channel)
@@ -276,7 +277,7 @@ class BridgeHook(immp.Hook):
                 for id in ids:
                     await plug.delete(immp.Receipt(id, channel))
             return
-        msg = await self._copy(target, sent, route, title)
+        msg = self._copy(target, sent, route, title)
         if sent.edited and ids:
             if plug is self.plug:
                 await self.plug.announce(channel, msg, id=ids[0])
@@ -290,9 +291,10 @@ class BridgeHook(immp.Hook):
         else:
             receipts = await channel.send(msg)
         if receipts and not ids:
-            self.copies.add_copy(copies, channel, tuple(r.id for r in receipts))
+            ids = (receipts[0].id,) if len(receipts) == 1 else tuple(r.id for r in receipts)
+            self.copies.add_copy(copies, channel, ids)
 
-    async def _copy(
+    def _copy(
         self, target: Target, sent: immp.SentMessage, route: Route, title: str | None
     ) -> SyncedMessage:
         style = target.options.style
@@ -309,7 +311,7 @@ class BridgeHook(immp.Hook):
         reply = sent.reply_to
         if reply is not None:
             reply = self._reply_on(target.channel, reply)
-        return SyncedMessage(**sent.content(user=author, reply_to=reply))
+        return SyncedMessage.copy_of(sent, user=author, reply_to=reply)
 
     def _reply_on(self, channel: immp.Channel, reply: immp.Message) -> immp.Message:
         """What a copy on ``channel`` replies to: the copy there of the message replied to."""

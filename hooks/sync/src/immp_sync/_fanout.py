@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import immp
@@ -24,8 +25,8 @@ class Target(immp.Worker):
     """
     A channel that copies go to: a bounded queue and the worker that empties it in order.
 
-    ``deliver(target, job)`` does the work for one job; each call is cut off after ``timeout``
-    seconds and a failure is logged with the target's name, then the next job runs.
+    ``deliver(target, *job)`` does the work for one job (a tuple); each call is cut off after
+    ``timeout`` seconds and a failure is logged with the target's name, then the next job runs.
     """
 
     def __init__(
@@ -34,7 +35,7 @@ class Target(immp.Worker):
         name: str,
         size: int,
         timeout: float | None,
-        deliver: Callable[[Target, Any], Awaitable[None]],
+        deliver: Callable[..., Awaitable[None]],
         log: logging.Logger,
     ):
         self.channel = channel
@@ -43,15 +44,10 @@ class Target(immp.Worker):
         #: Per-target settings the hook caches here (which plug options apply).
         self.options: Any = None
 
-        async def handle(job: Any) -> None:
-            try:
-                await deliver(self, job)
-            except Exception as exc:
-                # A plug's own error says enough; anything else gets a traceback.
-                trace = None if isinstance(exc, immp.PlugError) else exc
-                log.error(
-                    "Sending to %s failed: %s: %s", name, type(exc).__name__, exc, exc_info=trace
-                )
+        def on_error(exc: Exception) -> None:
+            # A plug's own error says enough; anything else gets a traceback.
+            trace = None if isinstance(exc, immp.PlugError) else exc
+            log.error("Sending to %s failed: %s: %s", name, type(exc).__name__, exc, exc_info=trace)
 
         def on_timeout() -> None:
             log.warning("Sending to %s timed out after %ss", name, self.timeout)
@@ -59,7 +55,8 @@ class Target(immp.Worker):
         super().__init__(
             f"Target {name}",
             size,
-            handle,
+            partial(deliver, self),
+            on_error=on_error,
             timeout=lambda: self.timeout,
             on_timeout=on_timeout,
             stuck_after=STUCK_AFTER,

@@ -38,15 +38,13 @@ class SyncPlug(immp.Plug):
     # -- what other hooks send into the bridge ----------------------------------------------
 
     async def put(self, channel: immp.Channel, msg: immp.Message) -> list[immp.Receipt]:
-        sent = immp.SentMessage(str(next(self._ids)), channel, **msg.content())
+        sent = immp.SentMessage.copy_of(msg, str(next(self._ids)), channel)
         await self.hook.sync_virtual(sent)
         return [sent.receipt]
 
     async def edit(self, receipt: immp.Receipt, msg: immp.Message) -> immp.Receipt:
-        content = msg.content()
-        content["edited"] = True
-        sent = immp.SentMessage(
-            receipt.id, receipt.channel, revision=receipt.revision + 1, **content
+        sent = immp.SentMessage.copy_of(
+            msg, receipt.id, receipt.channel, revision=receipt.revision + 1, edited=True
         )
         await self.hook.sync_virtual(sent)
         return sent.receipt
@@ -60,12 +58,10 @@ class SyncPlug(immp.Plug):
         self, channel: immp.Channel, msg: immp.Message, id: str | None = None
     ) -> list[immp.Receipt]:
         """Show a copy here, as a message received from the "network" (an edit if ``id``)."""
-        content = msg.content()
+        edited = msg.edited or id is not None
         if id is None:
             id = str(next(self._ids))
-        else:
-            content["edited"] = True
-        sent = immp.SentMessage(id, channel, **content)
+        sent = immp.SentMessage.copy_of(msg, id, channel, edited=edited)
         await self.queue(sent)
         return [sent.receipt]
 
