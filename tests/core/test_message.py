@@ -124,3 +124,26 @@ def test_content_builds_another_kind_of_message_without_the_raw_data():
     assert (str(sent.text), sent.user, sent.action, sent.title) == ("hi", alice, True, "Lobby")
     assert sent.raw is None
     assert "raw" not in msg.content() and msg.clone().raw == {"network": "data"}
+
+
+def test_copy_of_makes_the_same_message_as_content_without_raw_or_shared_lists():
+    alice, bob = User("1", username="alice"), User("2", username="bob")
+    msg = Message("hi", alice, action=True, joined=[bob], raw={"network": "data"})
+    copy = Message.copy_of(msg, title="Lobby")
+    by_content = Message(**msg.content(title="Lobby"))
+    for name in ("user", "action", "edited", "reply_to", "joined", "left", "title", "raw"):
+        assert getattr(copy, name) == getattr(by_content, name), name
+    assert str(copy.text) == "hi" and copy.raw is None
+    copy.joined.append(alice)  # the lists are the copy's own
+    assert msg.joined == [bob]
+
+
+def test_copy_of_a_sent_message_carries_its_own_receipt_and_coerces_changes():
+    msg = Message("hi", User("1", username="alice"))
+    channel = object()
+    sent = SentMessage.copy_of(msg, "7", channel, revision=2, text="changed", left=(msg.user,))
+    assert (sent.id, sent.channel, sent.revision, sent.deleted) == ("7", channel, 2, False)
+    assert isinstance(sent.text, RichText) and str(sent.text) == "changed"
+    assert sent.left == [msg.user] and sent.at > 0
+    with pytest.raises(TypeError, match="nickname"):
+        Message.copy_of(msg, nickname="x")
