@@ -1,5 +1,7 @@
 """The host: namespace, lifecycle, the receive and send paths."""
 
+import gc
+
 import pytest
 import trio
 
@@ -396,3 +398,24 @@ async def test_wants_lets_a_hook_skip_messages_before_its_inbox():
     assert [entry[1] for entry in everything.seen] == ["sent by a hook", "typed by a person"]
     assert picky.seen == [("picky", "typed by a person", False, True)]
     assert picky_first.seen == [("picky-first", "typed by a person", False, True)]
+
+
+# -- the garbage collector ---------------------------------------------------------------------
+
+
+async def test_running_hosts_tune_the_garbage_collector_and_the_last_to_stop_restores_it():
+    before = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)
+    try:
+        first, _ = make_host()
+        second, _ = make_host()
+        async with running(first):
+            young = gc.get_threshold()[0]
+            assert young >= 10_000 and gc.get_freeze_count() > 0
+            async with running(second):
+                assert gc.get_threshold()[0] == young
+            assert gc.get_threshold()[0] == young  # the first host still runs
+        # Everything frozen is back in the collector's sight: a closed host can be collected.
+        assert gc.get_threshold() == (700, 10, 10) and gc.get_freeze_count() == 0
+    finally:
+        gc.set_threshold(*before)

@@ -14,6 +14,7 @@ The path of one received message::
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 from collections.abc import Callable, Iterable
@@ -211,6 +212,7 @@ class Host:
         if self._nursery is not None:
             raise RuntimeError("host is already running")
         self._hooks_opened = trio.Event()
+        tuned = False
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -237,11 +239,15 @@ class Host:
                     sum(p.state is OpenState.active for p in self.plugs.values()),
                     len(opened),
                 )
+                _collector.host_ready()
+                tuned = True
                 self.ready.set()
                 await self._quit.wait()
                 await self._close_all()
                 nursery.cancel_scope.cancel()
         finally:
+            if tuned:
+                _collector.host_stopped()
             self._nursery = None
             self.ready = trio.Event()
             self._quit = trio.Event()  # a quit() before the next run() still counts
@@ -468,6 +474,51 @@ class _Plan:
         self.levels = levels
         self.workers = workers
         self.before_send = before_send
+
+
+class _Collector:
+    """
+    How Python's garbage collector is set while hosts run in this process (the first ready host
+    sets it, the last one to stop puts it back). A bridge is a long-running process that
+    allocates a few dozen objects per message and keeps many of them for a while in bounded
+    histories; with Python's defaults the collector took about a fifth of the time per message
+    (see docs/performance.md):
+
+    - Every object alive once a host is ready (modules, config, plugs, hooks: nearly all of
+      them live as long as the process) is moved out of the collector's sight
+      (:func:`gc.freeze`), so that full collections do not walk the few hundred thousand
+      objects of the imported libraries, which never become garbage.
+    - The youngest generation is collected every ``YOUNG_THRESHOLD`` allocations instead of
+      Python's 700, which a burst of a few dozen messages in flight crosses over and over:
+      each collection costs about 1 ms instead of 0.2, and most messages are gone by then.
+    """
+
+    YOUNG_THRESHOLD = 10_000
+
+    def __init__(self):
+        self._running = 0
+        self._thresholds: tuple[int, int, int] | None = None
+
+    def host_ready(self) -> None:
+        self._running += 1
+        if self._running > 1:
+            return
+        self._thresholds = gc.get_threshold()
+        young, *older = self._thresholds
+        gc.set_threshold(max(young, self.YOUNG_THRESHOLD), *older)
+        # No collection first (it takes a pytest process tens of milliseconds): the little
+        # garbage of start-up is frozen with the rest, and freed after the last host stops.
+        gc.freeze()
+
+    def host_stopped(self) -> None:
+        self._running -= 1
+        if self._running == 0 and self._thresholds is not None:
+            gc.set_threshold(*self._thresholds)
+            gc.unfreeze()  # a host closed in a longer-lived process can then be collected
+            self._thresholds = None
+
+
+_collector = _Collector()
 
 
 def _overrides(hook: Hook, method: str) -> bool:
