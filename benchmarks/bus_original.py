@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 
@@ -75,7 +76,7 @@ async def _inject(source, outs, start: int, stop: int, user) -> None:
         await out.wait_puts(stop)
 
 
-async def scenario(n: int, k: int) -> dict:
+async def scenario(n: int, k: int, tuned_gc: bool = False) -> dict:
     host = immp.Host()
     source = CountingDummyPlug("in", {}, host)
     outs = [CountingDummyPlug(f"out{i}", {}, host) for i in range(1, k + 1)]
@@ -88,6 +89,11 @@ async def scenario(n: int, k: int) -> dict:
     runner = asyncio.ensure_future(host.run())
     while not host.running:  # noqa: ASYNC110 (the original host has no "running" event)
         await asyncio.sleep(0.01)
+    if tuned_gc:
+        # What our host does to the collector while it runs (immp._host._Collector), to see
+        # how much of the difference that alone makes.
+        gc.set_threshold(10_000, *gc.get_threshold()[1:])
+        gc.freeze()
     user = immp.User(id_="alice", real_name="Alice")
     result = await measure(lambda start, stop: _inject(source, outs, start, stop, user), outs, n)
     await host.quit()
@@ -95,8 +101,11 @@ async def scenario(n: int, k: int) -> dict:
         await asyncio.wait_for(runner, 10)
     except (TimeoutError, asyncio.CancelledError):
         pass
+    if tuned_gc:
+        gc.unfreeze()
     return {
-        "impl": f"original IMMP {getattr(immp, '__version__', '0.12.1')}",
+        "impl": f"original IMMP {getattr(immp, '__version__', '0.12.1')}"
+        + (" (our collector settings)" if tuned_gc else ""),
         "k": k,
         **result,
     }
@@ -107,9 +116,14 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=20_000, help="messages injected (default 20000)")
     parser.add_argument("-k", type=int, default=2, help="bridged target plugs (default 2)")
     parser.add_argument("--json", action="store_true", help="print one JSON line of figures")
+    parser.add_argument(
+        "--tuned-gc",
+        action="store_true",
+        help="set the garbage collector as our host does while it runs (for comparison)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
-    result = asyncio.run(scenario(args.n, args.k))
+    result = asyncio.run(scenario(args.n, args.k, args.tuned_gc))
     if args.json:
         print(json.dumps(result))
         return

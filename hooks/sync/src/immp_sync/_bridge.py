@@ -145,6 +145,8 @@ class BridgeHook(immp.Hook):
         self.copies: CopyMap = MemoryCopyMap(self.config["history"])
         # Also fails early (with the key) on a template that does not compile.
         self._options: dict[str, Options] = {"": Options(self.config, "")}
+        # Whether any plug's copies have a name-format (else no copy needs the channel title).
+        self._templated = self._options[""].style.template is not None
         self._targets: dict[immp.Channel, Target] = {}
         self._titles: dict[immp.Channel, str | None] = {}
         #: The virtual plug (sync hooks with ``plug`` set); copies to it are announced on it.
@@ -168,6 +170,7 @@ class BridgeHook(immp.Hook):
         options = self._options.get(plug.name)
         if options is None:
             options = self._options[plug.name] = Options(self.config, plug.name)
+            self._templated = self._templated or options.style.template is not None
         return options
 
     def _target(self, channel: immp.Channel) -> Target:
@@ -196,6 +199,7 @@ class BridgeHook(immp.Hook):
 
     def _reset_options(self) -> None:
         self._options = {}
+        self._templated = False
         self._titles = {}
         for target in self._targets.values():
             target.options = self._options_for(target.channel.plug)
@@ -253,7 +257,7 @@ class BridgeHook(immp.Hook):
             self._titles[channel] = sent.title
         # The title as of this message (a rename queued after it must not change its name).
         title = None
-        if any(target.options.style.template is not None for target in route.targets):
+        if self._templated and any(t.options.style.template is not None for t in route.targets):
             title = await self._title(channel)
         job = (sent, copies, route, title)
         for target in route.targets:
@@ -308,10 +312,11 @@ class BridgeHook(immp.Hook):
                 "label": route.label,
             }
             author = style.author(sent.user, context)
-        reply = sent.reply_to
-        if reply is not None:
-            reply = self._reply_on(target.channel, reply)
-        return SyncedMessage.copy_of(sent, user=author, reply_to=reply)
+        msg = SyncedMessage.copy_of(sent)
+        msg.user = author
+        if sent.reply_to is not None:
+            msg.reply_to = self._reply_on(target.channel, sent.reply_to)
+        return msg
 
     def _reply_on(self, channel: immp.Channel, reply: immp.Message) -> immp.Message:
         """What a copy on ``channel`` replies to: the copy there of the message replied to."""

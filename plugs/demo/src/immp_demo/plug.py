@@ -93,17 +93,21 @@ class DemoPlug(immp.Plug):
         #: Echoes the network skipped because the host was behind (see open()).
         self.skipped_echoes = 0
         self._on_wire = 0  # echoes on the wire, not yet handed to the host
+        self._default_channel: immp.Channel | None = None
 
     @property
     def default_channel(self) -> immp.Channel:
-        return immp.Channel(self, str(self.config["channel"]))
+        source = str(self.config["channel"])
+        if self._default_channel is None or self._default_channel.source != source:
+            self._default_channel = immp.Channel(self, source)
+        return self._default_channel
 
     def _next_id(self) -> str:
         return str(next(self._ids))
 
     def _remember(self, sent: immp.SentMessage) -> None:
         self._messages[sent.id] = sent
-        while len(self._messages) > self.config["history"]:
+        if len(self._messages) > self.config["history"]:
             self._messages.popitem(last=False)
 
     async def open(self):
@@ -248,7 +252,8 @@ class DemoPlug(immp.Plug):
         if self._put_event is not None:
             self._put_event.set()
             self._put_event = None
-        self._show(msg)
+        if self.config["console"] or self.config["show"]:
+            self._show(msg)
 
     def _show(self, msg: immp.Message) -> None:
         if self.config["console"]:
