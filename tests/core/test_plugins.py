@@ -42,6 +42,39 @@ def test_a_module_registered_by_hand():
     assert plugins.name_of(immp.Hook) == "nothing"
 
 
+def test_a_class_registered_by_path_is_imported_only_when_a_config_uses_it(tmp_path, monkeypatch):
+    (tmp_path / "slow_plug.py").write_text("import immp\nclass SlowPlug(immp.Plug):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    class Mod:
+        @staticmethod
+        @immp.hookimpl
+        def register_plugs(register):
+            register("slow", "slow_plug.SlowPlug", aliases=["old.SlowPlug"])
+            register("broken", "slow_plug.Missing")
+
+    plugins = Plugins(discover=False)
+    plugins.add(Mod, "slow-dist", "1.0")
+    assert "slow_plug" not in sys.modules and plugins.distributions[0].plugs == ["slow", "broken"]
+    cls = plugins.resolve("old.SlowPlug", immp.Plug, "plugs.s.path")
+    assert cls.__name__ == "SlowPlug" and plugins.resolve("slow", immp.Plug, "x") is cls
+    assert plugins.name_of(cls) == "slow"
+    with pytest.raises(immp.ConfigError) as info:
+        plugins.resolve("broken", immp.Plug, "plugs.b.path")
+    assert info.value.path == "plugs.b.path" and "has no 'Missing'" in info.value.message
+    sys.modules.pop("slow_plug")
+
+
+def test_discovery_does_not_import_the_irc_plug():
+    # The IRC libraries take ~80 ms to import: a start that does not use IRC must not pay it.
+    code = (
+        "import sys; from immp.plugins import Plugins; p = Plugins(); "
+        "assert 'irc' in p.plugs and 'immp_irc.plug' not in sys.modules, sorted(sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr[-500:]
+
+
 THIRD_PARTY = '''
 import immp
 

@@ -21,6 +21,9 @@ hookimpl = pluggy.HookimplMarker("immp")
 
 #: ``register(name, cls, aliases=())``: make ``cls`` available as ``path: name`` in config;
 #: ``aliases`` are further paths that mean the same class (e.g. the original IMMP class path).
+#: ``cls`` may be the class's dotted path (``"package.module.Class"``, the module it is defined
+#: in) instead: it is then imported only when a config uses it, for a plugin whose imports are
+#: slow (keep the package's ``__init__`` from importing it too).
 Register = Callable[..., None]
 
 

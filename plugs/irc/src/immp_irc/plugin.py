@@ -1,10 +1,8 @@
-"""Registers the IRC plug with IMMP's plugin discovery."""
+"""Registers the IRC plug with IMMP's plugin discovery (by path: imported when a config uses it)."""
 
 import immp
-
-from .plug import IRCPlug
 
 
 @immp.hookimpl
 def register_plugs(register):
-    register("irc", IRCPlug, aliases=["immp.plug.irc.IRCPlug"])
+    register("irc", "immp_irc.plug.IRCPlug", aliases=["immp.plug.irc.IRCPlug"])
