@@ -13,6 +13,30 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import psutil
 
+# Messages injected but not yet delivered to every target, at most, as a network reader under
+# backpressure would keep (both implementations).
+WINDOW = 256
+
+
+async def inject(
+    post: Callable[[int], Awaitable[None]],
+    outs: Sequence,
+    start: int,
+    stop: int,
+) -> None:
+    """
+    ``await post(i)`` for messages ``start`` to ``stop``, keeping at most ``WINDOW`` of them
+    posted but not yet delivered to every plug in ``outs`` (``await out.wait_puts(count)``);
+    returns once every plug has them all.
+    """
+    for i in range(start, stop):
+        if i % 64 == 0:
+            for out in outs:
+                await out.wait_puts(i - WINDOW)
+        await post(i)
+    for out in outs:
+        await out.wait_puts(stop)
+
 
 def rss() -> int:
     """This process's resident memory now, in bytes."""
@@ -46,3 +70,18 @@ async def measure(
         "peak_rss_mib": peak,
         "growth_kib_per_100k": (end - warm) / 1024 / n * 100_000,
     }
+
+
+def print_result(result: dict, runs: int = 1) -> None:
+    """Print one implementation's figures (medians when ``runs`` is above 1)."""
+    median = f" (median of {runs} runs)" if runs > 1 else ""
+    print(f"{result['impl']}: N={result['n']} K={result['k']}{median}")
+    print(f"  messages in:  {result['msgs_per_s']:10.0f} /s  ({result['seconds']:.2f} s)")
+    print(f"  deliveries:   {result['deliveries_per_s']:10.0f} /s  ({result['delivered']})")
+    if "skipped_echoes" in result:
+        print(f"  echoes skipped by the demo network: {result['skipped_echoes']}")
+    print(f"  peak RSS:     {result['peak_rss_mib']:10.1f} MiB")
+    print(
+        f"  RSS growth:   {result['growth_kib_per_100k'] / 1024:10.2f} MiB per 100,000 messages"
+        " (over N more messages after the N)"
+    )

@@ -32,12 +32,9 @@ import subprocess
 import sys
 
 import trio
-from _measure import measure
+from _measure import inject, measure, print_result
 
 import immp
-
-# Messages injected but not yet delivered to every target, at most.
-WINDOW = 256
 
 
 def _config(k: int) -> dict:
@@ -54,16 +51,6 @@ def _config(k: int) -> dict:
     }
 
 
-async def _inject(source, outs, start: int, stop: int, user) -> None:
-    for i in range(start, stop):
-        if i % 64 == 0:
-            for out in outs:
-                await out.wait_puts(i - WINDOW, timeout=60)
-        await source.receive(f"message {i}", user=user)
-    for out in outs:
-        await out.wait_puts(stop, timeout=60)
-
-
 async def scenario(n: int, k: int) -> dict:
     """Run the scenario once in this process; returns the figures."""
     host = immp.build_host(_config(k))
@@ -73,9 +60,11 @@ async def scenario(n: int, k: int) -> dict:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(host.run)
         await host.ready.wait()
-        result = await measure(
-            lambda start, stop: _inject(source, outs, start, stop, user), outs, n
-        )
+
+        def post(i: int):
+            return source.receive(f"message {i}", user=user)
+
+        result = await measure(lambda start, stop: inject(post, outs, start, stop), outs, n)
         host.quit()
     return {
         "impl": "IMMP on trio",
@@ -85,20 +74,6 @@ async def scenario(n: int, k: int) -> dict:
         # host did not have to process, so a fair run has none.
         "skipped_echoes": sum(out.skipped_echoes for out in outs),
     }
-
-
-def _print(result: dict, runs: int = 1) -> None:
-    median = f" (median of {runs} runs)" if runs > 1 else ""
-    print(f"{result['impl']}: N={result['n']} K={result['k']}{median}")
-    print(f"  messages in:  {result['msgs_per_s']:10.0f} /s  ({result['seconds']:.2f} s)")
-    print(f"  deliveries:   {result['deliveries_per_s']:10.0f} /s  ({result['delivered']})")
-    if "skipped_echoes" in result:
-        print(f"  echoes skipped by the demo network: {result['skipped_echoes']}")
-    print(f"  peak RSS:     {result['peak_rss_mib']:10.1f} MiB")
-    print(
-        f"  RSS growth:   {result['growth_kib_per_100k'] / 1024:10.2f} MiB per 100,000 messages"
-        " (over N more messages after the N)"
-    )
 
 
 def _median(results: list[dict]) -> dict:
@@ -141,8 +116,8 @@ def compare(n: int, k: int, runs: int) -> None:
         ours.append(_subprocess(ours_cmd))
         original.append(_subprocess(original_cmd))
     mine, theirs = _median(ours), _median(original)
-    _print(mine, runs)
-    _print(theirs, runs)
+    print_result(mine, runs)
+    print_result(theirs, runs)
     print("Ratio (ours / original):")
     print(f"  messages in per second:  {mine['msgs_per_s'] / theirs['msgs_per_s']:6.1f}x")
     print(
@@ -183,7 +158,7 @@ def main() -> None:
     if args.json:
         print(json.dumps(result))
     else:
-        _print(result, args.runs)
+        print_result(result, args.runs)
 
 
 if __name__ == "__main__":

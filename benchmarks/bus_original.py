@@ -21,14 +21,11 @@ import gc
 import json
 import logging
 
-from _measure import measure
+from _measure import inject, measure, print_result
 
 import immp
 from immp.hook.sync import SyncHook
 from immp.plug.dummy import DummyPlug
-
-# Messages injected but not yet delivered to every target, at most (as in bus.py).
-WINDOW = 256
 
 
 class CountingDummyPlug(DummyPlug):
@@ -62,20 +59,6 @@ class CountingDummyPlug(DummyPlug):
         await asyncio.wait_for(future, 60)
 
 
-async def _inject(source, outs, start: int, stop: int, user) -> None:
-    for i in range(start, stop):
-        if i % 64 == 0:
-            for out in outs:
-                await out.wait_puts(i - WINDOW)
-        source.queue(
-            immp.SentMessage(
-                id_=source.counter(), channel=source.channel, text=f"message {i}", user=user
-            )
-        )
-    for out in outs:
-        await out.wait_puts(stop)
-
-
 async def scenario(n: int, k: int, tuned_gc: bool = False) -> dict:
     host = immp.Host()
     source = CountingDummyPlug("in", {}, host)
@@ -95,7 +78,15 @@ async def scenario(n: int, k: int, tuned_gc: bool = False) -> dict:
         gc.set_threshold(10_000, *gc.get_threshold()[1:])
         gc.freeze()
     user = immp.User(id_="alice", real_name="Alice")
-    result = await measure(lambda start, stop: _inject(source, outs, start, stop, user), outs, n)
+
+    async def post(i: int) -> None:
+        source.queue(
+            immp.SentMessage(
+                id_=source.counter(), channel=source.channel, text=f"message {i}", user=user
+            )
+        )
+
+    result = await measure(lambda start, stop: inject(post, outs, start, stop), outs, n)
     await host.quit()
     try:
         await asyncio.wait_for(runner, 10)
@@ -126,15 +117,8 @@ def main() -> None:
     result = asyncio.run(scenario(args.n, args.k, args.tuned_gc))
     if args.json:
         print(json.dumps(result))
-        return
-    print(f"{result['impl']}: N={args.n} K={args.k}")
-    print(f"  messages in:  {result['msgs_per_s']:10.0f} /s  ({result['seconds']:.2f} s)")
-    print(f"  deliveries:   {result['deliveries_per_s']:10.0f} /s  ({result['delivered']})")
-    print(f"  peak RSS:     {result['peak_rss_mib']:10.1f} MiB")
-    print(
-        f"  RSS growth:   {result['growth_kib_per_100k'] / 1024:10.2f} MiB per 100,000 messages"
-        " (over N more messages after the N)"
-    )
+    else:
+        print_result(result)
 
 
 if __name__ == "__main__":

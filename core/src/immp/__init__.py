@@ -39,7 +39,7 @@ from ._message import (
 from ._openable import Openable, OpenState
 from ._plug import Plug
 from ._schema import Any_, Check, Nullable, Number, Optional, Ref, Schema
-from ._worker import Worker
+from ._worker import Worker, take
 from .hookspecs import hookimpl
 
 __all__ = [
@@ -83,5 +83,6 @@ __all__ = [
     "dump_config",
     "hookimpl",
     "load_file",
+    "take",
     "write_config",
 ]  # fmt: skip

@@ -185,16 +185,10 @@ class DemoPlug(immp.Plug):
     async def _network(self, wire: trio.MemoryReceiveChannel) -> None:
         async with wire:
             while True:
-                await trio.lowlevel.checkpoint_if_cancelled()
                 # What is on the wire goes without a trip through the scheduler per echo
                 # (``async for`` yields after each), or the wire drains slower than it fills.
                 try:
-                    sent = wire.receive_nowait()
-                except trio.WouldBlock:
-                    try:
-                        sent = await wire.receive()
-                    except trio.EndOfChannel:
-                        return
+                    sent = await immp.take(wire)
                 except trio.EndOfChannel:
                     return
                 await self.queue(sent)
