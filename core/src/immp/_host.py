@@ -104,16 +104,20 @@ class Host:
 
     # -- the namespace --------------------------------------------------------------------------
 
-    def _where(self, name: str) -> str | None:
+    def section_of(self, name: str) -> str | None:
+        """
+        Which section holds ``name``: ``plugs``, ``channels``, ``groups`` or ``hooks`` (names
+        are unique across all four), or ``None``.
+        """
         for section in ("plugs", "channels", "groups", "hooks"):
             if name in getattr(self, section):
-                return f"{section}.{name}"
+                return section
         return None
 
     def _claim(self, name: str, section: str) -> None:
-        taken = self._where(name)
+        taken = self.section_of(name)
         if taken:
-            raise ConfigError(f"name {name!r} is used by both {taken} and {section}.{name}")
+            raise ConfigError(f"name {name!r} is used by both {taken}.{name} and {section}.{name}")
 
     def add_plug(self, plug: Plug, *, enabled: bool = True) -> Plug:
         """Add a plug; while running, an enabled plug is opened straight away."""

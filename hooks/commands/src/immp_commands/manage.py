@@ -108,18 +108,12 @@ class HostCommands:
 
     # -- named channels ------------------------------------------------------------------------
 
-    def _taken(self, name: str) -> str | None:
-        for section in ("plugs", "channels", "groups", "hooks"):
-            if name in getattr(self.host, section):
-                return section[:-1]
-        return None
-
     @immp.command("channel-add", role=_ADMIN)
     async def channel_add(self, msg, name, plug, source):
         """Name a channel: the plug and the network's source for the room."""
-        taken = self._taken(name)
+        taken = self.host.section_of(name)
         if taken:
-            await self.reply(msg, f"The name {name!r} is already used by a {taken}.")
+            await self.reply(msg, f"The name {name!r} is already used by a {taken[:-1]}.")
             return
         target = self.host.plugs.get(plug)
         if target is None or target.virtual:
