@@ -2,6 +2,11 @@
 One IRC connection that stays up: connect (TCP or TLS), register (CAP LS 302, SASL PLAIN, nick
 collisions), keep alive, and reconnect with exponential backoff and jitter.
 
+Registered under an alternative nick (the configured one was taken), the connection asks for the
+configured nick back: at once when it sees the holder leave (a ``QUIT``, or a ``NICK`` away from
+it, in a shared channel; or ``731 RPL_MONOFFLINE`` where the server offers ``MONITOR``), and
+otherwise every ``nick-retry`` seconds.
+
 Outgoing lines wait in one queue per connection and leave it under flood control (a token
 bucket: a burst, then one line per ``send-delay``). The queue outlives each TCP connection:
 lines queued while disconnected go out in order after the next registration. A line written to
@@ -20,6 +25,7 @@ from __future__ import annotations
 import base64
 import itertools
 import logging
+import math
 import random
 import re
 import socket
@@ -48,6 +54,15 @@ MAX_LINE = 510
 # CTCP and PONG replies waiting to be written; when full, further CTCP replies are not sent
 # (logged): someone flooding us with CTCP requests must not grow memory.
 MAX_CONTROL = 64
+# Replies to a NICK that refuse the nick. Before registration they make us try an alternative;
+# after it, they answer our attempt to take the configured nick back.
+NICK_REFUSED = frozenset({"432", "433", "436", "437"})
+# Refusals of a nick change after registration that say nothing about the nick itself:
+# 438 ERR_NICKTOOFAST (ratbox, hybrid), 447 ERR_NONICKCHANGE (in a +N channel: ngircd, Unreal),
+# 484 ERR_RESTRICTED.
+NICK_CHANGE_REFUSED = frozenset({"438", "447", "484"})
+# Lines that can tell us the configured nick is free, or answer our asking for it.
+NICK_NEWS = frozenset({"QUIT", "NICK", "731", "734"}) | NICK_REFUSED | NICK_CHANGE_REFUSED
 
 
 # Words after which a services command carries a password (``NS IDENTIFY pw``, ``PRIVMSG
@@ -146,6 +161,7 @@ class Settings:
     reconnect_delay: float = 2.0
     reconnect_max: float = 300.0
     connect_timeout: float = 30.0
+    nick_retry: float = 30.0
 
 
 class Handler(Protocol):
@@ -251,6 +267,12 @@ class Connection:
         self._last_recv = 0.0
         self._nick_attempt = 0
         self._registered = False
+        # Taking the configured nick back (see _regain_nick); all reset with each session.
+        self._became_ready = trio.Event()
+        self._nick_free = trio.Event()  # set when the nick may be free: try now
+        self._monitoring = False  # the server tells us (MONITOR) when the nick's holder leaves
+        self._nick_wait: trio.CancelScope | None = None  # the wait for the next attempt
+        self._nick_invalid = False  # the server refused the nick itself (432): stop trying
         self._session_done: trio.Event | None = None
         self._closing = False
 
@@ -372,10 +394,16 @@ class Connection:
             self._stream = stream
             self.state = ircstates.Server(s.host)
             self._nick_attempt = 0
+            self._became_ready = trio.Event()
+            self._nick_free = trio.Event()
+            self._monitoring = False
+            self._nick_wait = None
+            self._nick_invalid = False
             self._last_recv = trio.current_time()
             nursery.start_soon(self._writer)
             nursery.start_soon(self._keepalive)
             nursery.start_soon(self._registration_deadline)
+            nursery.start_soon(self._regain_nick)
             if s.password:
                 await self._write(irctokens.build("PASS", [scrub(s.password)]).format())
             await self._write("CAP LS 302")
@@ -481,8 +509,10 @@ class Connection:
                 self.log.warning("SASL authentication failed (%s %s); going on without it",
                                  command, params[-1] if params else "")  # fmt: skip
                 await self._write("CAP END")
-        elif command in ("432", "433", "436", "437") and not self._registered:
+        elif command in NICK_REFUSED and not self._registered:
             self._nick_attempt += 1
+            if self._nick_attempt == 1 and command == "432":
+                self._nick_invalid = True  # not a nick this server takes: never ask again
             nicklen = self.state.isupport.nicklen or 9
             nick = alternative_nick(self.settings.nick, self._nick_attempt, nicklen)
             self.log.info("Nick %s is not available, trying %s", params[1] if len(params) > 1
@@ -498,6 +528,8 @@ class Connection:
             # After our own QUIT the server says goodbye with ERROR: not a problem then.
             report = self.log.info if self._closing else self.log.warning
             report("Server error: %s", params[-1] if params else "")
+        if self._became_ready.is_set() and command in NICK_NEWS:
+            self._nick_news(line)
 
     async def _cap(self, line: irctokens.Line) -> None:
         sub = line.params[1].upper()
@@ -535,7 +567,100 @@ class Connection:
     async def _become_ready(self) -> None:
         self.ready = True
         await self.handler.on_ready()
+        self._became_ready.set()
         self._poke()
+
+    # -- taking the configured nick back --------------------------------------------------------
+
+    def _wants_nick(self) -> bool:
+        """Whether we are registered under another nick than the configured one."""
+        return bool(self.state.nickname) and not self.state.is_me(self.settings.nick)
+
+    async def _regain_nick(self) -> None:
+        """
+        While registered under an alternative nick, ask for the configured one back: at once
+        when the nick may have become free (see :meth:`_nick_news`), else every
+        ``nick_retry`` seconds. With ``MONITOR`` the server tells us when the nick is free, and
+        the timer only serves after a refusal that ``MONITOR`` would not tell us the end of
+        (see :meth:`_retry_later`).
+        """
+        await self._became_ready.wait()
+        nick = self.settings.nick
+        if not self._wants_nick() or self._nick_invalid:
+            return
+        # None: not offered; 0: no room for us; -1: no limit.
+        self._monitoring = bool(self.state.isupport.monitor)
+        if self._monitoring:
+            how = "when MONITOR says it is free"
+        elif self.settings.nick_retry > 0:
+            how = f"when its holder leaves and every {self.settings.nick_retry:g}s"
+        else:
+            how = "when its holder is seen to leave"
+        self.log.info("Nick %s is held by someone else; registered as %s, will take %s back %s",
+                      nick, self.state.nickname, nick, how)  # fmt: skip
+        if self._monitoring:
+            # The server answers at once with 730 (online) or 731 (offline, which we try).
+            self.send_priority(irctokens.build("MONITOR", ["+", nick]).format())
+        while self._wants_nick() and not self._nick_invalid:
+            delay = self.settings.nick_retry
+            use_timer = delay > 0 and not self._monitoring
+            with trio.move_on_after(delay if use_timer else math.inf) as self._nick_wait:
+                await self._nick_free.wait()
+            self._nick_wait = None
+            self._nick_free = trio.Event()
+            if self._wants_nick() and not self._nick_invalid:
+                self.log.debug("Asking for nick %s", nick)
+                self.send_priority(irctokens.build("NICK", [nick]).format())
+        if self._monitoring:
+            self.send_priority(irctokens.build("MONITOR", ["-", nick]).format())
+
+    def _retry_later(self) -> None:
+        """Make the next attempt at the latest ``nick_retry`` seconds from now (if set)."""
+        if self._nick_wait is not None and self.settings.nick_retry > 0:
+            latest = trio.current_time() + self.settings.nick_retry
+            self._nick_wait.deadline = min(self._nick_wait.deadline, latest)
+
+    def _nick_news(self, line: irctokens.Line) -> None:
+        """
+        What a line (already taken into :attr:`state`) says about the configured nick: that we
+        have it back, that its holder left it, or the answer to our attempt to take it.
+        """
+        command, params, nick = line.command, line.params, self.settings.nick
+        source = line.hostmask.nickname if line.source else ""
+        fold = self.state.casefold
+        if command == "NICK" and params and self.state.is_me(params[0]):
+            if not self._wants_nick() and fold(source) != fold(nick):
+                self.log.info("Regained nick %s (was %s)", nick, source)
+                self._nick_free.set()  # ends _regain_nick
+            return
+        if not self._wants_nick():
+            return
+        if command == "QUIT" and fold(source) == fold(nick):
+            self._nick_free.set()
+        elif command == "NICK" and params and fold(source) == fold(nick):
+            if fold(params[0]) != fold(nick):  # not just a change of case
+                self._nick_free.set()
+        elif command == "731" and len(params) > 1:  # RPL_MONOFFLINE: nick[,nick...]
+            if any(fold(target) == fold(nick) for target in params[-1].split(",")):
+                self._nick_free.set()
+        elif command == "734":  # ERR_MONLISTFULL: no MONITOR for us after all
+            self.log.info("MONITOR list full; trying nick %s every %gs instead", nick,
+                          self.settings.nick_retry)  # fmt: skip
+            self._monitoring = False
+            self._retry_later()
+        elif command == "432":
+            # Not a nick this server accepts (too long, reserved): asking again will not help.
+            self.log.info("Nick %s is not valid on this server (%s); keeping %s", nick,
+                          params[-1] if params else "", self.state.nickname)  # fmt: skip
+            self._nick_invalid = True
+            self._nick_free.set()
+        elif command in NICK_REFUSED or command in NICK_CHANGE_REFUSED:
+            # Held again (someone was quicker), held by services, or the server refuses nick
+            # changes for now: MONITOR tells us about a new holder leaving, not about the rest.
+            self.log.debug("Nick %s still not available (%s %s)", nick, command,
+                           params[-1] if params else "")  # fmt: skip
+            if command != "433":
+                self._retry_later()
 
     # -- writing ----------------------------------------------------------------------------------
 

@@ -11,7 +11,8 @@ Config:
             system's, for private servers.
         password (str or null, default null): Server password (``PASS``).
     user:
-        nick (str): Nick name; alternatives within the server's NICKLEN when it is taken.
+        nick (str): Nick name; alternatives within the server's NICKLEN when it is taken, and
+            the nick taken back when its holder leaves (see ``nick-retry``).
         real-name (str, default the nick): Real name ("gecos").
         username (str or null, default the nick): User name (the ``user`` in ``nick!user@host``).
     sasl ({username: str, password: str} or null, default null):
@@ -34,6 +35,10 @@ Config:
         ``reconnect-max`` (randomised by up to half, so many bots do not return at once).
     reconnect-max (float, default 300): Longest delay between reconnection attempts.
     rejoin-delay (float, default 5): Seconds before rejoining a channel after a kick.
+    nick-retry (float, default 30): While registered under an alternative nick, seconds between
+        attempts to take ``user.nick`` back (0: only when its holder is seen to leave). Where
+        the server offers ``MONITOR``, which says when the nick is free, only after a refusal
+        that MONITOR cannot tell the end of (e.g. ``437``, nick delay).
     puppet (bool, default false), puppet-prefix (str, default ""): Accepted for IMMP configs;
         puppets are not supported yet (a warning is logged).
 
@@ -103,6 +108,7 @@ SCHEMA = immp.Schema({
     immp.Optional("reconnect-delay", 2.0): immp.Number,
     immp.Optional("reconnect-max", 300.0): immp.Number,
     immp.Optional("rejoin-delay", 5.0): immp.Number,
+    immp.Optional("nick-retry", 30.0): immp.Number,
     immp.Optional("puppet", False): bool,
     immp.Optional("puppet-prefix", ""): str,
 })  # fmt: skip
@@ -132,7 +138,8 @@ class IRCPlug(immp.Plug):
         super().__init__(name, config, host)
         c = self.config
         for key in ("send-delay", "queue-timeout", "ping-interval", "ping-timeout",
-                    "reconnect-delay", "reconnect-max", "rejoin-delay"):  # fmt: skip
+                    "reconnect-delay", "reconnect-max", "rejoin-delay",
+                    "nick-retry"):  # fmt: skip
             if c[key] < 0:
                 raise immp.ConfigError("must not be negative", key)
         for key in ("send-burst", "queue-size"):
@@ -153,6 +160,7 @@ class IRCPlug(immp.Plug):
             send_delay=c["send-delay"], send_burst=c["send-burst"], queue_size=c["queue-size"],
             ping_interval=c["ping-interval"], ping_timeout=c["ping-timeout"],
             reconnect_delay=c["reconnect-delay"], reconnect_max=c["reconnect-max"],
+            nick_retry=c["nick-retry"],
         ), self, self.log)  # fmt: skip
         # Message IDs are ours: a per-run prefix and a counter (IRC has no IDs without msgid).
         self._prefix = secrets.token_hex(3)
