@@ -177,6 +177,9 @@ def _inspircd_config(directory: Path, port: int) -> Path:
 async def inspircd(directory: Path) -> AsyncIterator[int]:
     """A real InspIRCd 3 with its monitor module, on a free loopback port (yielded)."""
     if INSPIRCD is None:
+        if os.environ.get("CI"):
+            pytest.fail("inspircd is not installed, and CI is set: install it (apt-get install "
+                        "inspircd); .ci/run does")  # fmt: skip
         pytest.skip("inspircd is not installed (apt-get install inspircd)")
     port = free_port()
     config = _inspircd_config(directory, port)
