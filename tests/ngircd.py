@@ -42,6 +42,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+async def wait_listening(process: trio.Process, port: int, log_path: Path) -> None:
+    """Wait until a server ``process`` accepts connections on ``port``; fail if it exits."""
+    while True:
+        if process.poll() is not None:
+            tail = log_path.read_text()[-2000:]  # noqa: ASYNC240 (once, on the way to failing)
+            raise RuntimeError(f"{process.args[0]} exited: {tail}")
+        try:
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+        except OSError:
+            await trio.sleep(0.05)
+            continue
+        await stream.aclose()
+        return
+
+
 class NgircdServer:
     """
     One ngircd process. ``penalties`` keeps ngircd's own flood throttling (one command per
@@ -119,16 +134,7 @@ class NgircdServer:
         log.close()
         with trio.fail_after(timeout):
             for port in filter(None, (self.port, self.tls_port)):
-                while True:
-                    if self.process.poll() is not None:
-                        raise RuntimeError(f"ngircd exited: {self.log_path.read_text()[-2000:]}")
-                    try:
-                        stream = await trio.open_tcp_stream("127.0.0.1", port)
-                    except OSError:
-                        await trio.sleep(0.05)
-                        continue
-                    await stream.aclose()
-                    break
+                await wait_listening(self.process, port, self.log_path)
 
     async def stop(self, *, kill: bool = False) -> None:
         """Stop ngircd (SIGTERM, or SIGKILL with ``kill``) and wait for it."""

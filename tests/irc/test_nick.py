@@ -18,7 +18,7 @@ import pytest
 import trio
 
 import immp
-from tests.ngircd import RawClient, free_port
+from tests.ngircd import RawClient, free_port, wait_listening
 
 from .conftest import irc_host, plug_config
 
@@ -35,7 +35,9 @@ def _own_nick_changes(recorder) -> list[str]:
             if sent.text and str(sent.text) == "is now known as bot"]  # fmt: skip
 
 
-async def test_nick_taken_back_at_once_when_its_holder_quits(server):
+@contextlib.asynccontextmanager
+async def _nick_held(server):
+    """``bot`` held by a raw client in ``#test``, alice there too, and the plug in as ``bot_``."""
     async with (
         RawClient.connected(server.port, "bot") as holder,
         RawClient.connected(server.port, "alice") as alice,
@@ -45,49 +47,44 @@ async def test_nick_taken_back_at_once_when_its_holder_quits(server):
         config = plug_config(server.port, **{"nick-retry": NO_TIMER})
         async with irc_host(config) as (host, plug, recorder):
             await alice.expect(":bot_!", "JOIN", "#test")
-            await holder.send("QUIT :ghost gone")
-            await alice.expect(":bot_!", " NICK :bot", timeout=20)
-            # A message right after the change goes out under the nick, and the host still
-            # knows its echo for our own send.
-            msg = immp.Message("right after")
-            [receipt] = await host.channels["chan0"].send(msg)
-            line = await alice.expect("PRIVMSG #test")
-            assert line.startswith(":bot!") and line.endswith(":right after")
-            await recorder.wait_for(lambda sent: sent.id == receipt.id)
-            sources = [source for sent, source, _ in recorder.seen
-                       if str(sent.text) == "right after"]  # fmt: skip
-            assert len(sources) == 1 and sources[0] is msg
-            assert await plug.user_is_system(await plug.user_from_username("bot"))
-            await alice.privmsg("#test", "welcome back")
-            heard = await recorder.wait_for(lambda sent: str(sent.text) == "welcome back")
-            assert heard.user.username == "alice"
-            assert not await plug.user_is_system(heard.user)
-            # The holder's quit is relayed; the plug's own nick change is not.
-            assert any(sent.left and sent.left[0].username == "bot" for sent, _, _ in
-                       recorder.seen)  # fmt: skip
-            assert _own_nick_changes(recorder) == []
+            yield holder, alice, host, plug, recorder
+
+
+async def test_nick_taken_back_at_once_when_its_holder_quits(server):
+    async with _nick_held(server) as (holder, alice, host, plug, recorder):
+        await holder.send("QUIT :ghost gone")
+        await alice.expect(":bot_!", " NICK :bot", timeout=20)
+        # A message right after the change goes out under the nick, and the host still
+        # knows its echo for our own send.
+        msg = immp.Message("right after")
+        [receipt] = await host.channels["chan0"].send(msg)
+        line = await alice.expect("PRIVMSG #test")
+        assert line.startswith(":bot!") and line.endswith(":right after")
+        await recorder.wait_for(lambda sent: sent.id == receipt.id)
+        sources = [source for sent, source, _ in recorder.seen
+                   if str(sent.text) == "right after"]  # fmt: skip
+        assert len(sources) == 1 and sources[0] is msg
+        assert await plug.user_is_system(await plug.user_from_username("bot"))
+        await alice.privmsg("#test", "welcome back")
+        heard = await recorder.wait_for(lambda sent: str(sent.text) == "welcome back")
+        assert heard.user.username == "alice"
+        assert not await plug.user_is_system(heard.user)
+        # The holder's quit is relayed; the plug's own nick change is not.
+        assert any(sent.left and sent.left[0].username == "bot" for sent, _, _ in
+                   recorder.seen)  # fmt: skip
+        assert _own_nick_changes(recorder) == []
 
 
 async def test_nick_taken_back_at_once_when_its_holder_changes_nick(server):
-    async with (
-        RawClient.connected(server.port, "bot") as holder,
-        RawClient.connected(server.port, "alice") as alice,
-    ):
-        await holder.join("#test")
-        await alice.join("#test")
-        config = plug_config(server.port, **{"nick-retry": NO_TIMER})
-        async with irc_host(config) as (host, _, recorder):
-            await alice.expect(":bot_!", "JOIN", "#test")
-            await holder.send("NICK someone")
-            await alice.expect(":bot_!", " NICK :bot", timeout=20)
-            await host.channels["chan0"].send(immp.Message("back as bot"))
-            line = await alice.expect("PRIVMSG #test")
-            assert line.startswith(":bot!") and line.endswith(":back as bot")
-            renamed = await recorder.wait_for(
-                lambda sent: str(sent.text) == "is now known as someone"
-            )
-            assert renamed.user.username == "bot"  # the holder, under the nick it left
-            assert _own_nick_changes(recorder) == []
+    async with _nick_held(server) as (holder, alice, host, _, recorder):
+        await holder.send("NICK someone")
+        await alice.expect(":bot_!", " NICK :bot", timeout=20)
+        await host.channels["chan0"].send(immp.Message("back as bot"))
+        line = await alice.expect("PRIVMSG #test")
+        assert line.startswith(":bot!") and line.endswith(":back as bot")
+        renamed = await recorder.wait_for(lambda sent: str(sent.text) == "is now known as someone")
+        assert renamed.user.username == "bot"  # the holder, under the nick it left
+        assert _own_nick_changes(recorder) == []
 
 
 async def test_nick_taken_back_on_the_timer_when_no_channel_is_shared(server, caplog):
@@ -191,16 +188,7 @@ async def inspircd(directory: Path) -> AsyncIterator[int]:
     log.close()
     try:
         with trio.fail_after(10):
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(f"inspircd exited: {log_path.read_text()[-2000:]}")
-                try:
-                    stream = await trio.open_tcp_stream("127.0.0.1", port)
-                except OSError:
-                    await trio.sleep(0.05)
-                    continue
-                await stream.aclose()
-                break
+            await wait_listening(process, port, log_path)
         yield port
     finally:
         with trio.CancelScope(shield=True):
