@@ -29,6 +29,17 @@ def test_defaults_are_filled_in_including_nested_mappings():
     }
 
 
+def test_an_omitted_optional_key_stays_out_and_is_still_checked_when_given():
+    overrides = Schema({str: {Optional("joins", omit=True): bool}})
+    assert overrides.validate({"irc": {}, "demo": {"joins": False}}) == {
+        "irc": {},
+        "demo": {"joins": False},
+    }
+    with pytest.raises(ConfigError) as caught:
+        overrides.validate({"irc": {"joins": "no"}}, "plugs")
+    assert caught.value.path == "plugs.irc.joins"
+
+
 @pytest.mark.parametrize(
     ("value", "path", "message"),
     [

@@ -56,7 +56,12 @@ def test_an_imm_config_builds_with_defaults():
             {"channels": {"main": ["lobby"]}, "name-format": "{{ oops"},
             "hooks.sync.config.name-format",
         ),
-        ({"channels": {}, "plugs": {"one": {"joins": "yes"}}}, "hooks.sync.config.plugs"),
+        ({"channels": {}, "plugs": {"one": {"joins": "yes"}}}, "hooks.sync.config.plugs.one.joins"),
+        ({"channels": {}, "plugs": {"one": {"jions": True}}}, "hooks.sync.config.plugs.one.jions"),
+        (
+            {"channels": {}, "plugs": {"one": {"name-format": "{{ oops"}}},
+            "hooks.sync.config.plugs.one.name-format",
+        ),
         ({"channels": {}, "queue-size": 0}, "hooks.sync.config.queue-size"),
         ({"channels": {}, "joins": 1}, "hooks.sync.config.joins"),
     ],
@@ -72,3 +77,12 @@ def test_forward_by_short_name():
     data["hooks"] = {"fwd": {"path": "forward", "config": {"channels": {"lobby": ["hall"]}}}}
     host = immp.build_host(data, plugins=plugins())
     assert isinstance(host.hooks["fwd"], ForwardHook)
+
+
+def test_per_plug_overrides_keep_only_what_was_written():
+    data = config()
+    data["hooks"]["sync"]["config"]["plugs"] = {"one": {"joins": False}, "two": None}
+    host = immp.build_host(data, plugins=plugins())
+    assert host.hooks["sync"].config["plugs"] == {"one": {"joins": False}, "two": {}}
+    dumped = immp.dump_config(host, plugins())
+    assert dumped["hooks"]["sync"]["config"]["plugs"]["one"] == {"joins": False}

@@ -29,11 +29,15 @@ _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "tru
 
 
 class Optional:
-    """A mapping key that may be left out; ``default`` is filled in (a copy, if mutable)."""
+    """
+    A mapping key that may be left out; ``default`` is filled in (a copy, if mutable), or with
+    ``omit`` nothing is, and the key stays out (for overrides, where absent means "inherit").
+    """
 
-    def __init__(self, key: str, default: Any = None):
+    def __init__(self, key: str, default: Any = None, *, omit: bool = False):
         self.key = key
         self.default = default
+        self.omit = omit
 
     def make_default(self) -> Any:
         if isinstance(self.default, (list, dict)):
@@ -183,6 +187,8 @@ class Schema:
             if name in value:
                 out[name] = self._check(sub, value[name], _join(path, name), refs)
             elif isinstance(key, Optional):
+                if key.omit:
+                    continue
                 out[name] = key.make_default()
                 if isinstance(out[name], dict) and isinstance(sub, (dict, Schema)):
                     out[name] = self._check(sub, out[name], _join(path, name), refs)

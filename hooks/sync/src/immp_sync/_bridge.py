@@ -28,15 +28,6 @@ from ._names import NameStyle, compile_template
 if TYPE_CHECKING:
     from ._plug import SyncPlug
 
-# Per-plug overrides allowed under ``plugs``, and the type each must have.
-PLUG_OPTIONS = {
-    "joins": bool,
-    "renames": bool,
-    "reset-author": bool,
-    "name-format": (str, type(None)),
-    "strip-name-emoji": bool,
-}
-
 # How long closing a hook waits for queued copies to go out.
 DRAIN_TIMEOUT = 5.0
 
@@ -61,30 +52,22 @@ def _template(value: Any) -> Any:
     return value
 
 
-def _plug_overrides(value: Any) -> dict[str, dict[str, Any]]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ValueError("expected a mapping of plug name to options")
-    for plug, options in value.items():
-        if not isinstance(options, dict):
-            raise ValueError(f"{plug}: expected a mapping of options")
-        for key, item in options.items():
-            if key not in PLUG_OPTIONS:
-                known = ", ".join(PLUG_OPTIONS)
-                raise ValueError(f"{plug}.{key}: unknown option (known: {known})")
-            if not isinstance(item, PLUG_OPTIONS[key]):
-                raise ValueError(f"{plug}.{key}: wrong type {type(item).__name__}")
-            if key == "name-format":
-                _template(item)
-    return value
-
-
 def _positive(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError("must be a positive integer")
     return value
 
+
+_TEMPLATE = immp.Nullable(immp.Check(_template, "a Jinja2 template"))
+
+#: What ``plugs`` may override for copies sent to one plug; a key left out keeps the hook's.
+PLUG_OPTIONS = {
+    immp.Optional("joins", omit=True): bool,
+    immp.Optional("renames", omit=True): bool,
+    immp.Optional("reset-author", omit=True): bool,
+    immp.Optional("name-format", omit=True): _TEMPLATE,
+    immp.Optional("strip-name-emoji", omit=True): bool,
+}
 
 #: Config keys common to both hooks (the name options, and the limits of the machinery).
 COMMON_SCHEMA = {
@@ -92,9 +75,9 @@ COMMON_SCHEMA = {
     immp.Optional("renames", True): bool,
     immp.Optional("edits", True): bool,
     immp.Optional("reset-author", False): bool,
-    immp.Optional("name-format", None): immp.Nullable(immp.Check(_template, "a Jinja2 template")),
+    immp.Optional("name-format", None): _TEMPLATE,
     immp.Optional("strip-name-emoji", False): bool,
-    immp.Optional("plugs", {}): immp.Check(_plug_overrides, "per-plug options"),
+    immp.Optional("plugs", {}): immp.Nullable({str: PLUG_OPTIONS}),
     immp.Optional("history", 10_000): immp.Check(_positive, "a positive integer"),
     immp.Optional("queue-size", 1000): immp.Check(_positive, "a positive integer"),
     immp.Optional("send-timeout", 30.0): immp.Nullable(immp.Number),
@@ -107,7 +90,7 @@ class Options:
     __slots__ = ("joins", "renames", "style")
 
     def __init__(self, config: dict[str, Any], plug: str):
-        over = config["plugs"].get(plug) or {}
+        over = (config["plugs"] or {}).get(plug) or {}
 
         def get(key):
             return over[key] if key in over else config[key]
