@@ -6,6 +6,7 @@ alike. It imports neither IMMP and only awaits what it is given, so it runs unde
 
 from __future__ import annotations
 
+import argparse
 import gc
 import resource
 import time
@@ -85,3 +86,12 @@ def print_result(result: dict, runs: int = 1) -> None:
         f"  RSS growth:   {result['growth_kib_per_100k'] / 1024:10.2f} MiB per 100,000 messages"
         " (over N more messages after the N)"
     )
+
+
+def arguments(doc: str) -> argparse.ArgumentParser:
+    """The command line both bus benchmarks take (each adds its own options)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("-n", type=int, default=20_000, help="messages injected (default 20000)")
+    parser.add_argument("-k", type=int, default=2, help="bridged target plugs (default 2)")
+    parser.add_argument("--json", action="store_true", help="print one JSON line of figures")
+    return parser

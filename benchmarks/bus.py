@@ -22,7 +22,6 @@ alternating, and prints the medians and the ratio.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import logging
@@ -32,7 +31,7 @@ import subprocess
 import sys
 
 import trio
-from _measure import inject, measure, print_result
+from _measure import arguments, inject, measure, print_result
 
 import immp
 
@@ -135,11 +134,8 @@ def compare(n: int, k: int, runs: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("-n", type=int, default=20_000, help="messages injected (default 20000)")
-    parser.add_argument("-k", type=int, default=2, help="bridged target plugs (default 2)")
+    parser = arguments(__doc__)
     parser.add_argument("--runs", type=int, default=1, help="runs; the median is printed")
-    parser.add_argument("--json", action="store_true", help="print one JSON line of figures")
     parser.add_argument(
         "--compare",
         action="store_true",

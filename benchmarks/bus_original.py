@@ -15,13 +15,12 @@ rate over the N messages, peak RSS (``ru_maxrss``) after them, and RSS growth ov
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
 import json
 import logging
 
-from _measure import inject, measure, print_result
+from _measure import arguments, inject, measure, print_result
 
 import immp
 from immp.hook.sync import SyncHook
@@ -103,10 +102,7 @@ async def scenario(n: int, k: int, tuned_gc: bool = False) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("-n", type=int, default=20_000, help="messages injected (default 20000)")
-    parser.add_argument("-k", type=int, default=2, help="bridged target plugs (default 2)")
-    parser.add_argument("--json", action="store_true", help="print one JSON line of figures")
+    parser = arguments(__doc__)
     parser.add_argument(
         "--tuned-gc",
         action="store_true",
