@@ -356,6 +356,9 @@ class Host:
         """A hook was added, removed, or changed state: work the plan out again when needed."""
         self._plan = None
 
+    def _current_plan(self) -> _Plan:
+        return self._plan or self._make_plan()
+
     def _make_plan(self) -> _Plan:
         hooks = self._active_hooks()
         levels: dict[int, list[Hook]] = {}
@@ -391,7 +394,7 @@ class Host:
         if echo is None and plug._in_flight:
             echo = await plug._match_echo(sent)
         source, primary = echo if echo else (sent, True)
-        plan = self._plan or self._make_plan()
+        plan = self._current_plan()
         for hook in plan.before_receive:
             result = await self._call_hook(
                 hook, "before_receive", sent, source, primary, default=sent
@@ -449,7 +452,7 @@ class Host:
         return default
 
     async def _before_send(self, channel: Channel, msg: Message):
-        plan = self._plan or self._make_plan()
+        plan = self._current_plan()
         for hook in plan.before_send:
             result = await self._call_hook(
                 hook, "before_send", channel, msg, default=(channel, msg)

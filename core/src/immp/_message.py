@@ -338,7 +338,7 @@ def _same(value: Any) -> Any:
 # How Message.copy_of stores a changed field: as Message.__init__ would.
 _COERCE: dict[str, Callable[[Any], Any]] = {
     **dict.fromkeys(_MESSAGE_FIELDS, _same),
-    "text": lambda value: RichText.of(value),
+    "text": RichText.of,
     **dict.fromkeys(("joined", "left", "attachments"), list),
 }
 

@@ -138,9 +138,8 @@ class Plug(Openable):
         or drop it), then :meth:`put`. Returns the receipts of what was posted; an empty list if
         a hook dropped it.
         """
-        host = self.host
-        if (host._plan or host._make_plan()).before_send:
-            result = await host._before_send(channel, msg)
+        if self.host._current_plan().before_send:  # else skip a coroutine per message
+            result = await self.host._before_send(channel, msg)
             if result is None:
                 return []
             channel, msg = result
