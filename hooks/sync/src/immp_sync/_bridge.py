@@ -128,8 +128,6 @@ class BridgeHook(immp.Hook):
         self.copies: CopyMap = MemoryCopyMap(self.config["history"])
         # Also fails early (with the key) on a template that does not compile.
         self._options: dict[str, Options] = {"": Options(self.config, "")}
-        # Whether any plug's copies have a name-format (else no copy needs the channel title).
-        self._templated = self._options[""].style.template is not None
         self._targets: dict[immp.Channel, Target] = {}
         self._titles: dict[immp.Channel, str | None] = {}
         #: The virtual plug (sync hooks with ``plug`` set); copies to it are announced on it.
@@ -153,7 +151,6 @@ class BridgeHook(immp.Hook):
         options = self._options.get(plug.name)
         if options is None:
             options = self._options[plug.name] = Options(self.config, plug.name)
-            self._templated = self._templated or options.style.template is not None
         return options
 
     def _target(self, channel: immp.Channel) -> Target:
@@ -182,7 +179,6 @@ class BridgeHook(immp.Hook):
 
     def _reset_options(self) -> None:
         self._options = {}
-        self._templated = False
         self._titles = {}
         for target in self._targets.values():
             target.options = self._options_for(target.channel.plug)
@@ -240,8 +236,10 @@ class BridgeHook(immp.Hook):
             self._titles[channel] = sent.title
         # The title as of this message (a rename queued after it must not change its name).
         title = None
-        if self._templated and any(t.options.style.template is not None for t in route.targets):
-            title = await self._title(channel)
+        for target in route.targets:  # a loop, not any(): no generator per message
+            if target.options.style.template is not None:
+                title = await self._title(channel)
+                break
         job = (sent, copies, route, title)
         for target in route.targets:
             if target.options.accepts(sent) and not target.offer(job):
