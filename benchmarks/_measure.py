@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import resource
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -95,3 +96,11 @@ def arguments(doc: str) -> argparse.ArgumentParser:
     parser.add_argument("-k", type=int, default=2, help="bridged target plugs (default 2)")
     parser.add_argument("--json", action="store_true", help="print one JSON line of figures")
     return parser
+
+
+def report(result: dict, as_json: bool, runs: int = 1) -> None:
+    """One JSON line (for ``--compare``, which reads it) or the figures for a person."""
+    if as_json:
+        print(json.dumps(result))
+    else:
+        print_result(result, runs)

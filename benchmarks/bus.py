@@ -31,7 +31,7 @@ import subprocess
 import sys
 
 import trio
-from _measure import arguments, inject, measure, print_result
+from _measure import arguments, inject, measure, print_result, report
 
 import immp
 
@@ -150,11 +150,7 @@ def main() -> None:
     for _ in range(args.runs):
         gc.collect()  # the last run's host is garbage: do not count collecting it in this run
         results.append(trio.run(scenario, args.n, args.k))
-    result = _median(results)
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print_result(result, args.runs)
+    report(_median(results), args.json, args.runs)
 
 
 if __name__ == "__main__":

@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import logging
 
-from _measure import arguments, inject, measure, print_result
+from _measure import arguments, inject, measure, report
 
 import immp
 from immp.hook.sync import SyncHook
@@ -110,11 +109,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
-    result = asyncio.run(scenario(args.n, args.k, args.tuned_gc))
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print_result(result)
+    report(asyncio.run(scenario(args.n, args.k, args.tuned_gc)), args.json)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ handling and formatting, against the real plug (a scripted peer on loopback play
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import pytest
@@ -70,9 +71,12 @@ def irc_host(port: int) -> tuple[immp.Host, IRCPlug]:
     return host, plug
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
-@given(st.lists(raw_lines(), min_size=1, max_size=15))
-async def test_the_plug_survives_any_incoming_lines(lines):
+@contextlib.asynccontextmanager
+async def plug_in_room():
+    """
+    A running host whose IRC plug is connected to a scripted server and in ``#room``; yields
+    ``(server, host, logs)``, the logs caught from then until the block ends.
+    """
     async with ScriptedServer.running() as server:
         host, _plug = irc_host(server.port)
         async with running(host):
@@ -80,17 +84,24 @@ async def test_the_plug_survives_any_incoming_lines(lines):
             await server.wait_for(b"JOIN #room")
             logs, undo = catch_logs()
             try:
-                await server.send(*(line.replace(b"\n", b" ") for line in lines))
-                # The plug read everything once it answers a ping sent after it.
-                await server.send(b"PING :after-the-garbage")
-                await server.wait_for(b"PONG after-the-garbage")
-                # It still works: a message goes out.
-                await host.channels["room"].send(immp.Message("still here"))
-                await server.wait_for(b"PRIVMSG #room :still here")
+                yield server, host, logs
             finally:
                 undo()
-        assert "Disconnected" not in logs.text()  # never dropped the connection
-        check_outgoing(server.received)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(raw_lines(), min_size=1, max_size=15))
+async def test_the_plug_survives_any_incoming_lines(lines):
+    async with plug_in_room() as (server, host, logs):
+        await server.send(*(line.replace(b"\n", b" ") for line in lines))
+        # The plug read everything once it answers a ping sent after it.
+        await server.send(b"PING :after-the-garbage")
+        await server.wait_for(b"PONG after-the-garbage")
+        # It still works: a message goes out.
+        await host.channels["room"].send(immp.Message("still here"))
+        await server.wait_for(b"PRIVMSG #room :still here")
+    assert "Disconnected" not in logs.text()  # never dropped the connection
+    check_outgoing(server.received)
 
 
 GARBAGE = [
@@ -112,24 +123,16 @@ GARBAGE = [
 
 @pytest.mark.parametrize("garbage", GARBAGE)
 async def test_a_garbage_line_is_survived_with_at_most_one_log_line(garbage):
-    async with ScriptedServer.running() as server:
-        host, _plug = irc_host(server.port)
-        async with running(host):
-            await server.connected()
-            await server.wait_for(b"JOIN #room")
-            logs, undo = catch_logs()
-            try:
-                await server.send(garbage)
-                await server.send(b"PING :after-the-garbage")
-                await server.wait_for(b"PONG after-the-garbage")
-            finally:
-                undo()
-        assert "Disconnected" not in logs.text()
-        warnings = [r for r in logs.records if r.levelno >= logging.WARNING]
-        assert len(warnings) <= 1, logs.lines(logging.WARNING)
-        for line in logs.lines(logging.WARNING):
-            assert "\n" not in line and len(line) < 600 and "Traceback" not in line
-        check_outgoing(server.received)
+    async with plug_in_room() as (server, _host, logs):
+        await server.send(garbage)
+        await server.send(b"PING :after-the-garbage")
+        await server.wait_for(b"PONG after-the-garbage")
+    assert "Disconnected" not in logs.text()
+    warnings = [r for r in logs.records if r.levelno >= logging.WARNING]
+    assert len(warnings) <= 1, logs.lines(logging.WARNING)
+    for line in logs.lines(logging.WARNING):
+        assert "\n" not in line and len(line) < 600 and "Traceback" not in line
+    check_outgoing(server.received)
 
 
 RICH = st.lists(
