@@ -76,6 +76,37 @@ async def test_server_killed_and_restarted_mid_stream_loses_nothing(ngircd_avail
             log.warning("kill/restart: %d duplicates", len(received) - len(firsts))
 
 
+async def _wait_until_in_channel(client: RawClient, nick: str, channel: str) -> None:
+    """Ask ``NAMES`` until ``nick`` is in ``channel`` (it may join before or after ``client``)."""
+    with trio.fail_after(20):
+        while True:
+            await client.send(f"NAMES {channel}")
+            names = (await client.expect(" 353 ", channel)).rpartition(":")[2].split()
+            if nick in (name.lstrip("@+") for name in names):
+                return
+            await client.expect(" 366 ", channel)
+            await trio.sleep(0.1)
+
+
+async def test_reconnects_after_a_server_restart_once_the_plug_was_restarted(server):
+    # The host reuses the plug across a restart: its earlier close must not stop the new
+    # connection from reconnecting.
+    async with irc_host(plug_config(server.port)) as (host, _, _):
+        async with RawClient.connected(server.port, "alice") as alice:
+            await alice.join("#test")
+            await _wait_until_in_channel(alice, "bot", "#test")
+            assert await host.restart("irc")
+            await alice.expect(":bot!", "QUIT")
+            await alice.expect(":bot!", "JOIN", "#test")
+        await server.restart(kill=True)
+        async with RawClient.connected(server.port, "alice") as alice:
+            await alice.join("#test")
+            await _wait_until_in_channel(alice, "bot", "#test")
+            await host.channels["chan0"].send(immp.Message("back again"))
+            line = await alice.expect("PRIVMSG #test")
+            assert line.startswith(":bot!") and line.endswith(":back again")
+
+
 async def test_tls_with_a_private_ca(ngircd_available, tmp_path, ca):
     async with NgircdServer.running(tmp_path, tls=ca) as server:
         ca_file = tmp_path / "ca.pem"

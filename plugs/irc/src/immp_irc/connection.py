@@ -327,7 +327,13 @@ class Connection:
     # -- the connection loop --------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Connect, and reconnect after every failure with growing delays, until cancelled."""
+        """
+        Connect, and reconnect after every failure with growing delays, until cancelled or
+        :meth:`close` ends it.
+        """
+        # The host reuses the plug, and this connection, across a stop and a start: a close of
+        # an earlier run must not end this one at its first disconnect.
+        self._closing = False
         delay = self.settings.reconnect_delay
         while True:
             self._session_done = trio.Event()
@@ -348,6 +354,8 @@ class Connection:
                 was_registered = self._registered
                 self._end_session()
             if self._closing:
+                self.log.info("Disconnected from %s:%s (%s); closing, so not reconnecting",
+                              self.settings.host, self.settings.port, reason)  # fmt: skip
                 return
             if was_registered:
                 delay = self.settings.reconnect_delay
