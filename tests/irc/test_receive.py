@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+
+import pytest
+
 import immp
-from tests.ngircd import RawClient
+from tests.ngircd import NgircdServer, RawClient
 
 from .conftest import irc_host, plug_config
 
@@ -36,6 +40,40 @@ async def test_nick_in_use_takes_an_alternative_within_nicklen(server):
             line = await squatter.expect("JOIN", "#test", ":immpbot1_!")
             assert line.startswith(":immpbot1_!")
             assert await plug.user_is_system(await plug.user_from_username("immpbot1_"))
+
+
+class LongNickServer(NgircdServer):
+    """ngircd with a longer NICKLEN (``MaxNickLength``) than its default 9."""
+
+    max_nick_length = 16
+
+    def _write_config(self, *args) -> None:
+        super()._write_config(*args)
+        text = self.config_path.read_text()
+        self.config_path.write_text(text.replace(
+            "[Limits]\n", f"[Limits]\nMaxNickLength = {self.max_nick_length}\n", 1))  # fmt: skip
+
+
+@pytest.mark.parametrize(("nicklen", "nick", "expected"), [
+    (16, "immp-bridge", "immp-bridge_"),  # registration comes before NICKLEN: no cut to 9
+    (16, "immp-bridge-abcd", "immp-bridge-abc_"),  # refused as too long (432): cut to fit
+    (9, "immp-bridge", "immp-bri_"),  # the nick itself too long: the alternative fits
+])  # fmt: skip
+async def test_alternative_nick_keeps_as_much_as_the_servers_nicklen_allows(
+    ngircd_available, tmp_path, nicklen, nick, expected
+):
+    server_class = LongNickServer if nicklen > 9 else NgircdServer
+    async with server_class.running(tmp_path) as server:
+        async with contextlib.AsyncExitStack() as stack:
+            if len(nick) <= nicklen:  # held by someone else; otherwise the server refuses it
+                await stack.enter_async_context(RawClient.connected(server.port, nick))
+            alice = await stack.enter_async_context(RawClient.connected(server.port, "alice"))
+            await alice.join("#test")
+            async with irc_host(plug_config(server.port, user={"nick": nick})) as (_, plug, _):
+                line = await alice.expect("JOIN", "#test", f":{expected}!")
+                assert line.startswith(f":{expected}!")
+                assert plug.connection.state.isupport.nicklen == nicklen
+                assert await plug.user_is_system(await plug.user_from_username(expected))
 
 
 async def test_perform_and_invites(server):

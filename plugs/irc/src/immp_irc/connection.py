@@ -57,6 +57,9 @@ MAX_CONTROL = 64
 # Replies to a NICK that refuse the nick. Before registration they make us try an alternative;
 # after it, they answer our attempt to take the configured nick back.
 NICK_REFUSED = frozenset({"432", "433", "436", "437"})
+# RFC 1459's nick length, which every server takes: a nick refused as erroneous (432) at this
+# length or shorter is not refused for its length.
+RFC_NICKLEN = 9
 # Refusals of a nick change after registration that say nothing about the nick itself:
 # 438 ERR_NICKTOOFAST (ratbox, hybrid), 447 ERR_NONICKCHANGE (in a +N channel: ngircd, Unreal),
 # 484 ERR_RESTRICTED.
@@ -217,9 +220,14 @@ class TokenBucket:
         self.tokens -= 1
 
 
-def alternative_nick(nick: str, attempt: int, nicklen: int) -> str:
-    """The ``attempt``-th (from 1) alternative to ``nick`` that fits in ``nicklen``."""
+def alternative_nick(nick: str, attempt: int, nicklen: int | None = None) -> str:
+    """
+    The ``attempt``-th (from 1) alternative to ``nick``, cut to fit in ``nicklen`` (``None``:
+    not known, so not cut).
+    """
     suffix = "_" * attempt if attempt <= 2 else str(attempt)
+    if nicklen is None:
+        return nick + suffix
     return nick[: max(1, nicklen - len(suffix))] + suffix
 
 
@@ -266,6 +274,10 @@ class Connection:
         self._write_lock = trio.Lock()
         self._last_recv = 0.0
         self._nick_attempt = 0
+        # While registering: the nick last asked for, and the longest nick the server is known to
+        # take (None until it says; ISUPPORT NICKLEN only comes after registration).
+        self._nick_tried = settings.nick
+        self._nick_limit: int | None = None
         self._registered = False
         # Taking the configured nick back (see _regain_nick); all reset with each session.
         self._became_ready = trio.Event()
@@ -402,6 +414,8 @@ class Connection:
             self._stream = stream
             self.state = ircstates.Server(s.host)
             self._nick_attempt = 0
+            self._nick_tried = s.nick
+            self._nick_limit = None
             self._became_ready = trio.Event()
             self._nick_free = trio.Event()
             self._monitoring = False
@@ -518,14 +532,7 @@ class Connection:
                                  command, params[-1] if params else "")  # fmt: skip
                 await self._write("CAP END")
         elif command in NICK_REFUSED and not self._registered:
-            self._nick_attempt += 1
-            if self._nick_attempt == 1 and command == "432":
-                self._nick_invalid = True  # not a nick this server takes: never ask again
-            nicklen = self.state.isupport.nicklen or 9
-            nick = alternative_nick(self.settings.nick, self._nick_attempt, nicklen)
-            self.log.info("Nick %s is not available, trying %s", params[1] if len(params) > 1
-                          else self.settings.nick, nick)  # fmt: skip
-            await self._write(irctokens.build("NICK", [nick]).format())
+            await self._try_another_nick(command, params)
         elif command == "001":
             self._registered = True
             self.registrations += 1
@@ -538,6 +545,32 @@ class Connection:
             report("Server error: %s", params[-1] if params else "")
         if self._became_ready.is_set() and command in NICK_NEWS:
             self._nick_news(line)
+
+    async def _try_another_nick(self, command: str, params: list[str]) -> None:
+        """
+        The nick we asked for while registering was refused: ask for the next alternative. The
+        server's NICKLEN is not known yet (ISUPPORT comes after registration), so the
+        alternative keeps the whole nick, and is cut only as far as the server shows it must
+        be: to the length of the nick it echoes back (servers that truncate), or one shorter
+        after each ``432`` for a nick longer than the 9 characters every server takes.
+        """
+        tried, echoed = self._nick_tried, params[1] if len(params) > 2 else self._nick_tried
+        bounds = [self._nick_limit] if self._nick_limit is not None else []
+        if len(echoed) < len(tried):
+            bounds.append(len(echoed))
+        # Erroneous and longer than every server takes: most likely too long.
+        too_long = command == "432" and len(tried) > RFC_NICKLEN
+        if too_long:
+            bounds.append(len(tried) - 1)
+        if command == "432" and self._nick_attempt == 0:
+            self._nick_invalid = True  # not a nick this server takes: never ask again
+        if not too_long or self._nick_attempt == 0:
+            self._nick_attempt += 1  # else the same alternative again, shorter
+        self._nick_limit = min(bounds, default=None)
+        nick = alternative_nick(self.settings.nick, self._nick_attempt, self._nick_limit)
+        self.log.info("Nick %s is not available (%s), trying %s", echoed, command, nick)
+        self._nick_tried = nick
+        await self._write(irctokens.build("NICK", [nick]).format())
 
     async def _cap(self, line: irctokens.Line) -> None:
         sub = line.params[1].upper()
