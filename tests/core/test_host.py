@@ -1,6 +1,8 @@
 """The host: namespace, lifecycle, the receive and send paths."""
 
 import gc
+import itertools
+import logging
 
 import pytest
 import trio
@@ -329,10 +331,14 @@ async def test_quit_during_a_burst_closes_cleanly():
         nursery.start_soon(host.run)
         await host.ready.wait()
 
+        refused = trio.Event()
+
         async def flood():
+            # Until the plug closes: hooks first handle what is queued for them, meanwhile.
             with pytest.raises(immp.PlugError, match=r"while (closing|not open)"):
-                for n in range(10_000):
+                for n in itertools.count():
                     await plug.inject(str(n))
+            refused.set()
 
         nursery.start_soon(flood)
         await trio.sleep(0.05)
@@ -341,6 +347,7 @@ async def test_quit_during_a_burst_closes_cleanly():
             while host._nursery is not None:
                 await trio.sleep(0.01)
         nursery.cancel_scope.cancel()
+    assert refused.is_set()
     assert plug.events == ["open", "close"]
 
 
@@ -419,3 +426,64 @@ async def test_running_hosts_tune_the_garbage_collector_and_the_last_to_stop_res
         assert gc.get_threshold() == (700, 10, 10) and gc.get_freeze_count() == 0
     finally:
         gc.set_threshold(*before)
+
+
+# -- stopping and starting again ---------------------------------------------------------------
+
+
+async def test_a_stopped_hook_still_handles_what_was_queued_for_it():
+    host, plug = make_host()
+    hook = host.add_hook(RecordingHook("slow", host=host, delay=0.002))
+    async with running(host):
+        for n in range(100):
+            await plug.inject(str(n))
+        await hook.wait_for(1)  # the host has passed them on: they wait in the hook's queue
+        await host.stop("slow")
+        # Nothing queued for the hook was thrown away when it closed.
+        assert [text for _, text, _, _ in hook.seen] == [str(n) for n in range(100)]
+
+
+async def test_starting_a_hook_that_is_still_closing_waits_for_it_and_runs_once():
+    closing = trio.Event()
+
+    class SlowClose(RecordingHook):
+        async def close(self):
+            closing.set()
+            await trio.sleep(0.2)
+
+    host, plug = make_host()
+    hook = host.add_hook(SlowClose("slow", host=host))
+    async with running(host):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(host.stop, "slow")
+            await closing.wait()
+            assert await host.start("slow")  # while the old lifetime is still closing
+        # The old lifetime has ended by now; the new one still gets messages.
+        await plug.inject("after the restart")
+        await hook.wait_for(1)
+        # The hook that runs now is the one the host knows: it stops like any other.
+        with trio.fail_after(5):
+            await host.stop("slow")
+        assert hook.state is immp.OpenState.inactive
+
+
+async def test_a_sync_target_held_up_by_two_producers_drops_rather_than_fails(autojump_clock):
+    async def handle(item):
+        await trio.sleep(0.1)
+
+    worker = immp.Worker("target", 1, handle, on_error=print, timeout=lambda: None,
+                         on_timeout=lambda: None, stuck_after=0.2, patient=False,
+                         log=logging.getLogger("test"))  # fmt: skip
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(worker.run)
+        await worker.put((1,))
+        await trio.sleep(0.01)  # taken: the worker is busy with it
+        await worker.put((2,))  # fills the queue
+        async with trio.open_nursery() as producers:  # two producers wait at once
+            producers.start_soon(worker.put, (3,))
+            producers.start_soon(worker.put, (4,))
+        # Together they were held up longer than stuck_after: the next item is dropped (and
+        # counted), not an error.
+        await worker.put((5,))
+        assert worker.dropped == 1
+        worker.close()

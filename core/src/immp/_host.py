@@ -200,9 +200,9 @@ class Host:
         """
         for listener in self._config_listeners:
             listener(source)
-        if self._nursery is not None:
-            for hook in self._active_hooks():
-                self._nursery.start_soon(self._call_hook, hook, "on_config_change", source)
+        for hook in self._active_hooks():
+            # In the hook's own nursery: the call ends if the hook closes meanwhile.
+            hook._nursery.start_soon(self._call_hook, hook, "on_config_change", source)
 
     # -- lifetime -------------------------------------------------------------------------------
 
@@ -270,6 +270,9 @@ class Host:
         if self._nursery is None:
             item.state = OpenState.inactive
             return False
+        # A lifetime still closing must end before a new one begins (it clears what it made).
+        while item.state is OpenState.stopping and (closed := self._closed.get(name)) is not None:
+            await closed.wait()
         if item.state in (OpenState.active, OpenState.starting):
             return item.state is OpenState.active
         return await self._nursery.start(self._lifetime, item)
@@ -316,7 +319,8 @@ class Host:
                 if isinstance(item, Hook) and self.ready.is_set():
                     nursery.start_soon(self._call_hook, item, "on_ready")
                 await stop.wait()
-                item.state = OpenState.stopping
+                item.state = OpenState.stopping  # the pump stops feeding a stopping hook
+                await self._drain(item)
                 with trio.move_on_after(self.close_timeout) as scope:
                     scope.shield = True
                     await item.close()
@@ -346,6 +350,27 @@ class Host:
             self._closed.pop(item.name, None)
             if not started:
                 task_status.started(False)
+
+    async def _drain(self, item: Openable) -> None:
+        """
+        Before a hook closes, let it handle what is queued for it (within ``close_timeout``);
+        before a plug closes, say how many received messages it leaves unprocessed (its hooks
+        are closed by then when the host quits, and the network would not resend them).
+        """
+        worker = self._hook_workers.get(item.name)
+        if worker is not None:
+            worker.close()
+            with trio.move_on_after(self.close_timeout) as scope:
+                scope.shield = True
+                await worker.done.wait()
+            if scope.cancelled_caught:
+                log.warning("Hook %s: %d queued messages were not handled before it closed",
+                            item.name, len(worker))  # fmt: skip
+        elif isinstance(item, Plug) and item._inbox is not None:
+            left = item._inbox.statistics().current_buffer_used
+            if left:
+                log.warning("Plug %s closed with %d received messages not processed",
+                            item.name, left)  # fmt: skip
 
     # -- the receive path -----------------------------------------------------------------------
 

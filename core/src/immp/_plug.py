@@ -106,7 +106,7 @@ class Plug(Openable):
             return
         try:
             await self._inbox.send(sent)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, AttributeError):
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
             raise PlugError(f"{self.name}: received a message while closing") from None
 
     async def _match_echo(self, sent: SentMessage) -> tuple[Message, bool] | None:

@@ -69,10 +69,10 @@ class Watchdog:
         """Say that a call starts now."""
         self._calls += 1
         self._started = self._now()
-        limit = self._timeout()
+        limit = self._read()
         if limit != self._limit:
             # Rare: the limit changed; wake the watchdog so it sleeps by the new one.
-            self._limit = math.inf if limit is None else limit
+            self._limit = limit
             if self._changed is not None:
                 self._changed.set()
 
@@ -184,7 +184,10 @@ class Worker:
         if not self.stuck:
             while True:
                 taken, started = self.taken, trio.current_time()
-                limit = self.stuck_after if self.patient else self.stuck_after - self._held
+                # Not patient: what is left of stuck_after (two producers may both have waited).
+                limit = (
+                    self.stuck_after if self.patient else max(0.0, self.stuck_after - self._held)
+                )
                 with trio.move_on_after(limit):
                     try:
                         await self._send.send(item)
