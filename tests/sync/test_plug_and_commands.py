@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import immp
 from immp_sync import SyncHook, SyncPlug
 from tests.conftest import running
@@ -33,6 +35,38 @@ async def test_virtual_plug_sees_the_whole_bridge_as_one_channel():
         assert [c.source for c in await plug.public_channels()] == ["main"]
         members = await plug.channel_members(immp.Channel(plug, "main"))
         assert {u.name for u in members} == {"a", "b", "you"}
+
+
+async def test_the_virtual_plug_keeps_the_real_author_whatever_the_name_options():
+    # Hooks on the bridge plug (commands and their permissions) need the real author; the name
+    # options are for the copies shown on other networks.
+    host, _hook = bridged_host(plug="bridge", **{"name-format": "{{ user.name }} (via)"})
+    recorder = host.add_hook(Recorder(host=host))
+    alice = immp.User("alice", host.plugs["a"], username="alice")
+    async with running(host):
+        await host.plugs["a"].receive("hello", user=alice)
+        await host.plugs["b"].wait_puts(1)
+        await settle()
+        [on_bridge] = recorder.in_channel(immp.Channel(host.plugs["bridge"], "main"))
+    assert on_bridge.user == alice and not on_bridge.user.suggested
+    assert on_bridge.user.name == "alice"
+    assert host.plugs["b"].puts[0][1].user.name == "alice (via)"
+
+
+async def test_the_virtual_plug_closes_and_opens_with_its_hook():
+    host, _hook = bridged_host(plug="bridge")
+    async with running(host):
+        bridge = host.plugs["bridge"]
+        await host.stop("sync", disable=True)
+        assert bridge.state is not immp.OpenState.active
+        # Nothing sent into a bridge whose hook is off is taken and lost.
+        with pytest.raises(immp.PlugError):
+            await immp.Channel(bridge, "main").send(immp.Message("anyone?"))
+        assert await host.start("sync")
+        assert bridge.state is immp.OpenState.active
+        await immp.Channel(bridge, "main").send(immp.Message("back"))
+        await host.plugs["a"].wait_puts(1)
+    assert texts(host.plugs["a"]) == ["back"]
 
 
 async def test_sending_into_the_virtual_channel_reaches_every_channel():

@@ -89,7 +89,7 @@ class Options:
 
     __slots__ = ("joins", "renames", "style")
 
-    def __init__(self, config: dict[str, Any], plug: str):
+    def __init__(self, config: dict[str, Any], plug: str, *, keep_author: bool = False):
         over = (config["plugs"] or {}).get(plug) or {}
 
         def get(key):
@@ -97,7 +97,10 @@ class Options:
 
         self.joins = get("joins")
         self.renames = get("renames")
-        self.style = NameStyle(get("name-format"), get("reset-author"), get("strip-name-emoji"))
+        if keep_author:
+            self.style = NameStyle(None, False, False)
+        else:
+            self.style = NameStyle(get("name-format"), get("reset-author"), get("strip-name-emoji"))
 
     def accepts(self, sent: immp.Message) -> bool:
         if (sent.joined or sent.left) and not self.joins:
@@ -150,7 +153,10 @@ class BridgeHook(immp.Hook):
     def _options_for(self, plug: immp.Plug) -> Options:
         options = self._options.get(plug.name)
         if options is None:
-            options = self._options[plug.name] = Options(self.config, plug.name)
+            # The virtual plug is the bridge itself, not another network: hooks listening there
+            # (commands, permissions) must see the real author, not a name made for display.
+            keep = plug is self.plug
+            options = self._options[plug.name] = Options(self.config, plug.name, keep_author=keep)
         return options
 
     def _target(self, channel: immp.Channel) -> Target:

@@ -41,6 +41,13 @@ class SyncHook(BridgeHook):
 
     async def open(self) -> None:
         self._rebuild()
+        if self.plug is not None:
+            await self.host.start(self.plug.name)  # the bridge plug lives while the hook does
+
+    async def close(self) -> None:
+        await super().close()
+        if self.plug is not None:
+            await self.host.stop(self.plug.name)
 
     async def on_config_change(self, source: object) -> None:
         if source is self:
@@ -101,6 +108,8 @@ class SyncHook(BridgeHook):
 
     async def sync_virtual(self, sent: immp.SentMessage) -> None:
         """Sync what another hook sent, edited or deleted in the virtual plug's channel."""
+        if self.state is not immp.OpenState.active:
+            raise immp.PlugError(f"{self.plug.name}: the {self.name} hook is not running")
         route = self._virtual_routes.get(sent.channel)
         if route is None:
             raise immp.PlugError(f"{self.plug.name}: no bridge labelled {sent.channel.source!r}")
