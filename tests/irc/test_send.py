@@ -75,6 +75,21 @@ async def test_multiline_replies_edits_attachments_and_colours(server):
             assert texts[4] == f"{name} [image: cat.png] https://example.org/cat.png"
 
 
+async def test_lines_of_only_control_characters_are_not_sent(server):
+    async with RawClient.connected(server.port, "alice") as alice:
+        await alice.join("#test")
+        async with irc_host(plug_config(server.port)) as (host, _, _):
+            await alice.expect(":bot!", "JOIN", "#test")
+            chan = host.channels["chan0"]
+            assert await chan.send(immp.Message("\x03\x02\x0f\x01")) == []
+            assert await chan.send(immp.Message("\x02 \x1d", user=DAVE)) == []
+            await chan.send(immp.Message("one\n\x03\x16\ntwo"))
+            # Neither an empty line nor a bare "<dave> " went out.
+            texts = [parse_privmsg(line)[2] for line in await alice.collect("PRIVMSG", 2)]
+            assert texts == ["one", "two"]
+            assert not [line for line in await alice.quiet() if " PRIVMSG " in line]
+
+
 async def test_long_multibyte_message_is_split_within_512_bytes(server):
     words = [("żółw" if n % 3 else "日本語テキスト") + str(n) for n in range(300)]
     original = " ".join(words)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import immp
 
-from .formatting import expand_links, to_irc
+from .formatting import expand_links, scrub, to_irc
 
 LINE_LIMIT = 512
 # Unknown parts of our own hostmask are assumed as long as servers commonly allow (a ``~`` plus
@@ -40,9 +40,11 @@ def split_line(rich: immp.RichText, limit: int) -> list[str]:
     """
     One line of rich text as IRC-formatted pieces of at most ``limit`` bytes each, broken at
     white space where possible, never inside a character; formatting carries over to the
-    next piece. Pieces with only white space are left out.
+    next piece. Pieces with nothing to show once formatted (only white space, formatting codes
+    or control characters, which are scrubbed) are left out, so the list may be empty.
     """
     if limit < 16:
         raise ValueError(f"no room for text in an IRC line ({limit} bytes)")
     pieces = expand_links(rich).normalise().chunked(limit, _measure)
-    return [to_irc(piece) for piece in pieces]
+    # The same white space as chunked() breaks at: a no-break space alone is text.
+    return [text for text in map(to_irc, pieces) if scrub(text).strip(" \t\n")]

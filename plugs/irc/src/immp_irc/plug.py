@@ -423,6 +423,8 @@ class IRCPlug(immp.Plug):
             items.append(Outgoing(irctokens.build("PRIVMSG", [target, wire]).format(),
                                   meta=(channel, ident, text, wire, ctcp_action)))  # fmt: skip
             receipts.append(immp.Receipt(ident, channel))
+        if not items:
+            return []  # nothing to show on IRC (e.g. only control characters): nothing sent
         # Queueing returns without yielding, so the core records these receipts as ours
         # (Plug.send) before the writer can put a line on the wire and an echo come back.
         try:
