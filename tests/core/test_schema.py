@@ -2,7 +2,7 @@
 
 import pytest
 
-from immp import Any_, ConfigError, Nullable, Number, Optional, Ref, Schema
+from immp import Any_, ConfigError, Nullable, Number, Optional, Positive, Ref, Schema
 
 SPEC = Schema({
     "channels": {str: [Ref("channel")]},
@@ -77,3 +77,13 @@ def test_any_of_several_shapes():
 def test_error_string_is_one_line_with_file_and_path():
     err = ConfigError("no channel named 'lobby'", "hooks.sync.config.channels.main[1]", "demo.yaml")
     assert str(err) == "demo.yaml: hooks.sync.config.channels.main[1]: no channel named 'lobby'"
+
+
+def test_positive_numbers_and_whole_numbers():
+    spec = Schema({"size": Positive(int), Optional("every", None): Nullable(Positive())})
+    assert spec.validate({"size": 3, "every": 0.5}) == {"size": 3, "every": 0.5}
+    for value, what in ((0, "must be positive"), (-2, "must be positive"),
+                        (1.5, "expected an integer"), (True, "expected an integer")):  # fmt: skip
+        with pytest.raises(ConfigError, match=what) as caught:
+            spec.validate({"size": value})
+        assert caught.value.path == "size"

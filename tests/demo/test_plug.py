@@ -59,12 +59,12 @@ async def test_the_timer_stops_when_the_plug_is_disabled(mock_clock):
     assert recorder.texts == ["Test", "Test"]
 
 
-@pytest.mark.parametrize("interval", [0, -5])
-def test_a_timer_interval_must_be_positive(interval):
-    config = {"plugs": {"timer": {"path": "demo", "config": {"interval": interval}}}}
+@pytest.mark.parametrize(("key", "value"), [("interval", 0), ("interval", -5), ("history", -1)])
+def test_the_interval_and_history_must_be_positive(key, value):
+    config = {"plugs": {"timer": {"path": "demo", "config": {key: value}}}}
     with pytest.raises(immp.ConfigError) as caught:
         immp.build_host(config)
-    assert caught.value.path == "plugs.timer.config.interval"
+    assert caught.value.path == f"plugs.timer.config.{key}"
     assert "positive" in str(caught.value)
 
 

@@ -38,7 +38,7 @@ from ._message import (
 )
 from ._openable import Openable, OpenState
 from ._plug import Plug
-from ._schema import Any_, Check, Nullable, Number, Optional, Ref, Schema
+from ._schema import Any_, Check, Nullable, Number, Optional, Positive, Ref, Schema
 from ._worker import Worker, take
 from .hookspecs import hookimpl
 
@@ -68,6 +68,7 @@ __all__ = [
     "Optional",
     "Plug",
     "PlugError",
+    "Positive",
     "Receipt",
     "Ref",
     "ResourceHook",

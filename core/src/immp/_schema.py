@@ -66,6 +66,13 @@ class Number:
     """An int or float (not a bool)."""
 
 
+class Positive:
+    """A number above zero: ``Positive(int)`` for a whole one, ``Positive()`` for any number."""
+
+    def __init__(self, kind: Any = Number):
+        self.kind = kind
+
+
 class Ref:
     """The name of a channel, group, plug or hook defined in the same config."""
 
@@ -133,6 +140,11 @@ class Schema:
         if spec is Number:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ConfigError(f"expected a number, got {_describe(value, path)}", path)
+            return value
+        if isinstance(spec, Positive):
+            value = self._check(spec.kind, value, path, refs)
+            if value <= 0:
+                raise ConfigError(f"must be positive, got {_describe(value, path)}", path)
             return value
         if isinstance(spec, Check):
             try:

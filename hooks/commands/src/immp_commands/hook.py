@@ -80,7 +80,7 @@ SCHEMA = immp.Schema({
     immp.Optional("sets", {}): {str: {immp.Ref("hook"): [str]}},
     immp.Optional("return-errors", False): bool,
     immp.Optional("admins", {}): {immp.Ref("plug"): [immp.Any_(str, int, describe="a user ID")]},
-    immp.Optional("max-length", 4000): int,
+    immp.Optional("max-length", 4000): immp.Positive(int),
 })  # fmt: skip
 
 _GROUP_TITLES = (
@@ -109,8 +109,6 @@ class CommandHook(HostCommands, immp.Hook):
                     raise immp.ConfigError(
                         f"no set named {set_name!r} (under sets)", f"mapping.{label}.sets[{index}]"
                     )
-        if self.config["max-length"] < 1:
-            raise immp.ConfigError("must be positive", "max-length")
 
     # -- which messages are commands ------------------------------------------------------------
 

@@ -52,12 +52,6 @@ def _template(value: Any) -> Any:
     return value
 
 
-def _positive(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError("must be a positive integer")
-    return value
-
-
 _TEMPLATE = immp.Nullable(immp.Check(_template, "a Jinja2 template"))
 
 #: What ``plugs`` may override for copies sent to one plug; a key left out keeps the hook's.
@@ -78,8 +72,8 @@ COMMON_SCHEMA = {
     immp.Optional("name-format", None): _TEMPLATE,
     immp.Optional("strip-name-emoji", False): bool,
     immp.Optional("plugs", {}): immp.Nullable({str: PLUG_OPTIONS}),
-    immp.Optional("history", 10_000): immp.Check(_positive, "a positive integer"),
-    immp.Optional("queue-size", 1000): immp.Check(_positive, "a positive integer"),
+    immp.Optional("history", 10_000): immp.Positive(int),
+    immp.Optional("queue-size", 1000): immp.Positive(int),
     immp.Optional("send-timeout", 30.0): immp.Nullable(immp.Number),
 }
 

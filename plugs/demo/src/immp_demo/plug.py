@@ -49,7 +49,7 @@ import immp
 from .console import render
 
 SCHEMA = immp.Schema({
-    immp.Optional("interval", 10.0): immp.Nullable(immp.Number),
+    immp.Optional("interval", 10.0): immp.Nullable(immp.Positive()),
     immp.Optional("text", "Test"): str,
     immp.Optional("user", None): immp.Nullable(str),
     immp.Optional("channel", "dummy"): immp.Any_(str, int, describe="a string"),
@@ -57,7 +57,7 @@ SCHEMA = immp.Schema({
     immp.Optional("console", False): bool,
     immp.Optional("show", False): bool,
     immp.Optional("console-user", "you"): str,
-    immp.Optional("history", 1000): int,
+    immp.Optional("history", 1000): immp.Positive(int),
 })  # fmt: skip
 
 
@@ -71,8 +71,6 @@ class DemoPlug(immp.Plug):
 
     def __init__(self, name, config, host):
         super().__init__(name, config, host)
-        if self.config["interval"] is not None and self.config["interval"] <= 0:
-            raise immp.ConfigError("must be positive (or null to turn the timer off)", "interval")
         self._ids = itertools.count(1)
         self.bot = immp.User(
             id=self.config["user"] or name, plug=self, username=self.config["user"] or name
