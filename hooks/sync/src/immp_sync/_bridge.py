@@ -194,13 +194,9 @@ class BridgeHook(immp.Hook):
 
     async def on_receive(self, sent: immp.SentMessage, source: immp.Message, primary: bool):
         route = await self.route(sent.channel)
-        if route is None or not self.wanted(sent):
+        if route is None:
             return
         await self.sync(route, sent)
-
-    def wanted(self, sent: immp.SentMessage) -> bool:
-        """Whether to copy this message at all (the forward hook filters authors)."""
-        return True
 
     def _copied_elsewhere(self, channel: immp.Channel, id: str) -> bool:
         """Whether another sync or forward hook made this message as a copy."""

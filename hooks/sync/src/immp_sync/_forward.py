@@ -31,8 +31,11 @@ class ForwardHook(BridgeHook):
     def __init__(self, name, config, host, priority=None):
         super().__init__(name, config, host, priority)
         self._routes: dict[immp.Channel, Route | None] = {}
+        self._users = self._read_users()
+
+    def _read_users(self) -> set[str] | None:
         users = self.config["users"]
-        self._users = None if users is None else set(users)
+        return None if users is None else set(users)
 
     async def open(self) -> None:
         # Cached routes point at targets that closing the hook closed.
@@ -42,8 +45,7 @@ class ForwardHook(BridgeHook):
     async def on_config_change(self, source: object) -> None:
         if source is self:
             self._reset_options()
-            users = self.config["users"]
-            self._users = None if users is None else set(users)
+            self._users = self._read_users()
         self._routes = {}
         if self.state is immp.OpenState.active:
             keep = set()
@@ -51,7 +53,10 @@ class ForwardHook(BridgeHook):
                 keep.update(c for c in map(self.host.channels.get, names) if c is not None)
             self._retire_targets(keep)
 
-    def wanted(self, sent: immp.SentMessage) -> bool:
+    def wants(self, sent: immp.SentMessage, source: immp.Message, primary: bool) -> bool:
+        if not super().wants(sent, source, primary):
+            return False
+        # ``users``: checked here, before the message is queued for the hook at all.
         if self._users is None or sent.deleted:
             return True
         return sent.user is not None and sent.user.id in self._users
