@@ -19,7 +19,7 @@ import yaml
 
 from ._channel import Channel, Group
 from ._errors import ConfigError
-from ._hook import Hook
+from ._hook import DEFAULT_TIMEOUT, Hook
 from ._host import Host
 from ._openable import OpenState
 from ._plug import Plug
@@ -58,7 +58,7 @@ TOP_SCHEMA = Schema(
             Optional("config", {}): Nullable(dict),
             Optional("enabled", True): bool,
             Optional("priority", None): Nullable(int),
-            Optional("timeout", 30.0): Nullable(Number),
+            Optional("timeout", DEFAULT_TIMEOUT): Nullable(Number),
         }}),
         Optional("host", {}): {
             Optional("echo-history", 10_000): int,
@@ -227,10 +227,15 @@ def dump_config(host: Host, plugins: Plugins | None = None) -> dict[str, Any]:
     """The live state of the host as a config mapping, ready to write."""
     out: dict[str, Any] = {k: v for k, v in host.settings.items() if k != "logging"}
 
+    found = plugins
+
     def path_of(item):
+        nonlocal found
         if item.path:
             return item.path
-        return (plugins or Plugins()).name_of(type(item))
+        if found is None:
+            found = Plugins()  # discovery once per dump, only for items added without a path
+        return found.name_of(type(item))
 
     def entry(item, **more):
         data = {"path": path_of(item)}
@@ -254,7 +259,7 @@ def dump_config(host: Host, plugins: Plugins | None = None) -> dict[str, Any]:
     hooks = {}
     for name, hook in host.hooks.items():
         more = {} if hook.priority is None else {"priority": hook.priority}
-        if hook.timeout != 30.0:
+        if hook.timeout != DEFAULT_TIMEOUT:
             more["timeout"] = hook.timeout
         hooks[name] = entry(hook, **more)
     out["hooks"] = hooks

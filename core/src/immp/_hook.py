@@ -12,6 +12,10 @@ if TYPE_CHECKING:
     from ._message import Message, SentMessage
 
 
+#: Seconds before a hanging hook call is cut off, unless the config's ``timeout`` says otherwise.
+DEFAULT_TIMEOUT = 30.0
+
+
 class Hook(Openable):
     """
     A worker on the message stream. Override what you need:
@@ -33,7 +37,7 @@ class Hook(Openable):
         super().__init__(name, config, host)
         self.priority = priority
         #: Seconds before a hanging before_receive/on_receive/before_send call is cut off.
-        self.timeout: float = 30.0
+        self.timeout: float = DEFAULT_TIMEOUT
 
     @staticmethod
     def is_echo(sent: SentMessage, source: Message) -> bool:

@@ -431,9 +431,12 @@ class Host:
             if echo is None:
                 source = sent
         for level in plan.levels:
-            async with trio.open_nursery() as nursery:
-                for hook, wants in level:
-                    if wants is None or wants(sent, source, primary):
+            hooks = [hook for hook, wants in level if wants is None or wants(sent, source, primary)]
+            if len(hooks) == 1:  # no nursery and task for a level of one
+                await self._call_hook(hooks[0], "on_receive", sent, source, primary)
+            elif hooks:
+                async with trio.open_nursery() as nursery:
+                    for hook in hooks:
                         nursery.start_soon(
                             self._call_hook, hook, "on_receive", sent, source, primary
                         )
