@@ -15,6 +15,7 @@ The docstring is the help text; the signature (after ``self`` and ``msg``) gives
 from __future__ import annotations
 
 import enum
+import functools
 import inspect
 import logging
 import shlex
@@ -200,10 +201,16 @@ class BoundCommand:
 
 def commands_of(hook: Hook) -> dict[str, BoundCommand]:
     """Every command a hook declares, by name."""
-    found: dict[str, BoundCommand] = {}
-    for klass in reversed(type(hook).__mro__):
-        for value in vars(klass).values():
+    return {name: BoundCommand(hook, spec) for name, spec in _specs_of(type(hook)).items()}
+
+
+@functools.cache
+def _specs_of(klass: type) -> dict[str, CommandSpec]:
+    # Per class, once: the commands hook asks for every open hook's commands per command line.
+    found: dict[str, CommandSpec] = {}
+    for base in reversed(klass.__mro__):
+        for value in vars(base).values():
             spec = getattr(value, "_immp_command", None)
             if isinstance(spec, CommandSpec):
-                found[spec.name] = BoundCommand(hook, spec)
+                found[spec.name] = spec
     return found
