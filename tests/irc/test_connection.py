@@ -9,6 +9,7 @@ import pytest
 import trio
 
 import immp
+from tests.faults.peer import ScriptedServer
 from tests.ngircd import NgircdServer, RawClient, parse_privmsg
 
 from .conftest import irc_host, plug_config
@@ -38,6 +39,35 @@ async def test_burst_of_500_arrives_complete_in_order_without_flood_kick(ngircd_
                 assert plug.connection.registrations == 1  # never disconnected
                 await alice.send("NAMES #test")
                 assert "bot" in await alice.expect(" 353 ", "#test")
+
+
+async def test_a_burst_of_ctcp_requests_is_answered_under_flood_control(caplog):
+    # A long send-delay: after its burst the plug may send nothing more during the test.
+    caplog.set_level(logging.WARNING, logger="immp_irc")
+    config = plug_config(0, **{"send-burst": 4, "send-delay": 600})
+    async with ScriptedServer.running() as peer:
+        config["server"]["port"] = peer.port
+        async with irc_host(config, channels=("#room",)) as (_, plug, _):
+            # The JOIN and the WHO after it took two of the four tokens.
+            await peer.wait_for(b"WHO #room")
+
+            def replies() -> list[bytes]:
+                return [line for line in peer.received if line.startswith(b"NOTICE mallory ")]
+
+            request = b":mallory!m@h PRIVMSG bot :\x01VERSION\x01"
+            await peer.send(*[request] * 20, b"PING :first")
+            # The server's PING is answered at once, while the replies wait for tokens.
+            await peer.wait_for(b"PONG first")
+            assert len(replies()) <= 2
+            await peer.send(b"PING :second")
+            await peer.wait_for(b"PONG second")
+            assert len(replies()) == 2
+            assert all(b"\x01VERSION IMMP" in line for line in replies())
+            assert plug.connection.registrations == 1  # still the first connection
+            assert plug.connection.ready
+    dropped = [r for r in caplog.records if r.name.startswith("immp_irc")
+               and r.levelno >= logging.WARNING and "dropping" in r.getMessage()]  # fmt: skip
+    assert len(dropped) == 1
 
 
 async def test_server_killed_and_restarted_mid_stream_loses_nothing(ngircd_available, tmp_path):

@@ -8,11 +8,13 @@ it, in a shared channel; or ``731 RPL_MONOFFLINE`` where the server offers ``MON
 otherwise every ``nick-retry`` seconds.
 
 Outgoing lines wait in one queue per connection and leave it under flood control (a token
-bucket: a burst, then one line per ``send-delay``). The queue outlives each TCP connection:
-lines queued while disconnected go out in order after the next registration. A line written to
-a socket stays "unacknowledged" until a later ``PING`` we send comes back as ``PONG`` (servers
-answer in order); lines still unacknowledged when a connection dies are sent again after the
-reconnect, so a dying server can duplicate a line but never lose one.
+bucket: a burst, then one line per ``send-delay``); replies to CTCP requests, then joins, go
+ahead of them under the same flood control, and only ``PONG`` (and our keepalive ``PING``) is
+written at once, outside it. The queue outlives each TCP connection: lines queued while
+disconnected go out in order after the next registration. A line written to a socket stays
+"unacknowledged" until a later ``PING`` we send comes back as ``PONG`` (servers answer in
+order); lines still unacknowledged when a connection dies are sent again after the reconnect,
+so a dying server can duplicate a line but never lose one.
 
 The plug sees the connection through a small :class:`Handler` contract (see there).
 
@@ -51,9 +53,14 @@ MAX_INCOMING = 16384
 MAX_TOKEN = 400
 # Longest line (without CR LF) ever written: IRC's 512 bytes including CR LF.
 MAX_LINE = 510
-# CTCP and PONG replies waiting to be written; when full, further CTCP replies are not sent
-# (logged): someone flooding us with CTCP requests must not grow memory.
+# PONGs (and our keepalive PING) waiting to be written, at once and outside flood control: only
+# the server sends us PINGs, so this only bounds a misbehaving server.
 MAX_CONTROL = 64
+# Replies to other users' requests (CTCP VERSION, PING) waiting for flood control. Anyone can
+# ask, as often as they like: beyond this many waiting, replies are dropped (one warning per
+# flood), so that a burst of requests neither grows memory nor, answered at once, gets the bot
+# killed for "Excess Flood".
+MAX_REPLIES = 8
 # Replies to a NICK that refuse the nick. Before registration they make us try an alternative;
 # after it, they answer our attempt to take the configured nick back.
 NICK_REFUSED = frozenset({"432", "433", "436", "437"})
@@ -265,9 +272,11 @@ class Connection:
         self.registrations = 0
         self._queue: deque[Outgoing] = deque()  # data lines, bounded by settings.queue_size
         self._priority: deque[str] = deque()  # joins and perform, ahead of data, flood-controlled
-        self._control: deque[str] = deque()  # PONG and CTCP replies, ahead of everything
+        self._replies: deque[str] = deque()  # CTCP replies, ahead of those, flood-controlled
+        self._replies_dropped = False  # warned about dropping replies since the last ran out
+        self._control: deque[str] = deque()  # PONG, keepalive PING: at once, no flood control
         self._unacked: deque[Outgoing] = deque()
-        self._wake = trio.Event()  # something for the writer to do
+        self._wake = trio.Event()  # something for the writers to do
         self._space = trio.Event()  # room in the queue
         self._acks = itertools.count(1)
         self._stream: trio.abc.Stream | None = None
@@ -321,10 +330,29 @@ class Connection:
         self._poke()
 
     def send_control(self, line: str) -> bool:
-        """Queue a short reply ahead of everything; ``False`` if too many are waiting."""
+        """
+        Queue a line (``PONG``) to be written at once, outside flood control; ``False`` if too
+        many are waiting.
+        """
         if len(self._control) >= MAX_CONTROL:
             return False
         self._control.append(line)
+        self._poke()
+        return True
+
+    def send_reply(self, line: str) -> bool:
+        """
+        Queue a reply to someone's request (a CTCP reply) ahead of other lines, under flood
+        control. With :data:`MAX_REPLIES` waiting it is dropped (``False``), and the first drop
+        of a flood is logged.
+        """
+        if len(self._replies) >= MAX_REPLIES:
+            if not self._replies_dropped:
+                self._replies_dropped = True
+                self.log.warning("%d replies (CTCP) waiting for flood control; dropping further "
+                                 "replies until they are sent", len(self._replies))  # fmt: skip
+            return False
+        self._replies.append(line)
         self._poke()
         return True
 
@@ -385,6 +413,8 @@ class Connection:
             self._queue.appendleft(item)
         self._unacked.clear()
         self._priority.clear()
+        self._replies.clear()
+        self._replies_dropped = False
         self._control.clear()
         self._stream = None
         self._registered = False
@@ -422,6 +452,7 @@ class Connection:
             self._nick_wait = None
             self._nick_invalid = False
             self._last_recv = trio.current_time()
+            nursery.start_soon(self._control_writer)
             nursery.start_soon(self._writer)
             nursery.start_soon(self._keepalive)
             nursery.start_soon(self._registration_deadline)
@@ -728,12 +759,24 @@ class Connection:
         self._space.set()
         self._space = trio.Event()
 
+    async def _control_writer(self) -> None:
+        # A task of its own, so that a PONG never waits for the flood-control bucket that
+        # the other writer may be sleeping on.
+        while True:
+            if self._control:
+                await self._write(self._control.popleft())
+            else:
+                await self._wake.wait()
+
     async def _writer(self) -> None:
         bucket = TokenBucket(self.settings.send_burst, self.settings.send_delay)
         unmarked = 0  # written data lines not yet followed by an acknowledging PING
         while True:
-            if self._control:
-                await self._write(self._control.popleft())
+            if self._replies:
+                await bucket.take()
+                await self._write(self._replies.popleft())
+                if not self._replies:
+                    self._replies_dropped = False  # the flood is over: warn again next time
             elif self._priority:
                 await bucket.take()
                 await self._write(self._priority.popleft())

@@ -401,8 +401,8 @@ class IRCPlug(immp.Plug):
             return
         if not _valid_name(nick) or len(nick.encode("utf-8")) > NAME_LIMIT:
             return  # no nick a server hands out; nothing to answer
-        if not self.connection.send_control(irctokens.build("NOTICE", [nick, reply]).format()):
-            self.log.warning("Too many CTCP requests; not answering %s from %s", verb, nick)
+        # Under flood control; dropped (and logged once) when many wait: see send_reply.
+        self.connection.send_reply(irctokens.build("NOTICE", [nick, reply]).format())
 
     # -- sending --------------------------------------------------------------------------------
 
