@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import signal
 
 import pytest
 import trio
@@ -68,6 +69,37 @@ async def test_a_burst_of_ctcp_requests_is_answered_under_flood_control(caplog):
     dropped = [r for r in caplog.records if r.name.startswith("immp_irc")
                and r.levelno >= logging.WARNING and "dropping" in r.getMessage()]  # fmt: skip
     assert len(dropped) == 1
+
+
+async def test_a_line_sent_again_after_a_reconnect_reaches_hooks_once(server, caplog):
+    # Without echo-message (ngircd has none) the plug shows hooks what it wrote itself.
+    caplog.set_level(logging.DEBUG, logger="immp_irc")
+
+    def written(text: str) -> int:
+        return sum(r.getMessage() == f">> PRIVMSG #test :{text}" for r in caplog.records)
+
+    async with irc_host(plug_config(server.port)) as (host, plug, recorder):
+        with trio.fail_after(10):
+            while not plug.connection.state.has_channel("#test"):
+                await trio.sleep(0.02)
+        # A frozen server reads nothing and answers nothing: the line written now stays
+        # unacknowledged until the server dies, so it is written again after the reconnect.
+        server.process.send_signal(signal.SIGSTOP)
+        await host.channels["chan0"].send(immp.Message("while frozen"))
+        with trio.fail_after(10):
+            while not written("while frozen"):
+                await trio.sleep(0.02)
+        await server.restart(kill=True)
+        with trio.fail_after(20):
+            while written("while frozen") < 2:
+                await trio.sleep(0.02)
+        assert plug.connection.registrations == 2
+        assert await plug.connection.drain(10)
+        await host.channels["chan0"].send(immp.Message("after"))
+        await recorder.wait_for(lambda sent: str(sent.text) == "after")
+        frozen = [sent for sent in (s for s, _, _ in recorder.seen)
+                  if str(sent.text) == "while frozen"]  # fmt: skip
+        assert len(frozen) == 1
 
 
 async def test_server_killed_and_restarted_mid_stream_loses_nothing(ngircd_available, tmp_path):

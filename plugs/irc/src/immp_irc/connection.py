@@ -181,7 +181,9 @@ class Handler(Protocol):
     QUIT can still see the channels of the user who quits), then ``await handler.handle(line,
     prepared)`` after. ``await handler.on_ready()`` runs once per registration, after the MOTD
     (send ``perform`` and joins there, with :meth:`Connection.send_priority`);
-    ``handler.on_sent(item)`` after each queued line is written.
+    ``handler.on_sent(item)`` once per queued line, just *before* its first write (so that it
+    has run when the server's echo of the line can be read). A line written again after a
+    reconnect (see the module docstring) is not reported again.
     """
 
     def prepare(self, line: irctokens.Line) -> Any: ...
@@ -200,6 +202,8 @@ class Outgoing:
     line: str
     meta: Any = None
     ack: int | None = field(default=None, repr=False)
+    #: Whether ``Handler.on_sent`` has seen this line (it is written again after a reconnect).
+    reported: bool = field(default=False, repr=False)
 
 
 class TokenBucket:
@@ -788,8 +792,11 @@ class Connection:
                 self._space.set()
                 self._space = trio.Event()
                 self._unacked.append(item)
-                # Before the write, which yields: the server's echo may be read straight after.
-                self.handler.on_sent(item)
+                if not item.reported:
+                    # Before the write, which yields: the server's echo may be read straight
+                    # after. Once: a line written again after a reconnect is the same message.
+                    item.reported = True
+                    self.handler.on_sent(item)
                 await self._write(item.line)
                 unmarked += 1
                 if unmarked >= ACK_EVERY or not self._queue:
