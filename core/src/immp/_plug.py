@@ -33,7 +33,9 @@ class Plug(Openable):
     #: runner's ``-w`` never writes it to the config file.
     virtual: bool = False
 
-    def __init__(self, name: str, config, host: Host):
+    def __init__(self, name: str, config, host: Host, virtual: bool | None = None):
+        if virtual is not None:  # IMMP's way of saying it; here usually a class attribute
+            self.virtual = virtual
         self._link_up = True
         self._link_reason: str | None = None
         self._network_id: str | None = None
