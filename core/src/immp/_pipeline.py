@@ -75,8 +75,8 @@ class _Line:
     )
 
     def __init__(self, echo_history: int):
-        self.echoes: BoundedCache[tuple[Channel, str], tuple[Message, bool, bool]] = (
-            BoundedCache(echo_history)
+        self.echoes: BoundedCache[tuple[Channel, str], tuple[Message, bool, bool]] = BoundedCache(
+            echo_history
         )
         self.inbox: trio.MemorySendChannel | None = None
         self.in_flight: dict[int, Channel] = {}  # puts under way, by token
