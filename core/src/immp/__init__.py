@@ -42,6 +42,7 @@ from ._message import (
 from ._openable import Openable, OpenState
 from ._plug import Plug
 from ._schema import Any_, Check, Nullable, Number, Optional, Positive, Ref, Schema
+from ._store import MemoryStore, MessageMap, State, Store, StoreError, channel_key
 from ._worker import Worker, take
 from .hookspecs import hookimpl
 
@@ -63,7 +64,9 @@ __all__ = [
     "Hook",
     "Host",
     "Location",
+    "MemoryStore",
     "Message",
+    "MessageMap",
     "Nullable",
     "Number",
     "OpenState",
@@ -79,9 +82,13 @@ __all__ = [
     "Schema",
     "Segment",
     "SentMessage",
+    "State",
+    "Store",
+    "StoreError",
     "User",
     "Worker",
     "build_host",
+    "channel_key",
     "command",
     "commands_of",
     "describe_error",
