@@ -53,14 +53,18 @@ class Optional:
     """
     A mapping key that may be left out; ``default`` is filled in (a copy, if mutable), or with
     ``omit`` nothing is, and the key stays out (for overrides, where absent means "inherit").
-    ``doc`` says what the key is (shown in the generated docs).
+    ``doc`` says what the key is, and ``doc_default`` what the default means where the value
+    alone does not say it (``port: null`` is "6697 with `ssl`, else 6667"); both are shown in
+    the generated docs.
     """
 
-    def __init__(self, key: str, default: Any = None, *, omit: bool = False, doc: str = ""):
+    def __init__(self, key: str, default: Any = None, *, omit: bool = False, doc: str = "",
+                 doc_default: str | None = None):  # fmt: skip
         self.key = key
         self.default = default
         self.omit = omit
         self.doc = doc
+        self.doc_default = doc_default
 
     def make_default(self) -> Any:
         if isinstance(self.default, (list, dict)):

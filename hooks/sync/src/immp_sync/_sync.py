@@ -8,9 +8,14 @@ from ._bridge import COMMON_SCHEMA, BridgeHook, Route
 from ._plug import SyncPlug
 
 SCHEMA = immp.Schema({
-    immp.Optional("channels", {}): {str: [immp.Ref("channel")]},
-    immp.Optional("plug", None): immp.Nullable(str),
-    immp.Optional("titles", {}): {str: str},
+    immp.Optional("channels", {}, doc="bridge label -> list of channel names"):
+        {str: [immp.Ref("channel")]},
+    immp.Optional("plug", None, doc="name of a virtual plug to register: one channel per bridge "
+                                    "label (source = the label), where other hooks see every "
+                                    "message of the bridge and can send, edit and delete into "
+                                    "all of it"): immp.Nullable(str),
+    immp.Optional("titles", {}, doc="bridge label -> title of its channel on the virtual plug "
+                                    "(default: the label)"): {str: str},
     **COMMON_SCHEMA,
 })  # fmt: skip
 

@@ -79,38 +79,70 @@ ECHO_BUFFER = 1024
 NAME_LIMIT = 64
 
 SCHEMA = immp.Schema({
-    "server": {
-        "host": str,
-        immp.Optional("port", None): immp.Nullable(int),
-        immp.Optional("ssl", False): bool,
-        immp.Optional("verify", True): bool,
-        immp.Optional("ca-file", None): immp.Nullable(str),
-        immp.Optional("password", None): immp.Nullable(str),
+    immp.Required("server", doc="the server to connect to"): {
+        immp.Required("host", doc="server host name"): str,
+        immp.Optional("port", None, doc="server port", doc_default="6697 with `ssl`, else 6667"):
+            immp.Nullable(immp.Range(int, 1, 65535)),
+        immp.Optional("ssl", False, doc="connect with TLS"): bool,
+        immp.Optional("verify", True, doc="verify the certificate and host name (turn off only "
+                                          "explicitly)"): bool,
+        immp.Optional("ca-file", None, doc="PEM file of CAs to trust instead of the system's, "
+                                           "for private servers"): immp.Nullable(str),
+        immp.Optional("password", None, doc="server password (`PASS`)"): immp.Nullable(str),
     },
-    "user": {
-        "nick": str,
-        immp.Optional("real-name", None): immp.Nullable(str),
-        immp.Optional("username", None): immp.Nullable(str),
+    immp.Required("user", doc="who the bot is"): {
+        immp.Required("nick", doc="nick name; alternatives within the server's NICKLEN when it "
+                                  "is taken, and the nick taken back when its holder leaves "
+                                  "(see `nick-retry`)"): str,
+        immp.Optional("real-name", None, doc="real name (\"gecos\")", doc_default="the nick"):
+            immp.Nullable(str),
+        immp.Optional("username", None, doc="user name (`nick!USER@host`)",
+                      doc_default="the nick"): immp.Nullable(str),
     },
-    immp.Optional("sasl", None): immp.Nullable({"username": str, "password": str}),
-    immp.Optional("perform", []): [str],
-    immp.Optional("quit", "Disconnecting"): str,
-    immp.Optional("accept-invites", False): bool,
-    immp.Optional("colour-nicks", False): bool,
-    immp.Optional("quote-reply-to", True): bool,
-    immp.Optional("send-delay", 0.5): immp.Number,
-    immp.Optional("send-burst", 5): int,
-    immp.Optional("queue-size", 1000): int,
-    immp.Optional("queue-timeout", 60.0): immp.Number,
-    immp.Optional("channel-keys", {}): {str: str},
-    immp.Optional("ping-interval", 60.0): immp.Number,
-    immp.Optional("ping-timeout", 30.0): immp.Number,
-    immp.Optional("reconnect-delay", 2.0): immp.Number,
-    immp.Optional("reconnect-max", 300.0): immp.Number,
-    immp.Optional("rejoin-delay", 5.0): immp.Number,
-    immp.Optional("nick-retry", 30.0): immp.Number,
-    immp.Optional("puppet", False): bool,
-    immp.Optional("puppet-prefix", ""): str,
+    immp.Optional("sasl", None, doc="log in to services with SASL PLAIN where the server offers "
+                                    "it"):
+        immp.Nullable({immp.Required("username", doc="account name"): str,
+                       immp.Required("password", doc="account password"): str}),
+    immp.Optional("perform", [], doc="raw lines sent after each registration (e.g. a NickServ "
+                                     "identify on servers without SASL); line breaks are "
+                                     "removed"): [str],
+    immp.Optional("quit", "Disconnecting", doc="quit message"): str,
+    immp.Optional("accept-invites", False, doc="join channels the bot is invited to"): bool,
+    immp.Optional("colour-nicks", False, doc="colour relayed authors' names, stably per name"):
+        bool,
+    immp.Optional("quote-reply-to", True, doc="quote the start of the message a reply answers"):
+        bool,
+    immp.Optional("send-delay", 0.5, doc="seconds per line after a burst (flood control)"):
+        immp.Range(immp.Number, 0),
+    immp.Optional("send-burst", 5, doc="lines sent at once before `send-delay` applies"):
+        immp.Positive(int),
+    immp.Optional("queue-size", 1000, doc="lines that may wait to be sent (e.g. while "
+                                          "disconnected)"): immp.Positive(int),
+    immp.Optional("queue-timeout", 60.0, doc="seconds a send waits for room in a full queue "
+                                             "before it fails with an error (never silently)"):
+        immp.Positive(),
+    immp.Optional("channel-keys", {}, doc="keys of channels that need one, by channel name"):
+        {str: str},
+    immp.Optional("ping-interval", 60.0, doc="seconds of silence before the bot checks the "
+                                             "server"): immp.Positive(),
+    immp.Optional("ping-timeout", 30.0, doc="seconds to wait for that check before "
+                                            "reconnecting"): immp.Positive(),
+    immp.Optional("reconnect-delay", 2.0, doc="first delay before reconnecting; doubles up to "
+                                              "`reconnect-max` (randomised by up to half, so "
+                                              "many bots do not return at once)"):
+        immp.Positive(),
+    immp.Optional("reconnect-max", 300.0, doc="longest delay between reconnection attempts"):
+        immp.Positive(),
+    immp.Optional("rejoin-delay", 5.0, doc="seconds before rejoining a channel after a kick"):
+        immp.Range(immp.Number, 0),
+    immp.Optional("nick-retry", 30.0, doc="while registered under an alternative nick, seconds "
+                                          "between attempts to take `user.nick` back (`0`: only "
+                                          "when its holder is seen to leave; with `MONITOR`, "
+                                          "only after a refusal MONITOR cannot report)"):
+        immp.Range(immp.Number, 0),
+    immp.Optional("puppet", False, doc="accepted for IMMP configs; puppets are not supported "
+                                       "yet (a warning is logged)"): bool,
+    immp.Optional("puppet-prefix", "", doc="accepted for IMMP configs, with `puppet`"): str,
 })  # fmt: skip
 
 
