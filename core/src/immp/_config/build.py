@@ -78,7 +78,7 @@ def _build(data: dict[str, Any], plugins: Plugins, warn: Callable) -> Host:
         hook_stuck_after=options["hook-stuck-after"],
     )
     host.extra_config = {k: v for k, v in data.items() if k not in KNOWN_SECTIONS}
-    host.settings = {key: data[key] for key in ("path", "host", "logging") if data.get(key)}
+    host.settings = {key: data[key] for key in ("path", "host", "logging", "store") if data.get(key)}
     for name, spec in config["plugs"].items():
         plug = _create(f"plugs.{name}", refs, warn, classes[name], name, spec["config"], host)
         plug.path = spec["path"]
