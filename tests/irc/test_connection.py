@@ -94,7 +94,7 @@ async def test_a_line_sent_again_after_a_reconnect_reaches_hooks_once(server, ca
             while written("while frozen") < 2:
                 await trio.sleep(0.02)
         assert plug.connection.registrations == 2
-        assert await plug.connection.drain(10)
+        assert await plug.connection.outgoing.drain(10)
         await host.channels["chan0"].send(immp.Message("after"))
         await recorder.wait_for(lambda sent: str(sent.text) == "after")
         frozen = [sent for sent in (s for s, _, _ in recorder.seen)

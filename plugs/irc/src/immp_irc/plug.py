@@ -17,6 +17,9 @@ Config:
         username (str or null, default the nick): User name (the ``user`` in ``nick!user@host``).
     sasl ({username: str, password: str} or null, default null):
         Log in to services with SASL PLAIN where the server offers it.
+    sasl-required (bool, default true): With ``sasl`` set, a failed SASL login (a wrong
+        password, or a server that offers no SASL PLAIN) stops the plug with a one-line error;
+        false: go on without the account after a warning.
     perform (str list, default []): Raw lines sent after each registration (e.g. a NickServ
         identify on servers without SASL); line breaks are removed.
     quit (str, default "Disconnecting"): Quit message.
@@ -51,7 +54,7 @@ account-notify), otherwise ``nick!user@host``; ``nick!*@*`` when the user and ho
 yet. Never a bare nick, so a nick change cannot take over someone's permissions.
 
 Logging: at DEBUG every raw line read (``<< ...``) and written (``>> ...``), one record per
-line, with passwords cut out (``PASS ***``; see :func:`immp_irc.connection.redact`).
+line, with passwords cut out (``PASS ***``; see :func:`immp_irc.redact.redact`).
 """
 
 from __future__ import annotations
@@ -67,9 +70,10 @@ import trio
 
 import immp
 
-from .connection import Connection, Outgoing, QueueFull, Settings
+from .connection import Connection, Settings
 from .formatting import CTCP, coloured, from_irc, scrub
 from .lines import guess_mask, split_line, text_budget
+from .outgoing import Outgoing, QueueFull
 
 VERSION = "IMMP IRC plug (immp-plug-irc)"
 # Emulated echoes (servers without echo-message) waiting for the host; when full, an echo is
@@ -93,6 +97,7 @@ SCHEMA = immp.Schema({
         immp.Optional("username", None): immp.Nullable(str),
     },
     immp.Optional("sasl", None): immp.Nullable({"username": str, "password": str}),
+    immp.Optional("sasl-required", True): bool,
     immp.Optional("perform", []): [str],
     immp.Optional("quit", "Disconnecting"): str,
     immp.Optional("accept-invites", False): bool,
@@ -157,6 +162,7 @@ class IRCPlug(immp.Plug):
             username=scrub(user["username"] or user["nick"]).replace(" ", "") or "immp",
             real_name=user["real-name"] or user["nick"],
             sasl=(sasl["username"], sasl["password"]) if sasl else None,
+            sasl_required=c["sasl-required"],
             send_delay=c["send-delay"], send_burst=c["send-burst"], queue_size=c["queue-size"],
             ping_interval=c["ping-interval"], ping_timeout=c["ping-timeout"],
             reconnect_delay=c["reconnect-delay"], reconnect_max=c["reconnect-max"],
@@ -253,14 +259,20 @@ class IRCPlug(immp.Plug):
         for line in self.config["perform"]:
             line = scrub(line).strip()
             if line:
-                self.connection.send_priority(line)
+                self.connection.outgoing.send_priority(line)
         for source in self._configured_channels().values():
             self._join(source)
 
     def _join(self, source: str) -> None:
         key = self.config["channel-keys"].get(source)
         params = [source, scrub(key)] if key else [source]
-        self.connection.send_priority(irctokens.build("JOIN", params).format())
+        self.connection.outgoing.send_priority(irctokens.build("JOIN", params).format())
+
+    def on_link(self, connected: bool, reason: str | None) -> None:
+        """The link to the server went down (``reason``) or is registered again."""
+        report = getattr(self, "connection_changed", None)  # the host's, where it has one
+        if report is not None:
+            report(connected, reason)
 
     def on_sent(self, item: Outgoing) -> None:
         if item.meta is None:
@@ -302,7 +314,8 @@ class IRCPlug(immp.Plug):
         elif command == "JOIN" and line.params and line.source:
             if self._state.is_me(line.hostmask.nickname):
                 self.log.info("Joined %s", line.params[0])
-                self.connection.send_priority(irctokens.build("WHO", [line.params[0]]).format())
+                who = irctokens.build("WHO", [line.params[0]]).format()
+                self.connection.outgoing.send_priority(who)
             else:
                 await self._event(line, line.params[0], joined=[self._line_user(line)])
         elif command == "PART" and line.params and line.source:
@@ -402,7 +415,7 @@ class IRCPlug(immp.Plug):
         if not _valid_name(nick) or len(nick.encode("utf-8")) > NAME_LIMIT:
             return  # no nick a server hands out; nothing to answer
         # Under flood control; dropped (and logged once) when many wait: see send_reply.
-        self.connection.send_reply(irctokens.build("NOTICE", [nick, reply]).format())
+        self.connection.outgoing.send_reply(irctokens.build("NOTICE", [nick, reply]).format())
 
     # -- sending --------------------------------------------------------------------------------
 
@@ -428,7 +441,7 @@ class IRCPlug(immp.Plug):
         # Queueing returns without yielding, so the core records these receipts as ours
         # (Plug.send) before the writer can put a line on the wire and an echo come back.
         try:
-            await self.connection.send(items, self.config["queue-timeout"])
+            await self.connection.outgoing.send(items, self.config["queue-timeout"])
         except QueueFull as exc:
             raise immp.PlugError(f"{self.name}: message to {target} not sent, the outgoing "
                                  f"queue stayed full ({exc})")  # fmt: skip
