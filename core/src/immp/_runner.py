@@ -18,7 +18,7 @@ from importlib import metadata
 import trio
 
 from ._config import build_host, dump_config, load_file, remove_stale_temp_files, write_config
-from ._errors import ConfigError
+from ._errors import ConfigError, ConfigWarning
 from ._host import Host
 from .plugins import Plugins
 
@@ -93,6 +93,10 @@ def _setup_logging(config: dict | None, file: str) -> None:
     log.setLevel(logging.INFO)
 
 
+def _print_warning(warning: ConfigWarning) -> None:
+    print(f"immp: warning: {warning}", file=sys.stderr)
+
+
 def _list_plugins() -> int:
     plugins = Plugins()
     if not plugins.distributions:
@@ -150,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     file = args.config
     try:
         data = load_file(file)
-        host = build_host(data, file=file)
+        host = build_host(data, file=file, warn=_print_warning)
         _setup_logging(data.get("logging"), file)
         if args.check:
             print(
