@@ -194,25 +194,31 @@ class Session:
         self.done = trio.Event()
         self._write_lock = trio.Lock()
 
-    async def write(self, line: str) -> None:
+    async def write(self, *lines: str) -> None:
         """
-        Write one line. Raises :class:`Disconnected` once the session is over. irctokens refuses
-        neither line breaks nor long lines: this is the last guard before the socket. A bad
-        line is left out (and logged) rather than failing the connection, which would send the
-        same line again after the reconnect, forever.
+        Write lines, in one go. Raises :class:`Disconnected` once the session is over.
+        irctokens refuses neither line breaks nor long lines: this is the last guard before the
+        socket. A bad line is left out (and logged) rather than failing the connection, which
+        would send the same line again after the reconnect, forever.
         """
-        data = line.encode("utf-8")
-        if any(ch in line for ch in "\r\n\0") or len(data) > MAX_LINE:
-            self.log.warning("Not writing a line with CR, LF or NUL or over %d bytes (%d): %s",
-                             MAX_LINE, len(data), redact(line[:80]))  # fmt: skip
-            return
+        data = b""
+        for line in lines:
+            encoded = line.encode("utf-8")
+            if any(ch in line for ch in "\r\n\0") or len(encoded) > MAX_LINE:
+                self.log.warning("Not writing a line with CR, LF or NUL or over %d bytes (%d): "
+                                 "%s", MAX_LINE, len(encoded), redact(line[:80]))  # fmt: skip
+                continue
+            data += encoded + b"\r\n"
         stream = self.stream
         if stream is None:
             raise Disconnected("not connected")
+        if not data:
+            return
         async with self._write_lock:
             if self.log.isEnabledFor(logging.DEBUG):
-                self.log.debug(">> %s", redact(line))
-            await stream.send_all(data + b"\r\n")
+                for line in data.decode("utf-8").split("\r\n")[:-1]:
+                    self.log.debug(">> %s", redact(line))
+            await stream.send_all(data)
 
     def end(self) -> None:
         self.stream = None
@@ -359,8 +365,18 @@ class Connection:
             nursery.start_soon(self._keepalive, session)
             nursery.start_soon(self._registration_deadline, session)
             nursery.start_soon(session.regain.run)
-            for line in session.registration.opening():
-                await session.write(line)
+            try:
+                await session.write(*session.registration.opening())
+            except trio.BrokenResourceError:
+                # Closed on us at once: what the other end said first may tell why (an HTTP
+                # server answers our first line with an error page and hangs up).
+                with trio.move_on_after(1):
+                    try:
+                        await self._reader(session)
+                    except (Disconnected, trio.BrokenResourceError, OSError) as exc:
+                        if isinstance(exc, NotIRC):
+                            raise
+                raise
             await self._reader(session)
             nursery.cancel_scope.cancel()
 
@@ -388,7 +404,8 @@ class Connection:
         if not session.registration.registered:
             if session.first_bytes and not session.spoke_irc:
                 raise NotIRC(_shown(session.first_bytes))
-            raise RegistrationTimeout(f"timed out after {timeout:g}s")
+            silent = "" if session.first_bytes else "; the server sent nothing"
+            raise RegistrationTimeout(f"timed out after {timeout:g}s{silent}")
         if not session.ready:  # a server that sends no end of MOTD
             await self._become_ready(session)
 

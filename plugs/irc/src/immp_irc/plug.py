@@ -34,8 +34,11 @@ Config:
     channel-keys ({str: str}, default {}): Keys of channels that need one, by channel name.
     ping-interval (float, default 60): Seconds of silence before the bot checks the server.
     ping-timeout (float, default 30): Seconds to wait for that check before reconnecting.
+    connect-timeout (float, default 30): Seconds to connect (TCP and TLS), and again to
+        register, before trying again.
     reconnect-delay (float, default 2): First delay before reconnecting; doubles up to
-        ``reconnect-max`` (randomised by up to half, so many bots do not return at once).
+        ``reconnect-max`` (randomised by up to half, so many bots do not return at once);
+        while the server cannot be reached at all (refused), at most 5 seconds.
     reconnect-max (float, default 300): Longest delay between reconnection attempts.
     rejoin-delay (float, default 5): Seconds before rejoining a channel after a kick.
     nick-retry (float, default 30): While registered under an alternative nick, seconds between
@@ -132,6 +135,8 @@ SCHEMA = immp.Schema({
                   "server."): SECONDS,
     immp.Optional("ping-timeout", 30.0, doc="Seconds to wait for that check before "
                   "reconnecting."): SECONDS,
+    immp.Optional("connect-timeout", 30.0, doc="Seconds to connect (TCP and TLS), and again "
+                  "to register, before trying again."): immp.Range(immp.Number, 0.1, 86400),
     immp.Optional("reconnect-delay", 2.0, doc="First delay before reconnecting; doubles up to "
                   "`reconnect-max` (randomised by up to half). While the server cannot be "
                   "reached at all (refused), at most 5 seconds."): SECONDS,
@@ -203,6 +208,7 @@ class IRCPlug(immp.Plug):
             send_delay=c["send-delay"], send_burst=c["send-burst"], queue_size=c["queue-size"],
             ping_interval=c["ping-interval"], ping_timeout=c["ping-timeout"],
             reconnect_delay=c["reconnect-delay"], reconnect_max=c["reconnect-max"],
+            connect_timeout=c["connect-timeout"],
             nick_retry=c["nick-retry"],
         ), self, self.log)  # fmt: skip
         # Message IDs are ours: a per-run prefix and a counter (IRC has no IDs without msgid).
