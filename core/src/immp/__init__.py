@@ -10,6 +10,7 @@ Everything a user or plugin author needs is importable from here::
             ...
 """
 
+from ._cache import BoundedCache
 from ._channel import Channel, Group
 from ._commands import (
     BoundCommand,
@@ -22,7 +23,7 @@ from ._commands import (
     commands_of,
 )
 from ._config import build_host, dump_config, load_file, write_config
-from ._errors import ConfigError, ConfigWarning, HookError, PlugError
+from ._errors import ConfigError, ConfigWarning, PlugError, describe_error
 from ._hook import Hook, ResourceHook
 from ._host import Host
 from ._message import (
@@ -57,6 +58,7 @@ from .hookspecs import hookimpl
 __all__ = [
     "Any_",
     "BoundCommand",
+    "BoundedCache",
     "Channel",
     "Check",
     "CommandParser",
@@ -70,7 +72,6 @@ __all__ = [
     "FileType",
     "Group",
     "Hook",
-    "HookError",
     "Host",
     "Location",
     "Message",
@@ -97,6 +98,7 @@ __all__ = [
     "build_host",
     "command",
     "commands_of",
+    "describe_error",
     "dump_config",
     "hookimpl",
     "load_file",

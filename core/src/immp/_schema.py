@@ -113,11 +113,19 @@ class Range:
         self.high = high
 
     def describe(self) -> str:
+        low, high = _number(self.low), _number(self.high)
         if self.low is not None and self.high is not None:
-            return f"from {self.low:g} to {self.high:g}"
+            return f"from {low} to {high}"
         if self.low is not None:
-            return f"at least {self.low:g}"
-        return f"at most {self.high:g}"
+            return f"at least {low}"
+        return f"at most {high}"
+
+
+def _number(value: float | None) -> str:
+    """A bound as a person writes it: 1000000, 0.5 (not 1e+06, 1000000.0)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value)
 
 
 class Warn:
