@@ -40,6 +40,8 @@ from ._openable import Openable, OpenState
 from ._plug import Plug
 from ._schema import Any_, Check, Nullable, Number, Optional, Positive, Ref, Schema
 from ._store import MemoryStore, MessageMap, State, Store, StoreError, channel_key
+from ._store_sqlite import SQLiteStore
+from ._store_thread import ThreadedStore
 from ._worker import Worker, take
 from .hookspecs import hookimpl
 
@@ -76,12 +78,14 @@ __all__ = [
     "Ref",
     "ResourceHook",
     "RichText",
+    "SQLiteStore",
     "Schema",
     "Segment",
     "SentMessage",
     "State",
     "Store",
     "StoreError",
+    "ThreadedStore",
     "User",
     "Worker",
     "build_host",

@@ -367,7 +367,7 @@ class MemoryStore(Store):
 
 
 def _builtin_stores() -> dict[str, type[Store] | str]:
-    return {"memory": MemoryStore}
+    return {"memory": MemoryStore, "sqlite": "immp._store_sqlite.SQLiteStore"}
 
 
 def _options(query: str) -> dict[str, Any]:
@@ -416,7 +416,7 @@ def store_from_config(url: Any, file: str | None = None, plugins: Plugins | None
     if url is None:
         if file is None:
             return MemoryStore()
-        url = "memory"  # until the SQLite store lands
+        url = "sqlite:" + Path(file).with_suffix(".db").name
     if not isinstance(url, str) or not url:
         raise ConfigError("must be a URL such as sqlite:bridge.db, memory or postgresql://...",
                           "store")  # fmt: skip

@@ -25,8 +25,9 @@ Config of both:
         Plug name -> overrides of ``joins``, ``renames``, ``reset-author``, ``name-format`` and
         ``strip-name-emoji`` for copies sent to channels of that plug.
     history (int, default 10000):
-        How many synced messages are remembered, with their copies, for edits, deletions and
-        replies. A message forgotten is treated as new.
+        How many synced messages are held in memory, with their copies, for edits, deletions
+        and replies. Older ones (and those bridged before a restart) are read back from the
+        store (``host.store``, kept for its retention); a message found in neither is new.
     queue-size (int, default 1000):
         Copies waiting per target channel. A target whose queue stays full for a second is
         taken to be stuck: copies for it are then dropped (counted in the log) until it catches
@@ -58,12 +59,12 @@ Commands (sync hook; run through the commands hook):
 """
 
 from ._bridge import BridgeHook, SyncedMessage
-from ._copies import Copies, CopyMap, MemoryCopyMap
+from ._copies import Copies, CopyMap, MemoryCopyMap, StoreCopyMap
 from ._forward import ForwardHook
 from ._plug import SyncPlug
 from ._sync import SyncHook
 
 __all__ = [
-    "BridgeHook", "Copies", "CopyMap", "ForwardHook", "MemoryCopyMap", "SyncHook", "SyncPlug",
-    "SyncedMessage",
+    "BridgeHook", "Copies", "CopyMap", "ForwardHook", "MemoryCopyMap", "StoreCopyMap", "SyncHook",
+    "SyncPlug", "SyncedMessage",
 ]  # fmt: skip
