@@ -10,6 +10,7 @@ Everything a user or plugin author needs is importable from here::
             ...
 """
 
+from ._cache import BoundedCache
 from ._channel import Channel, Group
 from ._commands import (
     BoundCommand,
@@ -22,7 +23,7 @@ from ._commands import (
     commands_of,
 )
 from ._config import build_host, dump_config, load_file, write_config
-from ._errors import ConfigError, HookError, PlugError
+from ._errors import ConfigError, PlugError, describe_error
 from ._hook import Hook, ResourceHook
 from ._host import Host
 from ._message import (
@@ -48,6 +49,7 @@ from .hookspecs import hookimpl
 __all__ = [
     "Any_",
     "BoundCommand",
+    "BoundedCache",
     "Channel",
     "Check",
     "CommandParser",
@@ -60,7 +62,6 @@ __all__ = [
     "FileType",
     "Group",
     "Hook",
-    "HookError",
     "Host",
     "Location",
     "MemoryStore",
@@ -92,6 +93,7 @@ __all__ = [
     "channel_key",
     "command",
     "commands_of",
+    "describe_error",
     "dump_config",
     "hookimpl",
     "load_file",

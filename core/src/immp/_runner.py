@@ -130,7 +130,7 @@ async def _watch_signals(host: Host, task_status=trio.TASK_STATUS_IGNORED) -> No
             )
             host.quit()
         async for signum in signals:
-            if host._quit.is_set():
+            if host.quitting:
                 log.warning("Second %s: exiting at once", signal.Signals(signum).name)
                 logging.shutdown()
                 os._exit(128 + signum)
