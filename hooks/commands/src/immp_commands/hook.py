@@ -110,6 +110,13 @@ class CommandHook(HostCommands, immp.Hook):
                         f"no set named {set_name!r} (under sets)", f"mapping.{label}.sets[{index}]"
                     )
 
+    def on_load(self) -> None:
+        self.remember_config()
+
+    async def on_ready(self) -> None:
+        # What admins changed from chat before a restart (see immp_commands.manage).
+        await self.reapply()
+
     # -- which messages are commands ------------------------------------------------------------
 
     @property
