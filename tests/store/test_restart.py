@@ -46,8 +46,10 @@ def _config(db) -> dict:
     return {
         "store": f"sqlite:///{db}",
         "plugs": {name: {"path": "demo", "config": DEMO} for name in ("a", "b")},
-        "channels": {"a-room": {"plug": "a", "source": "room"},
-                     "b-room": {"plug": "b", "source": "room"}},  # fmt: skip
+        "channels": {
+            "a-room": {"plug": "a", "source": "room"},
+            "b-room": {"plug": "b", "source": "room"},
+        },
         "hooks": {"sync": {"path": "sync", "config": {"channels": {"main": ["a-room", "b-room"]}}}},
     }
 

@@ -444,4 +444,10 @@ def store_from_config(url: Any, file: str | None = None, plugins: Plugins | None
         module, _, name = cls.rpartition(".")
         cls = getattr(importlib.import_module(module), name)
     options = {"namespace": stem, **_options(urlsplit(url).query)}
-    return cls.from_url(url, base, **options)
+    try:
+        return cls.from_url(url, base, **options)
+    except TypeError as exc:
+        if "unexpected keyword argument" not in str(exc):
+            raise
+        option = str(exc).rpartition(" ")[2].strip("'").replace("_", "-")
+        raise ConfigError(f"the {scheme} store has no option {option!r}", "store")

@@ -26,7 +26,7 @@ from typing import Any
 
 from ._errors import ConfigError
 from ._store import StoreError
-from ._store_thread import ThreadedStore, coalesce
+from ._store_thread import ThreadedStore
 
 log = logging.getLogger("immp.store")
 
@@ -181,7 +181,7 @@ class SQLiteStore(ThreadedStore):
         return scope
 
     def write(self, conn: sqlite3.Connection, ops: list[tuple]) -> None:
-        state, messages = coalesce(ops)
+        state, messages = self.coalesce(ops)
         now = time.time()
         conn.execute("BEGIN")
         try:

@@ -57,6 +57,30 @@ def _answer(requests: list[_Request]) -> None:
         request.event.set()
 
 
+def coalesce(ops: list[tuple]) -> tuple[dict, dict]:
+    """
+    The net effect of a batch of queued writes: ``{(area, key): text_or_None}`` for state and
+    ``{(area, key): (entry, [(channel, id), ...])}`` for the message map (the last entry written
+    under a key, every ID it was indexed under), so that a message put once per copy in quick
+    succession is written once.
+    """
+    state: dict[tuple[str, str], str | None] = {}
+    messages: dict[tuple[str, str], tuple[dict, list]] = {}
+    for op in ops:
+        if op[0] == "state":
+            state[(op[1], op[2])] = op[3]
+        else:
+            _, area, key, entry, ids = op
+            slot = (area, key)
+            known = messages.get(slot)
+            if known is None:
+                messages[slot] = (entry, list(ids))
+            else:
+                known[1].extend(ids)
+                messages[slot] = (entry, known[1])
+    return state, messages
+
+
 class ThreadedStore(Store):
     """
     Base of backends whose driver blocks (SQLite, PostgreSQL): runs the database in a thread
@@ -81,10 +105,12 @@ class ThreadedStore(Store):
 
     #: Seconds between attempts to reach a database that was lost.
     retry_interval = 1.0
+    #: The net effect of a batch of writes, for ``write`` (see :func:`coalesce`).
+    coalesce = staticmethod(coalesce)
 
     def __init__(self, *, max_queue: int = MAX_QUEUE, **options: Any):
         super().__init__(**options)
-        self.max_queue = max_queue
+        self.max_queue = int(max_queue)
         self.prune_interval = PRUNE_INTERVAL
         self._cond = threading.Condition()
         self._writes: deque[tuple] = deque()
@@ -324,27 +350,3 @@ class ThreadedStore(Store):
 
     def disconnect(self, conn: Any) -> None:
         raise NotImplementedError
-
-
-def coalesce(ops: list[tuple]) -> tuple[dict, dict]:
-    """
-    The net effect of a batch of queued writes: ``{(area, key): text_or_None}`` for state and
-    ``{(area, key): (entry, [(channel, id), ...])}`` for the message map (the last entry written
-    under a key, every ID it was indexed under), so that a message put once per copy in quick
-    succession is written once.
-    """
-    state: dict[tuple[str, str], str | None] = {}
-    messages: dict[tuple[str, str], tuple[dict, list]] = {}
-    for op in ops:
-        if op[0] == "state":
-            state[(op[1], op[2])] = op[3]
-        else:
-            _, area, key, entry, ids = op
-            slot = (area, key)
-            known = messages.get(slot)
-            if known is None:
-                messages[slot] = (entry, list(ids))
-            else:
-                known[1].extend(ids)
-                messages[slot] = (entry, known[1])
-    return state, messages
