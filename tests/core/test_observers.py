@@ -110,7 +110,7 @@ async def test_a_failing_channel_event_is_logged_and_the_plug_stays_open(caplog)
         with trio.fail_after(10):
             while "cannot join" not in caplog.text:
                 await trio.sleep(0.01)
-        assert plug.state is immp.OpenState.active
+        assert plug.open_state is immp.OpenState.active
     assert "Plug net: on_channel_added failed: RuntimeError: cannot join" in caplog.text
 
 

@@ -52,6 +52,9 @@ from ._schema import (
     Schema,
     Warn,
 )
+from ._store import MemoryStore, MessageMap, State, Store, StoreError, channel_key
+from ._store_sqlite import SQLiteStore
+from ._store_thread import ThreadedStore
 from ._worker import Worker, take
 from .hookspecs import hookimpl
 
@@ -74,7 +77,9 @@ __all__ = [
     "Hook",
     "Host",
     "Location",
+    "MemoryStore",
     "Message",
+    "MessageMap",
     "Nullable",
     "Number",
     "OpenState",
@@ -89,13 +94,19 @@ __all__ = [
     "Required",
     "ResourceHook",
     "RichText",
+    "SQLiteStore",
     "Schema",
     "Segment",
     "SentMessage",
+    "State",
+    "Store",
+    "StoreError",
+    "ThreadedStore",
     "User",
     "Warn",
     "Worker",
     "build_host",
+    "channel_key",
     "command",
     "commands_of",
     "describe_error",

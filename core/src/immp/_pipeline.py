@@ -216,7 +216,7 @@ class Pipeline:
         return self._plan or self._make_plan()
 
     def _make_plan(self) -> _Plan:
-        hooks = [h for h in self.host.hooks.values() if h.state is OpenState.active]
+        hooks = [h for h in self.host.hooks.values() if h.open_state is OpenState.active]
         levels: dict[int, list] = {}
         for hook in hooks:
             if hook.priority is not None and _overrides(hook, "on_receive"):
@@ -462,7 +462,7 @@ class Pipeline:
         for name, plug in host.plugs.items():
             line = self._lines.get(plug)
             plugs[name] = {
-                "state": plug.state.value,
+                "state": plug.open_state.value,
                 "connected": plug.connected,
                 "received": line.received if line else 0,
                 "sent": line.sent if line else 0,
@@ -478,7 +478,7 @@ class Pipeline:
                 log.error("Hook %s: stats() failed: %s", name, describe_error(exc))
                 extra = {}
             hooks[name] = {
-                "state": hook.state.value,
+                "state": hook.open_state.value,
                 "queue_depth": len(worker) if worker is not None else 0,
                 "dropped": dropped + (worker.dropped if worker is not None else 0),
                 "stuck": worker.stuck if worker is not None else False,

@@ -64,7 +64,7 @@ class Plug(Openable):
         Whether the plug is open and its network reachable: true while :attr:`state` is active,
         unless the plug said otherwise with :meth:`connection_changed`. Read-only.
         """
-        return self._link_up and self.state is OpenState.active
+        return self._link_up and self.open_state is OpenState.active
 
     @property
     def disconnect_reason(self) -> str | None:

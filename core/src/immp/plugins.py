@@ -41,6 +41,8 @@ class Plugins:
         self.plugs: dict[str, type[Plug] | str] = {}
         self.hooks: dict[str, type[Hook] | str] = {}
         self.aliases: dict[str, type | str] = {}
+        #: URL scheme -> store class (or its dotted path), from ``register_stores``.
+        self.stores: dict[str, type | str] = {}
         self.distributions: list[Registered] = []
         if discover:
             self.manager.load_setuptools_entrypoints("immp")
@@ -48,6 +50,7 @@ class Plugins:
                 entry = Registered(dist.metadata["name"], dist.version)
                 self._collect(plugin, entry)
                 self.distributions.append(entry)
+            self._collect_stores()
 
     def add(self, module: object, distribution: str = "(local)", version: str = "") -> None:
         """Register a module that implements the hookspecs without an entry point."""
@@ -55,6 +58,10 @@ class Plugins:
         entry = Registered(distribution, version)
         self._collect(module, entry)
         self.distributions.append(entry)
+        self._collect_stores()
+
+    def _collect_stores(self) -> None:
+        self.manager.hook.register_stores(register=self.stores.__setitem__)
 
     def _collect(self, plugin: object, entry: Registered) -> None:
         for spec, names, listed in (

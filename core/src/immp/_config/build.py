@@ -19,6 +19,7 @@ from .._hook import Hook
 from .._host import Host
 from .._plug import Plug
 from .._schema import Schema, validating
+from .._store import store_from_config
 from ..plugins import Plugins
 from .sections import KNOWN_SECTIONS, TOP_SCHEMA
 
@@ -50,8 +51,11 @@ def build_host(
         else:
             log.warning("%s", warning)
 
+    plugins = plugins or Plugins()
     try:
-        return _build(data, plugins or Plugins(), warned)
+        host = _build(data, plugins, warned)
+        host.store = store_from_config(data.get("store"), file, plugins)  # see immp._store
+        return host
     except ConfigError as exc:
         exc.file = exc.file or file
         raise

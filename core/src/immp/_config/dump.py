@@ -41,7 +41,7 @@ def dump_config(host: Host, plugins: Plugins | None = None) -> dict[str, Any]:
         config = written(type(item).schema, item.config, item.given_config)
         if config:
             data["config"] = config
-        if item.state is OpenState.disabled:
+        if item.open_state is OpenState.disabled:
             data["enabled"] = False
         return data
 

@@ -16,12 +16,12 @@ Commands (sync hook; run through the commands hook):
 """
 
 from ._bridge import BridgeHook, SyncedMessage
-from ._copies import Copies, CopyMap, MemoryCopyMap
+from ._copies import Copies, CopyMap, MemoryCopyMap, StoreCopyMap
 from ._forward import ForwardHook
 from ._plug import SyncPlug
 from ._sync import SyncHook
 
 __all__ = [
-    "BridgeHook", "Copies", "CopyMap", "ForwardHook", "MemoryCopyMap", "SyncHook", "SyncPlug",
-    "SyncedMessage",
+    "BridgeHook", "Copies", "CopyMap", "ForwardHook", "MemoryCopyMap", "StoreCopyMap", "SyncHook",
+    "SyncPlug", "SyncedMessage",
 ]  # fmt: skip
