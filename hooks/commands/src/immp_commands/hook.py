@@ -49,6 +49,8 @@ def _prefixes(value: str | list[str]) -> list[str]:
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
         raise TypeError("not a string or a list of strings")
+    if not items:
+        raise ValueError("at least one prefix is needed")
     for item in items:
         if not item.strip():
             raise ValueError("a prefix cannot be empty")
