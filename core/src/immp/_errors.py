@@ -1,7 +1,21 @@
 """Errors raised by IMMP and its plugins."""
 
 
-class ConfigError(Exception):
+class _AtKey:
+    """What a config error and a config warning share: a message about one key of one file."""
+
+    def __init__(self, message: str, path: str | None = None, file: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.path = path
+        self.file = file
+
+    def __str__(self) -> str:
+        where = ": ".join(part for part in (self.file, self.path) if part)
+        return f"{where}: {self.message}" if where else self.message
+
+
+class ConfigError(_AtKey, Exception):
     """
     The configuration is wrong: a missing or mistyped key, a reference to something that does
     not exist, a duplicate name. ``str()`` of it is one line meant for the user; ``path`` holds
@@ -9,33 +23,13 @@ class ConfigError(Exception):
     known.
     """
 
-    def __init__(self, message: str, path: str | None = None, file: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.path = path
-        self.file = file
 
-    def __str__(self) -> str:
-        where = ": ".join(part for part in (self.file, self.path) if part)
-        return f"{where}: {self.message}" if where else self.message
-
-
-class ConfigWarning(UserWarning):
+class ConfigWarning(_AtKey, UserWarning):
     """
     Something in the configuration that is legal but most likely a mistake (an IRC channel
     source without a channel prefix is a private chat). ``immp --check`` and the start print it
     as one line, formatted like :class:`ConfigError`; it does not stop anything.
     """
-
-    def __init__(self, message: str, path: str | None = None, file: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.path = path
-        self.file = file
-
-    def __str__(self) -> str:
-        where = ": ".join(part for part in (self.file, self.path) if part)
-        return f"{where}: {self.message}" if where else self.message
 
 
 class PlugError(Exception):
