@@ -4,8 +4,8 @@ connects, build a :class:`~immp.Host`, and write the live config back (``immp -w
 
 One module per step: :mod:`.load` reads a file into a mapping, :mod:`.sections` is the schema
 of the top-level sections, :mod:`.build` validates a mapping and makes the host, :mod:`.dump`
-turns a live host back into a mapping and text, :mod:`.write` puts text on disk atomically, and :mod:`.docs` renders a schema as the
-Markdown table of the READMEs.
+turns a live host back into a mapping and text, :mod:`.write` puts text on disk atomically,
+and :mod:`.docs` renders a schema as the Markdown table of the READMEs.
 """
 
 from .build import build_host
