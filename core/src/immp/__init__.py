@@ -40,9 +40,9 @@ from ._message import (
 from ._openable import Openable, OpenState
 from ._plug import Plug
 from ._schema import Any_, Check, Nullable, Number, Optional, Positive, Ref, Schema
-from ._store import MemoryStore, MessageMap, State, Store, StoreError, channel_key
+from ._store import MemoryStore, MessageMap, State, Store, StoreError, channel_key, message_key
 from ._store_sqlite import SQLiteStore
-from ._store_thread import ThreadedStore
+from ._store_thread import ThreadedStore, WriteBatch
 from ._worker import Worker, take
 from .hookspecs import hookimpl
 
@@ -89,6 +89,7 @@ __all__ = [
     "ThreadedStore",
     "User",
     "Worker",
+    "WriteBatch",
     "build_host",
     "channel_key",
     "command",
@@ -97,6 +98,7 @@ __all__ = [
     "dump_config",
     "hookimpl",
     "load_file",
+    "message_key",
     "take",
     "write_config",
 ]  # fmt: skip
