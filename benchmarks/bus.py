@@ -2,6 +2,7 @@
 The message bus: how many messages per second IMMP bridges, and whether its memory stays flat.
 
     hatch run bench-bus [-n 20000] [-k 2] [--runs 1] [--json] [--compare]
+                        [--store memory|sqlite|postgres]
 
 N messages are posted in one demo plug's channel and bridged by the sync hook to K other demo
 plugs, which echo what they are sent back into their channel as a real network does (so the
@@ -15,6 +16,12 @@ after those: the first N are the warm-up that fills every bounded history (echo 
 map, demo history), so the growth over the next N is what a long-running bridge keeps adding.
 (Peak RSS is per process: with ``--runs`` above 1 without ``--compare`` it is the largest.)
 
+``--store`` picks the host's store (where the sync hook's copy map and the demo plugs' state
+go): ``memory`` (the default of a host built without a config file), ``sqlite`` (the default
+of ``immp`` itself: a file in a temporary folder, WAL, synchronous=NORMAL) or ``postgres`` (a
+throwaway PostgreSQL server started for the run with ``immp_store_postgres.testing``, or
+the database in ``$IMMP_BENCH_POSTGRES``).
+
 ``--compare`` runs this scenario and the original IMMP 0.12.1's (``benchmarks/bus_original.py``
 in the ``original`` hatch environment), each in its own process, ``--runs`` times each,
 alternating, and prints the medians and the ratio.
@@ -22,6 +29,7 @@ alternating, and prints the medians and the ratio.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import logging
@@ -29,6 +37,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 
 import trio
 from _measure import arguments, inject, measure, print_result, report
@@ -36,9 +45,10 @@ from _measure import arguments, inject, measure, print_result, report
 import immp
 
 
-def _config(k: int) -> dict:
+def _config(k: int, store: str = "memory") -> dict:
     names = ["in", *(f"out{i}" for i in range(1, k + 1))]
     return {
+        "store": store,
         "plugs": {
             name: {"path": "demo", "config": {"interval": None, "channel": "room", "echo": True}}
             for name in names
@@ -50,9 +60,9 @@ def _config(k: int) -> dict:
     }
 
 
-async def scenario(n: int, k: int) -> dict:
-    """Run the scenario once in this process; returns the figures."""
-    host = immp.build_host(_config(k))
+async def scenario(n: int, k: int, store: str = "memory") -> dict:
+    """Run the scenario once in this process on the store URL ``store``; returns the figures."""
+    host = immp.build_host(_config(k, store))
     source = host.plugs["in"]
     outs = [host.plugs[f"out{i}"] for i in range(1, k + 1)]
     user = immp.User("alice", source, username="alice", real_name="Alice")
@@ -66,9 +76,10 @@ async def scenario(n: int, k: int) -> dict:
         result = await measure(lambda start, stop: inject(post, outs, start, stop), outs, n)
         host.quit()
     return {
-        "impl": "IMMP on trio",
+        "impl": f"IMMP on trio, {host.store.scheme} store",
         "k": k,
         **result,
+        "store_flushes": host.store.stats()["flushes"],
         # Echoes the demo network dropped because the host fell behind: each is a message the
         # host did not have to process, so a fair run has none.
         "skipped_echoes": sum(out.skipped_echoes for out in outs),
@@ -93,9 +104,10 @@ def _subprocess(command: list[str]) -> dict:
     return json.loads(lines[-1])
 
 
-def compare(n: int, k: int, runs: int) -> None:
+def compare(n: int, k: int, runs: int, store: str) -> None:
     here = os.path.dirname(os.path.abspath(__file__))
-    ours_cmd = [sys.executable, os.path.join(here, "bus.py"), "-n", str(n), "-k", str(k), "--json"]
+    ours_cmd = [sys.executable, os.path.join(here, "bus.py"), "-n", str(n), "-k", str(k), "--json",
+                "--store", store]  # fmt: skip
     original_cmd = [
         "hatch",
         "-e",
@@ -141,16 +153,40 @@ def main() -> None:
         action="store_true",
         help="also run the original IMMP 0.12.1 and print the ratio",
     )
+    parser.add_argument("--store", choices=("memory", "sqlite", "postgres"), default="memory",
+                        help="the host's store (default memory)")  # fmt: skip
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     if args.compare:
-        compare(args.n, args.k, args.runs)
+        compare(args.n, args.k, args.runs, args.store)
         return
-    results = []
-    for _ in range(args.runs):
-        gc.collect()  # the last run's host is garbage: do not count collecting it in this run
-        results.append(trio.run(scenario, args.n, args.k))
+    with _store_url(args.store) as url:
+        results = []
+        for run in range(args.runs):
+            gc.collect()  # the last run's host is garbage: do not count collecting it in this run
+            results.append(trio.run(scenario, args.n, args.k, url.replace("RUN", str(run))))
     report(_median(results), args.json, args.runs)
+
+
+@contextlib.contextmanager
+def _store_url(kind: str):
+    """The store URL for ``--store``, with RUN standing for the run number (a fresh namespace)."""
+    if kind == "memory":
+        yield "memory"
+    elif kind == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="immp-bench-") as folder:
+            yield f"sqlite:///{folder}/bus.db?namespace=runRUN"
+    elif os.environ.get("IMMP_BENCH_POSTGRES"):
+        yield os.environ["IMMP_BENCH_POSTGRES"] + "?namespace=bench-runRUN"
+    else:
+        from immp_store_postgres.testing import PostgresServer, binaries
+
+        server = PostgresServer(binaries())
+        try:
+            server.start()
+            yield server.url() + "?namespace=runRUN"
+        finally:
+            server.remove()
 
 
 if __name__ == "__main__":

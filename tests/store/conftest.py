@@ -6,8 +6,7 @@ import itertools
 import os
 
 import pytest
-
-from .postgres import PostgresServer, binaries
+from immp_store_postgres.testing import PostgresServer, binaries
 
 _databases = itertools.count(1)
 

@@ -52,19 +52,17 @@ async def test_state_and_messages_outlive_the_store(tmp_path):
 async def test_retention_prunes_old_entries_of_its_namespace_only(tmp_path):
     path = tmp_path / "s.db"
     stores = [immp.SQLiteStore(path, namespace=n) for n in ("one", "two")]
+    one, two = stores
+    two.retention = float("inf")
     for store in stores:
         await store.open()
         store.messages.put("sync", "k", {"v": store.namespace}, [("c", "1"), ("d", "2")])
-        await store.flush()
+        await store.close()
     conn = sqlite3.connect(path)
     conn.execute("UPDATE messages SET created = created - 40 * 86400")
     conn.execute("UPDATE message_ids SET created = created - 40 * 86400")
     conn.commit()
     conn.close()
-    one, two = stores
-    two.retention = float("inf")
-    await one.close()
-    await two.close()
     for store in stores:
         await store.open()  # pruning runs at open, then every prune_interval
     await one.flush()

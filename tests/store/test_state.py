@@ -102,3 +102,14 @@ def test_store_url_memory_and_unknown(tmp_path):
         immp.build_host({"store": "nosuch://x"}, file=str(tmp_path / "bridge.yaml"))
     assert "(installed: memory, " in str(caught.value) and caught.value.path == "store"
     assert "sqlite)" in str(caught.value)  # (and postgresql where immp-store-postgres is)
+
+
+async def test_host_stats_include_the_store(tmp_path):
+    host = _host(store=immp.SQLiteStore(tmp_path / "s.db"))
+    async with running(host):
+        await host.plugs["plug"].state.set("k", 1)
+        await host.store.flush()
+        stats = host.stats()["store"]
+    assert stats["backend"] == "sqlite" and stats["flushes"] >= 1
+    assert stats["queue_depth"] == 0 and stats["flush_seconds_total"] > 0
+    assert stats["last_flush_seconds"] > 0 and stats["reachable"]

@@ -54,9 +54,9 @@ from ._schema import (
     Schema,
     Warn,
 )
-from ._store import MemoryStore, MessageMap, State, Store, StoreError, channel_key
+from ._store import MemoryStore, MessageMap, State, Store, StoreError, channel_key, message_key
 from ._store_sqlite import SQLiteStore
-from ._store_thread import ThreadedStore
+from ._store_thread import ThreadedStore, WriteBatch
 from ._worker import Worker, take
 from .hookspecs import hookimpl
 
@@ -107,6 +107,7 @@ __all__ = [
     "User",
     "Warn",
     "Worker",
+    "WriteBatch",
     "build_host",
     "channel_key",
     "command",
@@ -115,6 +116,7 @@ __all__ = [
     "dump_config",
     "hookimpl",
     "load_file",
+    "message_key",
     "take",
     "write_config",
 ]  # fmt: skip

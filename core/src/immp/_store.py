@@ -27,6 +27,7 @@ import logging
 import math
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
@@ -76,6 +77,11 @@ def channel_key(channel: Any) -> str:
     network's ID for it, separated by U+001F (which neither contains in practice).
     """
     return f"{channel.plug.name}\x1f{channel.source}"
+
+
+def message_key(channel: str, id: str) -> str:
+    """The message-map key of message ``id`` on ``channel`` (a :func:`channel_key` string)."""
+    return f"{channel}\x1f{id}"
 
 
 class Store:
@@ -275,6 +281,9 @@ class MessageMap:
     stores ``{"origin": [channel, id], "ids": {channel: [id, ...]}, "deleted": bool}``);
     channels are given as :func:`channel_key` strings. Entries older than the store's retention
     are pruned, with every ID that points at them.
+
+    An entry's key is, by convention, :func:`message_key` of where the message was first posted:
+    :meth:`find` finds it by that ``(channel, id)`` without an index row for it.
     """
 
     def __init__(self, store: Store):
@@ -282,8 +291,9 @@ class MessageMap:
 
     async def find(self, area: str, channel: str, id: str) -> dict | None:
         """
-        The entry that ``id`` on ``channel`` was indexed under in ``area``, or ``None`` (never
-        stored, pruned, or the store is unreachable). Waits for the store: keep a cache in front
+        The entry that ``id`` on ``channel`` was indexed under in ``area``, or the entry whose
+        key is :func:`message_key` of them, or ``None`` (never stored, pruned, or the store is
+        unreachable). Waits for the store: keep a cache in front
         for the hot path, as the sync hook does.
         """
         try:
@@ -291,11 +301,18 @@ class MessageMap:
         except StoreError:
             return None  # unreachable: the caller's cache is all there is
 
-    def put(self, area: str, key: str, entry: dict, ids: list[tuple[str, str]]) -> None:
+    def put(
+        self, area: str, key: str, entry: dict | Callable[[], dict], ids: list[tuple[str, str]]
+    ) -> None:
         """
         Store ``entry`` under ``key`` (unique in ``area``; replaces an earlier entry of that key
         but keeps its age) and index it under each ``(channel, id)`` of ``ids`` (in addition to
         what it was indexed under before). Queued; durable at the next flush.
+
+        ``entry`` may be a function that returns the entry: the store calls it once per key and
+        flush, after the last put, so that an entry changed several times between flushes is
+        encoded once. It may be called in the store's thread: it must only read what the trio
+        side replaces whole (a list of a dict's items taken in one call, immutable values).
         """
         self._store._write(("message", area, key, entry, ids))
 
@@ -331,9 +348,12 @@ class MemoryStore(Store):
         return self._state.get((area, key))
 
     async def _read_message(self, area: str, channel: str, id: str) -> dict | None:
-        key = self._ids.get((area, channel, id))
-        row = self._entries.get((area, key)) if key is not None else None
-        return json.loads(json.dumps(row[0])) if row is not None else None
+        key = self._ids.get((area, channel, id), message_key(channel, id))
+        row = self._entries.get((area, key))
+        if row is None:
+            return None
+        entry = row[0]() if callable(row[0]) else row[0]
+        return json.loads(json.dumps(entry))  # a copy, as read back from a database
 
     def _write(self, op: tuple) -> None:
         if op[0] == "state":

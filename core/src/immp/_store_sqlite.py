@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import ConfigError
-from ._store import StoreError
-from ._store_thread import ThreadedStore
+from ._store import StoreError, message_key
+from ._store_thread import ThreadedStore, WriteBatch
 
 log = logging.getLogger("immp.store")
 
@@ -55,6 +55,35 @@ MIGRATIONS: dict[int, list[str]] = {
 SCHEMA_VERSION = max(MIGRATIONS)
 
 SYNC_MODES = ("off", "normal", "full", "extra")
+
+
+def _columns(*names: str) -> str:
+    return ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(names)))
+
+
+def _rows(rows: list[tuple]) -> str:
+    return json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
+
+
+# Each takes its rows as a JSON array of arrays ("WHERE true" parses the upsert after a SELECT).
+_UPSERT_STATE = (
+    f"INSERT INTO state (scope, key, value) SELECT {_columns('s', 'k', 'v')} FROM json_each(?)"
+    " WHERE true ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value"
+)
+_DELETE_STATE = (
+    f"DELETE FROM state WHERE (scope, key) IN (SELECT {_columns('s', 'k')} FROM json_each(?))"
+)
+_UPSERT_MESSAGES = (
+    "INSERT INTO messages (scope, key, entry, created)"
+    f" SELECT {_columns('s', 'k', 'e', 'c')} FROM json_each(?)"
+    " WHERE true ON CONFLICT (scope, key) DO UPDATE SET entry = excluded.entry"
+)
+_UPSERT_IDS = (
+    "INSERT INTO message_ids (scope, channel, id, key, created)"
+    f" SELECT {_columns('s', 'c', 'i', 'k', 'c')} FROM json_each(?)"
+    " WHERE true ON CONFLICT (scope, channel, id)"
+    " DO UPDATE SET key = excluded.key, created = excluded.created"
+)
 
 
 class SQLiteStore(ThreadedStore):
@@ -180,44 +209,35 @@ class SQLiteStore(ThreadedStore):
             scope = self._scopes[area] = row[0]
         return scope
 
-    def write(self, conn: sqlite3.Connection, ops: list[tuple]) -> None:
-        state, messages = self.coalesce(ops)
+    def write(self, conn: sqlite3.Connection, batch: WriteBatch) -> None:
         now = time.time()
         conn.execute("BEGIN")
         try:
             puts, deletes = [], []
-            for (area, key), text in state.items():
+            for (area, key), text in batch.state.items():
                 scope = self._scope(conn, area, True)
                 if text is None:
                     deletes.append((scope, key))
                 else:
                     puts.append((scope, key, text))
+            # One statement per table and batch, its rows as one JSON parameter: sqlite3 lets
+            # go of the GIL around every statement it runs, and each time the loop's thread,
+            # busy with messages, may keep it for a switch interval (5 ms); a row at a time,
+            # this thread fell behind under load.
             if puts:
-                conn.executemany(
-                    "INSERT INTO state (scope, key, value) VALUES (?, ?, ?)"
-                    " ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value",
-                    puts,
-                )
+                conn.execute(_UPSERT_STATE, (_rows(puts),))
             if deletes:
-                conn.executemany("DELETE FROM state WHERE scope = ? AND key = ?", deletes)
+                conn.execute(_DELETE_STATE, (_rows(deletes),))
             entries, ids = [], []
-            for (area, key), (entry, indexed) in messages.items():
+            for area, key, entry, indexed in batch.entries():
                 scope = self._scope(conn, area, True)
-                entries.append((scope, key, json.dumps(entry, separators=(",", ":")), now))
+                # (json_extract gives the entry back as JSON text: encoded once, with the rest)
+                entries.append((scope, key, entry, now))
                 ids.extend((scope, channel, id, key, now) for channel, id in indexed)
             if entries:
-                conn.executemany(
-                    "INSERT INTO messages (scope, key, entry, created) VALUES (?, ?, ?, ?)"
-                    " ON CONFLICT (scope, key) DO UPDATE SET entry = excluded.entry",
-                    entries,
-                )
+                conn.execute(_UPSERT_MESSAGES, (_rows(entries),))
             if ids:
-                conn.executemany(
-                    "INSERT INTO message_ids (scope, channel, id, key, created)"
-                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (scope, channel, id)"
-                    " DO UPDATE SET key = excluded.key, created = excluded.created",
-                    ids,
-                )
+                conn.execute(_UPSERT_IDS, (_rows(ids),))
             conn.execute("COMMIT")
         except BaseException:
             self._scopes = {}  # scopes made in this transaction are gone with it
@@ -238,11 +258,17 @@ class SQLiteStore(ThreadedStore):
         scope = self._scope(conn, area, False)
         if scope is None:
             return None
-        row = conn.execute(
-            "SELECT m.entry FROM message_ids i JOIN messages m ON m.scope = i.scope"
-            " AND m.key = i.key WHERE i.scope = ? AND i.channel = ? AND i.id = ?",
-            (scope, channel, id),
-        ).fetchone()
+        row = (
+            conn.execute(
+                "SELECT m.entry FROM message_ids i JOIN messages m ON m.scope = i.scope"
+                " AND m.key = i.key WHERE i.scope = ? AND i.channel = ? AND i.id = ?",
+                (scope, channel, id),
+            ).fetchone()
+            or conn.execute(
+                "SELECT entry FROM messages WHERE scope = ? AND key = ?",
+                (scope, message_key(channel, id)),
+            ).fetchone()
+        )
         return json.loads(row[0]) if row else None
 
     def prune(self, conn: sqlite3.Connection, before: float) -> int:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 from typing import Any
 
 import trio
@@ -57,28 +56,61 @@ def _answer(requests: list[_Request]) -> None:
         request.event.set()
 
 
-def coalesce(ops: list[tuple]) -> tuple[dict, dict]:
+class WriteBatch:
     """
-    The net effect of a batch of queued writes: ``{(area, key): text_or_None}`` for state and
-    ``{(area, key): (entry, [(channel, id), ...])}`` for the message map (the last entry written
-    under a key, every ID it was indexed under), so that a message put once per copy in quick
-    succession is written once.
+    Writes queued for one transaction, merged as they are queued (a key written several times
+    is written once): ``state`` is ``{(area, key): JSON text, or None to delete}``, ``messages``
+    ``{(area, key): [entry, [(channel, id), ...]]}`` (the last entry put under that key, and
+    every ID it was indexed under since the last flush). ``len()`` counts the writes queued.
     """
-    state: dict[tuple[str, str], str | None] = {}
-    messages: dict[tuple[str, str], tuple[dict, list]] = {}
-    for op in ops:
+
+    __slots__ = ("count", "messages", "state")
+
+    def __init__(self):
+        self.state: dict[tuple[str, str], str | None] = {}
+        self.messages: dict[tuple[str, str], list] = {}
+        self.count = 0
+
+    def __len__(self) -> int:
+        return self.count
+
+    def add(self, op: tuple) -> None:
+        self.count += 1
         if op[0] == "state":
-            state[(op[1], op[2])] = op[3]
+            self.state[(op[1], op[2])] = op[3]
+            return
+        _, area, key, entry, ids = op
+        known = self.messages.get((area, key))
+        if known is None:
+            self.messages[(area, key)] = [entry, list(ids)]
         else:
-            _, area, key, entry, ids = op
-            slot = (area, key)
-            known = messages.get(slot)
+            known[0] = entry
+            known[1].extend(ids)
+
+    def drop_oldest(self) -> None:
+        """Forget the oldest key's writes (the queue is full)."""
+        table = self.messages or self.state
+        if table:
+            del table[next(iter(table))]
+        self.count = max(0, self.count - 1)
+
+    def put_back(self, newer: WriteBatch) -> WriteBatch:
+        """This batch, not written, with the writes queued since (``newer``) merged after it."""
+        self.state.update(newer.state)
+        for slot, (entry, ids) in newer.messages.items():
+            known = self.messages.get(slot)
             if known is None:
-                messages[slot] = (entry, list(ids))
+                self.messages[slot] = [entry, ids]
             else:
+                known[0] = entry
                 known[1].extend(ids)
-                messages[slot] = (entry, known[1])
-    return state, messages
+        self.count += newer.count
+        return self
+
+    def entries(self) -> list[tuple[str, str, dict, list]]:
+        """``(area, key, entry, ids)`` of each message entry (made now if given as a function)."""
+        return [(area, key, entry() if callable(entry) else entry, ids)
+                for (area, key), (entry, ids) in self.messages.items()]  # fmt: skip
 
 
 class ThreadedStore(Store):
@@ -91,7 +123,7 @@ class ThreadedStore(Store):
       (``time.monotonic()``), then raise :class:`~immp.StoreError`;
     - ``migrate(conn)``: create the schema or bring it up to date; raise StoreError (status 2)
       for a schema newer than this code;
-    - ``write(conn, ops)``: apply the queued writes (see :meth:`Store._write`) in one
+    - ``write(conn, batch)``: apply a :class:`WriteBatch` (the queued writes, merged) in one
       transaction and commit it;
     - ``read_state(conn, area, key)`` -> JSON text or ``None``;
     - ``read_message(conn, area, channel, id)`` -> entry dict or ``None``;
@@ -105,19 +137,20 @@ class ThreadedStore(Store):
 
     #: Seconds between attempts to reach a database that was lost.
     retry_interval = 1.0
-    #: The net effect of a batch of writes, for ``write`` (see :func:`coalesce`).
-    coalesce = staticmethod(coalesce)
+    #: Seconds writes gather after a round before the next (a lookup or flush does not wait).
+    flush_interval = 0.0
 
     def __init__(self, *, max_queue: int = MAX_QUEUE, **options: Any):
         super().__init__(**options)
         self.max_queue = int(max_queue)
         self.prune_interval = PRUNE_INTERVAL
         self._cond = threading.Condition()
-        self._writes: deque[tuple] = deque()
+        self._writes = WriteBatch()
         self._requests: list[_Request] = []
         self._closing = False
         self._abandon = False
         self._sleeping = False  # the thread waits on _cond for work
+        self._gathering = False  # the thread waits on _cond for more writes, or a lookup
         self._thread: threading.Thread | None = None
         self._token: trio.lowlevel.TrioToken | None = None
         self._closed: _Request | None = None
@@ -188,16 +221,16 @@ class ThreadedStore(Store):
         request = _Request(kind, *args)
         with self._cond:
             self._requests.append(request)
-            if self._sleeping:
+            if self._sleeping or self._gathering:
                 self._cond.notify()
         return await request.wait()
 
     def _write(self, op: tuple) -> None:
         with self._cond:
-            self._writes.append(op)
+            self._writes.add(op)
             if len(self._writes) > self.max_queue:
                 # Only while the database is unreachable can the queue grow this far.
-                self._writes.popleft()
+                self._writes.drop_oldest()
                 self._dropped += 1
                 if not self._full_said:
                     self._full_said = True
@@ -238,21 +271,32 @@ class ThreadedStore(Store):
             self._deliver([self._closed])
 
     def _serve(self, conn: Any, next_prune: float) -> None:
+        last_round = 0.0
         while True:
             with self._cond:
-                while not (self._writes or self._requests or self._closing):
-                    wait = next_prune - time.monotonic() if conn is not None else 0
-                    if wait <= 0:
-                        break
-                    self._sleeping = True
+                while not (self._requests or self._closing):
+                    if self._writes:
+                        # Let writes gather for a moment after the last round: one transaction
+                        # for many costs the loop's thread less than many small ones.
+                        wait = last_round + self.flush_interval - time.monotonic()
+                        if wait <= 0:
+                            break
+                        self._gathering = True
+                    else:
+                        wait = next_prune - time.monotonic() if conn is not None else 0
+                        if wait <= 0:
+                            break
+                        self._sleeping = True
                     self._cond.wait(wait)
-                    self._sleeping = False
-                writes, self._writes = list(self._writes), deque()
+                    self._sleeping = self._gathering = False
+                last_round = time.monotonic()
+                writes, self._writes = self._writes, WriteBatch()
                 requests, self._requests = self._requests, []
                 closing, abandon = self._closing, self._abandon
                 self._in_flight = len(writes)
             if abandon:
-                self._writes.extendleft(reversed(writes))
+                with self._cond:
+                    self._writes = writes.put_back(self._writes)
                 self._in_flight = 0
                 break
             if conn is None:
@@ -268,10 +312,10 @@ class ThreadedStore(Store):
                     self._flushes += 1
                     self._flush_total += took
                     self._last_flush = took
-                    writes = []
+                    writes = None
             if writes:  # not written: back in front of what came meanwhile
                 with self._cond:
-                    self._writes.extendleft(reversed(writes))
+                    self._writes = writes.put_back(self._writes)
             self._in_flight = 0
             for request in requests:
                 if conn is None:
@@ -336,7 +380,7 @@ class ThreadedStore(Store):
     def migrate(self, conn: Any) -> None:
         raise NotImplementedError
 
-    def write(self, conn: Any, ops: list[tuple]) -> None:
+    def write(self, conn: Any, batch: WriteBatch) -> None:
         raise NotImplementedError
 
     def read_state(self, conn: Any, area: str, key: str) -> str | None:

@@ -13,6 +13,7 @@ config name.
 from __future__ import annotations
 
 from collections import deque
+from functools import partial
 
 import immp
 
@@ -24,10 +25,12 @@ class Copies:
     several messages has several IDs, first part first.
     """
 
-    __slots__ = ("deleted", "forgotten", "ids", "origin")
+    __slots__ = ("deleted", "forgotten", "ids", "origin", "stored_as")
 
     def __init__(self, channel: immp.Channel, id: str):
         self.origin = (channel, id)
+        #: The entry's key in the store (set by :class:`StoreCopyMap`).
+        self.stored_as: str | None = None
         self.ids: dict[immp.Channel, tuple[str, ...]] = {channel: (id,)}
         #: Set once a deletion was passed on, so that echoes of our own deletions stop there.
         self.deleted = False
@@ -143,14 +146,26 @@ class StoreCopyMap(MemoryCopyMap):
     def __init__(self, size: int, hook: immp.Hook):
         super().__init__(size)
         self._hook = hook
+        # Channel -> immp.channel_key(channel): worked out once per channel, not per copy.
+        self._keys: dict[immp.Channel, str] = {}
+
+    def _key(self, channel: immp.Channel) -> str:
+        key = self._keys.get(channel)
+        if key is None:
+            key = self._keys[channel] = immp.channel_key(channel)
+        return key
 
     def add(self, copies: Copies) -> None:
         super().add(copies)
-        self._save(copies, [copies.origin])
+        channel, id = copies.origin
+        # Found by its key (immp.message_key of the origin): no index row for the origin.
+        copies.stored_as = immp.message_key(self._key(channel), id)
+        self._save(copies, [])
 
     def add_copy(self, copies: Copies, channel: immp.Channel, ids: tuple[str, ...]) -> None:
         super().add_copy(copies, channel, ids)
-        self._save(copies, [(channel, id) for id in ids])
+        key = self._key(channel)
+        self._save(copies, [(key, id) for id in ids])
 
     def changed(self, copies: Copies) -> None:
         self._save(copies, [])
@@ -160,7 +175,7 @@ class StoreCopyMap(MemoryCopyMap):
         if copies is not None:
             return copies
         hook = self._hook
-        entry = await hook.host.store.messages.find(hook.name, immp.channel_key(channel), id)
+        entry = await hook.host.store.messages.find(hook.name, self._key(channel), id)
         copies = self.find(channel, id)  # added while we waited
         if copies is not None or entry is None:
             return copies
@@ -169,17 +184,23 @@ class StoreCopyMap(MemoryCopyMap):
             self.keep(copies)
         return copies
 
-    def _save(self, copies: Copies, ids: list[tuple[immp.Channel, str]]) -> None:
-        key = immp.channel_key
+    def _save(self, copies: Copies, ids: list[tuple[str, str]]) -> None:
+        if copies.stored_as is None:
+            return  # read back from the store, then forgotten and changed: nothing to index
+        # The entry is made when the store writes it (once for all the puts of a flush), maybe
+        # in the store's thread: _entry reads only what this side replaces whole.
+        hook = self._hook
+        hook.host.store.messages.put(hook.name, copies.stored_as, partial(self._entry, copies), ids)
+
+    def _entry(self, copies: Copies) -> dict:
+        keys = self._keys
         channel, id = copies.origin
-        entry = {
-            "origin": [key(channel), id],
-            "ids": {key(c): list(i) for c, i in copies.ids.items()},
+        return {
+            "origin": [keys[channel], id],
+            # (a list of the items is taken at once, whatever the other thread does meanwhile)
+            "ids": {keys[c]: i for c, i in list(copies.ids.items()) if c in keys},
             "deleted": copies.deleted,
         }
-        self._hook.host.store.messages.put(
-            self._hook.name, f"{entry['origin'][0]}\x1f{id}", entry, [(key(c), i) for c, i in ids]
-        )
 
     def _revive(self, entry: dict) -> Copies | None:
         plugs = self._hook.host.plugs
@@ -195,10 +216,13 @@ class StoreCopyMap(MemoryCopyMap):
             if origin is None:
                 return None
             copies = Copies(origin, origin_id)
+            copies.stored_as = immp.message_key(origin_key, origin_id)
+            self._keys[origin] = origin_key
             for key, ids in entry["ids"].items():
                 channel = channel_of(key)
                 if channel is not None:
                     copies.ids[channel] = tuple(ids)
+                    self._keys[channel] = key
             copies.deleted = bool(entry.get("deleted"))
         except (KeyError, TypeError, ValueError):
             return None  # not an entry this map wrote

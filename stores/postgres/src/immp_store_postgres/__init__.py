@@ -15,6 +15,19 @@ The password, if any, belongs in the URL or in libpq's ``~/.pgpass``/``PGPASSWOR
 logged.
 """
 
-from ._store import PostgresStore
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._store import PostgresStore
 
 __all__ = ["PostgresStore"]
+
+
+def __getattr__(name: str):
+    # Imported when first used, not when plugin discovery loads the entry point (psycopg takes
+    # tens of milliseconds to import, on every ``immp`` start).
+    if name == "PostgresStore":
+        from ._store import PostgresStore
+
+        return PostgresStore
+    raise AttributeError(name)

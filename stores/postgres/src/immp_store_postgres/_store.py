@@ -148,19 +148,18 @@ class PostgresStore(immp.ThreadedStore):
         scope = self._scopes[area] = row[0]
         return scope
 
-    def write(self, conn: psycopg.Connection, ops: list[tuple]) -> None:
-        state, messages = immp.ThreadedStore.coalesce(ops)
+    def write(self, conn: psycopg.Connection, batch: immp.WriteBatch) -> None:
         now = time.time()
         # Scopes first: they need an answer, which a pipeline would wait for.
-        for area in {area for area, _ in state} | {area for area, _ in messages}:
+        for area in {area for area, _ in batch.state} | {area for area, _ in batch.messages}:
             self._scope(conn, area, True)
         puts, deletes, entries, ids = [], [], [], []
-        for (area, key), text in state.items():
+        for (area, key), text in batch.state.items():
             if text is None:
                 deletes.append((self._scopes[area], key))
             else:
                 puts.append((self._scopes[area], key, text))
-        for (area, key), (entry, indexed) in messages.items():
+        for area, key, entry, indexed in batch.entries():
             scope = self._scopes[area]
             entries.append((scope, key, json.dumps(entry, separators=(",", ":")), now))
             ids.extend((scope, channel, id, key, now) for channel, id in indexed)
@@ -201,11 +200,17 @@ class PostgresStore(immp.ThreadedStore):
         scope = self._scope(conn, area, False)
         if scope is None:
             return None
-        row = conn.execute(
-            "SELECT m.entry FROM immp_message_ids i JOIN immp_messages m ON m.scope = i.scope"
-            " AND m.key = i.key WHERE i.scope = %s AND i.channel = %s AND i.id = %s",
-            (scope, channel, id),
-        ).fetchone()
+        row = (
+            conn.execute(
+                "SELECT m.entry FROM immp_message_ids i JOIN immp_messages m ON m.scope = i.scope"
+                " AND m.key = i.key WHERE i.scope = %s AND i.channel = %s AND i.id = %s",
+                (scope, channel, id),
+            ).fetchone()
+            or conn.execute(
+                "SELECT entry FROM immp_messages WHERE scope = %s AND key = %s",
+                (scope, immp.message_key(channel, id)),
+            ).fetchone()
+        )
         return json.loads(row[0]) if row else None
 
     def prune(self, conn: psycopg.Connection, before: float) -> int:

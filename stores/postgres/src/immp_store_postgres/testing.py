@@ -1,5 +1,6 @@
 """
-A real PostgreSQL server for the tests: ``initdb`` and ``pg_ctl`` from Debian's ``postgresql``
+A real, throwaway PostgreSQL server for tests and benchmarks: ``initdb`` and ``pg_ctl`` from
+Debian's ``postgresql``
 package, run as the ``postgres`` user (both refuse root), in a temporary folder, on a free
 loopback port, with ``fsync=off`` for speed. About a second to start.
 """
