@@ -49,8 +49,12 @@ Config:
         puppets are not supported yet (a warning is logged).
 
 The plug's channels are the host's named channels on this plug whose source is an IRC channel
-name (any CHANTYPES prefix), plus channels a hook sends to. A channel whose source is a nick is a
-private conversation with that user.
+name (any CHANTYPES prefix), plus channels a hook sends to; one added while running is joined at
+once, one removed is parted. A channel whose source is a nick is a private conversation with
+that user: legal, but a source without any of the prefixes ``# & + !`` is a config warning.
+
+Message IDs: the server's ``msgid`` where it sends one (also for our own lines, with
+``echo-message``); otherwise the plug's own, unique per run (see the README, "Message IDs").
 
 User IDs: the services account name when the server tells it (account-tag, extended-join,
 account-notify), otherwise ``nick!user@host``; ``nick!*@*`` when the user and host are not known
@@ -132,7 +136,7 @@ SCHEMA = immp.Schema({
     immp.Optional("send-burst", 5, doc="Lines sent at once before `send-delay` applies."):
         immp.Range(int, 1, 1000),
     immp.Optional("queue-size", 1000, doc="Lines that may wait to be sent (e.g. while "
-                  "disconnected)."): immp.Range(int, 1, 1_000_000),
+                  "disconnected)."): immp.Range(int, 1),
     immp.Optional("queue-timeout", 60.0, doc="Seconds a send waits for room in a full queue "
                   "before it fails with an error (never silently)."): SECONDS,
     immp.Optional("channel-keys", {}, doc="Keys of channels that need one, by channel name."):
@@ -238,7 +242,8 @@ class IRCPlug(immp.Plug):
             connect_timeout=c["connect-timeout"],
             nick_retry=c["nick-retry"],
         ), self, self.log)  # fmt: skip
-        # Message IDs are ours: a per-run prefix and a counter (IRC has no IDs without msgid).
+        # Our own message IDs where the server gives no msgid: a per-run prefix (never reused
+        # across runs, so a stored copy map cannot confuse two messages) and a counter.
         self._prefix = secrets.token_hex(3)
         self._ids = itertools.count(1)
         # Channels joined because a hook sent there or we were invited (by folded name).
