@@ -5,7 +5,7 @@ import logging
 import trio
 
 import immp
-from tests.conftest import running
+from immp.testing import running
 from tests.core.fakes import FakePlug, RecordingHook
 
 

@@ -48,16 +48,18 @@ def _inspircd_config(directory: Path, port: int, modules: tuple[str, ...]) -> Pa
 
 
 @contextlib.asynccontextmanager
-async def inspircd(directory: Path, modules: tuple[str, ...] = ("monitor",)
-                   ) -> AsyncIterator[int]:  # fmt: skip
-    """A real InspIRCd 3 with ``modules`` loaded, on a free loopback port (yielded)."""
+async def inspircd(directory: Path, modules: tuple[str, ...] = ()) -> AsyncIterator[int]:
+    """
+    A real InspIRCd 3 with its monitor module and ``modules`` (e.g. :data:`IRCV3_MODULES`), on
+    a free loopback port (yielded).
+    """
     if INSPIRCD is None:
         if os.environ.get("CI"):
             pytest.fail("inspircd is not installed, and CI is set: install it (apt-get install "
                         "inspircd); .ci/run does")  # fmt: skip
         pytest.skip("inspircd is not installed (apt-get install inspircd)")
     port = free_port()
-    config = _inspircd_config(directory, port, modules)
+    config = _inspircd_config(directory, port, ("monitor", *modules))
     log_path = directory / "inspircd.log"
     log = log_path.open("ab")  # a local file, handed to the process
     process = await trio.lowlevel.open_process(

@@ -10,6 +10,8 @@ Everything a user or plugin author needs is importable from here::
             ...
 """
 
+__version__ = "0.1.0"
+
 from ._cache import BoundedCache
 from ._channel import Channel, Group
 from ._commands import (
@@ -105,3 +107,15 @@ __all__ = [
     "take",
     "write_config",
 ]  # fmt: skip
+
+
+def _fix_module_names() -> None:
+    # Public names are documented, printed and pickled as immp.Host, not immp._host.Host (as
+    # trio does for its re-exports); the private modules stay an implementation detail.
+    for name in __all__:
+        obj = globals()[name]
+        if (getattr(obj, "__module__", None) or "").startswith("immp._"):
+            obj.__module__ = __name__
+
+
+_fix_module_names()

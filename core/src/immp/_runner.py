@@ -97,15 +97,17 @@ def _print_warning(warning: ConfigWarning) -> None:
     print(f"immp: warning: {warning}", file=sys.stderr)
 
 
-def _list_plugins() -> int:
-    plugins = Plugins()
-    if not plugins.distributions:
+def _list_plugins(plugins: Plugins) -> int:
+    if not plugins.distributions and not plugins.broken:
         print("No plugin distributions installed.")
     for entry in sorted(plugins.distributions, key=lambda e: e.distribution):
         print(f"{entry.distribution} {entry.version}")
         for label, names in (("plugs", entry.plugs), ("hooks", entry.hooks)):
             if names:
                 print(f"  {label}: {', '.join(names)}")
+    for broken in plugins.broken:
+        print(f"{broken.distribution} {broken.version} (broken)")
+        print(f"  {broken.entry_point}: {broken.error}")
     return EXIT_OK
 
 
@@ -145,8 +147,13 @@ async def _watch_signals(host: Host, task_status=trio.TASK_STATUS_IGNORED) -> No
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    try:
+        plugins = Plugins()
+    except ConfigError as exc:  # two distributions claim one name
+        print(f"immp: error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     if args.plugins:
-        return _list_plugins()
+        return _list_plugins(plugins)
     if not args.config:
         _parser().print_usage(sys.stderr)
         print("immp: error: a config file is needed", file=sys.stderr)
@@ -154,7 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     file = args.config
     try:
         data = load_file(file)
-        host = build_host(data, file=file, warn=_print_warning)
+        host = build_host(data, file=file, plugins=plugins, warn=_print_warning)
+        for broken in plugins.broken:  # the config does not use it, or building had failed
+            print(f"immp: warning: {broken}; its plugs and hooks are unavailable",
+                  file=sys.stderr)  # fmt: skip
         _setup_logging(data.get("logging"), file)
         if args.check:
             print(
@@ -174,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def save(_source: object = None) -> None:
             try:
-                write_config(file, dump_config(host))
+                write_config(file, dump_config(host, plugins))
             except OSError as exc:
                 log.error("Could not write config back to %s: %s", file, exc)
 
