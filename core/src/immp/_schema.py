@@ -53,14 +53,18 @@ class Optional:
     """
     A mapping key that may be left out; ``default`` is filled in (a copy, if mutable), or with
     ``omit`` nothing is, and the key stays out (for overrides, where absent means "inherit").
-    ``doc`` says what the key is (shown in the generated docs).
+    ``doc`` says what the key is, and ``doc_default`` what the default means where the value
+    alone does not say it (``port: null`` is "6697 with `ssl`, else 6667"); both are shown in
+    the generated docs.
     """
 
-    def __init__(self, key: str, default: Any = None, *, omit: bool = False, doc: str = ""):
+    def __init__(self, key: str, default: Any = None, *, omit: bool = False, doc: str = "",
+                 doc_default: str | None = None):  # fmt: skip
         self.key = key
         self.default = default
         self.omit = omit
         self.doc = doc
+        self.doc_default = doc_default
 
     def make_default(self) -> Any:
         if isinstance(self.default, (list, dict)):
@@ -109,11 +113,19 @@ class Range:
         self.high = high
 
     def describe(self) -> str:
+        low, high = _number(self.low), _number(self.high)
         if self.low is not None and self.high is not None:
-            return f"from {self.low:g} to {self.high:g}"
+            return f"from {low} to {high}"
         if self.low is not None:
-            return f"at least {self.low:g}"
-        return f"at most {self.high:g}"
+            return f"at least {low}"
+        return f"at most {high}"
+
+
+def _number(value: float | None) -> str:
+    """A bound as a person writes it: 1000000, 0.5 (not 1e+06, 1000000.0)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value)
 
 
 class Warn:

@@ -24,6 +24,9 @@ from .sections import KNOWN_SECTIONS, TOP_SCHEMA
 
 log = logging.getLogger("immp.config")
 
+# The sections kept as written, for -w to write back (the others are rebuilt from the host).
+_SETTINGS = ("path", "host", "logging", "store")
+
 _KINDS = (("plug", "plugs"), ("channel", "channels"), ("group", "groups"), ("hook", "hooks"))
 
 
@@ -78,7 +81,7 @@ def _build(data: dict[str, Any], plugins: Plugins, warn: Callable) -> Host:
         hook_stuck_after=options["hook-stuck-after"],
     )
     host.extra_config = {k: v for k, v in data.items() if k not in KNOWN_SECTIONS}
-    host.settings = {key: data[key] for key in ("path", "host", "logging") if data.get(key)}
+    host.settings = {key: data[key] for key in _SETTINGS if data.get(key)}
     for name, spec in config["plugs"].items():
         plug = _create(f"plugs.{name}", refs, warn, classes[name], name, spec["config"], host)
         plug.path = spec["path"]

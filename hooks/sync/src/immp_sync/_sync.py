@@ -8,12 +8,18 @@ from ._bridge import COMMON_SCHEMA, BridgeHook, Route, SyncedMessage
 from ._plug import SyncPlug
 
 SCHEMA = immp.Schema({
-    immp.Optional("channels", {}): {str: [immp.Ref("channel")]},
-    immp.Optional("plug", None): immp.Nullable(str),
-    immp.Optional("titles", {}): {str: str},
-    immp.Optional("notify-unreachable", True, doc="While a network of a bridge is unreachable "
-                  "(its plug reports its link down), tell the rest of the bridge once, and once "
-                  "when it is back."): bool,
+    immp.Optional("channels", {}, doc="bridge label -> list of channel names"):
+        {str: [immp.Ref("channel")]},
+    immp.Optional("plug", None, doc="name of a virtual plug to register: one channel per bridge "
+                                    "label (source = the label), where other hooks see every "
+                                    "message of the bridge and can send, edit and delete into "
+                                    "all of it"): immp.Nullable(str),
+    immp.Optional("titles", {}, doc="bridge label -> title of its channel on the virtual plug "
+                                    "(default: the label)"): {str: str},
+    immp.Optional("notify-unreachable", True, doc="while a network of a bridge is unreachable "
+                  "(its plug reports its link down, e.g. an IRC server restarting), tell the "
+                  "other channels once: \"network X is unreachable; messages to it are held\", "
+                  "and once when it is back"): bool,
     **COMMON_SCHEMA,
 })  # fmt: skip
 
