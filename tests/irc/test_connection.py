@@ -104,7 +104,10 @@ async def test_a_line_sent_again_after_a_reconnect_reaches_hooks_once(server, ca
 
 async def test_server_killed_and_restarted_mid_stream_loses_nothing(ngircd_available, tmp_path):
     async with NgircdServer.running(tmp_path) as server:
-        config = plug_config(server.port, **{"send-delay": 0.02, "reconnect-delay": 1.0})
+        # The bot comes back 1.5-3 s after the kill: alice, who needs to be in #test first to
+        # see what it sends then, has time to reconnect and join even on a loaded machine.
+        config = plug_config(server.port, **{"send-delay": 0.02, "reconnect-delay": 3.0,
+                                             "reconnect-max": 3.0})  # fmt: skip
         async with irc_host(config) as (host, plug, _):
             received: list[str] = []
             alice_cm = RawClient.connected(server.port, "alice")

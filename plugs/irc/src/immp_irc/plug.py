@@ -89,7 +89,8 @@ ECHO_BUFFER = 1024
 # Longest author name shown, so that a name leaves room for text in a 512-byte line.
 NAME_LIMIT = 64
 # Lines written, awaiting the server's echo-message copy, by (folded target, text): at most this
-# many distinct ones; the oldest is forgotten (its echo, if it ever comes, is then a new message).
+# many distinct ones, and this many of each (the same text sent again and again to a channel
+# that refuses it); the oldest is forgotten (its echo, if it ever comes, is then a new message).
 ECHOES_AWAITED = 1000
 # With echo-message and message-tags, put() waits this long at most for the server's msgid of
 # each line, so that the receipt is the network's own (stable) ID; under the host's echo wait.
@@ -359,6 +360,19 @@ class IRCPlug(immp.Plug):
                 self.connection.outgoing.send_priority(line)
         for source in self._configured_channels().values():
             self._join(source)
+        if self.connection.registrations == 1:
+            self._warn_about_sources()
+
+    def _warn_about_sources(self) -> None:
+        """A named channel whose prefix this server does not take is a nick here: say so once."""
+        chantypes = "".join(self._state.isupport.chantypes or [])
+        for name, channel in (self.host.channels.items() if self.host else ()):
+            source = channel.source
+            if channel.plug is self and source[:1] in KNOWN_CHANTYPES:
+                if not self._is_channel_name(source):
+                    self.log.warning("Channel %s: %r is not a channel on this server (its "
+                                     "prefixes are %s), so it is a private chat with the nick "
+                                     "%r", name, source, chantypes, source)  # fmt: skip
 
     def _join(self, source: str) -> None:
         key = self.config["channel-keys"].get(source)
@@ -380,7 +394,7 @@ class IRCPlug(immp.Plug):
             key = (self._fold(line.channel.source), line.wire)
             waiting = self._awaiting_echo.get(key)
             if waiting is None:
-                waiting = self._awaiting_echo[key] = deque()
+                waiting = self._awaiting_echo[key] = deque(maxlen=ECHOES_AWAITED)
             waiting.append(line)
             return
         line.echoed.set()  # no echo will come: put() need not wait for one
