@@ -366,7 +366,7 @@ class IRCPlug(immp.Plug):
     def _warn_about_sources(self) -> None:
         """A named channel whose prefix this server does not take is a nick here: say so once."""
         chantypes = "".join(self._state.isupport.chantypes or [])
-        for name, channel in (self.host.channels.items() if self.host else ()):
+        for name, channel in self.host.channels.items() if self.host else ():
             source = channel.source
             if channel.plug is self and source[:1] in KNOWN_CHANTYPES:
                 if not self._is_channel_name(source):
