@@ -68,3 +68,8 @@ async def irc_host(
     recorder = host.add_hook(Recorder("recorder", None, host))
     async with running(host):
         yield host, plug, recorder
+
+
+def lifetime_state(item: immp.Openable) -> immp.OpenState:
+    """Where a plug or hook is in its lifetime (``open_state`` once ``state`` is the store's)."""
+    return item.open_state if hasattr(type(item), "open_state") else item.state

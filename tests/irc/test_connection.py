@@ -13,7 +13,7 @@ import immp
 from tests.faults.peer import ScriptedServer
 from tests.ngircd import NgircdServer, RawClient, parse_privmsg
 
-from .conftest import irc_host, plug_config
+from .conftest import irc_host, lifetime_state, plug_config
 
 log = logging.getLogger(__name__)
 
@@ -315,7 +315,7 @@ async def test_no_answer_to_ping_means_reconnect():
 async def _plug_failed(plug, caplog) -> str:
     """Wait until the plug failed; the one error line that says why."""
     with trio.fail_after(20):
-        while plug.state is not immp.OpenState.failed:
+        while lifetime_state(plug) is not immp.OpenState.failed:
             await trio.sleep(0.02)
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1, errors
@@ -347,7 +347,7 @@ async def test_sasl_not_required_goes_on_without_it_after_one_warning(server, ca
         config = plug_config(server.port, sasl=SASL, **{"sasl-required": False})
         async with irc_host(config) as (_, plug, _):
             await alice.expect(":bot!", "JOIN", "#test", timeout=20)
-            assert plug.state is immp.OpenState.active
+            assert lifetime_state(plug) is immp.OpenState.active
     warnings = [r.getMessage() for r in caplog.records if "SASL" in r.getMessage()]
     assert warnings == ["SASL login as alice failed (the server offers no SASL); going on "
                         "without it"]  # fmt: skip
@@ -376,6 +376,6 @@ async def test_a_wrong_sasl_password_goes_on_when_not_required(caplog):
         async with irc_host(config, channels=()) as (_, plug, _):
             with trio.fail_after(10):
                 await peer.registered.wait()
-            assert plug.state is immp.OpenState.active
+            assert lifetime_state(plug) is immp.OpenState.active
         nursery.cancel_scope.cancel()
     assert any("SASL login as alice failed (904" in r.getMessage() for r in caplog.records)
