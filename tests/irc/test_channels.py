@@ -86,3 +86,17 @@ async def test_a_channel_added_while_disconnected_is_joined_on_registration(serv
             while not plug.connection.state.has_channel("#late"):
                 await trio.sleep(0.02)
         assert plug.connection.state.has_channel("#test")
+
+
+async def test_a_prefix_this_server_does_not_take_is_a_warning_once(server, caplog):
+    # ngircd's CHANTYPES are "#&+": "!safe" would be a channel elsewhere, a nick here.
+    caplog.set_level(logging.WARNING, logger="immp_irc")
+    async with irc_host(plug_config(server.port), channels=("#test", "!safe")) as (_, plug, _):
+        with trio.fail_after(20):
+            while not plug.connection.state.has_channel("#test"):
+                await trio.sleep(0.02)
+        assert "!" not in (plug.connection.state.isupport.chantypes or [])
+        assert await plug.channel_is_private(immp.Channel(plug, "!safe"))
+    warnings = [r.getMessage() for r in caplog.records if "is not a channel" in r.getMessage()]
+    assert warnings == ["Channel chan1: '!safe' is not a channel on this server (its prefixes "
+                        "are #&+), so it is a private chat with the nick '!safe'"]  # fmt: skip

@@ -29,9 +29,7 @@ def _bridged(hook: SyncHook, msg: immp.SentMessage) -> bool:
 
 
 def _is_open(plug: immp.Plug) -> bool:
-    # The lifetime state is ``open_state`` where ``state`` is the store area (Store API).
-    state = plug.open_state if hasattr(type(plug), "open_state") else plug.state
-    return state is immp.OpenState.active
+    return plug.open_state is immp.OpenState.active
 
 
 class _Reachability:

@@ -49,8 +49,12 @@ Config:
         puppets are not supported yet (a warning is logged).
 
 The plug's channels are the host's named channels on this plug whose source is an IRC channel
-name (any CHANTYPES prefix), plus channels a hook sends to. A channel whose source is a nick is a
-private conversation with that user.
+name (any CHANTYPES prefix), plus channels a hook sends to; one added while running is joined at
+once, one removed is parted. A channel whose source is a nick is a private conversation with
+that user: legal, but a source without any of the prefixes ``# & + !`` is a config warning.
+
+Message IDs: the server's ``msgid`` where it sends one (also for our own lines, with
+``echo-message``); otherwise the plug's own, unique per run (see the README, "Message IDs").
 
 User IDs: the services account name when the server tells it (account-tag, extended-join,
 account-notify), otherwise ``nick!user@host``; ``nick!*@*`` when the user and host are not known
@@ -84,6 +88,13 @@ VERSION = "IMMP IRC plug (immp-plug-irc)"
 ECHO_BUFFER = 1024
 # Longest author name shown, so that a name leaves room for text in a 512-byte line.
 NAME_LIMIT = 64
+# Lines written, awaiting the server's echo-message copy, by (folded target, text): at most this
+# many distinct ones, and this many of each (the same text sent again and again to a channel
+# that refuses it); the oldest is forgotten (its echo, if it ever comes, is then a new message).
+ECHOES_AWAITED = 1000
+# With echo-message and message-tags, put() waits this long at most for the server's msgid of
+# each line, so that the receipt is the network's own (stable) ID; under the host's echo wait.
+MSGID_WAIT = 1.0
 
 # Seconds: from 0 (none) to a day, which no sane delay or timeout exceeds.
 SECONDS = immp.Range(immp.Number, 0, 86400)
@@ -126,7 +137,7 @@ SCHEMA = immp.Schema({
     immp.Optional("send-burst", 5, doc="Lines sent at once before `send-delay` applies."):
         immp.Range(int, 1, 1000),
     immp.Optional("queue-size", 1000, doc="Lines that may wait to be sent (e.g. while "
-                  "disconnected)."): immp.Range(int, 1, 1_000_000),
+                  "disconnected)."): immp.Range(int, 1),
     immp.Optional("queue-timeout", 60.0, doc="Seconds a send waits for room in a full queue "
                   "before it fails with an error (never silently)."): SECONDS,
     immp.Optional("channel-keys", {}, doc="Keys of channels that need one, by channel name."):
@@ -166,6 +177,27 @@ def _source_warning(source: str) -> str | None:
     return (f"{source!r} has no channel prefix ({' '.join(KNOWN_CHANTYPES)}), so it is a "
             f"private chat with whoever holds the nick {source!r}, who would get every "
             f"message; for a channel write '#{source}'")  # fmt: skip
+
+
+class _Line:
+    """One line of a message put() queued: our ID for it, and the server's once it echoes."""
+
+    __slots__ = ("action", "channel", "echoed", "id", "msgid", "receipt_id", "text", "wire")
+
+    def __init__(self, channel: immp.Channel, id: str, text: str, wire: str, action: bool):
+        self.channel = channel
+        self.id = id  # ours: unique, but only meaningful to this run
+        self.text = text
+        self.wire = wire
+        self.action = action
+        self.msgid: str | None = None
+        self.echoed = trio.Event()
+        self.receipt_id: str | None = None  # what put() returned (None while it waits)
+
+    @property
+    def final_id(self) -> str:
+        """The ID hooks know this line by."""
+        return self.receipt_id or self.msgid or self.id
 
 
 def _valid_name(name: str) -> bool:
@@ -211,13 +243,15 @@ class IRCPlug(immp.Plug):
             connect_timeout=c["connect-timeout"],
             nick_retry=c["nick-retry"],
         ), self, self.log)  # fmt: skip
-        # Message IDs are ours: a per-run prefix and a counter (IRC has no IDs without msgid).
+        # Our own message IDs where the server gives no msgid: a per-run prefix (never reused
+        # across runs, so a stored copy map cannot confuse two messages) and a counter.
         self._prefix = secrets.token_hex(3)
         self._ids = itertools.count(1)
         # Channels joined because a hook sent there or we were invited (by folded name).
         self._extra_channels: dict[str, str] = {}
-        # Lines written, awaiting the server's echo-message copy: (folded target, text, id).
-        self._awaiting_echo: deque[tuple[str, str, str]] = deque(maxlen=1000)
+        # Lines written, awaiting the server's echo-message copy, oldest first per key.
+        self._awaiting_echo: immp.BoundedCache[tuple[str, str], deque[_Line]] = (
+            immp.BoundedCache(ECHOES_AWAITED))  # fmt: skip
         self._echo_send: trio.MemorySendChannel | None = None
         if c["puppet"]:
             self.log.warning("%s: puppets are not supported yet; relaying as the bot", name)
@@ -326,6 +360,19 @@ class IRCPlug(immp.Plug):
                 self.connection.outgoing.send_priority(line)
         for source in self._configured_channels().values():
             self._join(source)
+        if self.connection.registrations == 1:
+            self._warn_about_sources()
+
+    def _warn_about_sources(self) -> None:
+        """A named channel whose prefix this server does not take is a nick here: say so once."""
+        chantypes = "".join(self._state.isupport.chantypes or [])
+        for name, channel in self.host.channels.items() if self.host else ():
+            source = channel.source
+            if channel.plug is self and source[:1] in KNOWN_CHANTYPES:
+                if not self._is_channel_name(source):
+                    self.log.warning("Channel %s: %r is not a channel on this server (its "
+                                     "prefixes are %s), so it is a private chat with the nick "
+                                     "%r", name, source, chantypes, source)  # fmt: skip
 
     def _join(self, source: str) -> None:
         key = self.config["channel-keys"].get(source)
@@ -341,18 +388,24 @@ class IRCPlug(immp.Plug):
     def on_sent(self, item: Outgoing) -> None:
         if item.meta is None:
             return
-        channel, ident, text, wire, action = item.meta
+        line: _Line = item.meta
         if "echo-message" in self._state.agreed_caps:
             # The server echoes the line as written, CTCP wrapping and all.
-            self._awaiting_echo.append((self._fold(channel.source), wire, ident))
+            key = (self._fold(line.channel.source), line.wire)
+            waiting = self._awaiting_echo.get(key)
+            if waiting is None:
+                waiting = self._awaiting_echo[key] = deque(maxlen=ECHOES_AWAITED)
+            waiting.append(line)
             return
+        line.echoed.set()  # no echo will come: put() need not wait for one
         # No echo-message: show hooks what we posted, under the ID put() returned.
-        sent = immp.SentMessage(ident, channel, text=from_irc(text), user=self._self_user(),
-                                action=action)  # fmt: skip
+        sent = immp.SentMessage(line.final_id, line.channel, text=from_irc(line.text),
+                                user=self._self_user(), action=line.action)  # fmt: skip
         try:
             self._echo_send.send_nowait(sent)
         except trio.WouldBlock:
-            self.log.warning("Echo buffer full; not showing hooks our own line %r", text[:80])
+            self.log.warning("Echo buffer full; not showing hooks our own line %r",
+                             line.text[:80])  # fmt: skip
 
     def _self_user(self) -> immp.User:
         return self._user(self._state.nickname or self.config["user"]["nick"])
@@ -452,22 +505,29 @@ class IRCPlug(immp.Plug):
         else:
             # A private conversation is known by the other person's nick.
             channel = immp.Channel(self, target if own else nick)
+        msgid = (line.tags or {}).get("msgid") or None
         ident = None
         if own:
-            ident = self._echo_id(target, line.params[1])
-        ident = ident or (line.tags or {}).get("msgid") or self._next_id()
+            ident = self._echo_id(target, line.params[1], msgid)
+        ident = ident or msgid or self._next_id()
         user = self._line_user(line)
         sent = immp.SentMessage(ident, channel, at=_server_time(line.tags), text=from_irc(text),
                                 user=user, action=action, raw=line)  # fmt: skip
         await self.queue(sent)
 
-    def _echo_id(self, target: str, text: str) -> str | None:
-        folded = self._fold(target)
-        for index, (where, what, ident) in enumerate(self._awaiting_echo):
-            if where == folded and what == text:
-                del self._awaiting_echo[index]
-                return ident
-        return None
+    def _echo_id(self, target: str, text: str, msgid: str | None) -> str | None:
+        """The ID of our own line echoed back: the server's msgid if put() is still waiting."""
+        key = (self._fold(target), text)
+        waiting = self._awaiting_echo.get(key)
+        if not waiting:
+            return None
+        sent = waiting.popleft()
+        if not waiting:
+            del self._awaiting_echo[key]
+        if sent.receipt_id is None:
+            sent.msgid = msgid
+        sent.echoed.set()
+        return sent.final_id
 
     def _ctcp_reply(self, nick: str, verb: str, args: str) -> None:
         if verb == "VERSION":
@@ -493,22 +553,37 @@ class IRCPlug(immp.Plug):
             self._extra_channels[self._fold(target)] = target
             if self.connection.ready:
                 self._join(target)
-        items, receipts = [], []
+        items, lines = [], []
         for text, ctcp_action in self._lines(target, msg):
-            ident = self._next_id()
             wire = f"{CTCP}ACTION {text}{CTCP}" if ctcp_action else text
+            line = _Line(channel, self._next_id(), text, wire, ctcp_action)
+            lines.append(line)
             items.append(Outgoing(irctokens.build("PRIVMSG", [target, wire]).format(),
-                                  meta=(channel, ident, text, wire, ctcp_action)))  # fmt: skip
-            receipts.append(immp.Receipt(ident, channel))
+                                  meta=line))  # fmt: skip
         if not items:
             return []  # nothing to show on IRC (e.g. only control characters): nothing sent
-        # Queueing returns without yielding, so the core records these receipts as ours
-        # (Plug.send) before the writer can put a line on the wire and an echo come back.
+        # Where the server will tag our lines' echoes with its own msgid, and they go out at once
+        # (connected, no backlog), wait a moment for those: the network's IDs outlive this run.
+        caps = self._state.agreed_caps
+        wait = (
+            self.connection.ready
+            and "echo-message" in caps
+            and "message-tags" in caps
+            and self.connection.outgoing.pending + len(items) <= self.config["send-burst"]
+        )
         try:
             await self.connection.outgoing.send(items, self.config["queue-timeout"])
         except QueueFull as exc:
             raise immp.PlugError(f"{self.name}: message to {target} not sent, the outgoing "
                                  f"queue stayed full ({exc})")  # fmt: skip
+        if wait:
+            with trio.move_on_after(MSGID_WAIT):
+                for line in lines:
+                    await line.echoed.wait()
+        receipts = []
+        for line in lines:
+            line.receipt_id = line.final_id  # from now on, its echo has this ID too
+            receipts.append(immp.Receipt(line.receipt_id, channel))
         return receipts
 
     def _lines(self, target: str, msg: immp.Message) -> list[tuple[str, bool]]:
