@@ -5,7 +5,6 @@ package installed with pip, ``immp --plugins``, its config run with a console, i
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
