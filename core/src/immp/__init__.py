@@ -25,6 +25,7 @@ from ._config import build_host, dump_config, load_file, write_config
 from ._errors import ConfigError, HookError, PlugError
 from ._hook import Hook, ResourceHook
 from ._host import Host
+from ._logs import JsonFormatter
 from ._message import (
     File,
     FileType,
@@ -59,6 +60,7 @@ __all__ = [
     "Hook",
     "HookError",
     "Host",
+    "JsonFormatter",
     "Location",
     "Message",
     "Nullable",

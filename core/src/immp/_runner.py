@@ -20,6 +20,7 @@ import trio
 from ._config import build_host, dump_config, load_file, remove_stale_temp_files, write_config
 from ._errors import ConfigError
 from ._host import Host
+from ._logs import JsonFormatter
 from .plugins import Plugins
 
 log = logging.getLogger("immp.runner")
@@ -55,6 +56,13 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="list installed plugin distributions and the names they register",
     )
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text lines (default), or one JSON object per line for log shippers; applies to "
+        "the default handler and to every handler a logging: section configures",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     return parser
 
@@ -66,7 +74,9 @@ def _version() -> str:
         return "unknown"
 
 
-def _setup_logging(config: dict | None, file: str) -> None:
+def _setup_logging(config: dict | None, file: str, log_format: str = "text") -> None:
+    if config and log_format == "json":
+        config = _with_json_formatter(config)
     if config:
         main = sys.modules.get("__main__")
         if main is not None and not hasattr(main, "LocalFilter"):
@@ -85,12 +95,46 @@ def _setup_logging(config: dict | None, file: str) -> None:
     # part of IMMP says at WARNING or above.
     handler = logging.StreamHandler()
     handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S")
+        JsonFormatter()
+        if log_format == "json"
+        else logging.Formatter(
+            "%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"
+        )
     )
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(logging.WARNING)
     log.setLevel(logging.INFO)
+
+
+def _with_json_formatter(config: dict) -> dict:
+    """A ``logging:`` section whose every handler formats with :class:`JsonFormatter`."""
+    formatters = {**(config.get("formatters") or {}), "immp-json": {"()": JsonFormatter}}
+    handlers = {
+        name: {**handler, "formatter": "immp-json"} if isinstance(handler, dict) else handler
+        for name, handler in (config.get("handlers") or {}).items()
+    }
+    return {**config, "formatters": formatters, "handlers": handlers}
+
+
+def _distributions_in_use(host: Host) -> list[str]:
+    """``name version`` of immp-core and of each distribution a plug or hook class comes from."""
+    owners = metadata.packages_distributions()
+    # Editable installs (hatch's workspace) list no packages: their entry points name them.
+    for entry in metadata.entry_points(group="immp"):
+        if entry.dist is not None:
+            owners.setdefault(entry.module.partition(".")[0], [entry.dist.name])
+    used = {"immp-core"}
+    for part in (*host.plugs.values(), *host.hooks.values()):
+        top = type(part).__module__.partition(".")[0]
+        used.update(owners.get(top, ()))
+    found = []
+    for name in sorted(used, key=str.lower):
+        try:
+            found.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            pass
+    return found
 
 
 def _list_plugins() -> int:
@@ -151,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         data = load_file(file)
         host = build_host(data, file=file)
-        _setup_logging(data.get("logging"), file)
+        _setup_logging(data.get("logging"), file, args.log_format)
         if args.check:
             print(
                 f"{file}: OK ({len(host.plugs)} plugs, {len(host.channels)} channels, "
@@ -176,11 +220,12 @@ def main(argv: list[str] | None = None) -> int:
 
         host.on_config_change(save)
     log.info(
-        "Starting IMMP %s with %s (%d plugs, %d hooks)",
+        "Starting IMMP %s with %s (%d plugs, %d hooks; %s)",
         _version(),
         file,
         len(host.plugs),
         len(host.hooks),
+        ", ".join(_distributions_in_use(host)),
     )
     status = EXIT_OK
     try:
