@@ -290,10 +290,6 @@ class RichText:
                 start += 1
         return pieces
 
-    def format_flags(self) -> list[dict[str, Any]]:
-        """Formatting of each segment as a dict, for serialising."""
-        return [{name: getattr(seg, name) for name in _FORMAT_FIELDS} for seg in self._segments]
-
 
 class FileType(enum.Enum):
     """What a :class:`File` contains, as far as plugs care."""
