@@ -8,22 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import shutil
-import subprocess
-from collections.abc import AsyncIterator
-from pathlib import Path
 
-import pytest
 import trio
 
 import immp
-from tests.ngircd import RawClient, free_port, wait_listening
+from tests.ngircd import RawClient
 
 from .conftest import irc_host, plug_config
-
-INSPIRCD = shutil.which("inspircd") or ("/usr/sbin/inspircd" if os.path.exists(
-    "/usr/sbin/inspircd") else None)  # fmt: skip
+from .inspircd import inspircd
 
 # Longer than any test: a nick regained within it was regained because its holder left.
 NO_TIMER = 3600
@@ -145,68 +137,6 @@ async def test_nick_taken_back_again_after_a_reconnect(server):
                 assert plug.connection.registrations == 2
                 await holder_again.send("QUIT :gone again")
                 await alice_again.expect(":bot_!", " NICK :bot", timeout=20)
-
-
-def _inspircd_config(directory: Path, port: int, modules=()) -> Path:
-    """
-    Write an InspIRCd 3 config for a test server on ``port`` (no DNS, ident or fake lag), with
-    the monitor module and ``modules`` (e.g. ``("cap", "ircv3", "ircv3_echomessage")``).
-    """
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "motd").write_text("test server\n")
-    config = directory / "inspircd.conf"
-    config.write_text(
-        f"""
-<server name="irc.test" description="IMMP test server" network="Test">
-<admin name="test" nick="test" email="test@irc.test">
-<bind address="127.0.0.1" port="{port}" type="clients">
-<connect name="main" allow="*" timeout="60" pingfreq="120" localmax="100" globalmax="100"
-  maxconnwarn="off" useident="no" resolvehostnames="no" fakelag="off" threshold="1000"
-  commandrate="100000" limit="100">
-<files motd="{directory}/motd">
-<path moduledir="/usr/lib/inspircd/modules" datadir="{directory}" logdir="{directory}"
-  runtimedir="{directory}">
-<pid file="{directory}/inspircd.pid">
-<dns timeout="1">
-<limits maxnick="30">
-<module name="monitor">
-"""
-        + "".join(f'<module name="{name}">\n' for name in modules)
-    )
-    return config
-
-
-@contextlib.asynccontextmanager
-async def inspircd(directory: Path, modules=()) -> AsyncIterator[int]:
-    """
-    A real InspIRCd 3 with its monitor module and ``modules``, on a free loopback port
-    (yielded).
-    """
-    if INSPIRCD is None:
-        if os.environ.get("CI"):
-            pytest.fail("inspircd is not installed, and CI is set: install it (apt-get install "
-                        "inspircd); .ci/run does")  # fmt: skip
-        pytest.skip("inspircd is not installed (apt-get install inspircd)")
-    port = free_port()
-    config = _inspircd_config(directory, port, modules)
-    log_path = directory / "inspircd.log"
-    log = log_path.open("ab")  # a local file, handed to the process
-    process = await trio.lowlevel.open_process(
-        [INSPIRCD, "--nofork", "--runasroot", "--config", str(config)],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)  # fmt: skip
-    log.close()
-    try:
-        with trio.fail_after(10):
-            await wait_listening(process, port, log_path)
-        yield port
-    finally:
-        with trio.CancelScope(shield=True):
-            process.terminate()
-            with trio.move_on_after(5):
-                await process.wait()
-            if process.poll() is None:
-                process.kill()
-                await process.wait()
 
 
 async def test_nick_taken_back_when_monitor_says_it_is_free(tmp_path, caplog):

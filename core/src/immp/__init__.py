@@ -25,7 +25,7 @@ from ._commands import (
     commands_of,
 )
 from ._config import build_host, dump_config, load_file, write_config
-from ._errors import ConfigError, PlugError, describe_error
+from ._errors import ConfigError, ConfigWarning, PlugError, describe_error
 from ._hook import Hook, ResourceHook
 from ._host import Host
 from ._logs import JsonFormatter
@@ -42,7 +42,19 @@ from ._message import (
 )
 from ._openable import Openable, OpenState
 from ._plug import Plug
-from ._schema import Any_, Check, Nullable, Number, Optional, Positive, Ref, Schema
+from ._schema import (
+    Any_,
+    Check,
+    Nullable,
+    Number,
+    Optional,
+    Positive,
+    Range,
+    Ref,
+    Required,
+    Schema,
+    Warn,
+)
 from ._worker import Worker, take
 from .hookspecs import hookimpl
 
@@ -58,6 +70,7 @@ __all__ = [
     "CommandSpec",
     "CommandUsageError",
     "ConfigError",
+    "ConfigWarning",
     "File",
     "FileType",
     "Group",
@@ -74,14 +87,17 @@ __all__ = [
     "Plug",
     "PlugError",
     "Positive",
+    "Range",
     "Receipt",
     "Ref",
+    "Required",
     "ResourceHook",
     "RichText",
     "Schema",
     "Segment",
     "SentMessage",
     "User",
+    "Warn",
     "Worker",
     "build_host",
     "command",

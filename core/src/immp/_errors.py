@@ -20,6 +20,24 @@ class ConfigError(Exception):
         return f"{where}: {self.message}" if where else self.message
 
 
+class ConfigWarning(UserWarning):
+    """
+    Something in the configuration that is legal but most likely a mistake (an IRC channel
+    source without a channel prefix is a private chat). ``immp --check`` and the start print it
+    as one line, formatted like :class:`ConfigError`; it does not stop anything.
+    """
+
+    def __init__(self, message: str, path: str | None = None, file: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.path = path
+        self.file = file
+
+    def __str__(self) -> str:
+        where = ": ".join(part for part in (self.file, self.path) if part)
+        return f"{where}: {self.message}" if where else self.message
+
+
 class PlugError(Exception):
     """A plug failed to talk to its network, or was asked for something it cannot do."""
 

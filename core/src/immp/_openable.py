@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import enum
 import logging
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -40,6 +41,9 @@ class Openable:
     def __init__(self, name: str, config: dict[str, Any] | None, host: Host):
         self.name = name
         self.host = host
+        #: The config as given, before defaults: ``immp -w`` writes back what was set, so that
+        #: an option nobody wrote that still holds its default stays out of the file.
+        self.given_config: dict[str, Any] = copy.deepcopy(config) if config else {}
         self.config = self.validate_config(config)
         self.state = OpenState.inactive
         self.log = logging.getLogger(f"{type(self).__module__}.{type(self).__qualname__}.{name}")

@@ -42,6 +42,10 @@ Config of the sync hook:
         label): other hooks can listen to a whole bridge there, and send into it.
     titles (mapping, default empty):
         Bridge label -> title of that virtual channel (default: the label).
+    notify-unreachable (bool, default true):
+        While a network of a bridge is unreachable (its plug reports its link down, e.g. an IRC
+        server restarting), tell the other channels of the bridge once ("network X is
+        unreachable; messages to it are held"), and once when it is back.
 
 Config of the forward hook:
     channels (mapping, default empty):
