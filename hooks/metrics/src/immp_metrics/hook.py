@@ -7,7 +7,7 @@ import logging
 from functools import partial
 
 import trio
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 import immp
 
@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 JSON = "application/json"
+# The text format generate_latest() writes, under the version name every Prometheus server
+# knows (newer prometheus_client versions announce 1.0.0, which only recent servers read).
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -89,7 +92,7 @@ class MetricsHook(immp.Hook):
     def respond(self, path: str) -> tuple[int, str, bytes]:
         """``(status, content type, body)`` for a GET of ``path``."""
         if path == "/metrics":
-            return 200, CONTENT_TYPE_LATEST, generate_latest(self.registry)
+            return 200, PROMETHEUS_TEXT, generate_latest(self.registry)
         if path == "/health":
             healthy, body = health(self.host)
             return (200 if healthy else 503), JSON, json.dumps(body).encode() + b"\n"
