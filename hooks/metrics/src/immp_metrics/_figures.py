@@ -72,9 +72,13 @@ class StatsCollector:
                  "Seconds spent flushing the store"),
                 (GaugeMetricFamily, "immp_store_last_flush_seconds", "last_flush_seconds",
                  "Seconds the last store flush took"),
+                (CounterMetricFamily, "immp_store_dropped", "dropped",
+                 "Writes lost to a full queue while the store was unreachable"),
+                (GaugeMetricFamily, "immp_store_up", "reachable",
+                 "1 while the store's backend is reachable"),
             ):  # fmt: skip
-                if isinstance(store.get(key), int | float):
-                    family(kind, name, doc, [], [([], store[key])])
+                if isinstance(store.get(key), int | float):  # bool too: reachable
+                    family(kind, name, doc, [], [([], float(store[key]))])
         return families
 
 
@@ -86,8 +90,9 @@ def _targets(line: dict[str, Any]) -> dict[str, dict]:
 
 def health(host: immp.Host) -> tuple[bool, dict[str, Any]]:
     """
-    ``(healthy, body)``: healthy while every enabled plug is connected and no hook is stuck or
-    failed; ``body`` says so, or lists one short reason per problem.
+    ``(healthy, body)``: healthy while every enabled plug is connected, no hook is stuck or
+    failed and the store (if it says) is reachable; ``body`` says so, or lists one short reason
+    per problem.
     """
     stats = host.stats()
     reasons = []
@@ -105,6 +110,9 @@ def health(host: immp.Host) -> tuple[bool, dict[str, Any]]:
             reasons.append(f"hook {name} failed")
         elif line["stuck"]:
             reasons.append(f"hook {name} is stuck ({line['dropped']} messages dropped)")
+    store = stats.get("store") or {}
+    if store.get("reachable") is False:
+        reasons.append("the store is unreachable")
     if reasons:
         return False, {"status": "unhealthy", "reasons": reasons}
     plugs = sum(line["state"] != "disabled" for line in stats["plugs"].values())

@@ -29,8 +29,8 @@ PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 def parse_listen(value: str) -> tuple[str, int]:
     """``"HOST:PORT"`` (``"[::1]:PORT"`` for IPv6) as ``(host, port)``; ``ValueError`` if not."""
     host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError("expected HOST:PORT, e.g. 127.0.0.1:9464")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"got {value!r}, e.g. 127.0.0.1:9464 (port 0: any free one)")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     return host, int(port)
@@ -38,7 +38,7 @@ def parse_listen(value: str) -> tuple[str, int]:
 
 def _check_listen(value: object) -> str:
     if not isinstance(value, str):
-        raise ValueError("expected HOST:PORT as a string, e.g. 127.0.0.1:9464")
+        raise ValueError(f"got {value!r}, a {type(value).__name__}, e.g. '127.0.0.1:9464'")
     parse_listen(value)
     return value
 
