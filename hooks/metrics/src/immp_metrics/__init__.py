@@ -12,15 +12,16 @@ Endpoints:
     ``immp_messages_received_total{plug}``, ``immp_messages_sent_total{plug}``,
     ``immp_send_failures_total{plug}``, ``immp_messages_dropped_total{hook}``,
     ``immp_sync_target_dropped_total{hook,target}``, ``immp_store_flushes_total``,
-    ``immp_store_flush_seconds_total``, ``immp_store_dropped_total``; gauges: ``immp_plug_up{plug}`` (1 or 0),
-    ``immp_hook_queue_depth{hook}``, ``immp_hook_stuck{hook}``,
-    ``immp_sync_target_queue_depth{hook,target}``, ``immp_store_queue_depth``,
-    ``immp_store_last_flush_seconds``, ``immp_store_up``; and the histogram ``immp_relay_latency_seconds{plug}``,
-    seconds from a message's arrival at the host to the successful send of each copy.
+    ``immp_store_flush_seconds_total``, ``immp_store_dropped_total``. Gauges:
+    ``immp_plug_up{plug}`` (1 or 0), ``immp_hook_queue_depth{hook}``,
+    ``immp_hook_stuck{hook}``, ``immp_sync_target_queue_depth{hook,target}``,
+    ``immp_store_queue_depth``, ``immp_store_last_flush_seconds``, ``immp_store_up``. And the
+    histogram ``immp_relay_latency_seconds{plug}``: seconds from a message's arrival at the
+    host to the successful send of each copy, by the plug sent to.
 
-    ``GET /health``: 200 and ``{"status": "ok", ...}`` while every enabled plug is connected
-    and no hook is stuck or failed (and the store, where it says, is reachable); otherwise 503 and ``{"status": "unhealthy", "reasons":
-    [...]}``, one short line per problem.
+    ``GET /health``: 200 and ``{"status": "ok", ...}`` while every enabled plug is connected,
+    no hook is stuck or failed and the store (where it says) is reachable; otherwise 503 and
+    ``{"status": "unhealthy", "reasons": [...]}``, one short line per problem.
 
 Everything comes from IMMP's public API: ``host.stats()``, ``host.add_observer()`` and
 ``plug.connected``.
