@@ -7,7 +7,7 @@ import logging
 import trio
 
 import immp
-from tests.conftest import running
+from immp.testing import running
 from tests.faults.helpers import catch_logs
 from tests.ngircd import NgircdServer, RawClient, parse_privmsg
 

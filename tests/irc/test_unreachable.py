@@ -10,7 +10,7 @@ import logging
 import trio
 
 import immp
-from tests.conftest import running
+from immp.testing import running
 from tests.ngircd import NgircdServer, RawClient, parse_privmsg
 
 from .conftest import plug_config
