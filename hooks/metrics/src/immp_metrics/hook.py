@@ -47,7 +47,11 @@ class MetricsHook(immp.Hook):
     """Serves Prometheus metrics and a health check over HTTP; see the package docstring."""
 
     schema = immp.Schema({
-        immp.Optional("listen", "127.0.0.1:9464"): immp.Check(_check_listen, "HOST:PORT"),
+        immp.Optional("listen", "127.0.0.1:9464", doc=(
+            "`HOST:PORT` to serve on (`[::1]:9464` for IPv6; port 0: any free one). Loopback "
+            "by default: another address (`0.0.0.0:9464` in a container) lets whoever can "
+            "reach it read the figures, so it is your explicit choice")):
+            immp.Check(_check_listen, "HOST:PORT"),
     })  # fmt: skip
 
     def __init__(self, name, config, host, priority=None):
