@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+import trio
+
 import immp
+from immp.testing import running
 from immp_demo import DemoPlug
 from immp_metrics import MetricsHook
 
@@ -60,3 +64,49 @@ def test_a_plug_that_is_not_open_makes_health_503_with_its_state():
     status, ctype, body = hook.respond("/health")  # nothing opened yet
     assert (status, ctype) == (503, "application/json")
     assert json.loads(body) == {"status": "unhealthy", "reasons": ["plug demo is inactive"]}
+
+
+async def http_get(address: tuple[str, int], path: str) -> tuple[int, bytes]:
+    """A GET over a real TCP connection to the hook's server: ``(status, body)``."""
+    stream = await trio.open_tcp_stream(*address)
+    async with stream:
+        await stream.send_all(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                              .encode())  # fmt: skip
+        data = b""
+        with trio.fail_after(10):
+            while chunk := await stream.receive_some(65536):
+                data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+@pytest.mark.slow
+async def test_a_stuck_hook_makes_health_503_and_its_drops_are_counted():
+    host = immp.build_host({
+        "plugs": {"chat": {"path": "demo", "config": {"interval": None, "channel": "room"}}},
+        "channels": {"room": {"plug": "chat", "source": "room"}},
+        "hooks": {
+            "stuck": {"path": "tests.faults.helpers.BadHook", "timeout": None,
+                      "config": {"on_receive": "hang"}},
+            "metrics": {"path": "metrics", "config": {"listen": "127.0.0.1:0"}},
+        },
+    })  # fmt: skip
+    chat, hook = host.plugs["chat"], host.hooks["metrics"]
+    async with running(host):
+        assert await http_get(hook.address, "/health") == (
+            200,
+            b'{"status": "ok", "plugs": 1, "hooks": 2}\n',
+        )
+        with trio.fail_after(30):
+            n = 0
+            while not host.stats()["hooks"]["stuck"]["stuck"]:
+                await chat.receive(f"m{n}")
+                n += 1
+        status, body = await http_get(hook.address, "/health")
+        found = samples((await http_get(hook.address, "/metrics"))[1].decode())
+    assert status == 503
+    [reason] = json.loads(body)["reasons"]
+    assert reason.startswith("hook stuck is stuck (") and reason.endswith(" messages dropped)")
+    assert value(found, "immp_hook_stuck", hook="stuck") == 1
+    assert value(found, "immp_messages_dropped_total", hook="stuck") >= 1
+    assert value(found, "immp_hook_queue_depth", hook="stuck") > 0
