@@ -65,6 +65,7 @@ class MetricsHook(immp.Hook):
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self._latency_by_plug: dict[str, object] = {}
         #: Where the server listens once open: ``(host, port)`` (the port is real with ``:0``).
         self.address: tuple[str, int] | None = None
 
@@ -83,7 +84,13 @@ class MetricsHook(immp.Hook):
 
     def message_sent(self, channel, msg, receipts, latency):
         if latency is not None:
-            self.latency.labels(channel.plug.name).observe(latency)
+            # The labelled child, cached: labels() takes about as long again as observe().
+            child = self._latency_by_plug.get(channel.plug.name)
+            if child is None:
+                child = self._latency_by_plug[channel.plug.name] = self.latency.labels(
+                    channel.plug.name
+                )
+            child.observe(latency)
 
     # -- HTTP ----------------------------------------------------------------------------------
 
