@@ -63,7 +63,7 @@ def test_edit_and_delete_typed_messages_by_number(console):
     chat.type("/edit 1 the first")
     chat.expect("[peer] <alice> the first (edited)")
     chat.type("/delete 2")
-    deleted = chat.expect("[peer] (message 2 deleted)", timeout=20)
+    deleted = chat.expect("[peer] (deleted: <alice> second)", timeout=20)
     assert "<alice> second (edited)" not in deleted
     chat.type("/edit 7 nothing there")
     chat.expect("(no message '7' of yours to change)")
@@ -128,11 +128,43 @@ def test_control_characters_from_chat_never_reach_the_terminal_raw(console, tty)
     assert chat.stop() == 0
 
 
+def test_delete_answers_with_the_number_typed_not_an_id_of_another_network(console):
+    chat = console(peer_interval=0.05)
+    # The peer's timer takes IDs there, and the mirror room's copies take IDs here: the
+    # number typed matches neither the original's ID nor any copy's.
+    chat.expect("<bob> ping")
+    chat.type("first")
+    chat.expect("[peer] <alice> first")
+    chat.type("second")
+    chat.expect("[peer] <alice> second")
+    at = chat.mark()
+    chat.type("/delete 2")
+    seen = chat.expect("(message 2 deleted)", after=at)
+    chat.expect("[peer] (deleted: <alice> second)", after=at)
+    chat.expect("(deleted: <alice> second)", after=at)  # the copy in the mirror room
+    assert not [line for line in seen if "message" in line and line != "(message 2 deleted)"]
+    assert chat.stop() == 0
+
+
+@pytest.mark.parametrize("tty", [False, True], ids=["pipe", "terminal"])
+def test_bidi_controls_from_chat_are_escaped(console, tty):
+    chat = console(tty=tty)
+    # An override that would show "evil ... txt.exe" as "evil ... exe.txt", and the rest.
+    controls = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+    chat.type(f"evil {controls} txt.exe")
+    escaped = r"\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+    line = chat.expect(f"<alice> evil {escaped} txt.exe")[-1]
+    assert not any(ch in line for ch in controls)
+    chat.expect(f"[peer] <alice> evil {escaped} txt.exe")
+    assert chat.stop() == 0
+
+
 def test_end_of_input_closes_the_console_but_not_the_host(console):
     chat = console(peer_interval=0.2)
     chat.type("last words")
     chat.expect("[peer] <alice> last words")
     chat.end_input()
+    chat.expect("(console closed: end of input; IMMP keeps running, Ctrl-C stops it)")
     # The host keeps running: the other network's timer is still bridged to the console.
     chat.expect("<bob> ping")
     chat.expect("<bob> ping")

@@ -180,7 +180,7 @@ async def test_hooks_edit_and_delete_what_they_sent(capsys):
     assert capsys.readouterr().out.splitlines() == [
         "[demo] draft",
         "[demo] final (edited)",
-        f"[demo] (message {receipt.id} deleted)",
+        "[demo] (deleted: final (edited))",
     ]
 
 

@@ -28,6 +28,7 @@ from ._config import build_host, dump_config, load_file, write_config
 from ._errors import ConfigError, ConfigWarning, PlugError, describe_error
 from ._hook import Hook, ResourceHook
 from ._host import Host
+from ._logs import JsonFormatter
 from ._message import (
     File,
     FileType,
@@ -78,6 +79,7 @@ __all__ = [
     "Group",
     "Hook",
     "Host",
+    "JsonFormatter",
     "Location",
     "MemoryStore",
     "Message",

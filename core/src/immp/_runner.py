@@ -20,6 +20,7 @@ import trio
 from ._config import build_host, dump_config, load_file, remove_stale_temp_files, write_config
 from ._errors import ConfigError, ConfigWarning
 from ._host import Host
+from ._logs import JsonFormatter
 from ._store import StoreError
 from .plugins import Plugins
 
@@ -56,6 +57,13 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="list installed plugin distributions and the names they register",
     )
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text lines (default), or one JSON object per line for log shippers; applies to "
+        "the default handler and to every handler a logging: section configures",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     return parser
 
@@ -67,7 +75,9 @@ def _version() -> str:
         return "unknown"
 
 
-def _setup_logging(config: dict | None, file: str) -> None:
+def _setup_logging(config: dict | None, file: str, log_format: str = "text") -> None:
+    if config and log_format == "json":
+        config = _with_json_formatter(config)
     if config:
         main = sys.modules.get("__main__")
         if main is not None and not hasattr(main, "LocalFilter"):
@@ -86,12 +96,49 @@ def _setup_logging(config: dict | None, file: str) -> None:
     # part of IMMP says at WARNING or above.
     handler = logging.StreamHandler()
     handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S")
+        JsonFormatter()
+        if log_format == "json"
+        else logging.Formatter(
+            "%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"
+        )
     )
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(logging.WARNING)
     log.setLevel(logging.INFO)
+
+
+def _with_json_formatter(config: dict) -> dict:
+    """A ``logging:`` section whose every handler formats with :class:`JsonFormatter`."""
+    formatters = {**(config.get("formatters") or {}), "immp-json": {"()": JsonFormatter}}
+    handlers = {
+        name: {**handler, "formatter": "immp-json"} if isinstance(handler, dict) else handler
+        for name, handler in (config.get("handlers") or {}).items()
+    }
+    return {**config, "formatters": formatters, "handlers": handlers}
+
+
+def _distributions_in_use(host: Host) -> list[str]:
+    """``name version`` of immp-core and of each distribution a plug or hook class comes from."""
+    # The plugins' entry points name their packages (editable installs too) at little cost;
+    # only a class from another package needs the scan of every installed file list (~50 ms).
+    owners = {
+        entry.module.partition(".")[0]: [entry.dist.name]
+        for entry in metadata.entry_points(group="immp")
+        if entry.dist is not None
+    }
+    tops = {type(part).__module__.partition(".")[0] for part in (*host.plugs.values(),
+                                                                 *host.hooks.values())}  # fmt: skip
+    if not tops <= owners.keys():
+        owners = {**metadata.packages_distributions(), **owners}
+    used = {"immp-core"}.union(*(owners.get(top, ()) for top in tops))
+    found = []
+    for name in sorted(used, key=str.lower):
+        try:
+            found.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            pass
+    return found
 
 
 def _print_warning(warning: ConfigWarning) -> None:
@@ -166,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         for broken in plugins.broken:  # the config does not use it, or building had failed
             print(f"immp: warning: {broken}; its plugs and hooks are unavailable",
                   file=sys.stderr)  # fmt: skip
-        _setup_logging(data.get("logging"), file)
+        _setup_logging(data.get("logging"), file, args.log_format)
         if args.check:
             print(
                 f"{file}: OK ({len(host.plugs)} plugs, {len(host.channels)} channels, "
@@ -191,11 +238,12 @@ def main(argv: list[str] | None = None) -> int:
 
         host.on_config_change(save)
     log.info(
-        "Starting IMMP %s with %s (%d plugs, %d hooks)",
+        "Starting IMMP %s with %s (%d plugs, %d hooks; %s)",
         _version(),
         file,
         len(host.plugs),
         len(host.hooks),
+        ", ".join(_distributions_in_use(host)),
     )
     log.info("Store: %s", host.store.describe())
     status = EXIT_OK

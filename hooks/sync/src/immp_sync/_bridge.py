@@ -157,6 +157,15 @@ class BridgeHook(immp.Hook):
             for target in targets:
                 await target.done.wait()
 
+    def stats(self) -> dict:
+        """
+        For :meth:`Host.stats <immp.Host.stats>`: per target channel (by name) that copies
+        went to, ``queue_depth`` (copies waiting), ``dropped`` (copies dropped while it was
+        stuck; from 0 again if the target is retired and comes back) and ``stuck``.
+        """
+        return {"targets": {t.name: {"queue_depth": len(t), "dropped": t.dropped, "stuck": t.stuck}
+                            for t in self._targets.values()}}  # fmt: skip
+
     # -- routes and targets -----------------------------------------------------------------
 
     async def route(self, channel: immp.Channel) -> Route | None:

@@ -8,7 +8,7 @@ Console commands:
     ``/me TEXT`` sends an action; ``/edit ID TEXT`` edits one of your messages (the console's
     messages are numbered from 1 in the order typed); ``/delete ID`` deletes one; ``/join`` and
     ``/part`` announce the console user joining or leaving. End of input (Ctrl-D) closes the
-    console; the host keeps running.
+    console, which says so; the host keeps running.
 
 State kept in the store (``self.state``), so that a restarted demo network behaves like a real
 one: message numbers go on where they stopped (``next-id``, reserved in blocks), and the
@@ -262,10 +262,13 @@ class DemoPlug(immp.Plug):
         return sent.receipt
 
     async def delete(self, receipt):
-        self._messages.pop(receipt.id, None)
-        self._record(receipt.channel, immp.SentMessage(receipt.id, receipt.channel, deleted=True))
+        original = self._messages.pop(receipt.id, None)
+        deleted = immp.SentMessage(receipt.id, receipt.channel, deleted=True)
+        self._record(receipt.channel, deleted, original)
 
-    def _record(self, channel: immp.Channel, msg: immp.Message) -> None:
+    def _record(
+        self, channel: immp.Channel, msg: immp.Message, original: immp.Message | None = None
+    ) -> None:
         """Note what was sent to the plug (``puts``, ``wait_puts``) and show it if asked."""
         self.puts.append((channel, msg))
         self.put_count += 1
@@ -273,13 +276,14 @@ class DemoPlug(immp.Plug):
             self._put_event.set()
             self._put_event = None
         if self.config["console"] or self.config["show"]:
-            self._show(msg)
+            self._show(msg, original)
 
-    def _show(self, msg: immp.Message) -> None:
+    def _show(self, msg: immp.Message, original: immp.Message | None = None) -> None:
+        text = render(msg, color=sys.stdout.isatty(), original=original)
         if self.config["console"]:
-            _print(render(msg, color=sys.stdout.isatty()))
+            _print(text)
         elif self.config["show"]:
-            _print(f"[{self.name}] {render(msg, color=sys.stdout.isatty())}")
+            _print(f"[{self.name}] {text}")
 
     async def wait_puts(self, count: int, timeout: float = 5.0) -> None:
         """Wait until at least ``count`` messages in total were sent to the plug."""
@@ -338,6 +342,7 @@ class DemoPlug(immp.Plug):
             if buffer:
                 await self._console_line(buffer.decode("utf-8", "replace"))
         self.log.info("Console input ended")
+        _print("(console closed: end of input; IMMP keeps running, Ctrl-C stops it)")
 
     async def _console_line(self, line: str) -> None:
         if not line.strip():
@@ -357,6 +362,8 @@ class DemoPlug(immp.Plug):
                 return
             elif command == "/delete":
                 await self.delete_message(self._console_id(rest.strip()))
+                # The number typed, not the ID the message has here or its copies elsewhere.
+                _print(f"(message {rest.strip()} deleted)")
                 return
             elif command == "/join":
                 await self.join_part(user, joined=True)

@@ -1,0 +1,33 @@
+"""
+Log lines for machines: :class:`JsonFormatter` writes each record as one JSON object per line,
+for log shippers (journald's JSON export, Loki, Elasticsearch, Vector...). ``immp --log-format
+json`` uses it; a ``logging:`` section can name it as ``"()": immp.JsonFormatter``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+
+
+class JsonFormatter(logging.Formatter):
+    """
+    One JSON object per record, on one line: ``time`` (ISO 8601, UTC, milliseconds),
+    ``level``, ``logger``, ``message``, and ``exception`` (the formatted traceback) when the
+    record carries one. Newlines inside the message stay inside the JSON string, so a
+    multi-line message or traceback never splits into several log lines.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            line["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(line, ensure_ascii=False, default=str)

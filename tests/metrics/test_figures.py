@@ -1,0 +1,112 @@
+"""What the metrics hook makes of host.stats(), in process: the store's figures and health."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import trio
+
+import immp
+from immp.testing import running
+from immp_demo import DemoPlug
+from immp_metrics import MetricsHook
+
+from .test_metrics import samples, value
+
+
+class StoreFigures:
+    """Stands in for the store in host.stats() (the store's own tests cover the store)."""
+
+    def __init__(self, **figures):
+        self.figures = figures
+
+    def stats(self):
+        return self.figures
+
+
+def metrics_host(store=None) -> tuple[immp.Host, MetricsHook]:
+    host = immp.Host()
+    host.add_plug(DemoPlug("demo", {"interval": None}, host))
+    hook = host.add_hook(MetricsHook("metrics", {"listen": "127.0.0.1:0"}, host))
+    if store is not None:
+        host.store = store
+    return host, hook
+
+
+def test_store_figures_become_metrics_and_an_unreachable_store_is_unhealthy():
+    store = StoreFigures(queue_depth=3, flushes=7, flush_seconds_total=0.25,
+                         last_flush_seconds=0.01, reachable=True, dropped=0)  # fmt: skip
+    _, hook = metrics_host(store)
+    found = samples(hook.respond("/metrics")[2].decode())
+    assert value(found, "immp_store_queue_depth") == 3
+    assert value(found, "immp_store_flushes_total") == 7
+    assert value(found, "immp_store_flush_seconds_total") == 0.25
+    assert value(found, "immp_store_last_flush_seconds") == 0.01
+    assert value(found, "immp_store_up") == 1
+    store.figures["reachable"] = False
+    status, _, body = hook.respond("/health")
+    assert status == 503
+    assert "the store is unreachable" in json.loads(body)["reasons"]
+
+
+def test_without_store_figures_there_are_no_store_metrics():
+    host, hook = metrics_host()
+    if getattr(host, "store", None) is not None:  # a host with a store of its own
+        host.store = StoreFigures()
+    text = hook.respond("/metrics")[2].decode()
+    assert "immp_store_" not in text
+    assert "immp_messages_received_total" in text
+
+
+def test_a_plug_that_is_not_open_makes_health_503_with_its_state():
+    _, hook = metrics_host()
+    status, ctype, body = hook.respond("/health")  # nothing opened yet
+    assert (status, ctype) == (503, "application/json")
+    assert json.loads(body) == {"status": "unhealthy", "reasons": ["plug demo is inactive"]}
+
+
+async def http_get(address: tuple[str, int], path: str) -> tuple[int, bytes]:
+    """A GET over a real TCP connection to the hook's server: ``(status, body)``."""
+    stream = await trio.open_tcp_stream(*address)
+    async with stream:
+        await stream.send_all(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                              .encode())  # fmt: skip
+        data = b""
+        with trio.fail_after(10):
+            while chunk := await stream.receive_some(65536):
+                data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+@pytest.mark.slow
+async def test_a_stuck_hook_makes_health_503_and_its_drops_are_counted():
+    host = immp.build_host({
+        "plugs": {"chat": {"path": "demo", "config": {"interval": None, "channel": "room"}}},
+        "channels": {"room": {"plug": "chat", "source": "room"}},
+        "hooks": {
+            "stuck": {"path": "tests.faults.helpers.BadHook", "timeout": None,
+                      "config": {"on_receive": "hang"}},
+            "metrics": {"path": "metrics", "config": {"listen": "127.0.0.1:0"}},
+        },
+    })  # fmt: skip
+    chat, hook = host.plugs["chat"], host.hooks["metrics"]
+    async with running(host):
+        assert await http_get(hook.address, "/health") == (
+            200,
+            b'{"status": "ok", "plugs": 1, "hooks": 2}\n',
+        )
+        with trio.fail_after(30):
+            n = 0
+            while not host.stats()["hooks"]["stuck"]["stuck"]:
+                await chat.receive(f"m{n}")
+                n += 1
+        status, body = await http_get(hook.address, "/health")
+        found = samples((await http_get(hook.address, "/metrics"))[1].decode())
+    assert status == 503
+    [reason] = json.loads(body)["reasons"]
+    assert reason.startswith("hook stuck is stuck (") and reason.endswith(" messages dropped)")
+    assert value(found, "immp_hook_stuck", hook="stuck") == 1
+    assert value(found, "immp_messages_dropped_total", hook="stuck") >= 1
+    assert value(found, "immp_hook_queue_depth", hook="stuck") > 0

@@ -1,0 +1,205 @@
+"""
+The metrics hook in a real ``immp`` process bridging two real ngircd servers: /metrics after
+traffic, /health while everything is up, when one server is stopped, and when it is back.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import trio
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.faults.helpers import ImmpProcess
+from tests.irc.conftest import plug_config
+from tests.ngircd import NgircdServer, RawClient, free_port, parse_privmsg
+
+pytestmark = pytest.mark.slow
+
+
+def write_config(folder: Path, port1: int, port2: int, listen: str) -> Path:
+    irc = {"send-delay": 0.01, "reconnect-delay": 0.5, "reconnect-max": 1}
+    config = {
+        "plugs": {
+            "net1": {"path": "irc", "config": plug_config(port1, **irc)},
+            "net2": {"path": "irc", "config": plug_config(port2, **irc)},
+        },
+        "channels": {
+            "one": {"plug": "net1", "source": "#bridge"},
+            "two": {"plug": "net2", "source": "#bridge"},
+        },
+        "hooks": {
+            "sync": {"path": "sync", "config": {"channels": {"main": ["one", "two"]}}},
+            "metrics": {"path": "metrics", "config": {"listen": listen}},
+        },
+    }
+    path = folder / "bridge.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _get(url: str) -> tuple[int, str, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.headers["content-type"], response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers["content-type"], exc.read().decode()
+    except urllib.error.URLError as exc:  # nothing listening (yet, or any more)
+        return 0, "", str(exc.reason)
+
+
+async def get(url: str) -> tuple[int, str, str]:
+    """``(status, content type, body)`` of a GET, from a thread (urllib blocks)."""
+    return await trio.to_thread.run_sync(_get, url)
+
+
+def samples(text: str) -> dict[tuple[str, tuple], float]:
+    """Every sample of a /metrics body: ``(name, sorted labels) -> value``."""
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(found: dict, name: str, **labels) -> float:
+    return found[(name, tuple(sorted(labels.items())))]
+
+
+async def wait_health(base: str, status: int, timeout: float = 40) -> dict:
+    with trio.fail_after(timeout):
+        while True:
+            code, ctype, body = await get(f"{base}/health")
+            if code == status:
+                assert ctype == "application/json"
+                return json.loads(body)
+            await trio.sleep(0.2)
+
+
+async def test_metrics_count_exactly_what_was_sent_and_health_follows_a_server(
+    server, tmp_path, immp_exe, clean_env
+):
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    async with (
+        NgircdServer.running(tmp_path / "ngircd2") as server2,
+        RawClient.connected(server.port, "alice") as alice,
+        RawClient.connected(server2.port, "bob") as bob,
+    ):
+        await alice.join("#bridge")
+        await bob.join("#bridge")
+        config = write_config(tmp_path, server.port, server2.port, f"127.0.0.1:{port}")
+        proc = ImmpProcess([immp_exe, str(config)], env=clean_env)
+        try:
+            await alice.expect(":bot!", "JOIN", "#bridge", timeout=30)
+            await bob.expect(":bot", "JOIN", "#bridge", timeout=30)
+            assert await wait_health(base, 200) == {"status": "ok", "plugs": 2, "hooks": 2}
+
+            code, ctype, body = await get(f"{base}/metrics")
+            assert code == 200 and ctype.startswith("text/plain; version=0.0.4")
+            before = samples(body)
+            assert value(before, "immp_plug_up", plug="net1") == 1
+            assert value(before, "immp_plug_up", plug="net2") == 1
+
+            for n in range(5):
+                await alice.privmsg("#bridge", f"hello {n}")
+            copies = [parse_privmsg(line)[2] for line in await bob.collect("PRIVMSG", 5)]
+            assert copies == [f"<alice> hello {n}" for n in range(5)]
+            for n in range(3):
+                await bob.privmsg("#bridge", f"back {n}")
+            await alice.collect("PRIVMSG", 3)
+
+            # The counters move once the sends returned, a moment after the lines arrived.
+            with trio.fail_after(20):
+                while True:
+                    after = samples((await get(f"{base}/metrics"))[2])
+                    sent = value(after, "immp_messages_sent_total", plug="net1")
+                    if sent >= value(before, "immp_messages_sent_total", plug="net1") + 3:
+                        break
+                    await trio.sleep(0.1)
+            await trio.sleep(0.5)  # anything more that were to come, would come now
+            after = samples((await get(f"{base}/metrics"))[2])
+
+            def moved(name, **labels):
+                return value(after, name, **labels) - value(before, name, **labels)
+
+            # What alice and bob said reached the hooks; the bridge's own copies (echoes)
+            # may count too, so received is at least what they said, sent exactly the copies.
+            assert moved("immp_messages_sent_total", plug="net2") == 5
+            assert moved("immp_messages_sent_total", plug="net1") == 3
+            assert moved("immp_messages_received_total", plug="net1") >= 5
+            assert moved("immp_messages_received_total", plug="net2") >= 3
+            assert moved("immp_send_failures_total", plug="net1") == 0
+            assert moved("immp_send_failures_total", plug="net2") == 0
+            assert value(after, "immp_relay_latency_seconds_count", plug="net2") == 5
+            assert value(after, "immp_relay_latency_seconds_count", plug="net1") == 3
+            assert 0 < value(after, "immp_relay_latency_seconds_sum", plug="net2") < 5
+            assert value(after, "immp_messages_dropped_total", hook="sync") == 0
+            assert value(after, "immp_hook_queue_depth", hook="sync") == 0
+            assert value(after, "immp_sync_target_queue_depth", hook="sync", target="two") == 0
+            assert value(after, "immp_sync_target_dropped_total", hook="sync", target="two") == 0
+
+            # One server goes away: /health says which plug and why.
+            await server2.stop()
+            unhealthy = await wait_health(base, 503)
+            assert unhealthy["status"] == "unhealthy"
+            [reason] = unhealthy["reasons"]
+            assert reason.startswith("plug net2 is not connected: "), reason
+            down = samples((await get(f"{base}/metrics"))[2])
+            assert value(down, "immp_plug_up", plug="net2") == 0
+            assert value(down, "immp_plug_up", plug="net1") == 1
+
+            # Back: the plug reconnects by itself, and /health is 200 again.
+            await server2.start()
+            assert (await wait_health(base, 200))["status"] == "ok"
+
+            proc.proc.send_signal(signal.SIGTERM)
+            assert await trio.to_thread.run_sync(proc.finish) == 0, proc.stderr()
+        finally:
+            if proc.proc.poll() is None:
+                proc.proc.kill()
+                proc.proc.wait()
+
+
+async def test_unknown_paths_and_methods(tmp_path, immp_exe, clean_env):
+    port = free_port()
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({
+        "plugs": {"demo": {"path": "demo", "config": {"interval": None}}},
+        "hooks": {"metrics": {"path": "metrics", "config": {"listen": f"127.0.0.1:{port}"}}},
+    }))  # fmt: skip
+    proc = ImmpProcess([immp_exe, str(config)], env=clean_env)
+    try:
+        with trio.fail_after(30):
+            while (await get(f"http://127.0.0.1:{port}/health"))[0] != 200:
+                await trio.sleep(0.2)
+        assert (await get(f"http://127.0.0.1:{port}/nope"))[0] == 404
+
+        def post() -> int:
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", b"x")
+            try:
+                return urllib.request.urlopen(request, timeout=10).status
+            except urllib.error.HTTPError as exc:
+                return exc.code
+
+        assert await trio.to_thread.run_sync(post) == 405
+        proc.proc.send_signal(signal.SIGTERM)
+        assert await trio.to_thread.run_sync(proc.finish) == 0, proc.stderr()
+    finally:
+        if proc.proc.poll() is None:
+            proc.proc.kill()
+            proc.proc.wait()
+
+
+def test_a_bad_listen_value_is_a_config_error(tmp_path, immp_command):
+    config = tmp_path / "c.yaml"
+    config.write_text("hooks: {metrics: {path: metrics, config: {listen: '9464'}}}\n")
+    result = immp_command("--check", str(config))
+    assert result.returncode == 2
+    assert "hooks.metrics.config.listen" in result.stderr and "HOST:PORT" in result.stderr
