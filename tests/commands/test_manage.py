@@ -5,7 +5,7 @@ from __future__ import annotations
 import trio
 
 import immp
-from tests.conftest import running
+from immp.testing import running
 
 from .helpers import WatchHook, plugins
 from .test_commands import ask, make_host, people

@@ -8,7 +8,7 @@ import pytest
 import trio
 
 import immp
-from tests.conftest import running
+from immp.testing import running
 from tests.core.fakes import FakePlug, RecordingHook
 
 

@@ -13,7 +13,7 @@ from immp_store_postgres import PostgresStore
 from immp_store_postgres._store import SCHEMA_VERSION
 
 import immp
-from tests.conftest import running
+from immp.testing import running
 from tests.sync.helpers import settle
 
 ENTRY = {"origin": ["a\x1froom", "1"], "ids": {"b\x1froom": ["x"]}, "deleted": False}

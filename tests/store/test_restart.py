@@ -6,7 +6,7 @@ Edits, deletions and replies of messages bridged before a restart reach the copi
 from __future__ import annotations
 
 import immp
-from tests.conftest import running
+from immp.testing import running
 from tests.demo.console import Console, console_config
 from tests.sync.helpers import settle
 

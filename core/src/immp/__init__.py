@@ -10,6 +10,8 @@ Everything a user or plugin author needs is importable from here::
             ...
 """
 
+__version__ = "0.1.0"
+
 from ._cache import BoundedCache
 from ._channel import Channel, Group
 from ._commands import (
@@ -23,7 +25,7 @@ from ._commands import (
     commands_of,
 )
 from ._config import build_host, dump_config, load_file, write_config
-from ._errors import ConfigError, PlugError, describe_error
+from ._errors import ConfigError, ConfigWarning, PlugError, describe_error
 from ._hook import Hook, ResourceHook
 from ._host import Host
 from ._message import (
@@ -39,7 +41,19 @@ from ._message import (
 )
 from ._openable import Openable, OpenState
 from ._plug import Plug
-from ._schema import Any_, Check, Nullable, Number, Optional, Positive, Ref, Schema
+from ._schema import (
+    Any_,
+    Check,
+    Nullable,
+    Number,
+    Optional,
+    Positive,
+    Range,
+    Ref,
+    Required,
+    Schema,
+    Warn,
+)
 from ._store import MemoryStore, MessageMap, State, Store, StoreError, channel_key, message_key
 from ._store_sqlite import SQLiteStore
 from ._store_thread import ThreadedStore, WriteBatch
@@ -58,6 +72,7 @@ __all__ = [
     "CommandSpec",
     "CommandUsageError",
     "ConfigError",
+    "ConfigWarning",
     "File",
     "FileType",
     "Group",
@@ -75,8 +90,10 @@ __all__ = [
     "Plug",
     "PlugError",
     "Positive",
+    "Range",
     "Receipt",
     "Ref",
+    "Required",
     "ResourceHook",
     "RichText",
     "SQLiteStore",
@@ -88,6 +105,7 @@ __all__ = [
     "StoreError",
     "ThreadedStore",
     "User",
+    "Warn",
     "Worker",
     "WriteBatch",
     "build_host",
@@ -102,3 +120,15 @@ __all__ = [
     "take",
     "write_config",
 ]  # fmt: skip
+
+
+def _fix_module_names() -> None:
+    # Public names are documented, printed and pickled as immp.Host, not immp._host.Host (as
+    # trio does for its re-exports); the private modules stay an implementation detail.
+    for name in __all__:
+        obj = globals()[name]
+        if (getattr(obj, "__module__", None) or "").startswith("immp._"):
+            obj.__module__ = __name__
+
+
+_fix_module_names()

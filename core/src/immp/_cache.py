@@ -22,7 +22,11 @@ class BoundedCache(OrderedDict, Generic[K, V]):
             raise ValueError(f"a BoundedCache holds at least one entry, not {size}")
         self.size = size
 
-    def __setitem__(self, key: K, value: V) -> None:
-        super().__setitem__(key, value)
-        while len(self) > self.size:
+    # On the hot path (every send records its echoes here): no super(), no loop unless the
+    # size was lowered.
+    def __setitem__(self, key: K, value: V, _set=OrderedDict.__setitem__) -> None:
+        _set(self, key, value)
+        if len(self) > self.size:
             self.popitem(last=False)
+            while len(self) > self.size:
+                self.popitem(last=False)

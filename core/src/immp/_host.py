@@ -87,6 +87,11 @@ class Host:
         # The nursery of each open plug's and hook's lifetime, by name.
         self._nurseries: dict[str, trio.Nursery] = {}
         self._pipeline = Pipeline(self)
+        # The hot calls go straight to the pipeline (the methods below document them): one
+        # frame less per message on each path.
+        self.send = self._pipeline.send
+        self.offer = self._pipeline.offer
+        self.queue = self._pipeline.queue
         self._config_listeners: list[Callable[[object], None]] = []
         self._loaded = False
         self.ready = trio.Event()

@@ -54,37 +54,14 @@ ECHO_WAIT = 2.0
 OBSERVER_METHODS = ("message_received", "message_sent", "send_failed", "plug_connection_changed")
 
 
-class EchoHistory:
-    """
-    What a plug sent recently, so that the network's echo of it is recognised: (channel, id) ->
-    ``(the original message, whether this receipt is its first part, whether it had several)``.
-    Bounded: the oldest entries are forgotten, and an echo of a forgotten message is treated as
-    a new message.
-    """
-
-    __slots__ = ("_entries",)
-
-    def __init__(self, size: int):
-        self._entries: BoundedCache[tuple[Channel, str], tuple[Message, bool, bool]] = BoundedCache(
-            size
-        )
-
-    def add(self, receipts: list[Receipt], source: Message) -> None:
-        """Expect the echoes of ``receipts``, the parts of ``source`` as one put returned them."""
-        split = len(receipts) > 1
-        entries = self._entries
-        for index, receipt in enumerate(receipts):
-            entries[(receipt.channel, receipt.id)] = (source, index == 0, split)
-
-    def get(self, channel: Channel, id: str) -> tuple[Message, bool, bool] | None:
-        return self._entries.get((channel, id))
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-
 class _Line:
-    """What the pipeline keeps per plug: its inbox, echo history, puts in flight, counters."""
+    """
+    What the pipeline keeps per plug: its inbox, puts in flight, counters, and the echo
+    history: what the plug sent recently, so that the network's echo of it is recognised,
+    ``(channel, id) -> (the message sent, whether this receipt is its first part, whether it
+    had several)``. Bounded: the oldest entries are forgotten, and an echo of a forgotten
+    message is treated as a new message.
+    """
 
     __slots__ = (
         "connected",
@@ -98,7 +75,9 @@ class _Line:
     )
 
     def __init__(self, echo_history: int):
-        self.echoes = EchoHistory(echo_history)
+        self.echoes: BoundedCache[tuple[Channel, str], tuple[Message, bool, bool]] = BoundedCache(
+            echo_history
+        )
         self.inbox: trio.MemorySendChannel | None = None
         self.in_flight: dict[int, Channel] = {}  # puts under way, by token
         # Set when a put() finishes; made only while match_echo waits for one.
@@ -199,11 +178,16 @@ class Pipeline:
         # With room in the inbox, hand over without a trip through the scheduler: this is the
         # hottest call of the receive path. Order per plug is kept either way; order between
         # two plugs was never defined (they are two networks).
-        if self.offer(plug, sent):
-            return
+        line = self._lines.get(plug)
+        inbox = line.inbox if line is not None else None
+        if inbox is None:
+            raise PlugError(f"{plug.name}: received a message while not open")
         try:
-            await self._lines[plug].inbox.send(sent)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, AttributeError):
+            try:
+                inbox.send_nowait(sent)
+            except trio.WouldBlock:
+                await inbox.send(sent)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
             raise PlugError(f"{plug.name}: received a message while closing") from None
 
     # -- the plan -------------------------------------------------------------------------------
@@ -291,20 +275,13 @@ class Pipeline:
 
     async def process(self, plug: Plug, sent: SentMessage) -> None:
         """Run one received message through the hooks (see the module docstring)."""
+        if self._on_sent and relaying.get() is None:
+            return await self._process_relaying(plug, sent)
         line = self._lines.get(plug) or self.line(plug)
         line.received += 1
         if self._on_received:
             self._observe(self._on_received, plug, sent)
-        if not self._on_sent:
-            return await self._hooks(line, sent)
-        token = relaying.set(trio.current_time())
-        try:
-            await self._hooks(line, sent)
-        finally:
-            relaying.reset(token)
-
-    async def _hooks(self, line: _Line, sent: SentMessage) -> None:
-        echo = line.echoes.get(sent.channel, sent.id)
+        echo = line.echoes.get((sent.channel, sent.id))
         if echo is None and line.in_flight:
             echo = await self._match_echo(line, sent)
         if echo is None:
@@ -341,6 +318,15 @@ class Pipeline:
             if (wants is None or wants(sent, source, primary)) and not worker.offer(item):
                 await worker.put(item)
 
+    async def _process_relaying(self, plug: Plug, sent: SentMessage) -> None:
+        # Observers want send latencies: what is sent while hooks handle this message (in this
+        # task, its children, and through workers) knows when it arrived.
+        token = relaying.set(trio.current_time())
+        try:
+            await self.process(plug, sent)
+        finally:
+            relaying.reset(token)
+
     async def _match_echo(self, line: _Line, sent: SentMessage):
         # Only a put already under way when this message arrived can have produced it: wait for
         # those (and no later ones, or steady traffic into the channel would hold it up), for
@@ -355,7 +341,7 @@ class Pipeline:
                 line.put_done = trio.Event()
             with trio.move_on_at(deadline) as scope:
                 await line.put_done.wait()
-            hit = line.echoes.get(sent.channel, sent.id)
+            hit = line.echoes.get((sent.channel, sent.id))
             if hit is not None or scope.cancelled_caught:
                 break
         return hit
@@ -363,7 +349,7 @@ class Pipeline:
     def echo_of(self, plug: Plug, channel: Channel, id: str) -> tuple[Message, bool] | None:
         """``(the message sent, whether primary)`` if ``id`` in ``channel`` is an echo of it."""
         line = self._lines.get(plug)
-        hit = line.echoes.get(channel, id) if line is not None else None
+        hit = line.echoes.get((channel, id)) if line is not None else None
         return hit[:2] if hit is not None else None
 
     # -- the send path --------------------------------------------------------------------------
@@ -396,7 +382,13 @@ class Pipeline:
                 line.put_done = None
         line.sent += 1
         if receipts:
-            line.echoes.add(receipts, msg)
+            echoes = line.echoes
+            if len(receipts) == 1:
+                receipt = receipts[0]
+                echoes[(receipt.channel, receipt.id)] = (msg, True, False)
+            else:  # the parts of a message the plug split: the first is primary
+                for index, receipt in enumerate(receipts):
+                    echoes[(receipt.channel, receipt.id)] = (msg, index == 0, True)
         if self._on_sent:
             arrived = relaying.get()
             latency = None if arrived is None else trio.current_time() - arrived
@@ -484,8 +476,12 @@ class Pipeline:
                 "stuck": worker.stuck if worker is not None else False,
                 "extra": extra,
             }
-        store = getattr(host, "store", None)
-        return {"plugs": plugs, "hooks": hooks, "store": store.stats() if store else None}
+        store = host.store
+        return {
+            "plugs": plugs,
+            "hooks": hooks,
+            "store": store.stats() if store is not None else None,
+        }
 
 
 def _whole(part: SentMessage, source: Message) -> SentMessage:

@@ -86,7 +86,9 @@ class Watchdog:
         """Say that a call starts now."""
         self._calls += 1
         self._started = self._now()
-        limit = self._read()
+        limit = self._timeout()  # as _read(), inline: this runs once per item
+        if limit is None:
+            limit = math.inf
         if limit != self._limit:
             # Rare: the limit changed; wake the watchdog so it sleeps by the new one.
             self._limit = limit

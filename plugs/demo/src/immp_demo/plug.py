@@ -1,28 +1,8 @@
 """
 Demo plug: a chat network that lives inside the process.
 
-Config:
-    interval (float or null, default 10):
-        Seconds between timer messages; ``null`` turns the timer off.
-    text (str, default "Test"):
-        What the timer posts.
-    user (str, default the plug's name):
-        Name of the demo user that posts timer messages.
-    channel (str, default "dummy"):
-        Source of the channel the timer (and the console) posts into.
-    echo (bool, default true):
-        Echo whatever is sent to the plug back into its channel with a fresh ID, as a network
-        does, so that the host's echo recognition is exercised.
-    console (bool, default false):
-        Read lines from standard input as messages from ``console-user`` in ``channel``, and
-        print every message sent to the plug on standard output.
-    show (bool, default false):
-        Print every message sent to this plug on standard output, prefixed with the plug's
-        name, to watch a plug that has no console.
-    console-user (str, default "you"):
-        Name of the local user typing at the console.
-    history (int, default 1000):
-        How many messages the plug remembers, for edits, deletes and the ``puts`` log.
+Config: the keys of ``SCHEMA`` below, each with its ``doc``; the README's table is generated
+from it (``hatch run docs``).
 
 Console commands:
     ``/me TEXT`` sends an action; ``/edit ID TEXT`` edits one of your messages (the console's
@@ -44,7 +24,7 @@ from __future__ import annotations
 import itertools
 import os
 import sys
-from collections import OrderedDict, deque
+from collections import deque
 
 import trio
 
@@ -53,15 +33,24 @@ import immp
 from .console import render
 
 SCHEMA = immp.Schema({
-    immp.Optional("interval", 10.0): immp.Nullable(immp.Positive()),
-    immp.Optional("text", "Test"): str,
-    immp.Optional("user", None): immp.Nullable(str),
-    immp.Optional("channel", "dummy"): immp.Any_(str, int, describe="a string"),
-    immp.Optional("echo", True): bool,
-    immp.Optional("console", False): bool,
-    immp.Optional("show", False): bool,
-    immp.Optional("console-user", "you"): str,
-    immp.Optional("history", 1000): immp.Positive(int),
+    immp.Optional("interval", 10.0, doc="seconds between timer messages; `null` turns the timer "
+                                        "off"): immp.Nullable(immp.Positive()),
+    immp.Optional("text", "Test", doc="what the timer posts"): str,
+    immp.Optional("user", None, doc="name of the demo user posting timer messages",
+                  doc_default="the plug's name"): immp.Nullable(str),
+    immp.Optional("channel", "dummy", doc="source of the channel the timer and the console post "
+                                          "into"): immp.Any_(str, int, describe="a string"),
+    immp.Optional("echo", True, doc="echo what is sent to the plug back into its channel, with a "
+                                    "fresh ID, as a network does (so the host's echo "
+                                    "recognition is exercised)"): bool,
+    immp.Optional("console", False, doc="read standard input as messages from `console-user` in "
+                                        "`channel`, and print every message sent to the plug on "
+                                        "standard output"): bool,
+    immp.Optional("show", False, doc="print every message sent to this plug, prefixed `[name]` "
+                                     "(to watch a plug without a console)"): bool,
+    immp.Optional("console-user", "you", doc="name of the person at the console"): str,
+    immp.Optional("history", 1000, doc="messages remembered, for edits, deletes and the `puts` "
+                                       "log"): immp.Positive(int),
 })  # fmt: skip
 
 #: Message numbers reserved in the store at a time: a restart goes on after the last block, so
@@ -91,7 +80,9 @@ class DemoPlug(immp.Plug):
             plug=self,
             username=self.config["console-user"],
         )
-        self._messages: OrderedDict[str, immp.SentMessage] = OrderedDict()
+        self._messages: immp.BoundedCache[str, immp.SentMessage] = immp.BoundedCache(
+            self.config["history"]
+        )
         #: The latest (channel, message) pairs sent to this plug, oldest first.
         self.puts: deque[tuple[immp.Channel, immp.Message]] = deque(maxlen=self.config["history"])
         self.put_count = 0
@@ -122,8 +113,6 @@ class DemoPlug(immp.Plug):
 
     def _remember(self, sent: immp.SentMessage) -> None:
         self._messages[sent.id] = sent
-        if len(self._messages) > self.config["history"]:
-            self._messages.popitem(last=False)
 
     async def open(self):
         first = await self.state.get("next-id", 1)
