@@ -14,6 +14,7 @@ from immp_store_postgres._store import SCHEMA_VERSION
 
 import immp
 from immp.testing import running
+from tests.demo.console import Console, console_config
 from tests.sync.helpers import settle
 
 ENTRY = {"origin": ["a\x1froom", "1"], "ids": {"b\x1froom": ["x"]}, "deleted": False}
@@ -191,3 +192,43 @@ async def test_lost_while_running_queues_writes_and_answers_from_memory(own_post
     assert [await again.get("plug", f"during{n}") for n in (0, 50, 99)] == [0, 50, 99]
     assert await again.messages.find("sync", "a\x1froom", "1") == ENTRY
     await again.close()
+
+
+def test_two_immp_processes_on_one_database(pg_url, tmp_path, immp_exe, clean_env):
+    """Two real processes (configs east.yaml and west.yaml, same names inside) share a database."""
+    files = []
+    for name in ("east", "west"):
+        folder = tmp_path / name
+        folder.mkdir()
+        config = yaml.safe_load(console_config(folder).read_text())
+        file = tmp_path / f"{name}.yaml"
+        file.write_text(yaml.safe_dump({**config, "store": pg_url}))
+        files.append(file)
+    east, west = (Console(immp_exe, f, clean_env, stderr=f.with_suffix(".err")) for f in files)
+    try:
+        east.type("from east")
+        west.type("from west")
+        east.expect("[peer] <alice> from east")
+        west.expect("[peer] <alice> from west")
+        assert east.stop() == 0 and west.stop() == 0
+    finally:
+        east.kill()
+        west.kill()
+    # Started again, each edits its own message 1: each edit reaches only its own copy.
+    east, west = (Console(immp_exe, f, clean_env, stderr=f.with_suffix(".err2")) for f in files)
+    try:
+        east.type("/edit 1 east, edited")
+        west.type("/edit 1 west, edited")
+        east.expect("[peer] <alice> east, edited (edited)")
+        west.expect("[peer] <alice> west, edited (edited)")
+        assert east.stop() == 0 and west.stop() == 0
+    finally:
+        east.kill()
+        west.kill()
+    assert not [line for line in east.output if "west" in line]
+    assert not [line for line in west.output if "east" in line]
+    with psycopg.connect(pg_url) as conn:
+        namespaces = conn.execute(
+            "SELECT DISTINCT namespace FROM immp_scopes ORDER BY 1"
+        ).fetchall()
+    assert namespaces == [("east",), ("west",)]

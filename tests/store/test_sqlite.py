@@ -248,3 +248,31 @@ async def test_kill_9_during_writes_keeps_every_committed_entry(tmp_path, run):
     assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     assert conn.execute("SELECT count(*) FROM state").fetchone()[0] >= committed
     conn.close()
+
+
+class SlowStore(immp.SQLiteStore):
+    """A database that takes 0.3 s per commit: the store falls behind what comes in."""
+
+    def write(self, conn, batch):
+        time.sleep(0.3)
+        super().write(conn, batch)
+
+
+async def test_room_waits_while_the_store_is_behind(tmp_path):
+    store = SlowStore(tmp_path / "slow.db", max_queue=10)
+    await store.open()
+    await store.room()  # nothing queued: at once
+    store.set("a", "first", 1)
+    with trio.fail_after(5):
+        while not store.stats()["in_flight"]:
+            await trio.sleep(0.01)  # until the slow commit of "first" has begun
+    for n in range(8):
+        store.set("a", f"k{n}", n)
+    started = trio.current_time()
+    with trio.fail_after(10):
+        await store.room()
+    assert trio.current_time() - started > 0.1  # waited for the slow commit
+    assert store.stats()["queue_depth"] < 5 and store.stats()["dropped"] == 0
+    await store.flush()
+    assert [await store.get("a", f"k{n}") for n in (0, 7)] == [0, 7]
+    await store.close()

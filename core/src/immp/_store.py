@@ -146,6 +146,15 @@ class Store:
             self.is_open = False
             await self._close(timeout)
 
+    async def room(self) -> None:
+        """
+        Wait while the backend is behind: more writes queued than it should hold (it is
+        reachable but slower than what comes in). A hook that writes per message calls this
+        before its writes, so that the stream slows down instead of the queue growing; it
+        returns at once otherwise, and while the backend is unreachable (the queue's bound then
+        drops the oldest writes). Cancelling it is harmless.
+        """
+
     async def flush(self) -> None:
         """
         Wait until every write queued before this call is durable. Raises :class:`StoreError`
@@ -155,13 +164,15 @@ class Store:
 
     def stats(self) -> dict[str, Any]:
         """
-        A cheap snapshot: ``queue_depth`` (writes waiting), ``flushes``, ``flush_seconds_total``,
+        A cheap snapshot: ``queue_depth`` (writes waiting, ``in_flight`` of them being
+        committed now), ``flushes``, ``flush_seconds_total``,
         ``last_flush_seconds``, ``reachable``, ``dropped`` (writes lost to a full queue while
         the backend was unreachable), ``cache_size``.
         """
         return {
             "backend": self.scheme,
             "queue_depth": 0,
+            "in_flight": 0,
             "flushes": 0,
             "flush_seconds_total": 0.0,
             "last_flush_seconds": 0.0,

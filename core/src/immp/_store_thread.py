@@ -154,6 +154,7 @@ class ThreadedStore(Store):
         self._thread: threading.Thread | None = None
         self._token: trio.lowlevel.TrioToken | None = None
         self._closed: _Request | None = None
+        self._room: trio.Event | None = None  # tasks in room() wait on it
         # Figures for stats(); written by the thread, read by anyone.
         self._in_flight = 0
         self._flushes = 0
@@ -168,6 +169,7 @@ class ThreadedStore(Store):
         stats = super().stats()
         stats.update(
             queue_depth=len(self._writes) + self._in_flight,
+            in_flight=self._in_flight,
             flushes=self._flushes,
             flush_seconds_total=self._flush_total,
             last_flush_seconds=self._last_flush,
@@ -208,6 +210,25 @@ class ThreadedStore(Store):
 
     async def _flush(self) -> None:
         await self._ask("flush")
+
+    async def room(self) -> None:
+        # Half the bound: a backlog that will not fit at all is dropped only when unreachable.
+        while self._behind():
+            if self._room is None:
+                self._room = trio.Event()  # set by the thread after a round (see _wake_room)
+            await self._room.wait()
+
+    def _behind(self) -> bool:
+        return len(self._writes) >= self.max_queue // 2 and self._reachable and self.is_open
+
+    def _wake_room(self, always: bool = False) -> None:
+        event = self._room
+        if event is not None and (always or not self._behind()):
+            self._room = None
+            try:
+                self._token.run_sync_soon(event.set)
+            except trio.RunFinishedError:
+                pass
 
     async def _read_state(self, area: str, key: str) -> str | None:
         return await self._ask("state", area, key)
@@ -268,6 +289,7 @@ class ThreadedStore(Store):
         try:
             self._serve(conn, next_prune)
         finally:
+            self._wake_room(always=True)
             self._deliver([self._closed])
 
     def _serve(self, conn: Any, next_prune: float) -> None:
@@ -330,6 +352,7 @@ class ThreadedStore(Store):
                     request.error = StoreError(f"store {self.describe()}: {exc}")
                     conn = self._lost(conn, exc)
             self._deliver(requests)
+            self._wake_room()
             if conn is not None and time.monotonic() >= next_prune:
                 next_prune = time.monotonic() + self.prune_interval
                 if self.retention != float("inf"):

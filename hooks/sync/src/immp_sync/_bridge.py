@@ -257,6 +257,7 @@ class BridgeHook(immp.Hook):
             return  # a copy the network did not flag as an echo, or a repeated delivery
         if copies is None:
             # New, or an edit of a message the map forgot: from here on it is new.
+            await self.host.store.room()  # a store that is behind slows the bridge down
             copies = Copies(channel, sent.id)
             self.copies.add(copies)
         reply = sent.reply_to

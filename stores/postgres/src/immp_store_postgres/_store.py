@@ -3,9 +3,10 @@ The PostgreSQL store: ``store: postgresql://user@host:port/db``.
 
 psycopg 3's synchronous API in the thread the store owns (:class:`immp.ThreadedStore`: its async
 API needs asyncio), one connection, every queued write of a round sent in pipeline mode inside
-one transaction. Tables are prefixed ``immp_`` (the database may hold other things), and every
-row belongs to a scope of this instance's ``namespace``: several ``immp`` processes share one
-database without reading or overwriting each other's rows.
+one transaction, one statement per table with the rows as arrays. Tables are prefixed
+``immp_`` (the database may hold other things), and every row belongs to a scope of this
+instance's ``namespace``: several ``immp`` processes share one database without reading or
+overwriting each other's rows.
 """
 
 from __future__ import annotations
@@ -48,6 +49,31 @@ _MIGRATION_LOCK = 0x1D3F_5107
 # Options of the store itself in the URL's query; the rest are libpq's (sslmode=...).
 _OWN = {"namespace", "retention", "cache_size", "max_queue"}
 _OWN_IN_URL = {"namespace", "retention-days", "cache-size", "max-queue"}
+
+
+def _columns(rows: list[tuple], width: int) -> list[list]:
+    """Rows as one list per column (for unnest), the first ``width`` columns."""
+    return [[row[i] for row in rows] for i in range(width)]
+
+
+_UPSERT_STATE = (
+    "INSERT INTO immp_state (scope, key, value)"
+    " SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[])"
+    " ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value"
+)
+_DELETE_STATE = (
+    "DELETE FROM immp_state WHERE (scope, key) IN (SELECT * FROM unnest(%s::bigint[], %s::text[]))"
+)
+_UPSERT_MESSAGES = (
+    "INSERT INTO immp_messages (scope, key, entry, created)"
+    " SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::float8[])"
+    " ON CONFLICT (scope, key) DO UPDATE SET entry = excluded.entry"
+)
+_UPSERT_IDS = (
+    "INSERT INTO immp_message_ids (scope, channel, id, key, created)"
+    " SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::float8[])"
+    " ON CONFLICT (scope, channel, id) DO UPDATE SET key = excluded.key, created = excluded.created"
+)
 
 
 class PostgresStore(immp.ThreadedStore):
@@ -153,39 +179,27 @@ class PostgresStore(immp.ThreadedStore):
         # Scopes first: they need an answer, which a pipeline would wait for.
         for area in {area for area, _ in batch.state} | {area for area, _ in batch.messages}:
             self._scope(conn, area, True)
-        puts, deletes, entries, ids = [], [], [], []
+        puts, deletes = [], []
         for (area, key), text in batch.state.items():
-            if text is None:
-                deletes.append((self._scopes[area], key))
-            else:
-                puts.append((self._scopes[area], key, text))
-        for area, key, entry, indexed in batch.entries():
+            (deletes if text is None else puts).append((self._scopes[area], key, text))
+        entries = []
+        ids: dict[tuple, tuple] = {}  # one row per (scope, channel, id): an upsert may not
+        for area, key, entry, indexed in batch.entries():  # touch a row twice
             scope = self._scopes[area]
             entries.append((scope, key, json.dumps(entry, separators=(",", ":")), now))
-            ids.extend((scope, channel, id, key, now) for channel, id in indexed)
-        with conn.transaction(), conn.pipeline(), conn.cursor() as cur:
+            for channel, id in indexed:
+                ids[(scope, channel, id)] = (scope, channel, id, key, now)
+        # One statement per table and batch, the rows as arrays (unnest): psycopg sends each
+        # array in one go, where a row at a time costs Python work per row.
+        with conn.transaction(), conn.pipeline():
             if puts:
-                cur.executemany(
-                    "INSERT INTO immp_state (scope, key, value) VALUES (%s, %s, %s)"
-                    " ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value",
-                    puts,
-                )
+                conn.execute(_UPSERT_STATE, _columns(puts, 3))
             if deletes:
-                cur.executemany("DELETE FROM immp_state WHERE scope = %s AND key = %s", deletes)
+                conn.execute(_DELETE_STATE, _columns(deletes, 2))
             if entries:
-                cur.executemany(
-                    "INSERT INTO immp_messages (scope, key, entry, created)"
-                    " VALUES (%s, %s, %s, %s)"
-                    " ON CONFLICT (scope, key) DO UPDATE SET entry = excluded.entry",
-                    entries,
-                )
+                conn.execute(_UPSERT_MESSAGES, _columns(entries, 4))
             if ids:
-                cur.executemany(
-                    "INSERT INTO immp_message_ids (scope, channel, id, key, created)"
-                    " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (scope, channel, id)"
-                    " DO UPDATE SET key = excluded.key, created = excluded.created",
-                    ids,
-                )
+                conn.execute(_UPSERT_IDS, _columns(list(ids.values()), 5))
 
     def read_state(self, conn: psycopg.Connection, area: str, key: str) -> str | None:
         scope = self._scope(conn, area, False)
