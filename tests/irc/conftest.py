@@ -68,4 +68,3 @@ async def irc_host(
     recorder = host.add_hook(Recorder("recorder", None, host))
     async with running(host):
         yield host, plug, recorder
-
