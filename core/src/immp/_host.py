@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import trio
@@ -93,6 +93,10 @@ class Host:
         self.offer = self._pipeline.offer
         self.queue = self._pipeline.queue
         self._config_listeners: list[Callable[[object], None]] = []
+        self._reloader: Callable[[], Awaitable[str]] | None = None
+        # The plugs each hook added in its on_load (the sync hook's virtual plug), by hook name:
+        # they go when the hook is removed.
+        self._made_by: dict[str, list[str]] = {}
         self._loaded = False
         self.ready = trio.Event()
         # Set once run() has tried to open every hook: until then plugs' pumps hold received
@@ -153,13 +157,21 @@ class Host:
             self.resources[hook.name] = hook
         hook.open_state = OpenState.inactive if enabled else OpenState.disabled
         if self._loaded:
-            hook.on_load()
+            self._load(hook)
         if self._nursery is not None and enabled:
             self._nursery.start_soon(self.start, hook.name)
         return hook
 
+    def _load(self, hook: Hook) -> None:
+        before = set(self.plugs)
+        hook.on_load()
+        self._made_by[hook.name] = [name for name in self.plugs if name not in before]
+
     async def remove(self, name: str) -> None:
-        """Remove a plug, channel, group or hook by name; a running plug or hook is closed."""
+        """
+        Remove a plug, channel, group or hook by name; a running plug or hook is closed. A hook
+        takes with it the plugs it added in its ``on_load`` (the sync hook's virtual plug).
+        """
         if name in self.channels:
             channel = self.channels.pop(name)
             if channel not in self.channels.values():
@@ -175,6 +187,10 @@ class Host:
                 self._pipeline.forget(item)
                 for cname in [n for n, c in self.channels.items() if c.plug is item]:
                     del self.channels[cname]
+            else:
+                for made in self._made_by.pop(name, ()):
+                    if made in self.plugs:
+                        await self.remove(made)
         else:
             raise KeyError(name)
 
@@ -226,6 +242,26 @@ class Host:
             self._nurseries[hook.name].start_soon(
                 self._pipeline.call_hook, hook, "on_config_change", source
             )
+
+    def set_reloader(self, reloader: Callable[[], Awaitable[str]] | None) -> None:
+        """
+        Say how :meth:`reload` reads the config again (the runner sets it to read its file);
+        ``None`` for no way.
+        """
+        self._reloader = reloader
+
+    async def reload(self) -> str:
+        """
+        Read the config again and apply what changed (what ``SIGHUP`` does to ``immp``): added
+        plugs, channels, groups and hooks start, removed ones stop, changed ones restart, the
+        rest keeps running. Returns one line saying what changed. Raises
+        :class:`~immp.ConfigError` (one line, naming the file and key) if the config cannot be
+        used; nothing is changed then. Raises ``RuntimeError`` if nothing set a reloader (a
+        host built in code, not by the runner from a file).
+        """
+        if self._reloader is None:
+            raise RuntimeError("this host has no config file to reload")
+        return await self._reloader()
 
     # -- the pipeline (see immp._pipeline) ------------------------------------------------------
 
@@ -342,7 +378,7 @@ class Host:
                 self._nursery = nursery
                 if not self._loaded:
                     for hook in list(self.hooks.values()):
-                        hook.on_load()
+                        self._load(hook)
                     self._loaded = True
                 for phase in (
                     list(self.resources.values()),

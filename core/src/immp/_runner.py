@@ -1,5 +1,7 @@
 """
 The ``immp`` command: ``immp [-w] CONFIG`` runs a host from a config file until SIGINT/SIGTERM.
+SIGHUP reads the file again and applies what changed (:mod:`immp._config.reload`); a file with
+an error changes nothing and is one log line.
 
 Exit status: 0 after a clean shutdown, 1 if the host failed at runtime, 2 for a config or usage
 error (one line on stderr naming the file and key, no traceback), 128+N after a second signal N.
@@ -8,6 +10,7 @@ error (one line on stderr naming the file and key, no traceback), 128+N after a 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import logging.config
 import os
@@ -17,8 +20,15 @@ from importlib import metadata
 
 import trio
 
-from ._config import build_host, dump_config, load_file, remove_stale_temp_files, write_config
-from ._errors import ConfigError, ConfigWarning
+from ._config import (
+    build_host,
+    dump_config,
+    load_file,
+    plan_reload,
+    remove_stale_temp_files,
+    write_config,
+)
+from ._errors import ConfigError, ConfigWarning, describe_error
 from ._host import Host
 from ._logs import JsonFormatter
 from ._store import StoreError
@@ -159,6 +169,131 @@ def _list_plugins(plugins: Plugins) -> int:
     return EXIT_OK
 
 
+def _digest(path: str) -> bytes | None:
+    """The file's content as a hash, or ``None`` if there is no such file."""
+    try:
+        with open(path, "rb") as handle:
+            return hashlib.sha256(handle.read()).digest()
+    except FileNotFoundError:
+        return None
+
+
+class ConfigFile:
+    """
+    The config file of a running ``immp``: read again on :meth:`reload` (SIGHUP, the
+    ``reload`` command through :meth:`Host.reload <immp.Host.reload>`), written back by
+    :meth:`save` under ``-w``.
+
+    The rule between the two (docs/config.md, "Reloading"): IMMP remembers the file as it last
+    read or wrote it (the *base*, and a hash of its bytes). ``-w`` never overwrites a file that
+    changed on disk since then: the write is held back, with one warning, until a reload has
+    taken the edit in; then the file's changes and the runtime ones are written together. A
+    reload applies what the file changed since the base; entries the file did not change keep
+    what commands changed in them at runtime.
+    """
+
+    def __init__(self, path: str, data: dict, host: Host, plugins: Plugins, *, write: bool,
+                 log_format: str = "text"):  # fmt: skip
+        self.path = path
+        self.host = host
+        self.plugins = plugins
+        self.write = write
+        self.log_format = log_format
+        self.base = data
+        self.digest = _digest(path)
+        self.held = False  # a write was held back: the file changed since we last read it
+        self._lock = trio.Lock()  # one reload at a time
+        self._nursery: trio.Nursery | None = None
+
+    def save(self, _source: object = None) -> bool:
+        """Write the live config to the file (``-w``), unless it changed since; see above."""
+        if not self.write:
+            return False
+        if _digest(self.path) not in (self.digest, None):
+            if not self.held:
+                log.warning(
+                    "Not writing %s: it was changed since IMMP last read or wrote it; reload it "
+                    "(SIGHUP, or the reload command) and it is written with the changes made "
+                    "while running", self.path)  # fmt: skip
+            self.held = True
+            return False
+        try:
+            write_config(self.path, dump_config(self.host, self.plugins))
+            self.base, self.digest = load_file(self.path), _digest(self.path)
+        except (OSError, ConfigError) as exc:
+            log.error("Could not write config back to %s: %s", self.path, exc)
+            return False
+        self.held = False
+        return True
+
+    async def serve(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Own the nursery reloads run in (so that a reload outlives the command that asked)."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            self.host.set_reloader(self.reload)
+            task_status.started()
+            try:
+                await trio.sleep_forever()
+            finally:
+                self.host.set_reloader(None)
+                self._nursery = None
+
+    async def reload(self) -> str:
+        """
+        Read the file, validate it whole and apply what changed; returns one line saying what
+        changed. Raises :class:`ConfigError` if the file cannot be used (nothing is changed).
+        The work runs in this object's own task: cancelling the caller (a hook the reload
+        restarts) does not cut the reload short.
+        """
+        if self._nursery is None or self.host.quitting:
+            raise RuntimeError("IMMP is not running (or is shutting down)")
+        done, outcome = trio.Event(), {}
+
+        async def work() -> None:
+            try:
+                outcome["summary"] = await self._reload()
+            except Exception as exc:
+                outcome["error"] = exc
+            finally:
+                done.set()
+
+        self._nursery.start_soon(work)
+        await done.wait()
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["summary"]
+
+    async def _reload(self) -> str:
+        async with self._lock:
+            await self.host.ready.wait()
+            digest = _digest(self.path)
+            data = load_file(self.path)
+            plan = plan_reload(self.host, data, self.base, file=self.path, plugins=self.plugins,
+                               warn=lambda w: log.warning("%s", w))  # fmt: skip
+            logging_section = data.get("logging")
+            if logging_section and logging_section != self.base.get("logging"):
+                _setup_logging(logging_section, self.path, self.log_format)
+            await plan.apply()
+            self.base, self.digest = data, digest
+            summary = plan.describe()
+            log.info("Reloaded %s: %s", self.path, summary)
+            if not plan.empty:
+                self.host.config_changed(self.host)  # -w writes here (the listener is save)
+            elif self.held:
+                self.held = False  # the edit changed nothing IMMP runs: nothing to write
+            return summary
+
+    async def reload_logged(self) -> None:
+        """:meth:`reload`, for SIGHUP: a failure is one log line and the process goes on."""
+        try:
+            await self.reload()
+        except ConfigError as exc:
+            log.error("Reload failed, nothing changed: %s", exc)
+        except Exception as exc:
+            log.error("Reload of %s failed: %s", self.path, describe_error(exc))
+            log.debug("Traceback of the reload", exc_info=exc)
+
+
 # Signals that arrived before trio took over signal handling (during imports and start-up).
 _early_signals: list[int] = []
 
@@ -167,30 +302,43 @@ def _note_early_signal(signum: int, _frame: object) -> None:
     _early_signals.append(signum)
 
 
-async def _serve(host: Host) -> None:
+async def _serve(host: Host, config: ConfigFile) -> None:
     async with trio.open_nursery() as nursery:
-        await nursery.start(_watch_signals, host)
+        await nursery.start(config.serve)
+        await nursery.start(_watch_signals, host, config)
         await host.run()
         nursery.cancel_scope.cancel()
 
 
-async def _watch_signals(host: Host, task_status=trio.TASK_STATUS_IGNORED) -> None:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+async def _watch_signals(host: Host, config: ConfigFile,
+                         task_status=trio.TASK_STATUS_IGNORED) -> None:  # fmt: skip
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         task_status.started()
-        if _early_signals:
-            log.info(
-                "Got %s during start-up: shutting down", signal.Signals(_early_signals[0]).name
-            )
-            host.quit()
-        async for signum in signals:
-            if host.quitting:
-                log.warning("Second %s: exiting at once", signal.Signals(signum).name)
-                logging.shutdown()
-                os._exit(128 + signum)
-            log.info(
-                "Got %s: shutting down (send it again to exit at once)", signal.Signals(signum).name
-            )
-            host.quit()
+        async with trio.open_nursery() as reloads:
+            if signal.SIGHUP in _early_signals:
+                log.info("Got SIGHUP during start-up: reloading once ready")
+                reloads.start_soon(config.reload_logged)
+            stops = [signum for signum in _early_signals if signum != signal.SIGHUP]
+            if stops:
+                log.info("Got %s during start-up: shutting down", signal.Signals(stops[0]).name)
+                host.quit()
+            await _take_signals(host, config, signals, reloads)
+
+
+async def _take_signals(host: Host, config: ConfigFile, signals, reloads: trio.Nursery) -> None:
+    async for signum in signals:
+        if signum == signal.SIGHUP:
+            if not host.quitting:
+                reloads.start_soon(config.reload_logged)
+            continue
+        if host.quitting:
+            log.warning("Second %s: exiting at once", signal.Signals(signum).name)
+            logging.shutdown()
+            os._exit(128 + signum)
+        log.info(
+            "Got %s: shutting down (send it again to exit at once)", signal.Signals(signum).name
+        )
+        host.quit()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -224,19 +372,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"immp: error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _note_early_signal)
+    config = ConfigFile(file, data, host, plugins, write=args.write, log_format=args.log_format)
     if args.write:
         for stale in remove_stale_temp_files(file):
             log.info("Removed %s, left by a write that was cut off", stale)
-
-        def save(_source: object = None) -> None:
-            try:
-                write_config(file, dump_config(host, plugins))
-            except OSError as exc:
-                log.error("Could not write config back to %s: %s", file, exc)
-
-        host.on_config_change(save)
+        host.on_config_change(config.save)
     log.info(
         "Starting IMMP %s with %s (%d plugs, %d hooks; %s)",
         _version(),
@@ -248,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     log.info("Store: %s", host.store.describe())
     status = EXIT_OK
     try:
-        trio.run(_serve, host)
+        trio.run(_serve, host, config)
     except KeyboardInterrupt:
         pass
     except Exception as exc:
@@ -258,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
         log.critical("Host failed: %s", exc, exc_info=exc)
         status = EXIT_FAILED
     if args.write:
-        save()
+        config.save()
     log.info("Stopped")
     return status
 

@@ -5,12 +5,14 @@ connects, build a :class:`~immp.Host`, and write the live config back (``immp -w
 One module per step: :mod:`.load` reads a file into a mapping, :mod:`.sections` is the schema
 of the top-level sections, :mod:`.build` validates a mapping and makes the host, :mod:`.dump`
 turns a live host back into a mapping and text, :mod:`.write` puts text on disk atomically,
-and :mod:`.docs` renders a schema as the Markdown table of the READMEs.
+:mod:`.reload` applies a changed file to a running host, and :mod:`.docs` renders a schema as
+the Markdown table of the READMEs.
 """
 
 from .build import build_host
 from .dump import dump_config, serialise
 from .load import FORMATS, load_file
+from .reload import Reload, plan_reload
 from .sections import KNOWN_SECTIONS, TOP_SCHEMA
 from .write import remove_stale_temp_files, write_config
 
@@ -18,9 +20,11 @@ __all__ = [
     "FORMATS",
     "KNOWN_SECTIONS",
     "TOP_SCHEMA",
+    "Reload",
     "build_host",
     "dump_config",
     "load_file",
+    "plan_reload",
     "remove_stale_temp_files",
     "serialise",
     "write_config",

@@ -26,7 +26,7 @@ from .sections import KNOWN_SECTIONS, TOP_SCHEMA
 log = logging.getLogger("immp.config")
 
 # The sections kept as written, for -w to write back (the others are rebuilt from the host).
-_SETTINGS = ("path", "host", "logging", "store")
+SETTINGS = ("path", "host", "logging", "store")
 
 _KINDS = (("plug", "plugs"), ("channel", "channels"), ("group", "groups"), ("hook", "hooks"))
 
@@ -61,22 +61,56 @@ def build_host(
         raise
 
 
-def _build(data: dict[str, Any], plugins: Plugins, warn: Callable) -> Host:
+def validate_sections(data: dict[str, Any], warn: Callable) -> tuple[dict, dict]:
+    """
+    Validate the top-level sections of a loaded config (with the names it defines, so that
+    references are checked in the same pass). Returns ``(refs, config)``: the names by kind,
+    and the sections with defaults filled in (``plugs``, ``channels``, ``groups`` and ``hooks``
+    always mappings).
+    """
     # The names each section defines, read before validation so that references are checked
     # in the one pass (a section that is not a mapping fails that pass anyway).
     refs = {kind: set(_mapping(data.get(section))) for kind, section in _KINDS}
     config = TOP_SCHEMA.validate(data, refs=refs, warn=warn)
     for section in ("plugs", "channels", "groups", "hooks"):
         config[section] = config[section] or {}
+    return refs, config
+
+
+def create_item(section: str, name: str, spec: dict, host: Host, refs: dict, plugins: Plugins,
+                warn: Callable) -> Plug | Hook:  # fmt: skip
+    """
+    A new plug (``section`` is ``plugs``) or hook (``hooks``) from its validated entry, made for
+    ``host`` but not added to it. Raises :class:`ConfigError` naming the key.
+    """
+    kind = Plug if section == "plugs" else Hook
+    cls = plugins.resolve(spec["path"], kind, f"{section}.{name}.path")
+    more = {} if kind is Plug else {"priority": spec["priority"]}
+    item = _create(f"{section}.{name}", refs, warn, cls, name, spec["config"], host, **more)
+    item.path = spec["path"]
+    if kind is Hook:
+        item.timeout = spec["timeout"]
+    return item
+
+
+def create_channel(name: str, spec: dict, host: Host, refs: dict, warn: Callable) -> Channel:
+    """A channel from its validated entry, on the host's plug of that name (not added)."""
+    plug, source = host.plugs[spec["plug"]], str(spec["source"])
+    if plug.source_schema is not None:
+        Schema(plug.source_schema).validate(source, f"channels.{name}.source", refs, warn)
+    return Channel(plug, source)
+
+
+def _build(data: dict[str, Any], plugins: Plugins, warn: Callable) -> Host:
+    refs, config = validate_sections(data, warn)
     search = config["path"]
     for folder in [search] if isinstance(search, str) else search:
         if folder not in sys.path:
             sys.path.append(folder)
-    classes = {
-        name: plugins.resolve(spec["path"], kind, f"{section}.{name}.path")
-        for section, kind in (("plugs", Plug), ("hooks", Hook))
-        for name, spec in config[section].items()
-    }
+    # Every path first: a wrong one is reported before any constructor runs.
+    for section, kind in (("plugs", Plug), ("hooks", Hook)):
+        for name, spec in config[section].items():
+            plugins.resolve(spec["path"], kind, f"{section}.{name}.path")
     options = config["host"]
     host = Host(
         echo_history=options["echo-history"],
@@ -85,23 +119,17 @@ def _build(data: dict[str, Any], plugins: Plugins, warn: Callable) -> Host:
         hook_stuck_after=options["hook-stuck-after"],
     )
     host.extra_config = {k: v for k, v in data.items() if k not in KNOWN_SECTIONS}
-    host.settings = {key: data[key] for key in _SETTINGS if data.get(key)}
+    host.settings = {key: data[key] for key in SETTINGS if data.get(key)}
     for name, spec in config["plugs"].items():
-        plug = _create(f"plugs.{name}", refs, warn, classes[name], name, spec["config"], host)
-        plug.path = spec["path"]
+        plug = create_item("plugs", name, spec, host, refs, plugins, warn)
         _add(f"plugs.{name}", host.add_plug, plug, enabled=spec["enabled"])
     for name, spec in config["channels"].items():
-        plug, source = host.plugs[spec["plug"]], str(spec["source"])
-        if plug.source_schema is not None:
-            Schema(plug.source_schema).validate(source, f"channels.{name}.source", refs, warn)
-        _add(f"channels.{name}", host.add_channel, name, Channel(plug, source))
+        channel = create_channel(name, spec, host, refs, warn)
+        _add(f"channels.{name}", host.add_channel, name, channel)
     for name, spec in config["groups"].items():
         _add(f"groups.{name}", host.add_group, Group(name, spec, host))
     for name, spec in config["hooks"].items():
-        hook = _create(f"hooks.{name}", refs, warn, classes[name], name, spec["config"], host,
-                       priority=spec["priority"])  # fmt: skip
-        hook.path = spec["path"]
-        hook.timeout = spec["timeout"]
+        hook = create_item("hooks", name, spec, host, refs, plugins, warn)
         _add(f"hooks.{name}", host.add_hook, hook, enabled=spec["enabled"])
     return host
 

@@ -19,6 +19,9 @@ Commands (``!`` stands for the prefix):
         Open, close (and mark disabled), or close and reopen a plug or hook.
     ``!channel-add NAME PLUG SOURCE``, ``!channel-remove NAME``
         Name a channel, or forget a named one (refused while a group or hook uses it).
+    ``!reload``
+        Read the config file again and apply what changed, as SIGHUP does (answers with what
+        changed, or with the one-line error; a file with an error changes nothing).
 
 Every change through these commands takes effect at once and calls ``host.config_changed``,
 so that under ``immp -w`` the config file already holds it when the command answers.

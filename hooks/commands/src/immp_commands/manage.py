@@ -166,6 +166,20 @@ class HostCommands:
         result = "running" if opened else f"{item.open_state.value} (see the log)"
         await self.reply(msg, f"Restarted {_kind(item)} {name}: {result}.")
 
+    @immp.command("reload", role=_ADMIN)
+    async def reload(self, msg):
+        """Read the config file again and apply what changed (what SIGHUP does)."""
+        try:
+            summary = await self.host.reload()
+        except immp.ConfigError as exc:
+            await self.reply(msg, f"Not reloaded, nothing changed: {exc}")
+            return
+        except RuntimeError as exc:
+            await self.reply(msg, f"Cannot reload: {exc}.")
+            return
+        self.remember_config()  # what the config says now is what later changes are kept against
+        await self.reply(msg, f"Reloaded: {summary}.")
+
     # -- named channels ------------------------------------------------------------------------
 
     @immp.command("channel-add", role=_ADMIN)
