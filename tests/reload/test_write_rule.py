@@ -1,0 +1,76 @@
+"""
+``immp -w`` and reloads: a real process changed by chat commands on a demo console while the
+user edits its config file. The write never overwrites an edit IMMP has not read; a reload
+takes the edit in and then the file holds both.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+
+import yaml
+
+from tests.commands.test_runner import CONFIG, Console
+
+
+def wait_until(check, timeout: float = 20):
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+    return result
+
+
+def test_w_keeps_edits_until_a_reload_takes_them_in(tmp_path, immp_exe, clean_env):
+    file = tmp_path / "immp.yaml"
+    file.write_text(yaml.safe_dump(CONFIG))
+    console = Console([immp_exe, "-w", str(file)], clean_env)
+    try:
+        console.type("!disable timer")
+        console.expect("Disabled plug timer.")
+        assert yaml.safe_load(file.read_text())["plugs"]["timer"]["enabled"] is False
+
+        # The user edits the file while IMMP runs: a new plug with a channel.
+        edited = yaml.safe_load(file.read_text())
+        edited["plugs"]["extra"] = {"path": "demo", "config": {"interval": None}}
+        edited["channels"]["extra-room"] = {"plug": "extra", "source": "x"}
+        file.write_text(yaml.safe_dump(edited))
+        text = file.read_text()
+
+        # A change from chat now is not written over the edit (IMMP has not read it yet).
+        console.type("!channel-add side chat side")
+        console.expect("Added channel side: chat side.")
+        assert file.read_text() == text
+
+        # SIGHUP reads the edit in; then the file holds the edit and the runtime changes.
+        console.proc.send_signal(signal.SIGHUP)
+        written = wait_until(lambda: "side" in (d := yaml.safe_load(file.read_text()))
+                             .get("channels", {}) and d)  # fmt: skip
+        assert written["plugs"]["extra"]["path"] == "demo"
+        assert written["channels"]["extra-room"] == {"plug": "extra", "source": "x"}
+        assert written["channels"]["side"] == {"plug": "chat", "source": "side"}
+        assert written["plugs"]["timer"]["enabled"] is False
+        console.type("!plugs")
+        seen = console.expect("  extra (demo): active")
+        assert "  timer (demo): disabled" in seen, seen
+
+        # Where the file changes what a command changed, the file wins.
+        written["plugs"]["timer"].pop("enabled")
+        file.write_text(yaml.safe_dump(written))
+        console.type("!reload")
+        console.expect("Reloaded: restarted plug timer.")
+        console.type("!plugs")
+        console.expect("  timer (demo): active")
+        assert "enabled" not in yaml.safe_load(file.read_text())["plugs"]["timer"]
+    finally:
+        console.proc.send_signal(signal.SIGTERM)
+        try:
+            status = console.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            console.proc.kill()
+            raise
+    stderr = console.proc.stderr.read()
+    assert status == 0, stderr
+    assert stderr.count("Not writing") == 1, stderr
