@@ -138,7 +138,7 @@ class RelayHook(immp.Hook):
                 copy = immp.Message(sent.text, sent.user)
                 self.mine.append(copy)
                 await channel.send(copy)
-        if self.bridge is not None and self.bridge.state is immp.OpenState.active:
+        if self.bridge is not None and self.bridge.open_state is immp.OpenState.active:
             self._ids += 1
             await self.bridge.queue(immp.SentMessage(
                 f"b{self._ids}", immp.Channel(self.bridge, "bridge"), text=sent.text,

@@ -242,7 +242,7 @@ async def test_admin_commands_are_refused_in_one_line_for_others():
         assert await ask(a, "!shut", impostor) == ["!shut is for admins only."]
         assert await ask(b, "!shut", elsewhere) == ["!shut is for admins only."]
         assert await ask(a, "!disable b", alice) == ["!disable is for admins only."]
-        assert host.plugs["b"].state is immp.OpenState.active
+        assert host.plugs["b"].open_state is immp.OpenState.active
         assert await ask(a, "!shut", admin) == ["shut done"]
     assert host.hooks["tools"].calls == [("shut", ())]
 

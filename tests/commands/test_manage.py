@@ -48,21 +48,21 @@ async def test_disable_enable_restart_a_plug_take_effect_and_are_written_before_
     async with running(host):
         a, b = host.plugs["a"], host.plugs["b"]
         assert await ask(a, "!disable b", admin) == ["Disabled plug b."]
-        assert b.state is immp.OpenState.disabled
+        assert b.open_state is immp.OpenState.disabled
         source, written, puts_then = changes[-1]
         assert source is b and written["plugs"]["b"]["enabled"] is False
         assert puts_then == a.put_count - 1  # written before the answer was sent
-        assert reload(written).plugs["b"].state is immp.OpenState.disabled
+        assert reload(written).plugs["b"].open_state is immp.OpenState.disabled
 
         assert await ask(a, "!restart b", admin) == ["plug b is disabled: enable it instead."]
         assert await ask(a, "!enable b", admin) == ["Enabled plug b: active."]
-        assert b.state is immp.OpenState.active
+        assert b.open_state is immp.OpenState.active
         assert "enabled" not in changes[-1][1]["plugs"]["b"]
         assert await ask(a, "!enable b", admin) == ["plug b is already running."]
 
         await b.receive("before restart")
         assert await ask(a, "!restart b", admin) == ["Restarted plug b: running."]
-        assert b.state is immp.OpenState.active
+        assert b.open_state is immp.OpenState.active
     assert len(changes) == 2
 
 
@@ -92,7 +92,7 @@ async def test_the_commands_hook_cannot_switch_itself_off_and_unknown_names_are_
             ]
         assert await ask(a, "!disable nosuch", admin) == ["No plug or hook named 'nosuch'."]
         assert await ask(a, "!disable", admin) == ["missing <name>; usage: !disable <name>"]
-        assert host.hooks["commands"].state is immp.OpenState.active
+        assert host.hooks["commands"].open_state is immp.OpenState.active
     assert changes == []
 
 
@@ -154,4 +154,4 @@ async def test_management_commands_are_admin_only():
                      "!channel-add x a y", "!channel-remove x"):  # fmt: skip
             name = line.split()[0]
             assert await ask(a, line, alice) == [f"{name} is for admins only."]
-        assert host.plugs["b"].state is immp.OpenState.active
+        assert host.plugs["b"].open_state is immp.OpenState.active

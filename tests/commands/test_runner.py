@@ -94,7 +94,7 @@ def test_chat_commands_change_the_config_file_under_w(tmp_path, immp_exe, clean_
                            env=clean_env, timeout=30)  # fmt: skip
     assert check.returncode == 0, check.stderr
     host = immp.build_host(immp.load_file(file), plugins=Plugins())
-    assert host.plugs["timer"].state is immp.OpenState.disabled
-    assert host.plugs["chat"].state is not immp.OpenState.disabled
+    assert host.plugs["timer"].open_state is immp.OpenState.disabled
+    assert host.plugs["chat"].open_state is not immp.OpenState.disabled
     assert host.channels["side"] == immp.Channel(host.plugs["timer"], "side-room")
     assert host.hooks["commands"].config["admins"] == {"chat": ["console:root"]}

@@ -28,7 +28,7 @@ def test_every_format_loads_to_the_same_host(tmp_path, suffix):
     host = build_host(load_file(path), file=str(path))
     assert list(host.plugs) == ["one", "two"]
     assert host.channels["main"].source == "12345"
-    assert host.plugs["two"].state is immp.OpenState.disabled
+    assert host.plugs["two"].open_state is immp.OpenState.disabled
     assert type(host.plugs["two"]).__name__ == "DemoPlug"  # the original IMMP path maps
 
 

@@ -72,7 +72,7 @@ async def test_opens_resources_then_plugs_then_hooks_and_closes_in_reverse():
     host.add_plug(LoggedPlug("plug", {}, host))
     host.add_hook(OrderResource("res", events, host))
     async with running(host):
-        assert host.plugs["plug"].state is immp.OpenState.active
+        assert host.plugs["plug"].open_state is immp.OpenState.active
     assert events[:2] == ["load hook", "load res"]
     assert events[2:5] == ["open res", "open plug", "open hook"]
     assert set(events[5:7]) == {"ready hook", "ready res"}
@@ -87,9 +87,9 @@ async def test_a_plug_that_fails_to_open_is_marked_failed_and_the_rest_run(caplo
     good = host.add_plug(FakePlug("good", {}, host))
     hook = host.add_hook(RecordingHook("rec", host=host))
     async with running(host):
-        assert bad.state is immp.OpenState.failed
-        assert slow.state is immp.OpenState.failed
-        assert good.state is immp.OpenState.active
+        assert bad.open_state is immp.OpenState.failed
+        assert slow.open_state is immp.OpenState.failed
+        assert good.open_state is immp.OpenState.active
         await good.inject("still works")
         await hook.wait_for(1)
     assert "Failed to open plug bad: ConnectionError: network unreachable" in caplog.text
@@ -112,7 +112,7 @@ async def test_a_crashing_background_task_fails_only_its_plug(caplog):
     hook = host.add_hook(RecordingHook("rec", host=host))
     async with running(host):
         await trio.sleep(0.05)
-        assert crashy.state is immp.OpenState.failed
+        assert crashy.open_state is immp.OpenState.failed
         await other.inject("fine")
         await hook.wait_for(1)
     assert "Failed to run plug crashy: RuntimeError: reader died" in caplog.text
@@ -125,7 +125,7 @@ async def test_plugs_and_hooks_added_and_removed_while_running():
         late = host.add_plug(FakePlug("late", {}, host))
         host.add_channel("late-room", immp.Channel(late, "room"))
         with trio.fail_after(2):
-            while late.state is not immp.OpenState.active:
+            while late.open_state is not immp.OpenState.active:
                 await trio.sleep(0.01)
         await late.inject("from the new plug")
         await hook.wait_for(1)
@@ -135,7 +135,7 @@ async def test_plugs_and_hooks_added_and_removed_while_running():
         assert "late" not in host.plugs and "late-room" not in host.channels
         late_hook = host.add_hook(RecordingHook("late-hook", host=host))
         with trio.fail_after(2):
-            while late_hook.state is not immp.OpenState.active:
+            while late_hook.open_state is not immp.OpenState.active:
                 await trio.sleep(0.01)
         await first.inject("both hooks")
         await late_hook.wait_for(1)
@@ -145,9 +145,9 @@ async def test_stop_disable_and_start_again():
     host, plug = make_host()
     async with running(host):
         await host.stop("fake", disable=True)
-        assert plug.state is immp.OpenState.disabled and plug.events == ["open", "close"]
+        assert plug.open_state is immp.OpenState.disabled and plug.events == ["open", "close"]
         assert await host.start("fake")
-        assert plug.state is immp.OpenState.active
+        assert plug.open_state is immp.OpenState.active
         assert await host.restart("fake")
         assert plug.events == ["open", "close", "open", "close", "open"]
 
@@ -156,7 +156,7 @@ async def test_disabled_items_are_not_opened():
     host = immp.Host()
     plug = host.add_plug(FakePlug("off", {}, host), enabled=False)
     async with running(host):
-        assert plug.state is immp.OpenState.disabled and plug.events == []
+        assert plug.open_state is immp.OpenState.disabled and plug.events == []
 
 
 # -- the receive path --------------------------------------------------------------------------
@@ -464,7 +464,7 @@ async def test_starting_a_hook_that_is_still_closing_waits_for_it_and_runs_once(
         # The hook that runs now is the one the host knows: it stops like any other.
         with trio.fail_after(5):
             await host.stop("slow")
-        assert hook.state is immp.OpenState.inactive
+        assert hook.open_state is immp.OpenState.inactive
 
 
 async def test_a_sync_target_held_up_by_two_producers_drops_rather_than_fails(autojump_clock):

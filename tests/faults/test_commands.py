@@ -41,7 +41,7 @@ async def test_a_bad_command_is_refused_without_side_effects(line, answer):
     chat = host.plugs["chat"]
     # "mallory" is listed as an admin by name; the ID is console:mallory, so she is not one.
     async with running(host):
-        before = {name: item.state for name, item in {**host.plugs, **host.hooks}.items()}
+        before = {name: item.open_state for name, item in {**host.plugs, **host.hooks}.items()}
         channels = dict(host.channels)
         await chat.receive(line, user=chat.console_user)  # ID console:mallory, not an admin
         await chat.receive("!help", user=chat.console_user)
@@ -49,7 +49,7 @@ async def test_a_bad_command_is_refused_without_side_effects(line, answer):
             while not any("!help NAME" in t for t in demo_texts(chat)):
                 await trio.sleep(0.01)
         answers = demo_texts(chat)[:-1]
-        after = {name: item.state for name, item in {**host.plugs, **host.hooks}.items()}
+        after = {name: item.open_state for name, item in {**host.plugs, **host.hooks}.items()}
         assert after == before and dict(host.channels) == channels
     if answer is None:
         assert answers == [] or all("sage" in a or "No command" in a for a in answers)

@@ -47,7 +47,7 @@ async def command(client: RawClient, text: str) -> list[str]:
 
 
 def states(host: immp.Host) -> dict[str, immp.OpenState]:
-    return {name: item.state for name, item in {**host.plugs, **host.hooks}.items()}
+    return {name: item.open_state for name, item in {**host.plugs, **host.hooks}.items()}
 
 
 async def test_taking_the_admins_nick_takes_no_admin_rights(server):
@@ -90,4 +90,4 @@ async def test_taking_the_admins_nick_takes_no_admin_rights(server):
                 listing = " ".join(answer)
                 assert "timer" in listing and "disabled" not in listing, answer
             assert states(host) == before
-            assert host.plugs["timer"].state is immp.OpenState.active
+            assert host.plugs["timer"].open_state is immp.OpenState.active

@@ -58,12 +58,12 @@ async def test_the_virtual_plug_closes_and_opens_with_its_hook():
     async with running(host):
         bridge = host.plugs["bridge"]
         await host.stop("sync", disable=True)
-        assert bridge.state is not immp.OpenState.active
+        assert bridge.open_state is not immp.OpenState.active
         # Nothing sent into a bridge whose hook is off is taken and lost.
         with pytest.raises(immp.PlugError):
             await immp.Channel(bridge, "main").send(immp.Message("anyone?"))
         assert await host.start("sync")
-        assert bridge.state is immp.OpenState.active
+        assert bridge.open_state is immp.OpenState.active
         await immp.Channel(bridge, "main").send(immp.Message("back"))
         await host.plugs["a"].wait_puts(1)
     assert texts(host.plugs["a"]) == ["back"]

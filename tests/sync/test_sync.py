@@ -476,7 +476,7 @@ async def test_sync_hook_added_while_running():
     async with running(host):
         add_sync(host, {"main": ["#a", "#b"]})
         await settle()
-        assert host.hooks["sync"].state is immp.OpenState.active
+        assert host.hooks["sync"].open_state is immp.OpenState.active
         await host.plugs["a"].receive("late")
         await host.plugs["b"].wait_puts(1)
     assert texts(host.plugs["b"]) == ["late"]

@@ -39,6 +39,7 @@ from ._message import (
 from ._openable import Openable, OpenState
 from ._plug import Plug
 from ._schema import Any_, Check, Nullable, Number, Optional, Positive, Ref, Schema
+from ._store import MemoryStore, MessageMap, State, Store, StoreError, channel_key
 from ._worker import Worker, take
 from .hookspecs import hookimpl
 
@@ -60,7 +61,9 @@ __all__ = [
     "HookError",
     "Host",
     "Location",
+    "MemoryStore",
     "Message",
+    "MessageMap",
     "Nullable",
     "Number",
     "OpenState",
@@ -76,9 +79,13 @@ __all__ = [
     "Schema",
     "Segment",
     "SentMessage",
+    "State",
+    "Store",
+    "StoreError",
     "User",
     "Worker",
     "build_host",
+    "channel_key",
     "command",
     "commands_of",
     "dump_config",

@@ -24,6 +24,7 @@ from ._host import Host
 from ._openable import OpenState
 from ._plug import Plug
 from ._schema import Any_, Nullable, Number, Optional, Ref, Schema
+from ._store import store_from_config
 from .plugins import Plugins
 
 FORMATS = {".yaml": "yaml", ".yml": "yaml", ".json": "json", ".toml": "toml"}
@@ -124,7 +125,9 @@ def build_host(
     and hook (nothing is opened). Raises :class:`ConfigError` with ``file`` set.
     """
     try:
-        return _build(data, plugins)
+        host = _build(data, plugins)
+        host.store = store_from_config(data.get("store"), file, plugins)  # see immp._store
+        return host
     except ConfigError as exc:
         exc.file = exc.file or file
         raise
@@ -243,7 +246,7 @@ def dump_config(host: Host, plugins: Plugins | None = None) -> dict[str, Any]:
         config = _minimal(item)
         if config:
             data["config"] = config
-        if item.state is OpenState.disabled:
+        if item.open_state is OpenState.disabled:
             data["enabled"] = False
         return data
 

@@ -28,6 +28,7 @@ from ._hook import Hook, ResourceHook
 from ._message import Message, SentMessage
 from ._openable import Openable, OpenState
 from ._plug import Plug
+from ._store import MemoryStore, Store
 from ._worker import Worker, take
 
 log = logging.getLogger(__name__)
@@ -72,11 +73,15 @@ class Host:
         open_timeout: float = 30.0,
         close_timeout: float = 10.0,
         hook_stuck_after: float = HOOK_STUCK_AFTER,
+        store: Store | None = None,
     ):
         self.echo_history = echo_history
         self.open_timeout = open_timeout
         self.close_timeout = close_timeout
         self.hook_stuck_after = hook_stuck_after
+        #: What plugs and hooks keep across restarts (``self.state``, the message map): opened
+        #: when :meth:`run` starts, before everything else, and closed after everything else.
+        self.store: Store = store if store is not None else MemoryStore()
         self.plugs: dict[str, Plug] = {}
         self.channels: dict[str, Channel] = {}
         self.groups: dict[str, Group] = {}
@@ -123,7 +128,7 @@ class Host:
         """Add a plug; while running, an enabled plug is opened straight away."""
         self._claim(plug.name, "plugs")
         self.plugs[plug.name] = plug
-        plug.state = OpenState.inactive if enabled else OpenState.disabled
+        plug.open_state = OpenState.inactive if enabled else OpenState.disabled
         if self._nursery is not None and enabled:
             self._nursery.start_soon(self.start, plug.name)
         return plug
@@ -146,7 +151,7 @@ class Host:
         self.hooks[hook.name] = hook
         if isinstance(hook, ResourceHook):
             self.resources[hook.name] = hook
-        hook.state = OpenState.inactive if enabled else OpenState.disabled
+        hook.open_state = OpenState.inactive if enabled else OpenState.disabled
         self._hooks_changed()
         if self._loaded:
             hook.on_load()
@@ -217,6 +222,8 @@ class Host:
             raise RuntimeError("host is already running")
         self._hooks_opened = trio.Event()
         tuned = False
+        # Raises StoreError (one line) if the store cannot be used: nothing else opens then.
+        await self.store.open(self.open_timeout)
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -231,7 +238,7 @@ class Host:
                 ):
                     async with trio.open_nursery() as opening:
                         for item in phase:
-                            if item.state is not OpenState.disabled:
+                            if item.open_state is not OpenState.disabled:
                                 opening.start_soon(self.start, item.name)
                 self._hooks_opened.set()
                 opened = [h for h in self._active_hooks()]
@@ -240,7 +247,7 @@ class Host:
                         readying.start_soon(self._call_hook, hook, "on_ready")
                 log.info(
                     "Ready: %d plugs, %d hooks open",
-                    sum(p.state is OpenState.active for p in self.plugs.values()),
+                    sum(p.open_state is OpenState.active for p in self.plugs.values()),
                     len(opened),
                 )
                 _collector.host_ready()
@@ -250,6 +257,8 @@ class Host:
                 await self._close_all()
                 nursery.cancel_scope.cancel()
         finally:
+            with trio.CancelScope(shield=True):
+                await self.store.close(self.close_timeout)
             if tuned:
                 _collector.host_stopped()
             self._nursery = None
@@ -268,13 +277,15 @@ class Host:
         """Open a plug or hook (enabling it if disabled). Returns whether it is now open."""
         item = self.item(name)
         if self._nursery is None:
-            item.state = OpenState.inactive
+            item.open_state = OpenState.inactive
             return False
         # A lifetime still closing must end before a new one begins (it clears what it made).
-        while item.state is OpenState.stopping and (closed := self._closed.get(name)) is not None:
+        while (
+            item.open_state is OpenState.stopping and (closed := self._closed.get(name)) is not None
+        ):
             await closed.wait()
-        if item.state in (OpenState.active, OpenState.starting):
-            return item.state is OpenState.active
+        if item.open_state in (OpenState.active, OpenState.starting):
+            return item.open_state is OpenState.active
         return await self._nursery.start(self._lifetime, item)
 
     async def stop(self, name: str, *, disable: bool = False) -> None:
@@ -285,7 +296,7 @@ class Host:
             stop.set()
             await closed.wait()
         if disable:
-            item.state = OpenState.disabled
+            item.open_state = OpenState.disabled
 
     async def restart(self, name: str) -> bool:
         await self.stop(name)
@@ -297,7 +308,7 @@ class Host:
         stop = self._stops[item.name] = trio.Event()
         closed = self._closed[item.name] = trio.Event()
         started = False
-        item.state = OpenState.starting
+        item.open_state = OpenState.starting
         try:
             async with trio.open_nursery() as nursery:
                 item._nursery = nursery
@@ -312,14 +323,14 @@ class Host:
                     nursery.start_soon(worker.run)
                 with trio.fail_after(self.open_timeout):
                     await item.open()
-                item.state = OpenState.active
+                item.open_state = OpenState.active
                 log.info("Opened %s %s", kind, item.name)
                 started = True
                 task_status.started(True)
                 if isinstance(item, Hook) and self.ready.is_set():
                     nursery.start_soon(self._call_hook, item, "on_ready")
                 await stop.wait()
-                item.state = OpenState.stopping  # the pump stops feeding a stopping hook
+                item.open_state = OpenState.stopping  # the pump stops feeding a stopping hook
                 await self._drain(item)
                 with trio.move_on_after(self.close_timeout) as scope:
                     scope.shield = True
@@ -327,10 +338,10 @@ class Host:
                 if scope.cancelled_caught:
                     log.warning("Closing %s %s timed out", kind, item.name)
                 nursery.cancel_scope.cancel()
-            item.state = OpenState.inactive
+            item.open_state = OpenState.inactive
             log.info("Closed %s %s", kind, item.name)
         except Exception as exc:
-            item.state = OpenState.failed
+            item.open_state = OpenState.failed
             what = "open" if not started else "run"
             leaf = _leaf(exc)
             if isinstance(leaf, trio.TooSlowError) and not started:
@@ -375,7 +386,7 @@ class Host:
     # -- the receive path -----------------------------------------------------------------------
 
     def _active_hooks(self) -> list[Hook]:
-        return [h for h in self.hooks.values() if h.state is OpenState.active]
+        return [h for h in self.hooks.values() if h.open_state is OpenState.active]
 
     def _hooks_changed(self) -> None:
         """A hook was added, removed, or changed state: work the plan out again when needed."""

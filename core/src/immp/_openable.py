@@ -1,4 +1,7 @@
-"""What plugs and hooks share: a name, a validated config, a state and a lifetime nursery."""
+"""
+What plugs and hooks share: a name, a validated config, where they are in their lifetime
+(``open_state``), their area in the store (``state``) and a lifetime nursery.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import trio
 
 from ._schema import Schema
+from ._store import State
 
 if TYPE_CHECKING:
     from ._host import Host
@@ -41,7 +45,9 @@ class Openable:
         self.name = name
         self.host = host
         self.config = self.validate_config(config)
-        self.state = OpenState.inactive
+        self.open_state = OpenState.inactive
+        #: This object's own key-value area in ``host.store`` (see :class:`~immp.State`).
+        self.state = State(self)
         self.log = logging.getLogger(f"{type(self).__module__}.{type(self).__qualname__}.{name}")
         self._nursery: trio.Nursery | None = None
         # The config path this object was created from (short name or dotted path); kept so
@@ -57,12 +63,12 @@ class Openable:
         return schema.validate(config if config is not None else {}, path, refs)
 
     @property
-    def state(self) -> OpenState:
+    def open_state(self) -> OpenState:
         """Where this object is in its lifetime."""
         return self._open_state
 
-    @state.setter
-    def state(self, value: OpenState) -> None:
+    @open_state.setter
+    def open_state(self, value: OpenState) -> None:
         self._open_state = value
         # The host caches which hooks run where; any change of state may change that.
         changed = getattr(self.host, "_hooks_changed", None)
@@ -78,7 +84,7 @@ class Openable:
 
     @property
     def enabled(self) -> bool:
-        return self.state is not OpenState.disabled
+        return self.open_state is not OpenState.disabled
 
     async def open(self) -> None:
         """Connect and start background tasks in :attr:`nursery`. Raise to fail."""
@@ -87,4 +93,4 @@ class Openable:
         """Disconnect politely. Background tasks are cancelled after this returns."""
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.name} {self.state.value}>"
+        return f"<{type(self).__name__} {self.name} {self.open_state.value}>"

@@ -20,6 +20,7 @@ import trio
 from ._config import build_host, dump_config, load_file, remove_stale_temp_files, write_config
 from ._errors import ConfigError
 from ._host import Host
+from ._store import StoreError
 from .plugins import Plugins
 
 log = logging.getLogger("immp.runner")
@@ -182,12 +183,16 @@ def main(argv: list[str] | None = None) -> int:
         len(host.plugs),
         len(host.hooks),
     )
+    log.info("Store: %s", host.store.describe())
     status = EXIT_OK
     try:
         trio.run(_serve, host)
     except KeyboardInterrupt:
         pass
     except Exception as exc:
+        if (store_error := StoreError.inside(exc)) is not None:  # one line, no traceback
+            print(f"immp: error: {store_error}", file=sys.stderr)
+            return store_error.status
         log.critical("Host failed: %s", exc, exc_info=exc)
         status = EXIT_FAILED
     if args.write:

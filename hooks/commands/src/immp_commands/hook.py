@@ -158,7 +158,7 @@ class CommandHook(HostCommands, immp.Hook):
     # -- which commands apply -------------------------------------------------------------------
 
     def _open_hooks(self) -> list[immp.Hook]:
-        return [h for h in self.host.hooks.values() if h.state is immp.OpenState.active]
+        return [h for h in self.host.hooks.values() if h.open_state is immp.OpenState.active]
 
     async def _mapped(self, channel: immp.Channel) -> list[immp.BoundCommand]:
         """Commands the mapping offers in this channel, in config order (scopes not checked)."""
@@ -196,7 +196,7 @@ class CommandHook(HostCommands, immp.Hook):
         channel = sent.channel
         private = await channel.is_private()
         bridged = channel.plug.virtual
-        bridges_open = any(p.virtual and p.state is immp.OpenState.active
+        bridges_open = any(p.virtual and p.open_state is immp.OpenState.active
                            for p in self.host.plugs.values())  # fmt: skip
         out: dict[str, immp.BoundCommand] = {}
         for cmd in await self._mapped(channel):

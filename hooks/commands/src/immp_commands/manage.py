@@ -69,18 +69,18 @@ class HostCommands:
         item = await self._check_item(msg, name, "enable")
         if item is None:
             return
-        if item.state is immp.OpenState.active:
+        if item.open_state is immp.OpenState.active:
             await self.reply(msg, f"{_kind(item)} {name} is already running.")
             return
         opened = await self.host.start(name)
         self.host.config_changed(item)
         if opened:
-            await self.reply(msg, f"Enabled {_kind(item)} {name}: {item.state.value}.")
+            await self.reply(msg, f"Enabled {_kind(item)} {name}: {item.open_state.value}.")
         else:
             await self.reply(
                 msg,
                 f"Enabled {_kind(item)} {name}, but it did not open: "
-                f"{item.state.value} (see the log).",
+                f"{item.open_state.value} (see the log).",
             )
 
     @immp.command("disable", role=_ADMIN)
@@ -99,11 +99,11 @@ class HostCommands:
         item = await self._check_item(msg, name, "restart")
         if item is None:
             return
-        if item.state is immp.OpenState.disabled:
+        if item.open_state is immp.OpenState.disabled:
             await self.reply(msg, f"{_kind(item)} {name} is disabled: enable it instead.")
             return
         opened = await self.host.restart(name)
-        result = "running" if opened else f"{item.state.value} (see the log)"
+        result = "running" if opened else f"{item.open_state.value} (see the log)"
         await self.reply(msg, f"Restarted {_kind(item)} {name}: {result}.")
 
     # -- named channels ------------------------------------------------------------------------
@@ -171,7 +171,7 @@ def _listing(title: str, items) -> str:
         if getattr(item, "virtual", False):
             continue
         path = item.path or type(item).__name__
-        lines.append(f"  {item.name} ({path}): {item.state.value}")
+        lines.append(f"  {item.name} ({path}): {item.open_state.value}")
     if len(lines) == 1:
         lines.append("  (none)")
     return "\n".join(lines)

@@ -47,7 +47,7 @@ class ForwardHook(BridgeHook):
             self._reset_options()
             self._users = self._read_users()
         self._routes = {}
-        if self.state is immp.OpenState.active:
+        if self.open_state is immp.OpenState.active:
             keep = set()
             for names in [*self.config["channels"].values(), *self.config["groups"].values()]:
                 keep.update(c for c in map(self.host.channels.get, names) if c is not None)

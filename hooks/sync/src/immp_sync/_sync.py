@@ -52,7 +52,7 @@ class SyncHook(BridgeHook):
     async def on_config_change(self, source: object) -> None:
         if source is self:
             self._reset_options()
-        if self.state is immp.OpenState.active:
+        if self.open_state is immp.OpenState.active:
             self._rebuild()  # a channel may have been added or removed
 
     # -- bridges ----------------------------------------------------------------------------
@@ -108,7 +108,7 @@ class SyncHook(BridgeHook):
 
     async def sync_virtual(self, sent: immp.SentMessage) -> None:
         """Sync what another hook sent, edited or deleted in the virtual plug's channel."""
-        if self.state is not immp.OpenState.active:
+        if self.open_state is not immp.OpenState.active:
             raise immp.PlugError(f"{self.plug.name}: the {self.name} hook is not running")
         route = self._virtual_routes.get(sent.channel)
         if route is None:
