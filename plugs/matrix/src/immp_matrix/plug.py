@@ -140,28 +140,12 @@ class MatrixPlug(immp.Plug):
         self._txn_prefix = "0"
         self._txn_count = 0
         self._recent: OrderedDict[str, tuple[str, str]] = OrderedDict()  # event -> (sender, body)
-        self._memory_state: dict[str, Any] = {}
         self._direct: set[str] | None = None
         self.synced = trio.Event()  # set after the first sync batch at open
 
     @property
     def network_id(self) -> str:
         return f"matrix:{self.user_id.partition(':')[2] or self.name}"
-
-    # -- state (the store) ----------------------------------------------------------------------
-
-    async def _load(self, key: str, default: Any = None) -> Any:
-        state = getattr(self, "state", None)
-        if hasattr(state, "get") and callable(getattr(state, "set", None)):
-            return await state.get(key, default)
-        return self._memory_state.get(key, default)
-
-    async def _save(self, key: str, value: Any) -> None:
-        state = getattr(self, "state", None)
-        if hasattr(state, "get") and callable(getattr(state, "set", None)):
-            await state.set(key, value)
-        else:
-            self._memory_state[key] = value
 
     # -- lifetime -------------------------------------------------------------------------------
 
@@ -188,19 +172,19 @@ class MatrixPlug(immp.Plug):
             await self.client.aclose()
             # One line, never the secret: MatrixError carries the server's words only.
             raise immp.PlugError(f"{self.name}: cannot log in as {self.user_id}: {exc}") from None
-        boot = int(await self._load("boot", 0)) + 1
-        await self._save("boot", boot)
+        boot = int(await self.state.get("boot", 0)) + 1
+        await self.state.set("boot", boot)
         self._txn_prefix = f"{boot}"
         self._filter = await self.client.create_filter(self.user_id, self._filter_definition())
         for channel in list(self.host.channels.values()):
             if channel.plug is self:
                 await self._join(channel.source)
-        since = await self._load("since")
+        since = await self.state.get("since")
         if since is None:
             # First start: take the rooms as they are now, without replaying their history.
             batch = await self.client.sync(since=None, filter=self._filter, timeout_ms=0)
             await self._handle_batch(batch, initial=True)
-            await self._save("since", batch["next_batch"])
+            await self.state.set("since", batch["next_batch"])
         self.synced.set()
         self.nursery.start_soon(self._sync_loop)
 
@@ -214,13 +198,13 @@ class MatrixPlug(immp.Plug):
             client.token = self.config["token"]
             me = await client.whoami()
         else:
-            device = self.config["device"] or await self._load("device")
+            device = self.config["device"] or await self.state.get("device")
             if device is None:
                 # Stable per plug without a store too; kept in the store when there is one.
                 digest = hashlib.sha256(f"{self.user_id}|{self.name}".encode()).hexdigest()
                 device = f"IMMP{digest[:8].upper()}"
             answer = await client.login(self.user_id, self.config["password"], device)
-            await self._save("device", answer.get("device_id", device))
+            await self.state.set("device", answer.get("device_id", device))
             me = await client.whoami()
         if me.get("user_id") != self.user_id:
             self.log.warning("Logged in as %s, configured as %s", me.get("user_id"), self.user_id)
@@ -271,14 +255,14 @@ class MatrixPlug(immp.Plug):
 
     async def _sync_loop(self) -> None:
         while True:
-            since = await self._load("since")
+            since = await self.state.get("since")
             batch = await self.client.sync(
                 since=since, filter=self._filter, timeout_ms=int(self.config["sync-timeout"] * 1000)
             )
             await self._handle_batch(batch, since=since)
             # Only now, with every message of the batch handed to the host, does the token
             # move on: a restart before this point gets the batch again.
-            await self._save("since", batch["next_batch"])
+            await self.state.set("since", batch["next_batch"])
 
     async def _handle_batch(
         self, batch: dict, *, initial: bool = False, since: str | None = None
