@@ -275,7 +275,6 @@ class MatrixPlug(immp.Plug):
             elif not self.config["auto-join"]:
                 self.log.debug("Invited to %s (auto-join is off)", room_id)
         for room_id, data in rooms.get("join", {}).items():
-            known = room_id in self._rooms and not initial
             room = self._rooms.setdefault(room_id, Room(room_id))
             for event in data.get("state", {}).get("events", []):
                 self._apply_state(room, event)
@@ -286,8 +285,13 @@ class MatrixPlug(immp.Plug):
                     if "state_key" in event:
                         self._apply_state(room, event)
                 continue
-            if not known:
-                events = self._after_own_join(room, events)
+            joined_at = self._own_join(events)
+            if joined_at is not None:
+                # Joined just now: what came before our join is history, not news.
+                for earlier in events[:joined_at]:
+                    if "state_key" in earlier:
+                        self._apply_state(room, earlier)
+                events = events[joined_at + 1 :]
             elif timeline.get("limited") and timeline.get("prev_batch") and since:
                 events = await self._fill_gap(room_id, timeline["prev_batch"], since) + events
             for event in events:
@@ -297,20 +301,17 @@ class MatrixPlug(immp.Plug):
         for room_id in rooms.get("leave", {}):
             self._rooms.pop(room_id, None)
 
-    def _after_own_join(self, room: Room, events: list[dict]) -> list[dict]:
-        """For a room joined just now: only what came after our own join (no history)."""
+    def _own_join(self, events: list[dict]) -> int | None:
+        """The index of our own join (from not joined) in a timeline, if it is there."""
         for index in range(len(events) - 1, -1, -1):
             event = events[index]
-            if (
-                event.get("type") == "m.room.member"
-                and event.get("state_key") == self.user_id
-                and (event.get("content") or {}).get("membership") == "join"
-            ):
-                for earlier in events[:index]:
-                    if "state_key" in earlier:
-                        self._apply_state(room, earlier)
-                return events[index + 1 :]
-        return []
+            if event.get("type") != "m.room.member" or event.get("state_key") != self.user_id:
+                continue
+            prev = (event.get("unsigned") or {}).get("prev_content") or {}
+            content = event.get("content") or {}
+            if content.get("membership") == "join" and prev.get("membership") != "join":
+                return index
+        return None
 
     async def _fill_gap(self, room_id: str, prev_batch: str, since: str) -> list[dict]:
         """The events a ``limited`` timeline left out, between ``since`` and ``prev_batch``."""
