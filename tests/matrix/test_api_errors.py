@@ -77,7 +77,7 @@ async def test_5xx_and_network_errors_back_off_and_report(autojump_clock):
 
 
 async def test_backoff_is_capped(autojump_clock):
-    client, seen = _client([httpx.ConnectError("down")] * 8 + [httpx.Response(200, json={})])
+    client, _ = _client([httpx.ConnectError("down")] * 8 + [httpx.Response(200, json={})])
     start = trio.current_time()
     await client.request("GET", "/x")
     # 0.5 + 1 + 2 + 4 * 5 (capped at retry_max=4), jitter at most +20%.
