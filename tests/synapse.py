@@ -177,6 +177,12 @@ class SynapseServer:
             process.kill()
             process.wait()
 
+    def refusals(self, user_id: str, status: int = 429) -> int:
+        """How many requests of ``user_id`` Synapse's access log shows answered with ``status``."""
+        needle = "{%s}" % user_id
+        with self.log_path.open(errors="replace") as log:
+            return sum(1 for line in log if needle in line and f" {status} " in line)
+
     # -- users --------------------------------------------------------------------------------
 
     def unique(self, prefix: str) -> str:
