@@ -179,7 +179,7 @@ class SynapseServer:
 
     def refusals(self, user_id: str, status: int = 429) -> int:
         """How many requests of ``user_id`` Synapse's access log shows answered with ``status``."""
-        needle = "{%s}" % user_id
+        needle = "{" + user_id + "}"
         with self.log_path.open(errors="replace") as log:
             return sum(1 for line in log if needle in line and f" {status} " in line)
 

@@ -12,6 +12,7 @@ import trio
 import immp
 from immp_matrix.plug import MatrixPlug
 from tests.conftest import running
+from tests.irc.conftest import ngircd_available  # noqa: F401  (fixture)
 from tests.synapse import MatrixUser, SynapseServer, ensure_synapse
 
 

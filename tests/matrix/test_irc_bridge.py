@@ -13,7 +13,6 @@ import yaml
 
 from tests.conftest import ROOT
 from tests.faults.helpers import ImmpProcess
-from tests.irc.conftest import ngircd_available  # noqa: F401  (fixture)
 from tests.ngircd import NgircdServer, RawClient
 
 pytestmark = [pytest.mark.matrix, pytest.mark.irc, pytest.mark.slow]
