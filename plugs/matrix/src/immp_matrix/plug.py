@@ -167,9 +167,19 @@ class MatrixPlug(immp.Plug):
         )
         self._sends = trio.Semaphore(self.config["send-queue"])
         try:
+            await self._start()
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await self.client.aclose()
+            raise
+        self.synced.set()
+        # The sync task owns the client from here: it closes it when cancelled at close.
+        self.nursery.start_soon(self._sync_loop)
+
+    async def _start(self) -> None:
+        try:
             await self._log_in()
         except (MatrixError, Unreachable) as exc:
-            await self.client.aclose()
             # One line, never the secret: MatrixError carries the server's words only.
             raise immp.PlugError(f"{self.name}: cannot log in as {self.user_id}: {exc}") from None
         boot = int(await self.state.get("boot", 0)) + 1
@@ -179,18 +189,11 @@ class MatrixPlug(immp.Plug):
         for channel in list(self.host.channels.values()):
             if channel.plug is self:
                 await self._join(channel.source)
-        since = await self.state.get("since")
-        if since is None:
+        if await self.state.get("since") is None:
             # First start: take the rooms as they are now, without replaying their history.
             batch = await self.client.sync(since=None, filter=self._filter, timeout_ms=0)
             await self._handle_batch(batch, initial=True)
             await self.state.set("since", batch["next_batch"])
-        self.synced.set()
-        self.nursery.start_soon(self._sync_loop)
-
-    async def close(self):
-        if self.client is not None:
-            await self.client.aclose()
 
     async def _log_in(self) -> None:
         client = self.client
@@ -254,15 +257,21 @@ class MatrixPlug(immp.Plug):
     # -- receiving ------------------------------------------------------------------------------
 
     async def _sync_loop(self) -> None:
-        while True:
-            since = await self.state.get("since")
-            batch = await self.client.sync(
-                since=since, filter=self._filter, timeout_ms=int(self.config["sync-timeout"] * 1000)
-            )
-            await self._handle_batch(batch, since=since)
-            # Only now, with every message of the batch handed to the host, does the token
-            # move on: a restart before this point gets the batch again.
-            await self.state.set("since", batch["next_batch"])
+        try:
+            while True:
+                since = await self.state.get("since")
+                batch = await self.client.sync(
+                    since=since,
+                    filter=self._filter,
+                    timeout_ms=int(self.config["sync-timeout"] * 1000),
+                )
+                await self._handle_batch(batch, since=since)
+                # Only now, with every message of the batch handed to the host, does the token
+                # move on: a restart before this point gets the batch again.
+                await self.state.set("since", batch["next_batch"])
+        finally:
+            with trio.CancelScope(shield=True):
+                await self.client.aclose()
 
     async def _handle_batch(
         self, batch: dict, *, initial: bool = False, since: str | None = None
