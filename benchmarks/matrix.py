@@ -74,6 +74,7 @@ class Watcher:
         self.arrivals: dict[tuple[str, str, int], float] = {}  # (sender kind, tag, seq) -> t
         self.order: list[tuple[str, int]] = []
         self.bot: str | None = None
+        self._changed = trio.Event()
 
     async def run(self) -> None:
         filter = json.dumps({"room": {"rooms": [self.room], "timeline": {"limit": 200}},
@@ -103,13 +104,15 @@ class Watcher:
                     self.order.append(("dup", key[2]))
                     continue
                 self.arrivals[key] = now
+                self._changed.set()
+                self._changed = trio.Event()
                 if kind == "relay" and match[1] == "burst":
                     self.order.append(("burst", key[2]))
 
     async def wait(self, kind: str, tag: str, seq: int, timeout: float) -> bool:
         with trio.move_on_after(timeout):
             while (kind, tag, seq) not in self.arrivals:
-                await trio.sleep(0.005)
+                await self._changed.wait()
             return True
         return False
 
