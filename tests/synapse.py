@@ -224,10 +224,14 @@ class SynapseServer:
 
     def exempt_sync(self, user_id: str) -> None:
         """Exempt a user from every rate limit (Synapse's admin ``override_ratelimit``)."""
+        self.limit_sync(user_id, 0, 0)
+
+    def limit_sync(self, user_id: str, per_second: float, burst: int) -> None:
+        """Give a user a message rate limit of its own (0 and 0: none)."""
         quoted = urllib.parse.quote(user_id)
         httpx.post(
             f"{self.url}/_synapse/admin/v1/users/{quoted}/override_ratelimit",
-            json={"messages_per_second": 0, "burst_count": 0},
+            json={"messages_per_second": per_second, "burst_count": burst},
             headers={"Authorization": f"Bearer {self._admin_token}"},
         ).raise_for_status()
 

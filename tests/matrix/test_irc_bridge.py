@@ -47,6 +47,8 @@ async def test_irc_matrix_bridge_end_to_end(
 ):
     room = await alice.create_room(invite=[bot.user_id])
     await bot.join(room)
+    # A tight limit for the bot, so that the burst meets it however slow the machine is.
+    await trio.to_thread.run_sync(synapse.limit_sync, bot.user_id, 4, 3)
     async with NgircdServer.running(tmp_path / "ngircd") as server:
         file = tmp_path / "immp.yaml"
         file.write_text(yaml.safe_dump(bridge_config(server.port, synapse, bot, room)))

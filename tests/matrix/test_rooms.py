@@ -110,3 +110,17 @@ def test_exactly_one_secret():
             {"homeserver": "http://x", "user": "@a:x", "password": "p", "token": "t"},
             immp.Host(),
         )
+
+
+async def test_channel_added_joins_and_removed_leaves(synapse, alice, bot):
+    room = await alice.create_room(invite=[bot.user_id])
+    await alice.send(room, "history before the join")
+    async with matrix_host(plug_config(synapse, bot)) as (_, plug, rec):
+        channel = immp.Channel(plug, room)
+        await plug.on_channel_added(channel)
+        assert room in await plug.client.joined_rooms()
+        await alice.send(room, "after the join")
+        await rec.wait_for(lambda m: str(m.text) == "after the join")
+        assert "history before the join" not in [str(m.text) for m in rec.seen]
+        await plug.on_channel_removed(channel)
+        assert room not in await plug.client.joined_rooms()
