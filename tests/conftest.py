@@ -2,31 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import trio
-
-import immp
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@contextlib.asynccontextmanager
-async def running(host: immp.Host) -> AsyncIterator[immp.Host]:
-    """Run ``host`` for the duration of the block, then quit it and wait for a clean close."""
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(host.run)
-        await host.ready.wait()
-        try:
-            yield host
-        finally:
-            host.quit()
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 import trio
 
 import immp
-from tests.conftest import running
+from immp.testing import running
 
 from .helpers import RelayHook, ToolHook, VirtualPlug, plugins, said
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import trio
+
 import immp
-from tests.conftest import running
+from immp.testing import running
 
 from .helpers import WatchHook, plugins
 from .test_commands import ask, make_host, people
@@ -101,6 +103,15 @@ async def test_adding_and_removing_named_channels():
                      groups={"main": {"channels": ["room"]}})  # fmt: skip
     admin, _ = people(host)
     changes = watch(host)
+    told = []  # what the host tells plug b (an IRC plug joins and parts there)
+
+    async def added(channel):
+        told.append(("added", channel.source))
+
+    async def removed(channel):
+        told.append(("removed", channel.source))
+
+    host.plugs["b"].on_channel_added, host.plugs["b"].on_channel_removed = added, removed
     async with running(host):
         a = host.plugs["a"]
         assert await ask(a, "!channel-add side b side-room", admin) == [
@@ -131,7 +142,11 @@ async def test_adding_and_removing_named_channels():
         written = changes[-1][1]
         assert "side" not in written["channels"] and "room" in written["channels"]
         reload(written)
+        with trio.fail_after(10):
+            while len(told) < 2:
+                await trio.sleep(0.01)
     assert len(changes) == 2
+    assert told == [("added", "side-room"), ("removed", "side-room")]
 
 
 async def test_a_channel_used_by_a_hook_config_cannot_be_removed():

@@ -8,7 +8,7 @@ import pytest
 import trio
 
 import immp
-from tests.conftest import running
+from immp.testing import running
 from tests.core.fakes import FakePlug, RecordingHook
 
 
@@ -318,10 +318,14 @@ async def test_echoes_of_our_own_messages_carry_the_original_as_source():
 async def test_echo_history_is_bounded():
     host = immp.Host(echo_history=10)
     plug = host.add_plug(FakePlug("fake", {}, host))
+    room = immp.Channel(plug, "room")
+    receipts = []
     async with running(host):
         for n in range(50):
-            await immp.Channel(plug, "room").send(immp.Message(str(n)))
-    assert len(plug._echoes) == 10
+            receipts += await room.send(immp.Message(str(n)))
+    recognised = [r for r in receipts if host.echo_of(room, r.id) is not None]
+    assert len(recognised) == 10
+    assert recognised == receipts[-10:]  # the newest are kept
 
 
 async def test_quit_during_a_burst_closes_cleanly():
@@ -344,7 +348,7 @@ async def test_quit_during_a_burst_closes_cleanly():
         await trio.sleep(0.05)
         host.quit()
         with trio.fail_after(5):
-            while host._nursery is not None:
+            while host.running:
                 await trio.sleep(0.01)
         nursery.cancel_scope.cancel()
     assert refused.is_set()

@@ -2,6 +2,7 @@
 
 import pytest
 
+import immp
 from immp import File, FileType, Location, Message, RichText, Segment, SentMessage, User
 
 
@@ -147,3 +148,20 @@ def test_copy_of_a_sent_message_carries_its_own_receipt_and_coerces_changes():
     assert sent.left == [msg.user] and sent.at > 0
     with pytest.raises(TypeError, match="nickname"):
         Message.copy_of(msg, nickname="x")
+
+
+def test_immp_spellings_are_accepted():
+    # Porting from IMMP: id_ for id, an assigned network_id, virtual= for a virtual plug.
+    user = immp.User(id_="u1", username="x")
+    assert user.id == "u1"
+    host = immp.Host()
+
+    class Old(immp.Plug):
+        def __init__(self, name, config, host):
+            super().__init__(name, config, host, virtual=True)
+            self.network_id = "old:network"
+
+    plug = Old("old", {}, host)
+    assert plug.virtual and plug.network_id == "old:network"
+    sent = immp.SentMessage(id_="m1", channel=immp.Channel(plug, "room"), text="hi")
+    assert sent.id == "m1" and str(sent.text) == "hi"

@@ -144,3 +144,158 @@ def test_python_dash_m_runs_the_same_command(tmp_path):
         timeout=30,
     )
     assert check.returncode == 0 and "OK (1 plugs" in check.stdout
+
+
+# -- pluggy is the dispatcher ------------------------------------------------------------------
+
+
+class Extra(immp.Hook):
+    pass
+
+
+def test_any_implementation_pluggy_accepts_registers_names():
+    order = []
+
+    class Named:
+        @staticmethod
+        @immp.hookimpl(specname="register_hooks")
+        def anything_at_all(register):
+            order.append("named")
+            register("by-specname", immp.Hook)
+
+    class First:
+        @staticmethod
+        @immp.hookimpl(tryfirst=True)
+        def register_hooks(register):
+            order.append("first")
+            register("first", Extra)
+
+    class Wrapper:
+        @staticmethod
+        @immp.hookimpl(wrapper=True)
+        def register_hooks(register):
+            order.append("wrapper before")
+            result = yield
+            register("after-the-others", Extra)  # credited to this plugin, too
+            order.append("wrapper after")
+            return result
+
+    plugins = Plugins(discover=False)
+    plugins.add(Named, "named-dist", "1")
+    plugins.add(First, "first-dist", "2")
+    plugins.add(Wrapper, "wrapper-dist", "3")
+    assert order[-4:] == ["wrapper before", "first", "named", "wrapper after"]
+    assert plugins.resolve("by-specname", immp.Hook, "x") is immp.Hook
+    assert plugins.resolve("after-the-others", immp.Hook, "x") is Extra
+    credited = {d.distribution: d.hooks for d in plugins.distributions}
+    assert credited == {
+        "named-dist": ["by-specname"],
+        "first-dist": ["first"],
+        "wrapper-dist": ["after-the-others"],
+    }
+
+
+def test_an_object_registered_with_the_manager_itself_counts():
+    class Mine:
+        @immp.hookimpl
+        def register_plugs(self, register):
+            register("mine", immp.Plug)
+
+    plugins = Plugins(discover=False)
+    plugins.manager.register(Mine())
+    plugins.collect()
+    assert plugins.resolve("mine", immp.Plug, "x") is immp.Plug
+    assert [(d.distribution, d.plugs) for d in plugins.distributions] == [("(local)", ["mine"])]
+
+
+def test_one_name_from_two_modules_is_an_error_naming_both():
+    def module(name):
+        class Mod:
+            @staticmethod
+            @immp.hookimpl
+            def register_hooks(register):
+                register("shout", immp.Hook)
+
+        Mod.__name__ = name
+        return Mod
+
+    plugins = Plugins(discover=False)
+    plugins.add(module("a"), "dist-a", "1")
+    with pytest.raises(immp.ConfigError) as info:
+        plugins.add(module("b"), "dist-b", "1")
+    assert str(info.value) == (
+        "the hook name 'shout' is registered by both dist-a and dist-b; uninstall one"
+    )
+
+
+def make_distribution_of(folder, dist, module, source, entry="shout"):
+    """A distribution ``dist`` (version 1.0) whose entry point ``entry`` is ``module``."""
+    (folder / f"{module}.py").write_text(source)
+    info = folder / f"{dist.replace('-', '_')}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[immp]\n{entry} = {module}\n")
+
+
+def _immp(immp_exe, env, *args):
+    return subprocess.run([immp_exe, *args], capture_output=True, text=True, env=env, timeout=30)
+
+
+def test_two_distributions_with_one_short_name_exit_2_naming_both(tmp_path, immp_exe, clean_env):
+    make_distribution(tmp_path)  # immp-hook-shout registers 'shout'
+    make_distribution_of(tmp_path, "immp-hook-loud", "immp_loud", THIRD_PARTY, entry="loud")
+    clean_env["PYTHONPATH"] = str(tmp_path)
+    config = tmp_path / "c.yaml"
+    config.write_text("plugs: {d: {path: demo}}\n")
+    for args in (["--plugins"], ["--check", str(config)], [str(config)]):
+        done = _immp(immp_exe, clean_env, *args)
+        assert done.returncode == 2, (args, done.stderr)
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+        assert "'shout'" in lines[0]
+        assert "immp-hook-shout" in lines[0] and "immp-hook-loud" in lines[0]
+
+
+BROKEN = """
+import immp
+import a_library_that_is_not_installed
+
+@immp.hookimpl
+def register_hooks(register):
+    register("fancy", immp.Hook)
+"""
+
+
+def test_a_plugin_that_fails_to_import_is_listed_and_only_breaks_configs_using_it(
+    tmp_path, immp_exe, clean_env
+):
+    make_distribution(tmp_path)  # a working one beside it
+    make_distribution_of(tmp_path, "immp-hook-fancy", "immp_fancy", BROKEN, entry="fancy")
+    clean_env["PYTHONPATH"] = str(tmp_path)
+
+    listing = _immp(immp_exe, clean_env, "--plugins")
+    assert listing.returncode == 0, listing.stderr
+    assert "Traceback" not in listing.stdout + listing.stderr
+    assert "immp-hook-shout 1.2\n  hooks: shout" in listing.stdout
+    assert (
+        "immp-hook-fancy 1.0 (broken)\n  fancy = immp_fancy: ModuleNotFoundError: "
+        "No module named 'a_library_that_is_not_installed'\n"
+    ) in listing.stdout
+
+    unused = tmp_path / "unused.yaml"
+    unused.write_text("plugs: {d: {path: demo}}\nhooks: {loud: {path: shout}}\n")
+    check = _immp(immp_exe, clean_env, "--check", str(unused))
+    assert check.returncode == 0, check.stderr
+    [warning] = check.stderr.strip().splitlines()
+    assert warning.startswith("immp: warning: plugin distribution immp-hook-fancy 1.0 failed")
+    assert "No module named 'a_library_that_is_not_installed'" in warning
+
+    used = tmp_path / "used.yaml"
+    used.write_text("plugs: {d: {path: demo}}\nhooks: {f: {path: fancy}}\n")
+    for args in (["--check", str(used)], [str(used)]):
+        done = _immp(immp_exe, clean_env, *args)
+        assert done.returncode == 2, done.stderr
+        assert "Traceback" not in done.stderr
+        [error] = done.stderr.strip().splitlines()
+        assert error.startswith("immp: error: ") and "hooks.f.path" in error
+        assert "immp-hook-fancy" in error and "a_library_that_is_not_installed" in error

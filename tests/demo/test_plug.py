@@ -6,10 +6,10 @@ import pytest
 import trio
 
 import immp
+from immp.testing import Recorder, running
 from immp_demo import DemoPlug
-from tests.conftest import running
 
-from .helpers import Recorder, demo_host
+from .helpers import demo_host
 
 # -- the timer ---------------------------------------------------------------------------------
 
@@ -18,10 +18,10 @@ async def test_timer_posts_the_default_text_as_the_plug_in_the_dummy_channel(moc
     mock_clock.autojump_threshold = 0
     host = immp.Host()
     plug = host.add_plug(DemoPlug("ticker", {}, host))
-    recorder = host.add_hook(Recorder(host))
+    recorder = host.add_hook(Recorder(host=host))
     async with running(host):
         await trio.sleep(35)  # default interval 10: three messages by now
-    assert recorder.texts == ["Test", "Test", "Test"]
+    assert recorder.texts() == ["Test", "Test", "Test"]
     for sent in recorder.messages:
         assert sent.user.username == "ticker"
         assert sent.channel == immp.Channel(plug, "dummy")
@@ -34,7 +34,7 @@ async def test_timer_text_user_channel_and_interval_options(mock_clock):
     host, _plug, recorder = demo_host(interval=2.5, text="tick", user="clock", channel="hall")
     async with running(host):
         await trio.sleep(11)
-    assert recorder.texts == ["tick"] * 4
+    assert recorder.texts() == ["tick"] * 4
     assert {sent.user.username for sent in recorder.messages} == {"clock"}
     assert {sent.channel.source for sent in recorder.messages} == {"hall"}
     # Timer messages come from the network's own (system) user.
@@ -56,7 +56,7 @@ async def test_the_timer_stops_when_the_plug_is_disabled(mock_clock):
         await trio.sleep(2.5)
         await host.stop("demo", disable=True)
         await trio.sleep(100)
-    assert recorder.texts == ["Test", "Test"]
+    assert recorder.texts() == ["Test", "Test"]
 
 
 @pytest.mark.parametrize(("key", "value"), [("interval", 0), ("interval", -5), ("history", -1)])
@@ -75,7 +75,7 @@ class Echoes(Recorder):
     """Sends every text that starts with 'say ' back into the same channel."""
 
     def __init__(self, host):
-        super().__init__(host, "echoes")
+        super().__init__("echoes", host=host)
         self.receipts: list[immp.Receipt] = []
 
     async def on_receive(self, sent, source, primary):
@@ -92,7 +92,7 @@ async def test_what_is_sent_comes_back_with_a_fresh_id_as_the_hosts_echo():
     async with running(host):
         said = await plug.receive("say hello")
         seen = await hook.wait_for(2)
-    (first, source1), (echo, source2) = hook.seen
+    (first, source1, _), (echo, source2, _) = hook.seen
     assert first is said and source1 is first  # a message from the network: not an echo
     assert str(echo.text) == "hello"
     assert echo is not source2 and str(source2.text) == "hello"  # recognised as our own
@@ -112,7 +112,7 @@ async def test_echo_false_posts_without_echoing():
         await plug.wait_puts(1)
         await plug.receive("after")
         await hook.wait_for(2)
-    assert hook.texts == ["say quietly", "after"]
+    assert hook.texts() == ["say quietly", "after"]
     assert str(plug.puts[0][1].text) == "quietly"
 
 

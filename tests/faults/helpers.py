@@ -60,28 +60,6 @@ class BadHook(immp.Hook):
         await self._misbehave("on_receive")
 
 
-class Recorder(immp.Hook):
-    """Records the text of every received message, and can wait for one."""
-
-    def __init__(self, name, config, host, priority=None):
-        super().__init__(name, config, host, priority=priority)
-        self.seen: list[immp.SentMessage] = []
-        self._changed = trio.Event()
-
-    async def on_receive(self, sent, source, primary):
-        self.seen.append(sent)
-        self._changed.set()
-        self._changed = trio.Event()
-
-    def texts(self) -> list[str]:
-        return [str(s.text) for s in self.seen if s.text is not None]
-
-    async def wait_for(self, check: Callable[[immp.SentMessage], bool], timeout=10.0):
-        with trio.fail_after(timeout):
-            while not any(check(s) for s in self.seen):
-                await self._changed.wait()
-
-
 class LogCatcher(logging.Handler):
     """Collects every formatted record (with tracebacks) of every logger."""
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import trio
 
 import immp
-from tests.conftest import running
+from immp.testing import running
 
 from .helpers import catch_logs
 
 BAD = "tests.faults.helpers.BadHook"
-RECORDER = "tests.faults.helpers.Recorder"
+RECORDER = "immp.testing.Recorder"
 
 
 def config(**hooks) -> dict:

@@ -6,7 +6,7 @@ import pytest
 import trio
 
 import immp
-from tests.conftest import running
+from immp.testing import running
 
 from .helpers import demo_texts
 

@@ -6,7 +6,7 @@ into IRC on ngircd never make an extra IRC command or a CTCP request (seen by a 
 from __future__ import annotations
 
 import immp
-from tests.conftest import running
+from immp.testing import running
 from tests.irc.conftest import plug_config
 from tests.ngircd import RawClient
 

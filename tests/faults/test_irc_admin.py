@@ -6,7 +6,7 @@ the admin's nick after she leaves is refused, and so is a plain user; nothing ch
 from __future__ import annotations
 
 import immp
-from tests.conftest import running
+from immp.testing import running
 from tests.irc.conftest import plug_config
 from tests.ngircd import RawClient, parse_privmsg
 

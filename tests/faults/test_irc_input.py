@@ -13,10 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import immp
+from immp.testing import running
 from immp_irc import IRCPlug
 from immp_irc.formatting import from_irc, to_irc
 from immp_irc.lines import LINE_LIMIT
-from tests.conftest import running
 
 from .helpers import catch_logs
 from .peer import ScriptedServer

@@ -5,7 +5,7 @@ from __future__ import annotations
 import trio
 
 import immp
-from tests.conftest import running
+from immp.testing import running
 from tests.irc.conftest import plug_config
 from tests.ngircd import RawClient, parse_privmsg
 

@@ -5,15 +5,14 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
-import trio
 import trustme
 
 import immp
+from immp.testing import Recorder, running
 from immp_irc import IRCPlug
-from tests.conftest import running
 from tests.ngircd import NGIRCD, NgircdServer
 
 
@@ -37,33 +36,6 @@ async def server(ngircd_available, tmp_path) -> AsyncIterator[NgircdServer]:
 @pytest.fixture(scope="session")
 def ca() -> trustme.CA:
     return trustme.CA()
-
-
-class Recorder(immp.Hook):
-    """Records every received message as ``(sent, source, primary)``."""
-
-    def __init__(self, name, config, host):
-        super().__init__(name, config, host)
-        self.seen: list[tuple[immp.SentMessage, immp.Message, bool]] = []
-        self._changed = trio.Event()
-
-    async def on_receive(self, sent, source, primary):
-        self.seen.append((sent, source, primary))
-        self._changed.set()
-        self._changed = trio.Event()
-
-    async def wait_for(self, check: Callable[[immp.SentMessage], bool],
-                       timeout: float = 10.0) -> immp.SentMessage:  # fmt: skip
-        """The first recorded message (old or new) for which ``check`` is true."""
-        with trio.fail_after(timeout):
-            while True:
-                for sent, _, _ in self.seen:
-                    if check(sent):
-                        return sent
-                await self._changed.wait()
-
-    def texts(self) -> list[str]:
-        return [str(sent.text) for sent, _, _ in self.seen if sent.text]
 
 
 def plug_config(port: int, **changes) -> dict:

@@ -147,12 +147,16 @@ async def test_nick_taken_back_again_after_a_reconnect(server):
                 await alice_again.expect(":bot_!", " NICK :bot", timeout=20)
 
 
-def _inspircd_config(directory: Path, port: int) -> Path:
-    """Write an InspIRCd 3 config for a test server on ``port`` (no DNS, ident or fake lag)."""
+def _inspircd_config(directory: Path, port: int, modules=()) -> Path:
+    """
+    Write an InspIRCd 3 config for a test server on ``port`` (no DNS, ident or fake lag), with
+    the monitor module and ``modules`` (e.g. ``("cap", "ircv3", "ircv3_echomessage")``).
+    """
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "motd").write_text("test server\n")
     config = directory / "inspircd.conf"
-    config.write_text(f"""
+    config.write_text(
+        f"""
 <server name="irc.test" description="IMMP test server" network="Test">
 <admin name="test" nick="test" email="test@irc.test">
 <bind address="127.0.0.1" port="{port}" type="clients">
@@ -166,20 +170,25 @@ def _inspircd_config(directory: Path, port: int) -> Path:
 <dns timeout="1">
 <limits maxnick="30">
 <module name="monitor">
-""")
+"""
+        + "".join(f'<module name="{name}">\n' for name in modules)
+    )
     return config
 
 
 @contextlib.asynccontextmanager
-async def inspircd(directory: Path) -> AsyncIterator[int]:
-    """A real InspIRCd 3 with its monitor module, on a free loopback port (yielded)."""
+async def inspircd(directory: Path, modules=()) -> AsyncIterator[int]:
+    """
+    A real InspIRCd 3 with its monitor module and ``modules``, on a free loopback port
+    (yielded).
+    """
     if INSPIRCD is None:
         if os.environ.get("CI"):
             pytest.fail("inspircd is not installed, and CI is set: install it (apt-get install "
                         "inspircd); .ci/run does")  # fmt: skip
         pytest.skip("inspircd is not installed (apt-get install inspircd)")
     port = free_port()
-    config = _inspircd_config(directory, port)
+    config = _inspircd_config(directory, port, modules)
     log_path = directory / "inspircd.log"
     log = log_path.open("ab")  # a local file, handed to the process
     process = await trio.lowlevel.open_process(

@@ -7,7 +7,7 @@ import time
 import pytest
 
 import immp
-from tests.conftest import running
+from immp.testing import running
 
 
 class Remembering(immp.Plug):

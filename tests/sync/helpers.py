@@ -9,20 +9,6 @@ import immp
 from immp_demo.plug import DemoPlug
 
 
-class Recorder(immp.Hook):
-    """Records every message the host delivers, as (sent, source)."""
-
-    def __init__(self, name="recorder", host=None):
-        super().__init__(name, {}, host)
-        self.seen: list[tuple[immp.SentMessage, immp.Message]] = []
-
-    async def on_receive(self, sent, source, primary):
-        self.seen.append((sent, source))
-
-    def in_channel(self, channel: immp.Channel) -> list[immp.SentMessage]:
-        return [sent for sent, _ in self.seen if sent.channel == channel]
-
-
 class NoEditPlug(DemoPlug):
     """A demo network that can neither edit nor delete."""
 

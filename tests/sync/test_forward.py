@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 import immp
+from immp.testing import running
 from immp_sync import ForwardHook
-from tests.conftest import running
 
 from .helpers import make_host, settle, texts
 

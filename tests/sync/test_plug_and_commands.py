@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 import immp
+from immp.testing import Recorder, running
 from immp_sync import SyncHook, SyncPlug
-from tests.conftest import running
 
-from .helpers import Recorder, make_host, settle, texts
+from .helpers import make_host, settle, texts
 
 
 def bridged_host(**config):

@@ -7,10 +7,10 @@ import logging
 import pytest
 
 import immp
+from immp.testing import Recorder, running
 from immp_sync import SyncedMessage, SyncHook
-from tests.conftest import running
 
-from .helpers import BrokenPlug, NoEditPlug, Recorder, make_host, settle, texts
+from .helpers import BrokenPlug, NoEditPlug, make_host, settle, texts
 
 
 def add_sync(host, channels, name="sync", **config) -> SyncHook:

@@ -10,6 +10,9 @@ Everything a user or plugin author needs is importable from here::
             ...
 """
 
+__version__ = "0.1.0"
+
+from ._cache import BoundedCache
 from ._channel import Channel, Group
 from ._commands import (
     BoundCommand,
@@ -22,7 +25,7 @@ from ._commands import (
     commands_of,
 )
 from ._config import build_host, dump_config, load_file, write_config
-from ._errors import ConfigError, HookError, PlugError
+from ._errors import ConfigError, PlugError, describe_error
 from ._hook import Hook, ResourceHook
 from ._host import Host
 from ._message import (
@@ -46,6 +49,7 @@ from .hookspecs import hookimpl
 __all__ = [
     "Any_",
     "BoundCommand",
+    "BoundedCache",
     "Channel",
     "Check",
     "CommandParser",
@@ -58,7 +62,6 @@ __all__ = [
     "FileType",
     "Group",
     "Hook",
-    "HookError",
     "Host",
     "Location",
     "MemoryStore",
@@ -88,9 +91,22 @@ __all__ = [
     "channel_key",
     "command",
     "commands_of",
+    "describe_error",
     "dump_config",
     "hookimpl",
     "load_file",
     "take",
     "write_config",
 ]  # fmt: skip
+
+
+def _fix_module_names() -> None:
+    # Public names are documented, printed and pickled as immp.Host, not immp._host.Host (as
+    # trio does for its re-exports); the private modules stay an implementation detail.
+    for name in __all__:
+        obj = globals()[name]
+        if (getattr(obj, "__module__", None) or "").startswith("immp._"):
+            obj.__module__ = __name__
+
+
+_fix_module_names()

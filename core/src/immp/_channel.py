@@ -39,8 +39,12 @@ class Channel:
         return f"<Channel {self.plug.name}:{self.source}>"
 
     async def send(self, msg: Message) -> list[Receipt]:
-        """Send a message here, through the plug's :meth:`~immp.Plug.send`."""
-        return await self.plug.send(self, msg)
+        """
+        Send a message here: :meth:`Host.send <immp.Host.send>` runs the ``before_send`` hooks,
+        then the plug's :meth:`~immp.Plug.put`. Returns the receipts (empty if a hook dropped
+        it); raises what ``put`` raises.
+        """
+        return await self.plug.host.send(self, msg)
 
     async def is_private(self) -> bool | None:
         return await self.plug.channel_is_private(self)
@@ -72,8 +76,6 @@ class Group:
     plug names: their private, non-private, named-in-config, or all channels), and ``exclude``
     (the same keys again, or a plain list of channel names, taken away from the rest).
     """
-
-    schema_keys = ("channels", "exclude", *_GROUP_PLUG_KEYS)
 
     def __init__(self, name: str, config: dict[str, Any], host: Host):
         self.name = name
@@ -116,9 +118,6 @@ class Group:
         """Whether the group names this plug in any of ``categories`` (default: all four)."""
         spec = self._parts(self.config)
         return any(plug.name in spec.get(cat, ()) for cat in categories or _GROUP_PLUG_KEYS)
-
-    def channel_names(self) -> list[str]:
-        return list(self.config.get("channels") or [])
 
     def check_references(self, host: Host) -> None:
         """Raise :class:`ConfigError` for any channel or plug name the host does not know."""

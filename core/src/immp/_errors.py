@@ -24,5 +24,19 @@ class PlugError(Exception):
     """A plug failed to talk to its network, or was asked for something it cannot do."""
 
 
-class HookError(Exception):
-    """A hook failed, or was asked for something it cannot do."""
+def describe_error(exc: BaseException, limit: int | None = None) -> str:
+    """
+    One line for a log or a user: ``Type: message``, looking inside single-exception groups
+    (what a nursery raises around one failure) and adding the cause in brackets (trio wraps a
+    TLS failure in ``BrokenResourceError``). Whitespace is folded; ``limit`` cuts it to that
+    many characters with an ellipsis.
+    """
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    text = " ".join(str(exc).split())
+    out = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    if exc.__cause__ is not None:
+        out += f" ({describe_error(exc.__cause__)})"
+    if limit is not None and len(out) > limit:
+        out = out[: limit - 1] + "…"
+    return out

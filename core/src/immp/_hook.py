@@ -29,8 +29,13 @@ class Hook(Openable):
       ``(channel, msg)`` (possibly changed) or ``None`` to drop it.
 
     ``source`` is the message a hook sent that this received message is the network's echo of
-    (otherwise ``source is sent``); ``primary`` is false for the extra parts of a message the
-    network split. :meth:`is_echo` tells the two cases apart.
+    (otherwise ``source is sent``, so ``sent is not source`` means an echo). A message that a
+    plug split into several network messages (IRC lines) is still one message: its first
+    part's echo arrives with the whole message's content and ``primary`` true; the echoes of
+    the other parts follow with ``primary`` false, for hooks that track network IDs (content
+    hooks skip them, e.g. in :meth:`wants`).
+
+    :meth:`stats` may add a hook's own figures to :meth:`Host.stats <immp.Host.stats>`.
     """
 
     def __init__(self, name: str, config, host: Host, priority: int | None = None):
@@ -38,11 +43,6 @@ class Hook(Openable):
         self.priority = priority
         #: Seconds before a hanging before_receive/on_receive/before_send call is cut off.
         self.timeout: float = DEFAULT_TIMEOUT
-
-    @staticmethod
-    def is_echo(sent: SentMessage, source: Message) -> bool:
-        """Whether ``sent`` is a network's echo of a message sent through IMMP."""
-        return sent is not source
 
     def on_load(self) -> None:
         """Called once all plugs, channels, groups and hooks exist, before anything opens."""
@@ -73,6 +73,14 @@ class Hook(Openable):
 
     async def on_config_change(self, source: object) -> None:
         """Called when the config of a plug, hook, group or channel list changed at runtime."""
+
+    def stats(self) -> dict:
+        """
+        This hook's own figures for :meth:`Host.stats <immp.Host.stats>` (under
+        ``["hooks"][name]["extra"]``): a small dict of JSON-friendly values, computed cheaply
+        and synchronously (it may be called every few seconds). Default: empty.
+        """
+        return {}
 
 
 class ResourceHook(Hook):

@@ -1,42 +1,31 @@
 """
-The host: owns every plug, channel, group and hook, and moves messages between them.
-
-The path of one received message::
-
-    plug reads the network -> plug.queue(sent)            (bounded inbox per plug)
-      -> Host._pump (one task per open plug, in order)
-         -> echo matching (was this our own send?)
-         -> before_receive, hook by hook by priority       (each call time-limited)
-         -> on_receive of prioritised hooks, level by level
-         -> each unprioritised hook's Worker (a bounded inbox and one task, in order)
-    hook: channel.send(msg) -> plug.send -> before_send hooks -> plug.put -> network
+The host: owns every plug, channel, group and hook, opens and closes them, and owns the message
+pipeline between them (:mod:`immp._pipeline`, where the path of one message is written out).
 """
 
 from __future__ import annotations
 
 import gc
 import logging
-import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import trio
 
 from ._channel import Channel, Group
-from ._errors import ConfigError
+from ._errors import ConfigError, describe_error
 from ._hook import Hook, ResourceHook
-from ._message import Message, SentMessage
+from ._message import Message, Receipt, SentMessage
 from ._openable import Openable, OpenState
+from ._pipeline import INBOX_SIZE, Pipeline
 from ._plug import Plug
 from ._store import MemoryStore, Store
-from ._worker import Worker, take
+from ._worker import take
 
 log = logging.getLogger(__name__)
 
-# Messages waiting per plug between the network reader and the hooks, and per unprioritised
-# hook between the pump and that hook. When a plug's inbox is full the network reader waits
-# (backpressure); nothing is dropped.
-INBOX_SIZE = 256
+__all__ = ["HOOK_STUCK_AFTER", "INBOX_SIZE", "Host"]
+
 # When an unprioritised hook's inbox is full, the pump waits for room (backpressure) for as long
 # as the hook keeps taking messages: a slow hook slows the stream down and loses nothing. Only a
 # hook that takes no message at all for ``Host.hook_stuck_after`` seconds (default below) while
@@ -95,17 +84,20 @@ class Host:
         self._quit = trio.Event()
         self._stops: dict[str, trio.Event] = {}
         self._closed: dict[str, trio.Event] = {}
-        # The worker (inbox and task) of each open unprioritised hook with an on_receive.
-        self._hook_workers: dict[str, Worker] = {}
+        # The nursery of each open plug's and hook's lifetime, by name.
+        self._nurseries: dict[str, trio.Nursery] = {}
+        self._pipeline = Pipeline(self)
+        # The hot calls go straight to the pipeline (the methods below document them): one
+        # frame less per message on each path.
+        self.send = self._pipeline.send
+        self.offer = self._pipeline.offer
+        self.queue = self._pipeline.queue
         self._config_listeners: list[Callable[[object], None]] = []
         self._loaded = False
         self.ready = trio.Event()
         # Set once run() has tried to open every hook: until then plugs' pumps hold received
         # messages in their bounded inboxes, so that no hook misses what arrives at startup.
         self._hooks_opened = trio.Event()
-        # Which hooks run at each step of the receive and send paths, worked out once and
-        # forgotten whenever a hook is added, removed or changes state (see _hooks_changed).
-        self._plan: _Plan | None = None
 
     # -- the namespace --------------------------------------------------------------------------
 
@@ -134,10 +126,18 @@ class Host:
         return plug
 
     def add_channel(self, name: str, channel: Channel) -> Channel:
+        """
+        Name a channel. While its plug is open, the plug's :meth:`~immp.Plug.on_channel_added`
+        then runs in the plug's nursery (an IRC plug joins it), unless another name already
+        stood for the same channel.
+        """
         self._claim(name, "channels")
         if channel.plug.name not in self.plugs:
             raise ConfigError(f"no plug named {channel.plug.name!r}", f"channels.{name}.plug")
+        known = channel in self.channels.values()
         self.channels[name] = channel
+        if not known:
+            self._tell_plug(channel, "on_channel_added")
         return channel
 
     def add_group(self, group: Group) -> Group:
@@ -152,7 +152,6 @@ class Host:
         if isinstance(hook, ResourceHook):
             self.resources[hook.name] = hook
         hook.open_state = OpenState.inactive if enabled else OpenState.disabled
-        self._hooks_changed()
         if self._loaded:
             hook.on_load()
         if self._nursery is not None and enabled:
@@ -162,19 +161,36 @@ class Host:
     async def remove(self, name: str) -> None:
         """Remove a plug, channel, group or hook by name; a running plug or hook is closed."""
         if name in self.channels:
-            del self.channels[name]
+            channel = self.channels.pop(name)
+            if channel not in self.channels.values():
+                self._tell_plug(channel, "on_channel_removed")
         elif name in self.groups:
             del self.groups[name]
         elif name in self.plugs or name in self.hooks:
             await self.stop(name)
             item = self.plugs.pop(name, None) or self.hooks.pop(name)
             self.resources.pop(name, None)
-            self._hooks_changed()
+            self._pipeline.hooks_changed()
             if isinstance(item, Plug):
+                self._pipeline.forget(item)
                 for cname in [n for n, c in self.channels.items() if c.plug is item]:
                     del self.channels[cname]
         else:
             raise KeyError(name)
+
+    def _tell_plug(self, channel: Channel, method: str) -> None:
+        """Run a plug's on_channel_added/removed in its own lifetime, if it is open."""
+        plug = channel.plug
+        nursery = self._nurseries.get(plug.name)
+        if plug.open_state is OpenState.active and nursery is not None:
+            nursery.start_soon(self._call_plug, plug, method, channel)
+
+    async def _call_plug(self, plug: Plug, method: str, *args: Any) -> None:
+        try:
+            await getattr(plug, method)(*args)
+        except Exception as exc:
+            log.error("Plug %s: %s failed: %s", plug.name, method, describe_error(exc))
+            log.debug("Traceback of plug %s", plug.name, exc_info=exc)
 
     def item(self, name: str) -> Plug | Hook:
         """A plug or hook by name."""
@@ -207,7 +223,104 @@ class Host:
             listener(source)
         for hook in self._active_hooks():
             # In the hook's own nursery: the call ends if the hook closes meanwhile.
-            hook._nursery.start_soon(self._call_hook, hook, "on_config_change", source)
+            self._nurseries[hook.name].start_soon(
+                self._pipeline.call_hook, hook, "on_config_change", source
+            )
+
+    # -- the pipeline (see immp._pipeline) ------------------------------------------------------
+
+    async def send(self, channel: Channel, msg: Message) -> list[Receipt]:
+        """
+        Send a message to a channel: the ``before_send`` hooks run by priority (each may change
+        the target or the message, or drop it), then the target plug's :meth:`~immp.Plug.put`;
+        the receipts it returns are remembered, so that the network's echoes of them reach the
+        hooks with this message as ``source``. Returns the receipts; an empty list if a hook
+        dropped it. What :meth:`Channel.send <immp.Channel.send>` calls.
+
+        Raises what ``put`` raises (usually :class:`~immp.PlugError`). Cancellation while
+        ``put`` runs cancels the put; whether the network got the message is then unknown.
+        """
+        return await self._pipeline.send(channel, msg)
+
+    async def process(self, plug: Plug, sent: SentMessage) -> None:
+        """
+        Run one message received on ``plug`` through the hooks now, as its pump does for what
+        the plug queues: echo matching, ``before_receive``, ``on_receive``. Returns when the
+        prioritised hooks are done and the rest have it queued.
+        """
+        await self._pipeline.process(plug, sent)
+
+    def offer(self, plug: Plug, sent: SentMessage) -> bool:
+        """What :meth:`Plug.offer <immp.Plug.offer>` calls; see there."""
+        return self._pipeline.offer(plug, sent)
+
+    async def queue(self, plug: Plug, sent: SentMessage) -> None:
+        """What :meth:`Plug.queue <immp.Plug.queue>` calls; see there."""
+        await self._pipeline.queue(plug, sent)
+
+    def echo_of(self, channel: Channel, id: str) -> tuple[Message, bool] | None:
+        """
+        If the message ``id`` in ``channel`` is the network's echo of something sent through
+        this host (and still in the bounded echo history): ``(the message sent, whether this
+        is its first part)``; else ``None``.
+        """
+        return self._pipeline.echo_of(channel.plug, channel, id)
+
+    def state_changed(self, item: Openable) -> None:
+        """
+        Called by :class:`~immp.Openable` whenever a plug's or hook's
+        :attr:`~immp.Openable.open_state` changes, and by
+        :meth:`Plug.connection_changed <immp.Plug.connection_changed>`: which hooks run where,
+        and whether a plug counts as connected, may have changed.
+        """
+        if isinstance(item, Plug):
+            self._pipeline.connection_changed(item, item.disconnect_reason)
+        else:
+            self._pipeline.hooks_changed()
+
+    def nursery_of(self, item: Openable) -> trio.Nursery | None:
+        """The nursery of an open plug's or hook's lifetime (see :attr:`immp.Openable.nursery`)."""
+        return self._nurseries.get(item.name)
+
+    # -- observers and stats --------------------------------------------------------------------
+
+    def add_observer(self, obj: object) -> None:
+        """
+        Tell ``obj`` what happens on the message stream, by calling whichever of these methods
+        it has (plain methods, not coroutines; they must be cheap and not raise: one that
+        raises is logged once and the observer is removed):
+
+        - ``message_received(plug, sent)``: a plug's received message reaches the hooks;
+        - ``message_sent(channel, msg, receipts, latency)``: a send succeeded; ``latency`` is
+          the seconds since the host took the received message that this send relays from its
+          plug's inbox (``None`` when it relays nothing, e.g. a timer's message);
+        - ``send_failed(channel, msg, error)``: a plug's ``put`` raised ``error``;
+        - ``plug_connection_changed(plug, connected, reason)``: ``plug.connected`` changed
+          (the plug opened or closed, or reported its network link down or up).
+
+        With no observers, none of this costs anything on the hot path.
+        """
+        self._pipeline.add_observer(obj)
+
+    def remove_observer(self, obj: object) -> None:
+        """Stop telling ``obj``; nothing happens if it is not an observer."""
+        self._pipeline.remove_observer(obj)
+
+    def stats(self) -> dict[str, Any]:
+        """
+        A snapshot, cheap and synchronous, of counters that only grow over the host's life::
+
+            {"plugs": {name: {"state": "active", "connected": True, "received": 10,
+                              "sent": 9, "send_failures": 0}},
+             "hooks": {name: {"state": "active", "queue_depth": 0, "dropped": 0,
+                              "stuck": False, "extra": hook.stats()}},
+             "store": host.store.stats() or None}
+
+        ``received`` counts messages that reached the hooks, ``sent`` successful sends (one
+        per message, however many receipts), ``queue_depth`` and ``dropped`` the inbox of an
+        unprioritised hook (0 for the others), ``stuck`` whether it is dropping messages now.
+        """
+        return self._pipeline.stats()
 
     # -- lifetime -------------------------------------------------------------------------------
 
@@ -244,7 +357,7 @@ class Host:
                 opened = [h for h in self._active_hooks()]
                 async with trio.open_nursery() as readying:
                     for hook in opened:
-                        readying.start_soon(self._call_hook, hook, "on_ready")
+                        readying.start_soon(self._pipeline.call_hook, hook, "on_ready")
                 log.info(
                     "Ready: %d plugs, %d hooks open",
                     sum(p.open_state is OpenState.active for p in self.plugs.values()),
@@ -272,6 +385,16 @@ class Host:
     def quit(self) -> None:
         """Ask :meth:`run` to close everything (hooks, plugs, resources) and return."""
         self._quit.set()
+
+    @property
+    def quitting(self) -> bool:
+        """Whether :meth:`quit` was called and the running host has not stopped yet."""
+        return self._quit.is_set()
+
+    @property
+    def running(self) -> bool:
+        """Whether :meth:`run` is under way (from its start until it returns)."""
+        return self._nursery is not None
 
     async def start(self, name: str) -> bool:
         """Open a plug or hook (enabling it if disabled). Returns whether it is now open."""
@@ -311,15 +434,11 @@ class Host:
         item.open_state = OpenState.starting
         try:
             async with trio.open_nursery() as nursery:
-                item._nursery = nursery
+                self._nurseries[item.name] = nursery
                 if isinstance(item, Plug):
-                    send, receive = trio.open_memory_channel(INBOX_SIZE)
-                    item._inbox = send
-                    nursery.start_soon(self._pump, item, receive)
-                elif item.priority is None and _overrides(item, "on_receive"):
-                    worker = self._hook_worker(item)
-                    self._hook_workers[item.name] = worker
-                    self._hooks_changed()
+                    item.connection_changed(True)  # a new lifetime starts connected
+                    nursery.start_soon(self._pump, item, self._pipeline.open_inbox(item))
+                elif (worker := self._pipeline.open_worker(item)) is not None:
                     nursery.start_soon(worker.run)
                 with trio.fail_after(self.open_timeout):
                     await item.open()
@@ -328,7 +447,7 @@ class Host:
                 started = True
                 task_status.started(True)
                 if isinstance(item, Hook) and self.ready.is_set():
-                    nursery.start_soon(self._call_hook, item, "on_ready")
+                    nursery.start_soon(self._pipeline.call_hook, item, "on_ready")
                 await stop.wait()
                 item.open_state = OpenState.stopping  # the pump stops feeding a stopping hook
                 await self._drain(item)
@@ -349,13 +468,14 @@ class Host:
                     "Failed to open %s %s: timed out after %ss", kind, item.name, self.open_timeout
                 )
             else:
-                log.error("Failed to %s %s %s: %s", what, kind, item.name, _describe(leaf))
+                log.error("Failed to %s %s %s: %s", what, kind, item.name, describe_error(leaf))
                 log.debug("Traceback of %s %s", kind, item.name, exc_info=exc)
         finally:
-            item._nursery = None
+            self._nurseries.pop(item.name, None)
             if isinstance(item, Plug):
-                item._inbox = None
-            self._hook_workers.pop(item.name, None)
+                self._pipeline.close_inbox(item)
+            else:
+                self._pipeline.close_worker(item)
             self._stops.pop(item.name, None)
             closed.set()
             self._closed.pop(item.name, None)
@@ -368,7 +488,7 @@ class Host:
         before a plug closes, say how many received messages it leaves unprocessed (its hooks
         are closed by then when the host quits, and the network would not resend them).
         """
-        worker = self._hook_workers.get(item.name)
+        worker = self._pipeline.worker(item) if isinstance(item, Hook) else None
         if worker is not None:
             worker.close()
             with trio.move_on_after(self.close_timeout) as scope:
@@ -377,8 +497,8 @@ class Host:
             if scope.cancelled_caught:
                 log.warning("Hook %s: %d queued messages were not handled before it closed",
                             item.name, len(worker))  # fmt: skip
-        elif isinstance(item, Plug) and item._inbox is not None:
-            left = item._inbox.statistics().current_buffer_used
+        elif isinstance(item, Plug):
+            left = self._pipeline.waiting(item)
             if left:
                 log.warning("Plug %s closed with %d received messages not processed",
                             item.name, left)  # fmt: skip
@@ -388,138 +508,16 @@ class Host:
     def _active_hooks(self) -> list[Hook]:
         return [h for h in self.hooks.values() if h.open_state is OpenState.active]
 
-    def _hooks_changed(self) -> None:
-        """A hook was added, removed, or changed state: work the plan out again when needed."""
-        self._plan = None
-
-    def _current_plan(self) -> _Plan:
-        return self._plan or self._make_plan()
-
-    def _make_plan(self) -> _Plan:
-        hooks = self._active_hooks()
-        levels: dict[int, list[Hook]] = {}
-        for hook in hooks:
-            if hook.priority is not None and _overrides(hook, "on_receive"):
-                levels.setdefault(hook.priority, []).append((hook, _wants(hook)))
-        workers = []
-        for hook in hooks:
-            worker = self._hook_workers.get(hook.name)
-            if worker is not None:
-                workers.append((worker, _wants(hook)))
-        self._plan = _Plan(
-            before_receive=_by_priority(hooks, "before_receive"),
-            levels=[levels[priority] for priority in sorted(levels)],
-            workers=workers,
-            before_send=_by_priority(hooks, "before_send"),
-        )
-        return self._plan
-
     async def _pump(self, plug: Plug, receive: trio.MemoryReceiveChannel) -> None:
         await self._hooks_opened.wait()
+        process = self._pipeline.process
         async with receive:
             while True:
                 try:
                     sent = await take(receive)
                 except trio.EndOfChannel:
                     return
-                await self.process(plug, sent)
-
-    async def process(self, plug: Plug, sent: SentMessage) -> None:
-        """Run one received message through the hooks (see the module docstring)."""
-        echo = plug._echoes.get(sent.channel, sent.id)
-        if echo is None and plug._in_flight:
-            echo = await plug._match_echo(sent)
-        source, primary = echo if echo else (sent, True)
-        plan = self._current_plan()
-        for hook in plan.before_receive:
-            result = await self._call_hook(
-                hook, "before_receive", sent, source, primary, default=sent
-            )
-            if not result:
-                log.debug("Hook %s dropped %r", hook.name, sent)
-                return
-            sent = result
-            if echo is None:
-                source = sent
-        for level in plan.levels:
-            hooks = [hook for hook, wants in level if wants is None or wants(sent, source, primary)]
-            if len(hooks) == 1:  # no nursery and task for a level of one
-                await self._call_hook(hooks[0], "on_receive", sent, source, primary)
-            elif hooks:
-                async with trio.open_nursery() as nursery:
-                    for hook in hooks:
-                        nursery.start_soon(
-                            self._call_hook, hook, "on_receive", sent, source, primary
-                        )
-        item = (sent, source, primary)
-        for worker, wants in plan.workers:
-            if (wants is None or wants(sent, source, primary)) and not worker.offer(item):
-                await worker.put(item)
-
-    def _hook_worker(self, hook: Hook) -> Worker:
-        """The worker that feeds an unprioritised hook's on_receive, in order."""
-
-        def on_error(exc: Exception) -> None:
-            log.error("Hook %s: on_receive failed: %s", hook.name, _describe(exc))
-            log.debug("Traceback of hook %s", hook.name, exc_info=exc)
-
-        def on_timeout() -> None:
-            log.error("Hook %s: on_receive timed out after %ss", hook.name, hook.timeout)
-
-        return Worker(
-            f"Hook {hook.name}",
-            INBOX_SIZE,
-            hook.on_receive,
-            on_error=on_error,
-            timeout=lambda: hook.timeout or None,
-            on_timeout=on_timeout,
-            stuck_after=self.hook_stuck_after,
-            patient=True,
-            log=log,
-        )
-
-    async def _call_hook(self, hook: Hook, method: str, *args: Any, default: Any = None) -> Any:
-        """Call a hook method; an exception or a timeout is logged and gives ``default``."""
-        try:
-            with trio.fail_after(hook.timeout or math.inf):
-                return await getattr(hook, method)(*args)
-        except trio.TooSlowError:
-            log.error("Hook %s: %s timed out after %ss", hook.name, method, hook.timeout)
-        except Exception as exc:
-            log.error("Hook %s: %s failed: %s", hook.name, method, _describe(exc))
-            log.debug("Traceback of hook %s", hook.name, exc_info=exc)
-        return default
-
-    async def _before_send(self, channel: Channel, msg: Message):
-        plan = self._current_plan()
-        for hook in plan.before_send:
-            result = await self._call_hook(
-                hook, "before_send", channel, msg, default=(channel, msg)
-            )
-            if not result:
-                log.debug("Hook %s dropped outgoing %r", hook.name, msg)
-                return None
-            channel, msg = result
-        return channel, msg
-
-
-class _Plan:
-    """The hooks each step of the receive and send paths calls, in order."""
-
-    __slots__ = ("before_receive", "before_send", "levels", "workers")
-
-    def __init__(
-        self,
-        *,
-        before_receive: list[Hook],
-        levels: list[list[tuple[Hook, Callable | None]]],
-        workers: list[tuple[Worker, Callable | None]],
-        before_send: list[Hook],
-    ):
-        self.before_receive = before_receive
-        self.levels = levels
-        self.workers = workers
-        self.before_send = before_send
+                await process(plug, sent)
 
 
 class _Collector:
@@ -571,27 +569,8 @@ class _Collector:
 _collector = _Collector()
 
 
-def _overrides(hook: Hook, method: str) -> bool:
-    return getattr(type(hook), method) is not getattr(Hook, method)
-
-
-def _wants(hook: Hook) -> Callable | None:
-    """The hook's ``wants`` filter, or ``None`` where it takes everything (the default)."""
-    return hook.wants if _overrides(hook, "wants") else None
-
-
-def _by_priority(hooks: Iterable[Hook], method: str) -> list[Hook]:
-    chosen = [h for h in hooks if _overrides(h, method)]
-    return sorted(chosen, key=lambda h: (h.priority is None, h.priority or 0))
-
-
 def _leaf(exc: BaseException) -> BaseException:
     """The one exception inside (nested) single-exception groups, else the group itself."""
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
         exc = exc.exceptions[0]
     return exc
-
-
-def _describe(exc: BaseException) -> str:
-    exc = _leaf(exc)
-    return f"{type(exc).__name__}: {exc}"

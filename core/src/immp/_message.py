@@ -40,8 +40,9 @@ class User:
         link: str | None = None,
         suggested: bool = False,
         raw: Any = None,
+        id_: str | None = None,
     ):
-        self.id = id
+        self.id = id if id_ is None else id_  # id_: IMMP's spelling
         self.plug = plug
         self.username = username
         self.real_name = real_name
@@ -290,10 +291,6 @@ class RichText:
                 start += 1
         return pieces
 
-    def format_flags(self) -> list[dict[str, Any]]:
-        """Formatting of each segment as a dict, for serialising."""
-        return [{name: getattr(seg, name) for name in _FORMAT_FIELDS} for seg in self._segments]
-
 
 class FileType(enum.Enum):
     """What a :class:`File` contains, as far as plugs care."""
@@ -516,16 +513,17 @@ class SentMessage(Message):
 
     def __init__(
         self,
-        id: str,
-        channel: Channel,
+        id: str | None = None,
+        channel: Channel | None = None,
         *,
         at: float | None = None,
         revision: int = 0,
         deleted: bool = False,
+        id_: str | None = None,
         **content: Any,
     ):
         super().__init__(**content)
-        self.id = id
+        self.id = id if id_ is None else id_  # id_: IMMP's spelling
         self.channel = channel
         self.at = time.time() if at is None else at
         self.revision = revision

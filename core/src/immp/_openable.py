@@ -49,7 +49,6 @@ class Openable:
         #: This object's own key-value area in ``host.store`` (see :class:`~immp.State`).
         self.state = State(self)
         self.log = logging.getLogger(f"{type(self).__module__}.{type(self).__qualname__}.{name}")
-        self._nursery: trio.Nursery | None = None
         # The config path this object was created from (short name or dotted path); kept so
         # that a written-back config says the same thing the user wrote.
         self.path: str | None = None
@@ -70,17 +69,21 @@ class Openable:
     @open_state.setter
     def open_state(self, value: OpenState) -> None:
         self._open_state = value
-        # The host caches which hooks run where; any change of state may change that.
-        changed = getattr(self.host, "_hooks_changed", None)
-        if changed is not None:
-            changed()
+        # The host caches which hooks run where, and tells observers about connections.
+        if self.host is not None:
+            self.host.state_changed(self)
 
     @property
     def nursery(self) -> trio.Nursery:
-        """The nursery for this object's background tasks; only while it is open."""
-        if self._nursery is None:
+        """
+        The nursery of this object's lifetime, for its background tasks; only while it is
+        open (from the start of :meth:`open` until :meth:`close` has returned, after which
+        what runs in it is cancelled). Raises ``RuntimeError`` otherwise.
+        """
+        nursery = self.host.nursery_of(self) if self.host is not None else None
+        if nursery is None:
             raise RuntimeError(f"{self.name} is not open")
-        return self._nursery
+        return nursery
 
     @property
     def enabled(self) -> bool:

@@ -2,47 +2,15 @@
 
 from __future__ import annotations
 
-import itertools
-from collections import OrderedDict
 from typing import TYPE_CHECKING, ClassVar
 
-import trio
-
-from ._channel import Channel
 from ._errors import PlugError
-from ._message import Message, Receipt, SentMessage, User
-from ._openable import Openable
+from ._openable import Openable, OpenState
 
 if TYPE_CHECKING:
+    from ._channel import Channel
     from ._host import Host
-
-# How long the receive path waits for a still-running put() on the same channel before deciding
-# that an incoming message is not the echo of it. Networks echo our own messages, sometimes
-# before the call that sent them returns.
-ECHO_WAIT = 2.0
-
-
-class EchoHistory:
-    """
-    What a plug sent recently, so that the network's echo of it is recognised: (channel, id) ->
-    (the original message, whether this receipt is its first part). Bounded: the oldest entries
-    are forgotten, and an echo of a forgotten message is treated as a new message.
-    """
-
-    def __init__(self, size: int):
-        self.size = size
-        self._entries: OrderedDict[tuple[Channel, str], tuple[Message, bool]] = OrderedDict()
-
-    def add(self, receipt: Receipt, source: Message, primary: bool) -> None:
-        self._entries[(receipt.channel, receipt.id)] = (source, primary)
-        while len(self._entries) > self.size:
-            self._entries.popitem(last=False)
-
-    def get(self, channel: Channel, id: str) -> tuple[Message, bool] | None:
-        return self._entries.get((channel, id))
-
-    def __len__(self) -> int:
-        return len(self._entries)
+    from ._message import Message, Receipt, SentMessage, User
 
 
 class Plug(Openable):
@@ -50,9 +18,11 @@ class Plug(Openable):
     A connection to a chat network. Subclasses implement :meth:`open`/:meth:`close`,
     :meth:`put`, and as much of the channel and user API as the network allows.
 
-    Received messages go to the host with ``await self.queue(sent)``; the host runs the hooks.
-    Hooks send with ``await channel.send(msg)``, which calls :meth:`send`: ``before_send`` hooks,
-    then :meth:`put`.
+    A plug is the network interface only. Received messages go to the host with
+    ``await self.queue(sent)``; the host runs the hooks. Hooks send with
+    ``await channel.send(msg)``: the host runs the ``before_send`` hooks, then calls
+    :meth:`put`, and recognises the network's echoes of what it sent. A plug that reconnects
+    by itself reports it with :meth:`connection_changed`.
     """
 
     network_name: ClassVar[str] = "Unknown"
@@ -63,19 +33,55 @@ class Plug(Openable):
     #: runner's ``-w`` never writes it to the config file.
     virtual: bool = False
 
-    def __init__(self, name: str, config, host: Host):
+    def __init__(self, name: str, config, host: Host, virtual: bool | None = None):
+        if virtual is not None:  # IMMP's way of saying it; here usually a class attribute
+            self.virtual = virtual
+        self._link_up = True
+        self._link_reason: str | None = None
+        self._network_id: str | None = None
         super().__init__(name, config, host)
-        self._echoes = EchoHistory(host.echo_history if host else 10_000)
-        self._inbox: trio.MemorySendChannel | None = None
-        self._in_flight: dict[int, Channel] = {}  # puts under way, by token
-        # Set when a put() finishes; made only while _match_echo waits for one.
-        self._put_done: trio.Event | None = None
-        self._tokens = itertools.count()
 
     @property
     def network_id(self) -> str:
-        """Identifies the network instance (e.g. ``irc:irc.libera.chat``); override."""
+        """
+        Identifies the network instance (e.g. ``irc:irc.libera.chat``). Override the property,
+        or assign it (as IMMP plugs do in ``__init__``); default ``<network_name>:<name>``.
+        """
+        if self._network_id is not None:
+            return self._network_id
         return f"{self.network_name.lower()}:{self.name}"
+
+    @network_id.setter
+    def network_id(self, value: str) -> None:
+        self._network_id = str(value)
+
+    # -- connection status ----------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        """
+        Whether the plug is open and its network reachable: true while :attr:`open_state` is active,
+        unless the plug said otherwise with :meth:`connection_changed`. Read-only.
+        """
+        return self._link_up and self.open_state is OpenState.active
+
+    @property
+    def disconnect_reason(self) -> str | None:
+        """The reason given with the last :meth:`connection_changed`, if any."""
+        return self._link_reason
+
+    def connection_changed(self, connected: bool, reason: str | None = None) -> None:
+        """
+        Say that the network link went down (``False``) or came back (``True``) while the plug
+        stays open (an IRC plug reconnecting, a homeserver unreachable); ``reason`` is one
+        short line for logs and notices. The host tells its observers (see
+        :meth:`Host.add_observer <immp.Host.add_observer>`). Each new lifetime of the plug
+        starts connected.
+        """
+        self._link_up = connected
+        self._link_reason = reason
+        if self.host is not None:
+            self.host.state_changed(self)
 
     # -- receiving ------------------------------------------------------------------------------
 
@@ -83,84 +89,28 @@ class Plug(Openable):
         """
         Hand a received message to the host if its receive buffer for this plug has room, at
         once and without waiting; ``False`` if it is full (then :meth:`queue` would wait).
+        Raises :class:`~immp.PlugError` while the plug is not open.
         """
-        if self._inbox is None:
-            raise PlugError(f"{self.name}: received a message while not open")
-        try:
-            self._inbox.send_nowait(sent)
-        except trio.WouldBlock:
-            return False
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            raise PlugError(f"{self.name}: received a message while closing") from None
-        return True
+        return self.host.offer(self, sent)
 
     async def queue(self, sent: SentMessage) -> None:
         """
         Hand a received message to the host. Waits when the host's receive buffer for this plug
-        is full (backpressure: stop reading from the network), never drops.
+        is full (backpressure: stop reading from the network), never drops. Raises
+        :class:`~immp.PlugError` while the plug is not open or once it is closing.
         """
-        # With room in the inbox, hand over without a trip through the scheduler: this is the
-        # hottest call of the receive path. Order per plug is kept either way; order between
-        # two plugs was never defined (they are two networks).
-        if self.offer(sent):
-            return
-        try:
-            await self._inbox.send(sent)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            raise PlugError(f"{self.name}: received a message while closing") from None
-
-    async def _match_echo(self, sent: SentMessage) -> tuple[Message, bool] | None:
-        hit = self._echoes.get(sent.channel, sent.id)
-        if hit is not None or not self._in_flight:
-            return hit
-        # Only a put already under way when this message arrived can have produced it: wait for
-        # those (and no later ones, or steady traffic into the channel would hold it up), for
-        # ECHO_WAIT at most.
-        pending = [token for token, ch in self._in_flight.items() if ch == sent.channel]
-        if not pending:
-            return None
-        deadline = trio.current_time() + ECHO_WAIT
-        while any(token in self._in_flight for token in pending):
-            if self._put_done is None:
-                self._put_done = trio.Event()
-            with trio.move_on_at(deadline) as scope:
-                await self._put_done.wait()
-            hit = self._echoes.get(sent.channel, sent.id)
-            if hit is not None or scope.cancelled_caught:
-                break
-        return hit
+        await self.host.queue(self, sent)
 
     # -- sending --------------------------------------------------------------------------------
 
-    async def send(self, channel: Channel, msg: Message) -> list[Receipt]:
-        """
-        Send a message: run ``before_send`` hooks (which may change the target or the message,
-        or drop it), then :meth:`put`. Returns the receipts of what was posted; an empty list if
-        a hook dropped it.
-        """
-        if self.host._current_plan().before_send:  # else skip a coroutine per message
-            result = await self.host._before_send(channel, msg)
-            if result is None:
-                return []
-            channel, msg = result
-        return await channel.plug._put_tracked(channel, msg)
-
-    async def _put_tracked(self, channel: Channel, msg: Message) -> list[Receipt]:
-        token = next(self._tokens)
-        self._in_flight[token] = channel
-        try:
-            receipts = await self.put(channel, msg)
-        finally:
-            del self._in_flight[token]
-            if self._put_done is not None:
-                self._put_done.set()
-                self._put_done = None
-        for index, receipt in enumerate(receipts):
-            self._echoes.add(receipt, msg, index == 0)
-        return receipts
-
     async def put(self, channel: Channel, msg: Message) -> list[Receipt]:
-        """Post ``msg`` to the network; return one receipt per message the network created."""
+        """
+        Post ``msg`` to the network; return one receipt per message the network created, the
+        first part first (a plug that splits a message into several, e.g. IRC lines, returns
+        each; hooks still see it as one message). The host calls this (see
+        :meth:`Host.send <immp.Host.send>`); hooks send with ``channel.send(msg)``, which runs
+        the ``before_send`` hooks first and records the echoes.
+        """
         raise NotImplementedError
 
     async def edit(self, receipt: Receipt, msg: Message) -> Receipt:
@@ -172,6 +122,21 @@ class Plug(Openable):
         raise PlugError(f"{self.name}: {self.network_name} cannot delete messages")
 
     # -- channels and users ---------------------------------------------------------------------
+
+    async def on_channel_added(self, channel: Channel) -> None:
+        """
+        Called by the host, in this plug's nursery, when a named channel of this open plug is
+        added while running (a command, a config reload, the API): e.g. join it. Not called for
+        the channels configured at start (open() sees those in ``host.channels``). Cancelled if
+        the plug closes meanwhile; an exception is logged. Default: nothing.
+        """
+
+    async def on_channel_removed(self, channel: Channel) -> None:
+        """
+        Called by the host, in this plug's nursery, when a named channel of this open plug is
+        removed while running (and no other name stands for it): e.g. leave it. Cancelled if
+        the plug closes meanwhile; an exception is logged. Default: nothing.
+        """
 
     async def user_from_id(self, id: str) -> User | None:
         return None

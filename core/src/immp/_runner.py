@@ -94,15 +94,17 @@ def _setup_logging(config: dict | None, file: str) -> None:
     log.setLevel(logging.INFO)
 
 
-def _list_plugins() -> int:
-    plugins = Plugins()
-    if not plugins.distributions:
+def _list_plugins(plugins: Plugins) -> int:
+    if not plugins.distributions and not plugins.broken:
         print("No plugin distributions installed.")
     for entry in sorted(plugins.distributions, key=lambda e: e.distribution):
         print(f"{entry.distribution} {entry.version}")
         for label, names in (("plugs", entry.plugs), ("hooks", entry.hooks)):
             if names:
                 print(f"  {label}: {', '.join(names)}")
+    for broken in plugins.broken:
+        print(f"{broken.distribution} {broken.version} (broken)")
+        print(f"  {broken.entry_point}: {broken.error}")
     return EXIT_OK
 
 
@@ -130,7 +132,7 @@ async def _watch_signals(host: Host, task_status=trio.TASK_STATUS_IGNORED) -> No
             )
             host.quit()
         async for signum in signals:
-            if host._quit.is_set():
+            if host.quitting:
                 log.warning("Second %s: exiting at once", signal.Signals(signum).name)
                 logging.shutdown()
                 os._exit(128 + signum)
@@ -142,8 +144,13 @@ async def _watch_signals(host: Host, task_status=trio.TASK_STATUS_IGNORED) -> No
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    try:
+        plugins = Plugins()
+    except ConfigError as exc:  # two distributions claim one name
+        print(f"immp: error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     if args.plugins:
-        return _list_plugins()
+        return _list_plugins(plugins)
     if not args.config:
         _parser().print_usage(sys.stderr)
         print("immp: error: a config file is needed", file=sys.stderr)
@@ -151,7 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     file = args.config
     try:
         data = load_file(file)
-        host = build_host(data, file=file)
+        host = build_host(data, file=file, plugins=plugins)
+        for broken in plugins.broken:  # the config does not use it, or building had failed
+            print(f"immp: warning: {broken}; its plugs and hooks are unavailable",
+                  file=sys.stderr)  # fmt: skip
         _setup_logging(data.get("logging"), file)
         if args.check:
             print(
@@ -171,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def save(_source: object = None) -> None:
             try:
-                write_config(file, dump_config(host))
+                write_config(file, dump_config(host, plugins))
             except OSError as exc:
                 log.error("Could not write config back to %s: %s", file, exc)
 

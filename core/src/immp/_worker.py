@@ -34,8 +34,25 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 
 import trio
+
+#: While hooks handle a received message (and host observers want send latencies): the
+#: ``trio.current_time()`` at which the host took it. Workers carry it from the producer's task
+#: to the item's handler, so that a send made by a hook's worker, or by a sync target's, knows
+#: which arrival it relays. ``None`` otherwise.
+relaying: ContextVar[float | None] = ContextVar("immp_relaying", default=None)
+
+
+class _Relayed:
+    """A queued item with the arrival time of the received message it came from."""
+
+    __slots__ = ("arrived", "item")
+
+    def __init__(self, arrived: float, item: tuple):
+        self.arrived = arrived
+        self.item = item
 
 
 class Watchdog:
@@ -69,7 +86,9 @@ class Watchdog:
         """Say that a call starts now."""
         self._calls += 1
         self._started = self._now()
-        limit = self._read()
+        limit = self._timeout()  # as _read(), inline: this runs once per item
+        if limit is None:
+            limit = math.inf
         if limit != self._limit:
             # Rare: the limit changed; wake the watchdog so it sleeps by the new one.
             self._limit = limit
@@ -169,6 +188,9 @@ class Worker:
         Queue an item if the queue has room (or the worker was closed: then it is dropped).
         ``False`` if the queue is full: then :meth:`put` decides.
         """
+        arrived = relaying.get()
+        if arrived is not None:
+            item = _Relayed(arrived, item)
         try:
             self._send.send_nowait(item)
         except trio.WouldBlock:
@@ -181,6 +203,9 @@ class Worker:
         """Queue an item: see the class docstring for what happens when the queue is full."""
         if self.offer(item):
             return
+        arrived = relaying.get()
+        if arrived is not None:
+            item = _Relayed(arrived, item)
         if not self.stuck:
             while True:
                 taken, started = self.taken, trio.current_time()
@@ -233,6 +258,7 @@ class Worker:
         receive, handle, on_error = self._receive, self._handle, self._on_error
         checkpoint = trio.lowlevel.checkpoint_if_cancelled
         watchdog = Watchdog(self._timeout)
+        relayed = False  # whether this task's `relaying` is set
         async with trio.open_nursery() as nursery:
             nursery.start_soon(watchdog.run)
             done = False
@@ -250,6 +276,13 @@ class Worker:
                         except trio.EndOfChannel:
                             break
                         self.taken += 1
+                        if type(item) is _Relayed:
+                            relaying.set(item.arrived)
+                            item = item.item
+                            relayed = True
+                        elif relayed:
+                            relaying.set(None)
+                            relayed = False
                         watchdog.begin()
                         try:
                             await handle(*item)

@@ -8,6 +8,12 @@ A distribution that adds plugs or hooks declares an entry point in the group ``i
 
 and that module implements one or both of the hooks below with ``@immp.hookimpl``. The names it
 registers can then be used as ``path`` in a config file (``path: mything``).
+
+pluggy calls them (``manager.hook.register_plugs(register=...)``), so everything pluggy offers
+works: ``@immp.hookimpl(specname="register_plugs")`` on a function of another name,
+``tryfirst``/``trylast``, wrappers, and objects registered with ``manager.register(obj)``.
+Two distributions registering one name is an error (``immp`` exits 2 naming both); a module
+that fails to import makes only the configs that use it fail.
 """
 
 from __future__ import annotations

@@ -273,7 +273,7 @@ class CommandHook(HostCommands, immp.Hook):
                 exc_info=exc,
             )
             if self.config["return-errors"]:
-                await self.reply(sent, f"{shown} failed: {_one_line(exc)}")
+                await self.reply(sent, f"{shown} failed: {immp.describe_error(exc, 300)}")
 
     async def reply(self, sent: immp.SentMessage, text: str) -> None:
         """Answer in the channel the command came from; a failure to send is only logged."""
@@ -322,9 +322,3 @@ class CommandHook(HostCommands, immp.Hook):
                 lines.append(f"  {usage} - {summary}" if summary else f"  {usage}")
         lines.append(f"Send {self.prefix}help NAME for details of one.")
         await self.reply(msg, "\n".join(lines))
-
-
-def _one_line(exc: BaseException, limit: int = 300) -> str:
-    text = " ".join(str(exc).split()) or "(no details)"
-    text = f"{type(exc).__name__}: {text}"
-    return text if len(text) <= limit else text[: limit - 1] + "…"

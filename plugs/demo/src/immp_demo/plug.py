@@ -40,7 +40,7 @@ from __future__ import annotations
 import itertools
 import os
 import sys
-from collections import OrderedDict, deque
+from collections import deque
 
 import trio
 
@@ -81,7 +81,9 @@ class DemoPlug(immp.Plug):
             plug=self,
             username=self.config["console-user"],
         )
-        self._messages: OrderedDict[str, immp.SentMessage] = OrderedDict()
+        self._messages: immp.BoundedCache[str, immp.SentMessage] = immp.BoundedCache(
+            self.config["history"]
+        )
         #: The latest (channel, message) pairs sent to this plug, oldest first.
         self.puts: deque[tuple[immp.Channel, immp.Message]] = deque(maxlen=self.config["history"])
         self.put_count = 0
@@ -105,8 +107,6 @@ class DemoPlug(immp.Plug):
 
     def _remember(self, sent: immp.SentMessage) -> None:
         self._messages[sent.id] = sent
-        if len(self._messages) > self.config["history"]:
-            self._messages.popitem(last=False)
 
     async def open(self):
         if self.config["echo"]:

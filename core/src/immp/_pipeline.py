@@ -1,0 +1,509 @@
+"""
+The message pipeline, owned by the host: everything between a plug's network reader and its
+``put``. The path of one message, top to bottom::
+
+    plug reads a line -> Plug.queue(sent) -> Pipeline.offer/queue    (the plug's bounded inbox)
+    Host's pump task (one per open plug, in order) -> Pipeline.process(plug, sent)
+      -> echo matching: was this the network's echo of our own put? (EchoHistory, puts in flight)
+      -> before_receive, hook by hook by priority                   (each call time-limited)
+      -> on_receive of prioritised hooks, level by level
+      -> each unprioritised hook's Worker (a bounded inbox and one task, in order)
+    a hook: Channel.send(msg) -> Host.send -> Pipeline.send(channel, msg)
+      -> before_send, hook by hook by priority -> plug.put(channel, msg) -> receipts
+      -> the receipts recorded as echoes to expect; counters; observers
+
+A plug only reads and writes its network (``open``/``close``, ``put``, ``edit``, ``delete``,
+queries) and hands what it reads to :meth:`~immp.Plug.queue`; it never sees this machinery.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ._cache import BoundedCache
+from ._errors import PlugError, describe_error
+from ._hook import Hook
+from ._message import Message, Receipt, SentMessage
+from ._openable import OpenState
+from ._worker import Worker, relaying
+
+if TYPE_CHECKING:
+    from ._channel import Channel
+    from ._host import Host
+    from ._plug import Plug
+
+log = logging.getLogger("immp._host")
+
+# Messages waiting per plug between the network reader and the hooks, and per unprioritised
+# hook between the pump and that hook. When a plug's inbox is full the network reader waits
+# (backpressure); nothing is dropped.
+INBOX_SIZE = 256
+
+# How long the receive path waits for a still-running put() on the same channel before deciding
+# that an incoming message is not the echo of it. Networks echo our own messages, sometimes
+# before the call that sent them returns.
+ECHO_WAIT = 2.0
+
+# The observer methods, each called with the arguments documented on Host.add_observer.
+OBSERVER_METHODS = ("message_received", "message_sent", "send_failed", "plug_connection_changed")
+
+
+class _Line:
+    """
+    What the pipeline keeps per plug: its inbox, puts in flight, counters, and the echo
+    history: what the plug sent recently, so that the network's echo of it is recognised,
+    ``(channel, id) -> (the message sent, whether this receipt is its first part, whether it
+    had several)``. Bounded: the oldest entries are forgotten, and an echo of a forgotten
+    message is treated as a new message.
+    """
+
+    __slots__ = (
+        "connected",
+        "echoes",
+        "in_flight",
+        "inbox",
+        "put_done",
+        "received",
+        "send_failures",
+        "sent",
+    )
+
+    def __init__(self, echo_history: int):
+        self.echoes: BoundedCache[tuple[Channel, str], tuple[Message, bool, bool]] = BoundedCache(
+            echo_history
+        )
+        self.inbox: trio.MemorySendChannel | None = None
+        self.in_flight: dict[int, Channel] = {}  # puts under way, by token
+        # Set when a put() finishes; made only while match_echo waits for one.
+        self.put_done: trio.Event | None = None
+        self.received = 0
+        self.sent = 0
+        self.send_failures = 0
+        self.connected = False  # what observers were last told
+
+
+class _Plan:
+    """The hooks each step of the receive and send paths calls, in order."""
+
+    __slots__ = ("before_receive", "before_send", "levels", "workers")
+
+    def __init__(
+        self,
+        *,
+        before_receive: list[Hook],
+        levels: list[list[tuple[Hook, Callable | None]]],
+        workers: list[tuple[Worker, Callable | None]],
+        before_send: list[Hook],
+    ):
+        self.before_receive = before_receive
+        self.levels = levels
+        self.workers = workers
+        self.before_send = before_send
+
+
+class Pipeline:
+    """
+    The receive and send paths of one host (see the module docstring). The host makes one and
+    calls it; plugs and hooks reach it through :meth:`Plug.queue <immp.Plug.queue>`,
+    :meth:`Channel.send <immp.Channel.send>` and the host's public methods.
+    """
+
+    def __init__(self, host: Host):
+        self.host = host
+        self._lines: dict[Plug, _Line] = {}
+        self._tokens = itertools.count()
+        # The worker (inbox and task) of each open unprioritised hook with an on_receive.
+        self._workers: dict[str, Worker] = {}
+        # Messages dropped by workers of earlier lifetimes, so that counts never go down.
+        self._dropped: dict[str, int] = {}
+        # Which hooks run at each step, worked out once and forgotten whenever a hook is added,
+        # removed or changes state (see hooks_changed).
+        self._plan: _Plan | None = None
+        self._observers: list[object] = []
+        # Per observer method, the bound methods to call: empty lists cost one truth test.
+        self._notify: dict[str, list[Callable]] = {name: [] for name in OBSERVER_METHODS}
+        self._on_received = self._notify["message_received"]
+        self._on_sent = self._notify["message_sent"]
+        self._on_failed = self._notify["send_failed"]
+
+    # -- per plug -------------------------------------------------------------------------------
+
+    def line(self, plug: Plug) -> _Line:
+        line = self._lines.get(plug)
+        if line is None:
+            line = self._lines[plug] = _Line(self.host.echo_history)
+        return line
+
+    def forget(self, plug: Plug) -> None:
+        """A plug was removed from the host."""
+        self._lines.pop(plug, None)
+
+    def open_inbox(self, plug: Plug) -> trio.MemoryReceiveChannel:
+        """A new inbox for a plug's lifetime; the host's pump empties the receiving end."""
+        send, receive = trio.open_memory_channel(INBOX_SIZE)
+        self.line(plug).inbox = send
+        return receive
+
+    def waiting(self, plug: Plug) -> int:
+        """How many received messages wait in a plug's inbox."""
+        inbox = self.line(plug).inbox
+        return inbox.statistics().current_buffer_used if inbox is not None else 0
+
+    def close_inbox(self, plug: Plug) -> None:
+        """A plug's lifetime ended: what it queues from now on is refused."""
+        self.line(plug).inbox = None
+
+    def offer(self, plug: Plug, sent: SentMessage) -> bool:
+        """See :meth:`immp.Plug.offer`."""
+        line = self._lines.get(plug)
+        inbox = line.inbox if line is not None else None
+        if inbox is None:
+            raise PlugError(f"{plug.name}: received a message while not open")
+        try:
+            inbox.send_nowait(sent)
+        except trio.WouldBlock:
+            return False
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise PlugError(f"{plug.name}: received a message while closing") from None
+        return True
+
+    async def queue(self, plug: Plug, sent: SentMessage) -> None:
+        """See :meth:`immp.Plug.queue`."""
+        # With room in the inbox, hand over without a trip through the scheduler: this is the
+        # hottest call of the receive path. Order per plug is kept either way; order between
+        # two plugs was never defined (they are two networks).
+        line = self._lines.get(plug)
+        inbox = line.inbox if line is not None else None
+        if inbox is None:
+            raise PlugError(f"{plug.name}: received a message while not open")
+        try:
+            try:
+                inbox.send_nowait(sent)
+            except trio.WouldBlock:
+                await inbox.send(sent)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise PlugError(f"{plug.name}: received a message while closing") from None
+
+    # -- the plan -------------------------------------------------------------------------------
+
+    def hooks_changed(self) -> None:
+        """A hook was added, removed, or changed state: work the plan out again when needed."""
+        self._plan = None
+
+    def plan(self) -> _Plan:
+        return self._plan or self._make_plan()
+
+    def _make_plan(self) -> _Plan:
+        hooks = [h for h in self.host.hooks.values() if h.open_state is OpenState.active]
+        levels: dict[int, list] = {}
+        for hook in hooks:
+            if hook.priority is not None and _overrides(hook, "on_receive"):
+                levels.setdefault(hook.priority, []).append((hook, _wants(hook)))
+        workers = []
+        for hook in hooks:
+            worker = self._workers.get(hook.name)
+            if worker is not None:
+                workers.append((worker, _wants(hook)))
+        self._plan = _Plan(
+            before_receive=_by_priority(hooks, "before_receive"),
+            levels=[levels[priority] for priority in sorted(levels)],
+            workers=workers,
+            before_send=_by_priority(hooks, "before_send"),
+        )
+        return self._plan
+
+    # -- hooks ----------------------------------------------------------------------------------
+
+    def open_worker(self, hook: Hook) -> Worker | None:
+        """
+        The worker that feeds an unprioritised hook's on_receive in order, for one lifetime of
+        the hook (``None`` for a hook with a priority or without on_receive).
+        """
+        if hook.priority is not None or not _overrides(hook, "on_receive"):
+            return None
+
+        def on_error(exc: Exception) -> None:
+            log.error("Hook %s: on_receive failed: %s", hook.name, describe_error(exc))
+            log.debug("Traceback of hook %s", hook.name, exc_info=exc)
+
+        def on_timeout() -> None:
+            log.error("Hook %s: on_receive timed out after %ss", hook.name, hook.timeout)
+
+        worker = Worker(
+            f"Hook {hook.name}",
+            INBOX_SIZE,
+            hook.on_receive,
+            on_error=on_error,
+            timeout=lambda: hook.timeout or None,
+            on_timeout=on_timeout,
+            stuck_after=self.host.hook_stuck_after,
+            patient=True,
+            log=log,
+        )
+        self._workers[hook.name] = worker
+        self.hooks_changed()
+        return worker
+
+    def worker(self, hook: Hook) -> Worker | None:
+        return self._workers.get(hook.name)
+
+    def close_worker(self, hook: Hook) -> None:
+        worker = self._workers.pop(hook.name, None)
+        if worker is not None:
+            self._dropped[hook.name] = self._dropped.get(hook.name, 0) + worker.dropped
+            self.hooks_changed()
+
+    async def call_hook(self, hook: Hook, method: str, *args: Any, default: Any = None) -> Any:
+        """Call a hook method; an exception or a timeout is logged and gives ``default``."""
+        try:
+            with trio.fail_after(hook.timeout or math.inf):
+                return await getattr(hook, method)(*args)
+        except trio.TooSlowError:
+            log.error("Hook %s: %s timed out after %ss", hook.name, method, hook.timeout)
+        except Exception as exc:
+            log.error("Hook %s: %s failed: %s", hook.name, method, describe_error(exc))
+            log.debug("Traceback of hook %s", hook.name, exc_info=exc)
+        return default
+
+    # -- the receive path -----------------------------------------------------------------------
+
+    async def process(self, plug: Plug, sent: SentMessage) -> None:
+        """Run one received message through the hooks (see the module docstring)."""
+        if self._on_sent and relaying.get() is None:
+            return await self._process_relaying(plug, sent)
+        line = self._lines.get(plug) or self.line(plug)
+        line.received += 1
+        if self._on_received:
+            self._observe(self._on_received, plug, sent)
+        echo = line.echoes.get((sent.channel, sent.id))
+        if echo is None and line.in_flight:
+            echo = await self._match_echo(line, sent)
+        if echo is None:
+            source, primary = sent, True
+        else:
+            source, primary, split = echo
+            if split and primary:
+                # The first part of a message the plug split (IRC lines): hooks see the whole
+                # message once, under the first part's ID; the other parts come as not primary.
+                sent = _whole(sent, source)
+        plan = self._plan or self._make_plan()
+        for hook in plan.before_receive:
+            result = await self.call_hook(
+                hook, "before_receive", sent, source, primary, default=sent
+            )
+            if not result:
+                log.debug("Hook %s dropped %r", hook.name, sent)
+                return
+            sent = result
+            if echo is None:
+                source = sent
+        for level in plan.levels:
+            hooks = [hook for hook, wants in level if wants is None or wants(sent, source, primary)]
+            if len(hooks) == 1:  # no nursery and task for a level of one
+                await self.call_hook(hooks[0], "on_receive", sent, source, primary)
+            elif hooks:
+                async with trio.open_nursery() as nursery:
+                    for hook in hooks:
+                        nursery.start_soon(
+                            self.call_hook, hook, "on_receive", sent, source, primary
+                        )
+        item = (sent, source, primary)
+        for worker, wants in plan.workers:
+            if (wants is None or wants(sent, source, primary)) and not worker.offer(item):
+                await worker.put(item)
+
+    async def _process_relaying(self, plug: Plug, sent: SentMessage) -> None:
+        # Observers want send latencies: what is sent while hooks handle this message (in this
+        # task, its children, and through workers) knows when it arrived.
+        token = relaying.set(trio.current_time())
+        try:
+            await self.process(plug, sent)
+        finally:
+            relaying.reset(token)
+
+    async def _match_echo(self, line: _Line, sent: SentMessage):
+        # Only a put already under way when this message arrived can have produced it: wait for
+        # those (and no later ones, or steady traffic into the channel would hold it up), for
+        # ECHO_WAIT at most.
+        pending = [token for token, ch in line.in_flight.items() if ch == sent.channel]
+        if not pending:
+            return None
+        hit = None
+        deadline = trio.current_time() + ECHO_WAIT
+        while any(token in line.in_flight for token in pending):
+            if line.put_done is None:
+                line.put_done = trio.Event()
+            with trio.move_on_at(deadline) as scope:
+                await line.put_done.wait()
+            hit = line.echoes.get((sent.channel, sent.id))
+            if hit is not None or scope.cancelled_caught:
+                break
+        return hit
+
+    def echo_of(self, plug: Plug, channel: Channel, id: str) -> tuple[Message, bool] | None:
+        """``(the message sent, whether primary)`` if ``id`` in ``channel`` is an echo of it."""
+        line = self._lines.get(plug)
+        hit = line.echoes.get((channel, id)) if line is not None else None
+        return hit[:2] if hit is not None else None
+
+    # -- the send path --------------------------------------------------------------------------
+
+    async def send(self, channel: Channel, msg: Message) -> list[Receipt]:
+        """See :meth:`immp.Host.send`."""
+        plan = self._plan or self._make_plan()
+        if plan.before_send:  # else skip a coroutine per message
+            result = await self.before_send(plan, channel, msg)
+            if result is None:
+                return []
+            channel, msg = result
+        plug = channel.plug
+        line = self._lines.get(plug) or self.line(plug)
+        token = next(self._tokens)
+        in_flight = line.in_flight
+        in_flight[token] = channel
+        try:
+            receipts = await plug.put(channel, msg)
+        except BaseException as exc:
+            if isinstance(exc, Exception):
+                line.send_failures += 1
+                if self._on_failed:
+                    self._observe(self._on_failed, channel, msg, exc)
+            raise
+        finally:
+            del in_flight[token]
+            if line.put_done is not None:
+                line.put_done.set()
+                line.put_done = None
+        line.sent += 1
+        if receipts:
+            echoes = line.echoes
+            if len(receipts) == 1:
+                receipt = receipts[0]
+                echoes[(receipt.channel, receipt.id)] = (msg, True, False)
+            else:  # the parts of a message the plug split: the first is primary
+                for index, receipt in enumerate(receipts):
+                    echoes[(receipt.channel, receipt.id)] = (msg, index == 0, True)
+        if self._on_sent:
+            arrived = relaying.get()
+            latency = None if arrived is None else trio.current_time() - arrived
+            self._observe(self._on_sent, channel, msg, receipts, latency)
+        return receipts
+
+    async def before_send(self, plan: _Plan, channel: Channel, msg: Message):
+        for hook in plan.before_send:
+            result = await self.call_hook(hook, "before_send", channel, msg, default=(channel, msg))
+            if not result:
+                log.debug("Hook %s dropped outgoing %r", hook.name, msg)
+                return None
+            channel, msg = result
+        return channel, msg
+
+    # -- observers and stats --------------------------------------------------------------------
+
+    def add_observer(self, obj: object) -> None:
+        if obj not in self._observers:
+            self._observers.append(obj)
+            self._rebind()
+
+    def remove_observer(self, obj: object) -> None:
+        if obj in self._observers:
+            self._observers.remove(obj)
+            self._rebind()
+
+    def _rebind(self) -> None:
+        # The lists are updated in place: the hot path holds them.
+        for name, methods in self._notify.items():
+            methods[:] = [
+                getattr(obj, name) for obj in self._observers if callable(getattr(obj, name, None))
+            ]
+
+    def _observe(self, methods: list[Callable], *args: Any) -> None:
+        for method in list(methods):
+            try:
+                method(*args)
+            except Exception as exc:
+                obj = method.__self__ if hasattr(method, "__self__") else method
+                log.error(
+                    "Observer %r failed in %s and was removed: %s",
+                    obj,
+                    method.__name__,
+                    describe_error(exc),
+                )
+                self.remove_observer(obj)
+
+    def connection_changed(self, plug: Plug, reason: str | None = None) -> None:
+        """Tell observers when ``plug.connected`` changed since they were last told."""
+        line = self.line(plug)
+        connected = plug.connected
+        if connected == line.connected:
+            return
+        line.connected = connected
+        methods = self._notify["plug_connection_changed"]
+        if methods:
+            self._observe(methods, plug, connected, reason)
+
+    def stats(self) -> dict[str, Any]:
+        host = self.host
+        plugs = {}
+        for name, plug in host.plugs.items():
+            line = self._lines.get(plug)
+            plugs[name] = {
+                "state": plug.open_state.value,
+                "connected": plug.connected,
+                "received": line.received if line else 0,
+                "sent": line.sent if line else 0,
+                "send_failures": line.send_failures if line else 0,
+            }
+        hooks = {}
+        for name, hook in host.hooks.items():
+            worker = self._workers.get(name)
+            dropped = self._dropped.get(name, 0)
+            try:
+                extra = hook.stats()
+            except Exception as exc:
+                log.error("Hook %s: stats() failed: %s", name, describe_error(exc))
+                extra = {}
+            hooks[name] = {
+                "state": hook.open_state.value,
+                "queue_depth": len(worker) if worker is not None else 0,
+                "dropped": dropped + (worker.dropped if worker is not None else 0),
+                "stuck": worker.stuck if worker is not None else False,
+                "extra": extra,
+            }
+        store = getattr(host, "store", None)
+        return {"plugs": plugs, "hooks": hooks, "store": store.stats() if store else None}
+
+
+def _whole(part: SentMessage, source: Message) -> SentMessage:
+    """The whole of ``source`` as received under the ID and channel of its first part."""
+    whole = SentMessage.copy_of(
+        source,
+        id=part.id,
+        channel=part.channel,
+        at=part.at,
+        revision=part.revision,
+        deleted=part.deleted,
+    )
+    whole.user = part.user
+    whole.raw = part.raw
+    return whole
+
+
+def _overrides(hook: Hook, method: str) -> bool:
+    return getattr(type(hook), method) is not getattr(Hook, method)
+
+
+def _wants(hook: Hook) -> Callable | None:
+    """The hook's ``wants`` filter, or ``None`` where it takes everything (the default)."""
+    return hook.wants if _overrides(hook, "wants") else None
+
+
+def _by_priority(hooks: Iterable[Hook], method: str) -> list[Hook]:
+    chosen = [h for h in hooks if _overrides(h, method)]
+    return sorted(chosen, key=lambda h: (h.priority is None, h.priority or 0))
