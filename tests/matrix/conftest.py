@@ -10,8 +10,8 @@ import pytest
 import trio
 
 import immp
+from immp.testing import running
 from immp_matrix.plug import MatrixPlug
-from tests.conftest import running
 from tests.irc.conftest import ngircd_available  # noqa: F401  (fixture)
 from tests.synapse import MatrixUser, SynapseServer, ensure_synapse
 

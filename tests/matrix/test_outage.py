@@ -73,13 +73,14 @@ async def test_outage_holds_sends_and_loses_nothing(synapse, alice, bot, caplog)
                         plug.put, immp.Channel(plug, room), immp.Message("sent while down")
                     )
                     with trio.fail_after(20):
-                        while plug.client.reachable:
+                        while plug.connected:
                             await trio.sleep(0.05)
+                    assert plug.disconnect_reason
                     await trio.sleep(1)
                     assert "sent while down" not in await alice.texts(room)
                     await nursery.start(proxy.serve)
                 await rec.wait_for(lambda m: str(m.text) == "during", timeout=30)
-                assert plug.client.reachable
+                assert plug.client.reachable and plug.connected
         proxy.cut()
     assert (await alice.texts(room, bot.user_id)) == ["sent while down"]
     assert [str(m.text) for m in rec.seen if m.text] == ["before", "during"]

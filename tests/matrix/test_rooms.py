@@ -8,8 +8,8 @@ import pytest
 import trio
 
 import immp
+from immp.testing import running
 from immp_matrix.plug import MatrixPlug
-from tests.conftest import running
 from tests.matrix.conftest import Recorder, matrix_host, plug_config
 
 pytestmark = pytest.mark.matrix

@@ -154,9 +154,7 @@ class MatrixPlug(immp.Plug):
             self.log.info("Homeserver reachable again")
         else:
             self.log.warning("Homeserver unreachable: %s", reason)
-        report = getattr(self, "connection_changed", None)
-        if callable(report):
-            report(reachable, None if reachable else reason)
+        self.connection_changed(reachable, None if reachable else reason)
 
     async def open(self):
         self.client = Client(
