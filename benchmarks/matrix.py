@@ -15,7 +15,8 @@ Latency: ``-n`` pairs of messages one every ``--interval`` seconds (under the ra
 never holds one back), each tagged with a sequence number: one sent by a Matrix user straight to
 the room (direct: PUT -> the watcher's /sync), then one by an IRC client into the channel
 (relayed: IRC -> ngircd -> immp -> PUT -> /sync), alternating so that both meet the same load.
-Printed: p50 and p99 of both, and the difference, which is what the relay adds (IMMP and the one hop through ngircd).
+Printed: p50 and p99 of both, and the difference, which is what the relay adds (IMMP and the
+one hop through ngircd).
 
 Burst: ``--burst`` lines from IRC as fast as ngircd takes them. Printed: the time from the first
 line to the last arrival on Matrix, whether all arrived once and in order, and the rate against
