@@ -164,6 +164,20 @@ async def test_media_becomes_attachment_fetchable_with_auth(synapse, alice, bot)
     assert data == png and mime == "image/png"
 
 
+async def test_media_url_for_other_networks(synapse, alice, bot):
+    room = await alice.create_room(invite=[bot.user_id])
+    await bot.join(room)
+    config = plug_config(synapse, bot, **{"media-url": "https://media.example.org/m/"})
+    async with matrix_host(config, [room]) as (_, _plug, rec):
+        await alice.send(
+            room, {"msgtype": "m.file", "body": "notes.txt", "url": "mxc://localhost/AbC123"}
+        )
+        sent = await rec.wait_for(lambda m: m.attachments)
+    [file] = sent.attachments
+    assert file.source == "https://media.example.org/m/localhost/AbC123"
+    assert file.type is immp.FileType.unknown and file.title == "notes.txt"
+
+
 async def test_limited_timeline_is_filled(synapse, alice, bot):
     room = await alice.create_room(invite=[bot.user_id])
     await bot.join(room)

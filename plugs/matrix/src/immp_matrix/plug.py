@@ -34,6 +34,10 @@ Config:
     show-names (bool, default true):
         Prefix messages from other networks with the author's name (``name: text``, or an
         emote ``name waves``).
+    media-url (str, default null):
+        Base URL under which other networks link to Matrix media, as ``BASE/SERVER/MEDIA-ID``
+        (e.g. a public media proxy). By default the homeserver's authenticated download URL,
+        which opens only with an access token.
 
 Channels: a ``source`` is a room ID (``!id:server``) or an alias (``#room:server``); the plug
 joins every configured room at open.
@@ -75,6 +79,7 @@ SCHEMA = immp.Schema(
         immp.Optional("send-queue", 100): immp.Positive(int),
         immp.Optional("media-max-size", 10 * 1024 * 1024): immp.Positive(int),
         immp.Optional("show-names", True): bool,
+        immp.Optional("media-url", None): immp.Nullable(str),
     }
 )
 
@@ -494,12 +499,20 @@ class MatrixPlug(immp.Plug):
             return immp.SentMessage(event["event_id"], channel, user=who, left=[who], **fields)
         return None
 
+    def media_link(self, mxc: str) -> str | None:
+        """The link other networks get for an ``mxc://`` URI (see ``media-url``)."""
+        base = self.config["media-url"]
+        if base is None:
+            return self.client.media_url(mxc)
+        server, _, media = mxc.removeprefix("mxc://").partition("/")
+        return f"{base.rstrip('/')}/{quote(server)}/{quote(media)}" if media else None
+
     def _content(self, room: Room, content: dict) -> tuple[immp.RichText | None, list, bool]:
         msgtype = content.get("msgtype")
         body = content.get("body") or ""
         if msgtype in _MEDIA_TYPES or content.get("url"):
             url = content.get("url")
-            link = self.client.media_url(url) if url else None
+            link = self.media_link(url) if url else None
             title = content.get("filename") or body or None
             kind = _MEDIA_TYPES.get(msgtype, immp.FileType.image)
             caption = body if content.get("filename") and body != content["filename"] else None
