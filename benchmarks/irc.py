@@ -56,7 +56,7 @@ sys.path.insert(0, str(ROOT))  # for the ngircd harness of the tests
 
 from tests.ngircd import NgircdServer, RawClient, parse_privmsg  # noqa: E402
 
-from immp_irc.connection import ACK_EVERY  # noqa: E402
+from immp_irc.outgoing import ACK_EVERY  # noqa: E402
 from immp_irc.plug import SCHEMA as IRC_SCHEMA  # noqa: E402
 
 NICK = "relay"

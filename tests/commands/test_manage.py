@@ -170,3 +170,35 @@ async def test_management_commands_are_admin_only():
             name = line.split()[0]
             assert await ask(a, line, alice) == [f"{name} is for admins only."]
         assert host.plugs["b"].open_state is immp.OpenState.active
+
+
+async def test_changes_from_chat_survive_a_restart_without_write_back():
+    store = immp.MemoryStore()  # one store, two lifetimes of the same config (no -w)
+
+    def start():
+        host = make_host(ADMINS)
+        host.store = store
+        return host
+
+    host = start()
+    admin, _ = people(host)
+    async with running(host):
+        a = host.plugs["a"]
+        assert await ask(a, "!disable b", admin) == ["Disabled plug b."]
+        assert await ask(a, "!channel-add side a side-room", admin)
+    host = start()
+    async with running(host):
+        assert host.plugs["b"].open_state is immp.OpenState.disabled
+        assert host.channels["side"] == immp.Channel(host.plugs["a"], "side-room")
+        admin, _ = people(host)
+        assert await ask(host.plugs["a"], "!enable b", admin) == ["Enabled plug b: active."]
+    host = start()
+    async with running(host):
+        assert host.plugs["b"].open_state is immp.OpenState.active
+    # The config file changed since (b now disabled there): the file wins, the record goes.
+    host = make_host(ADMINS, plugs={"a": {"path": "demo", "config": {"interval": None}},
+                                    "b": {"path": "demo", "enabled": False}})  # fmt: skip
+    host.store = store
+    async with running(host):
+        assert host.plugs["b"].open_state is immp.OpenState.disabled
+        assert "b" not in await host.hooks["commands"].state.get("switched")

@@ -162,7 +162,8 @@ def test_write_back_clears_temp_files_a_killed_write_left(tmp_path, immp_exe):
     assert "Removed" in err and "cut off" in err
     assert status == 0, err
     assert not leftover.exists() and unrelated.exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.yaml.x.tmp", "c.yaml"]
+    # (c.db is the default store, beside the config)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.yaml.x.tmp", "c.db", "c.yaml"]
 
 
 SLOW_CLOSE = """\

@@ -94,7 +94,7 @@ async def test_a_line_sent_again_after_a_reconnect_reaches_hooks_once(server, ca
             while written("while frozen") < 2:
                 await trio.sleep(0.02)
         assert plug.connection.registrations == 2
-        assert await plug.connection.drain(10)
+        assert await plug.connection.outgoing.drain(10)
         await host.channels["chan0"].send(immp.Message("after"))
         await recorder.wait_for(lambda sent: str(sent.text) == "after")
         frozen = [sent for sent in (s for s, _, _ in recorder.seen)
@@ -307,3 +307,72 @@ async def test_no_answer_to_ping_means_reconnect():
     assert "PING :immp-keepalive" in peer.connections[0]
     # It registered again on the new connection.
     assert any(line.startswith("NICK ") for line in peer.connections[1])
+
+
+async def _plug_failed(plug, caplog) -> str:
+    """Wait until the plug failed; the one error line that says why."""
+    with trio.fail_after(20):
+        while plug.open_state is not immp.OpenState.failed:
+            await trio.sleep(0.02)
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1, errors
+    assert "\n" not in errors[0]
+    return errors[0]
+
+
+SASL = {"username": "alice", "password": "s3cret"}
+
+
+async def test_sasl_required_stops_the_plug_on_a_server_without_sasl(server, caplog):
+    # ngircd offers no SASL: with sasl configured, that is a failed login.
+    async with RawClient.connected(server.port, "watcher") as watcher:
+        await watcher.join("#test")
+        async with irc_host(plug_config(server.port, sasl=SASL)) as (_, plug, _):
+            error = await _plug_failed(plug, caplog)
+            assert plug.connection.registrations == 0
+            # It never registered, so it never joined; and it does not try again.
+            assert not any(":bot!" in ln for ln in await watcher.quiet(1))
+            assert not any("retrying" in r.getMessage() for r in caplog.records)
+    assert error == ("Failed to run plug irc: SASLFailed: SASL login as alice failed (the "
+                     "server offers no SASL); not going on without it (sasl-required)")  # fmt: skip
+
+
+async def test_sasl_not_required_goes_on_without_it_after_one_warning(server, caplog):
+    caplog.set_level(logging.WARNING, logger="immp_irc")
+    async with RawClient.connected(server.port, "alice") as alice:
+        await alice.join("#test")
+        config = plug_config(server.port, sasl=SASL, **{"sasl-required": False})
+        async with irc_host(config) as (_, plug, _):
+            await alice.expect(":bot!", "JOIN", "#test", timeout=20)
+            assert plug.open_state is immp.OpenState.active
+    warnings = [r.getMessage() for r in caplog.records if "SASL" in r.getMessage()]
+    assert warnings == ["SASL login as alice failed (the server offers no SASL); going on "
+                        "without it"]  # fmt: skip
+
+
+async def test_a_wrong_sasl_password_stops_the_plug_when_required(caplog):
+    peer = ScriptedPeer(accept=("alice", "the-right-one"))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(peer.serve)
+        async with irc_host(plug_config(peer.port, sasl=SASL), channels=()) as (_, plug, _):
+            error = await _plug_failed(plug, caplog)
+        nursery.cancel_scope.cancel()
+    assert error == ("Failed to run plug irc: SASLFailed: SASL login as alice failed (904 SASL "
+                     "authentication failed); not going on without it (sasl-required)")  # fmt: skip
+    assert not peer.registered.is_set()
+    assert len(peer.connections) == 1  # not retried
+    assert "CAP END" not in peer.connections[0]
+
+
+async def test_a_wrong_sasl_password_goes_on_when_not_required(caplog):
+    caplog.set_level(logging.WARNING, logger="immp_irc")
+    peer = ScriptedPeer(accept=("alice", "the-right-one"))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(peer.serve)
+        config = plug_config(peer.port, sasl=SASL, **{"sasl-required": False})
+        async with irc_host(config, channels=()) as (_, plug, _):
+            with trio.fail_after(10):
+                await peer.registered.wait()
+            assert plug.open_state is immp.OpenState.active
+        nursery.cancel_scope.cancel()
+    assert any("SASL login as alice failed (904" in r.getMessage() for r in caplog.records)

@@ -100,4 +100,5 @@ def test_store_url_memory_and_unknown(tmp_path):
     assert host.store.namespace == "bridge"
     with pytest.raises(immp.ConfigError) as caught:
         immp.build_host({"store": "nosuch://x"}, file=str(tmp_path / "bridge.yaml"))
-    assert "installed: memory" in str(caught.value) and caught.value.path == "store"
+    assert "(installed: memory, " in str(caught.value) and caught.value.path == "store"
+    assert "sqlite)" in str(caught.value)  # (and postgresql where immp-store-postgres is)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 
@@ -334,6 +335,35 @@ async def test_deleting_a_copy_deletes_the_origin_and_other_copies_once():
     assert host.plugs["b"].put_count == 1
 
 
+async def test_messages_memory_forgot_are_read_back_from_the_store():
+    host = make_host("a", "b")
+    add_sync(host, {"main": ["#a", "#b"]}, history=2)
+    async with running(host):
+        old = await host.plugs["a"].receive("old")
+        for text in ("x", "y", "z"):
+            await host.plugs["a"].receive(text)
+        await host.plugs["b"].wait_puts(4)
+        await host.plugs["a"].edit_message(old.id, "old, edited")
+        await host.plugs["b"].wait_puts(5)
+        await host.plugs["a"].delete_message("2")  # "x"
+        await host.plugs["a"].receive("marker")
+        await host.plugs["b"].wait_puts(7)
+        await settle()
+    msgs = [msg for _, msg in host.plugs["b"].puts]
+    assert [m.text and str(m.text) for m in msgs] == [
+        "old",
+        "x",
+        "y",
+        "z",
+        "old, edited",
+        None,
+        "marker",
+    ]
+    # The edit and the deletion reached the copies ("1" and "2" on b), not new messages.
+    assert isinstance(msgs[4], immp.SentMessage) and msgs[4].edited and msgs[4].id == "1"
+    assert msgs[5].deleted and msgs[5].id == "2"
+
+
 async def test_forgotten_messages_are_treated_as_new():
     host = make_host("a", "b")
     add_sync(host, {"main": ["#a", "#b"]}, history=2)
@@ -342,6 +372,8 @@ async def test_forgotten_messages_are_treated_as_new():
         for text in ("x", "y", "z"):
             await host.plugs["a"].receive(text)
         await host.plugs["b"].wait_puts(4)
+        await settle()
+        assert host.store.prune(before=time.time() + 1) == 4  # past the store's retention
         await host.plugs["a"].edit_message(old.id, "old, edited")
         await host.plugs["b"].wait_puts(5)
         await host.plugs["a"].delete_message("2")  # "x": forgotten too, nothing to delete

@@ -25,7 +25,7 @@ from ._commands import (
     commands_of,
 )
 from ._config import build_host, dump_config, load_file, write_config
-from ._errors import ConfigError, PlugError, describe_error
+from ._errors import ConfigError, ConfigWarning, PlugError, describe_error
 from ._hook import Hook, ResourceHook
 from ._host import Host
 from ._message import (
@@ -41,8 +41,22 @@ from ._message import (
 )
 from ._openable import Openable, OpenState
 from ._plug import Plug
-from ._schema import Any_, Check, Nullable, Number, Optional, Positive, Ref, Schema
+from ._schema import (
+    Any_,
+    Check,
+    Nullable,
+    Number,
+    Optional,
+    Positive,
+    Range,
+    Ref,
+    Required,
+    Schema,
+    Warn,
+)
 from ._store import MemoryStore, MessageMap, State, Store, StoreError, channel_key
+from ._store_sqlite import SQLiteStore
+from ._store_thread import ThreadedStore
 from ._worker import Worker, take
 from .hookspecs import hookimpl
 
@@ -58,6 +72,7 @@ __all__ = [
     "CommandSpec",
     "CommandUsageError",
     "ConfigError",
+    "ConfigWarning",
     "File",
     "FileType",
     "Group",
@@ -75,17 +90,22 @@ __all__ = [
     "Plug",
     "PlugError",
     "Positive",
+    "Range",
     "Receipt",
     "Ref",
+    "Required",
     "ResourceHook",
     "RichText",
+    "SQLiteStore",
     "Schema",
     "Segment",
     "SentMessage",
     "State",
     "Store",
     "StoreError",
+    "ThreadedStore",
     "User",
+    "Warn",
     "Worker",
     "build_host",
     "channel_key",

@@ -1,13 +1,8 @@
 """Errors raised by IMMP and its plugins."""
 
 
-class ConfigError(Exception):
-    """
-    The configuration is wrong: a missing or mistyped key, a reference to something that does
-    not exist, a duplicate name. ``str()`` of it is one line meant for the user; ``path`` holds
-    the key path (``hooks.sync.config.channels.main[1]``) and ``file`` the config file, when
-    known.
-    """
+class _AtKey:
+    """What a config error and a config warning share: a message about one key of one file."""
 
     def __init__(self, message: str, path: str | None = None, file: str | None = None):
         super().__init__(message)
@@ -18,6 +13,23 @@ class ConfigError(Exception):
     def __str__(self) -> str:
         where = ": ".join(part for part in (self.file, self.path) if part)
         return f"{where}: {self.message}" if where else self.message
+
+
+class ConfigError(_AtKey, Exception):
+    """
+    The configuration is wrong: a missing or mistyped key, a reference to something that does
+    not exist, a duplicate name. ``str()`` of it is one line meant for the user; ``path`` holds
+    the key path (``hooks.sync.config.channels.main[1]``) and ``file`` the config file, when
+    known.
+    """
+
+
+class ConfigWarning(_AtKey, UserWarning):
+    """
+    Something in the configuration that is legal but most likely a mistake (an IRC channel
+    source without a channel prefix is a private chat). ``immp --check`` and the start print it
+    as one line, formatted like :class:`ConfigError`; it does not stop anything.
+    """
 
 
 class PlugError(Exception):

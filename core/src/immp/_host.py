@@ -268,10 +268,10 @@ class Host:
 
     def state_changed(self, item: Openable) -> None:
         """
-        Called by :class:`~immp.Openable` whenever a plug's or hook's
-        :attr:`~immp.Openable.open_state` changes, and by
-        :meth:`Plug.connection_changed <immp.Plug.connection_changed>`: which hooks run where,
-        and whether a plug counts as connected, may have changed.
+        Called by :class:`~immp.Openable` whenever the :attr:`~immp.Openable.open_state` of a
+        plug or hook changes, and by :meth:`Plug.connection_changed
+        <immp.Plug.connection_changed>`: which hooks run where, and whether a plug counts as
+        connected, may have changed.
         """
         if isinstance(item, Plug):
             self._pipeline.connection_changed(item, item.disconnect_reason)

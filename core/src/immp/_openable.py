@@ -5,6 +5,7 @@ What plugs and hooks share: a name, a validated config, where they are in their 
 
 from __future__ import annotations
 
+import copy
 import enum
 import logging
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -44,6 +45,9 @@ class Openable:
     def __init__(self, name: str, config: dict[str, Any] | None, host: Host):
         self.name = name
         self.host = host
+        #: The config as given, before defaults: ``immp -w`` writes back what was set, so that
+        #: an option nobody wrote that still holds its default stays out of the file.
+        self.given_config: dict[str, Any] = copy.deepcopy(config) if config else {}
         self.config = self.validate_config(config)
         self.open_state = OpenState.inactive
         #: This object's own key-value area in ``host.store`` (see :class:`~immp.State`).

@@ -476,8 +476,12 @@ class Pipeline:
                 "stuck": worker.stuck if worker is not None else False,
                 "extra": extra,
             }
-        store = getattr(host, "store", None)
-        return {"plugs": plugs, "hooks": hooks, "store": store.stats() if store else None}
+        store = host.store
+        return {
+            "plugs": plugs,
+            "hooks": hooks,
+            "store": store.stats() if store is not None else None,
+        }
 
 
 def _whole(part: SentMessage, source: Message) -> SentMessage:

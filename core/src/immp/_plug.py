@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ._errors import PlugError
 from ._openable import Openable, OpenState
@@ -32,6 +32,9 @@ class Plug(Openable):
     #: A plug provided by a hook rather than configured (e.g. the sync hook's bridge plug); the
     #: runner's ``-w`` never writes it to the config file.
     virtual: bool = False
+    #: A schema for the ``source`` of this plug's channels in the config (always a string), e.g.
+    #: an :class:`~immp.Warn` for a source that is legal but most likely a mistake.
+    source_schema: ClassVar[Any] = None
 
     def __init__(self, name: str, config, host: Host, virtual: bool | None = None):
         if virtual is not None:  # IMMP's way of saying it; here usually a class attribute

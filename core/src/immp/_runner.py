@@ -18,7 +18,7 @@ from importlib import metadata
 import trio
 
 from ._config import build_host, dump_config, load_file, remove_stale_temp_files, write_config
-from ._errors import ConfigError
+from ._errors import ConfigError, ConfigWarning
 from ._host import Host
 from ._store import StoreError
 from .plugins import Plugins
@@ -94,6 +94,10 @@ def _setup_logging(config: dict | None, file: str) -> None:
     log.setLevel(logging.INFO)
 
 
+def _print_warning(warning: ConfigWarning) -> None:
+    print(f"immp: warning: {warning}", file=sys.stderr)
+
+
 def _list_plugins(plugins: Plugins) -> int:
     if not plugins.distributions and not plugins.broken:
         print("No plugin distributions installed.")
@@ -158,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     file = args.config
     try:
         data = load_file(file)
-        host = build_host(data, file=file, plugins=plugins)
+        host = build_host(data, file=file, plugins=plugins, warn=_print_warning)
         for broken in plugins.broken:  # the config does not use it, or building had failed
             print(f"immp: warning: {broken}; its plugs and hooks are unavailable",
                   file=sys.stderr)  # fmt: skip

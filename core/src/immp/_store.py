@@ -303,15 +303,18 @@ class MessageMap:
 class MemoryStore(Store):
     """
     Everything in this process; nothing survives a restart (``store: memory``, and the default
-    of a host built without a config file). Entries past the retention are pruned as it goes.
+    of a host built without a config file). Holds the latest ``max_messages`` message-map
+    entries (default ``cache_size``), and prunes those past the retention as it goes.
     """
 
     scheme = "memory"
 
-    def __init__(self, **options: Any):
+    def __init__(self, *, max_messages: int | None = None, **options: Any):
         super().__init__(**options)
+        self.max_messages = max_messages or self.cache_size
         self._state: dict[tuple[str, str], str] = {}
-        self._entries: dict[tuple[str, str], list] = {}  # (area, key) -> [entry, created, ids]
+        # (area, key) -> [entry, created, ids], oldest first
+        self._entries: OrderedDict[tuple[str, str], list] = OrderedDict()
         self._ids: dict[tuple[str, str, str], str] = {}  # (area, channel, id) -> key
         self._last_prune = time.monotonic()
 
@@ -344,6 +347,8 @@ class MemoryStore(Store):
         row = self._entries.get((area, key))
         if row is None:
             row = self._entries[(area, key)] = [entry, time.time(), []]
+            if len(self._entries) > self.max_messages:
+                self._drop(*next(iter(self._entries)))
         row[0] = entry
         for channel, id in ids:
             self._ids[(area, channel, id)] = key
@@ -357,17 +362,20 @@ class MemoryStore(Store):
         """Drop entries created before ``before`` (epoch seconds); returns how many."""
         old = [slot for slot, row in self._entries.items() if row[1] < before]
         for area, key in old:
-            for channel, id in self._entries.pop((area, key))[2]:
-                if self._ids.get((area, channel, id)) == key:
-                    del self._ids[(area, channel, id)]
+            self._drop(area, key)
         return len(old)
+
+    def _drop(self, area: str, key: str) -> None:
+        for channel, id in self._entries.pop((area, key))[2]:
+            if self._ids.get((area, channel, id)) == key:
+                del self._ids[(area, channel, id)]
 
 
 # -- the store: config key ---------------------------------------------------------------------
 
 
 def _builtin_stores() -> dict[str, type[Store] | str]:
-    return {"memory": MemoryStore}
+    return {"memory": MemoryStore, "sqlite": "immp._store_sqlite.SQLiteStore"}
 
 
 def _options(query: str) -> dict[str, Any]:
@@ -416,7 +424,7 @@ def store_from_config(url: Any, file: str | None = None, plugins: Plugins | None
     if url is None:
         if file is None:
             return MemoryStore()
-        url = "memory"  # until the SQLite store lands
+        url = "sqlite:" + Path(file).with_suffix(".db").name
     if not isinstance(url, str) or not url:
         raise ConfigError("must be a URL such as sqlite:bridge.db, memory or postgresql://...",
                           "store")  # fmt: skip
@@ -436,4 +444,10 @@ def store_from_config(url: Any, file: str | None = None, plugins: Plugins | None
         module, _, name = cls.rpartition(".")
         cls = getattr(importlib.import_module(module), name)
     options = {"namespace": stem, **_options(urlsplit(url).query)}
-    return cls.from_url(url, base, **options)
+    try:
+        return cls.from_url(url, base, **options)
+    except TypeError as exc:
+        if "unexpected keyword argument" not in str(exc):
+            raise
+        option = str(exc).rpartition(" ")[2].strip("'").replace("_", "-")
+        raise ConfigError(f"the {scheme} store has no option {option!r}", "store")

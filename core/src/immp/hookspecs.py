@@ -6,7 +6,7 @@ A distribution that adds plugs or hooks declares an entry point in the group ``i
     [project.entry-points.immp]
     myplugin = "my_package.plugin"
 
-and that module implements one or both of the hooks below with ``@immp.hookimpl``. The names it
+and that module implements any of the hooks below with ``@immp.hookimpl``. The names it
 registers can then be used as ``path`` in a config file (``path: mything``).
 
 pluggy calls them (``manager.hook.register_plugs(register=...)``), so everything pluggy offers
@@ -46,5 +46,16 @@ def register_hooks(register: Register) -> None:
     """
     Called once when plugins are discovered. Call ``register("short-name", HookClass)`` for each
     :class:`~immp.Hook` (or :class:`~immp.ResourceHook`) subclass the distribution provides.
+    Return nothing.
+    """
+
+
+@hookspec
+def register_stores(register: Register) -> None:
+    """
+    Called once when plugins are discovered. Call ``register("scheme", StoreClass)`` for each
+    :class:`~immp.Store` backend the distribution provides: a ``store:`` URL with that scheme
+    (``postgresql://...``) is built with ``StoreClass.from_url(url, base, **options)``. As for
+    plugs, the class may be given by its dotted path. ``sqlite`` and ``memory`` are built in.
     Return nothing.
     """

@@ -76,6 +76,8 @@ class Plugins:
         self.plugs: dict[str, type[Plug] | str] = {}
         self.hooks: dict[str, type[Hook] | str] = {}
         self.aliases: dict[str, type | str] = {}
+        #: URL scheme -> store class (or its dotted path), from ``register_stores``.
+        self.stores: dict[str, type | str] = {}
         self.distributions: list[Registered] = []
         #: Entry points that failed to import.
         self.broken: list[Broken] = []
@@ -173,6 +175,8 @@ class Plugins:
 
         self.manager.hook.register_plugs(register=registrar(self.plugs, "plugs"))
         self.manager.hook.register_hooks(register=registrar(self.hooks, "hooks"))
+        self.stores = {}
+        self.manager.hook.register_stores(register=self.stores.__setitem__)
         self.distributions = list(entries.values())
 
     def _owners(self) -> dict[int, tuple[str, str]]:

@@ -5,25 +5,8 @@ chat. Registered as ``path: commands`` (and as IMMP's ``immp.hook.command.Comman
 Any hook declares commands with ``@immp.command(...)`` (see :mod:`immp._commands`); this hook
 finds them with :func:`immp.commands_of` on every open hook, and dispatches.
 
-Config:
-    prefix (list of str, default ``["!"]``):
-        What a command starts with, matched case-insensitively (``["!", "immp "]``). A single
-        string is taken as a list of one.
-    mapping (mapping, default empty):
-        Label -> ``groups`` (list of group names; empty means every channel), ``hooks`` (list
-        of hook names: all their commands), ``sets`` (list of set names: some of their
-        commands). A command is available in a channel if any entry whose groups contain the
-        channel offers it. With no mapping at all, every command of every open hook is
-        available everywhere. ``help`` is always available.
-    sets (mapping, default empty):
-        Set name -> hook name -> list of command names, for ``mapping.*.sets``.
-    return-errors (bool, default false):
-        When a command fails, answer with the error in one line; otherwise only log it.
-    admins (mapping, default empty):
-        Plug name -> list of user IDs allowed to run admin-only commands. IDs, not names: use
-        an ID that another person cannot take (for IRC, see the IRC plug's README).
-    max-length (int, default 4000):
-        Longest command line accepted, in characters; longer ones are refused unparsed.
+Config: the keys of ``SCHEMA`` below, each with its ``doc``; the README's table is generated
+from it (``hatch run docs``).
 
 Commands (``!`` stands for the prefix):
     ``!help [name]``
@@ -63,7 +46,11 @@ MAX_NAME = 64
 
 
 def _prefixes(value: str | list[str]) -> list[str]:
-    items = [value] if isinstance(value, str) else list(value)
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+        raise TypeError("not a string or a list of strings")
+    if not items:
+        raise ValueError("at least one prefix is needed")
     for item in items:
         if not item.strip():
             raise ValueError("a prefix cannot be empty")
@@ -71,16 +58,30 @@ def _prefixes(value: str | list[str]) -> list[str]:
 
 
 SCHEMA = immp.Schema({
-    immp.Optional("prefix", ["!"]): immp.Check(_prefixes, "a prefix or a list of prefixes"),
-    immp.Optional("mapping", {}): {str: {
-        immp.Optional("groups", []): [immp.Ref("group")],
-        immp.Optional("hooks", []): [immp.Ref("hook")],
-        immp.Optional("sets", []): [str],
+    immp.Optional("prefix", ["!"], doc="what commands start with, matched case-insensitively "
+                                       "(`[\"!\", \"immp \"]`); one string is a list of one"):
+        immp.Check(_prefixes, "a prefix or a list of prefixes"),
+    immp.Optional("mapping", {}, doc="which commands are offered where, by label; with no "
+                                     "mapping, every command of every open hook is offered "
+                                     "everywhere (`help` always is). A command is offered in a "
+                                     "channel if an entry whose groups hold the channel offers "
+                                     "it"): {str: {
+        immp.Optional("groups", [], doc="where this entry applies (empty: every channel)"):
+            [immp.Ref("group")],
+        immp.Optional("hooks", [], doc="hooks all of whose commands are offered"):
+            [immp.Ref("hook")],
+        immp.Optional("sets", [], doc="sets (below) of commands offered"): [str],
     }},
-    immp.Optional("sets", {}): {str: {immp.Ref("hook"): [str]}},
-    immp.Optional("return-errors", False): bool,
-    immp.Optional("admins", {}): {immp.Ref("plug"): [immp.Any_(str, int, describe="a user ID")]},
-    immp.Optional("max-length", 4000): immp.Positive(int),
+    immp.Optional("sets", {}, doc="set name -> hook name -> list of command names, for "
+                                  "`mapping.NAME.sets`"): {str: {immp.Ref("hook"): [str]}},
+    immp.Optional("return-errors", False, doc="answer a failing command with its error in one "
+                                              "line (otherwise it is only logged)"): bool,
+    immp.Optional("admins", {}, doc="plug name -> list of user IDs allowed to run admin-only "
+                                    "commands. IDs, not names: use an ID that another person "
+                                    "cannot take (for IRC, see the IRC plug's README)"):
+        {immp.Ref("plug"): [immp.Any_(str, int, describe="a user ID")]},
+    immp.Optional("max-length", 4000, doc="longest command line accepted, in characters; longer "
+                                          "ones are refused unparsed"): immp.Positive(int),
 })  # fmt: skip
 
 _GROUP_TITLES = (
@@ -109,6 +110,13 @@ class CommandHook(HostCommands, immp.Hook):
                     raise immp.ConfigError(
                         f"no set named {set_name!r} (under sets)", f"mapping.{label}.sets[{index}]"
                     )
+
+    def on_load(self) -> None:
+        self.remember_config()
+
+    async def on_ready(self) -> None:
+        # What admins changed from chat before a restart (see immp_commands.manage).
+        await self.reapply()
 
     # -- which messages are commands ------------------------------------------------------------
 

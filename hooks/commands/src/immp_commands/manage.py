@@ -5,6 +5,13 @@ Each change takes effect at once and then calls ``host.config_changed(...)``, wh
 synchronously (under ``immp -w`` the runner writes the config file there), so the file already
 holds the change when the command answers. A later start from that file gives the same state:
 a disabled plug or hook is written ``enabled: false``, an added channel under ``channels``.
+
+Without ``-w`` the file keeps what it said, so the hook also keeps each change in its state in
+the store (``switched``: name -> [enabled in the config, enabled now]; ``channels``: name ->
+[plug, source] added, or null removed) and applies it again once everything is open after a
+restart, as long as the config still says what it said when the change was made: an item or
+channel the config file changed since (edited by hand, or written by ``-w``) follows the file,
+and its record is dropped.
 """
 
 from __future__ import annotations
@@ -22,8 +29,59 @@ class HostCommands:
     host: immp.Host
     name: str
 
+    state: immp.State
+
     async def reply(self, sent: immp.SentMessage, text: str) -> None:
         raise NotImplementedError
+
+    # -- changes kept across restarts ----------------------------------------------------------
+
+    def remember_config(self) -> None:
+        """Note what the config says before anything changes it (call from on_load)."""
+        self._configured = {
+            "items": {n: i.enabled for n, i in {**self.host.plugs, **self.host.hooks}.items()},
+            "channels": {n: [c.plug.name, c.source] for n, c in self.host.channels.items()},
+        }
+
+    async def _switched(self, item, enabled: bool) -> None:
+        switched = await self.state.get("switched", {})
+        configured = getattr(self, "_configured", {}).get("items", {}).get(item.name, True)
+        was = switched.get(item.name, [configured])[0]
+        switched[item.name] = [was, enabled]
+        await self.state.set("switched", switched)
+
+    async def _channel_changed(self, name: str, where: list | None) -> None:
+        channels = await self.state.get("channels", {})
+        channels[name] = where
+        await self.state.set("channels", channels)
+
+    async def reapply(self) -> None:
+        """Apply the changes kept in the state that the config has not overridden since."""
+        configured = getattr(self, "_configured", {"items": {}, "channels": {}})
+        switched = await self.state.get("switched", {})
+        for name, (was, enabled) in list(switched.items()):
+            item = self._item(name)
+            if item is None or configured["items"].get(name) != was:
+                del switched[name]  # gone, or the config changed it since: the config wins
+            elif was != enabled:
+                if enabled:
+                    await self.host.start(name)
+                else:
+                    await self.host.stop(name, disable=True)
+        await self.state.set("switched", switched)
+        channels = await self.state.get("channels", {})
+        for name, where in list(channels.items()):
+            known = configured["channels"].get(name)
+            if where is None and known is not None and name in self.host.channels:
+                if self._channel_user(name) is None:
+                    await self.host.remove(name)
+            elif where is not None and known is None and self.host.section_of(name) is None:
+                plug = self.host.plugs.get(where[0])
+                if plug is not None:
+                    self.host.add_channel(name, immp.Channel(plug, where[1]))
+            else:
+                del channels[name]
+        await self.state.set("channels", channels)
 
     # -- looking -------------------------------------------------------------------------------
 
@@ -74,6 +132,7 @@ class HostCommands:
             return
         opened = await self.host.start(name)
         self.host.config_changed(item)
+        await self._switched(item, True)
         if opened:
             await self.reply(msg, f"Enabled {_kind(item)} {name}: {item.open_state.value}.")
         else:
@@ -91,6 +150,7 @@ class HostCommands:
             return
         await self.host.stop(name, disable=True)
         self.host.config_changed(item)
+        await self._switched(item, False)
         await self.reply(msg, f"Disabled {_kind(item)} {name}.")
 
     @immp.command("restart", role=_ADMIN)
@@ -121,6 +181,7 @@ class HostCommands:
             return
         self.host.add_channel(name, immp.Channel(target, source))
         self.host.config_changed(self.host)
+        await self._channel_changed(name, [plug, source])
         await self.reply(msg, f"Added channel {name}: {plug} {source}.")
 
     @immp.command("channel-remove", role=_ADMIN)
@@ -135,6 +196,7 @@ class HostCommands:
             return
         await self.host.remove(name)
         self.host.config_changed(self.host)
+        await self._channel_changed(name, None)
         await self.reply(msg, f"Removed channel {name}.")
 
     def _channel_user(self, name: str) -> str | None:

@@ -21,7 +21,7 @@ import trio
 
 import immp
 
-from ._copies import Copies, CopyMap, MemoryCopyMap
+from ._copies import Copies, CopyMap, StoreCopyMap
 from ._fanout import Target
 from ._names import NameStyle, compile_template
 
@@ -56,26 +56,44 @@ _TEMPLATE = immp.Nullable(immp.Check(_template, "a Jinja2 template"))
 
 #: What ``plugs`` may override for copies sent to one plug; a key left out keeps the hook's.
 PLUG_OPTIONS = {
-    immp.Optional("joins", omit=True): bool,
-    immp.Optional("renames", omit=True): bool,
-    immp.Optional("reset-author", omit=True): bool,
-    immp.Optional("name-format", omit=True): _TEMPLATE,
-    immp.Optional("strip-name-emoji", omit=True): bool,
+    immp.Optional("joins", omit=True, doc="overrides `joins`"): bool,
+    immp.Optional("renames", omit=True, doc="overrides `renames`"): bool,
+    immp.Optional("reset-author", omit=True, doc="overrides `reset-author`"): bool,
+    immp.Optional("name-format", omit=True, doc="overrides `name-format`"): _TEMPLATE,
+    immp.Optional("strip-name-emoji", omit=True, doc="overrides `strip-name-emoji`"): bool,
 }
 
 #: Config keys common to both hooks (the name options, and the limits of the machinery).
 COMMON_SCHEMA = {
-    immp.Optional("joins", True): bool,
-    immp.Optional("renames", True): bool,
-    immp.Optional("edits", True): bool,
-    immp.Optional("reset-author", False): bool,
-    immp.Optional("name-format", None): _TEMPLATE,
-    immp.Optional("strip-name-emoji", False): bool,
-    immp.Optional("plugs", {}): immp.Nullable({str: PLUG_OPTIONS}),
-    immp.Optional("history", 10_000): immp.Positive(int),
-    immp.Optional("queue-size", 1000): immp.Positive(int),
-    immp.Optional("send-timeout", 30.0): immp.Nullable(immp.Number),
-}
+    immp.Optional("joins", True, doc="copy join and part messages"): bool,
+    immp.Optional("renames", True, doc="copy channel title changes"): bool,
+    immp.Optional("edits", True, doc="copy edits and deletions: an edit is applied to the "
+                                     "copies where the target plug can edit (elsewhere it is "
+                                     "sent as a new message marked edited), a deletion deletes "
+                                     "the copies where the target plug can delete"): bool,
+    immp.Optional("reset-author", False, doc="replace each copy's author by a plain user with "
+                                             "only the (rendered) name"): bool,
+    immp.Optional("name-format", None, doc="Jinja2 template for the author's name on copies "
+                                           "(see below); `null` keeps the name"): _TEMPLATE,
+    immp.Optional("strip-name-emoji", False, doc="remove emoji from author names on copies"):
+        bool,
+    immp.Optional("plugs", {}, doc="overrides for copies sent *to* the channels of one plug, by "
+                                   "plug name; a key left out keeps the hook's"):
+        immp.Nullable({str: PLUG_OPTIONS}),
+    immp.Optional("history", 10_000, doc="how many synced messages are held in memory with "
+                                         "their copies, for edits, deletions and replies; "
+                                         "older ones (and those bridged before a restart) are "
+                                         "read back from the store (`host.store`, kept for its "
+                                         "retention); a message found in neither is new"):
+        immp.Positive(int),
+    immp.Optional("queue-size", 1000, doc="copies waiting per target channel; a target whose "
+                                          "queue stays full for a second is taken to be stuck, "
+                                          "and copies for it are dropped (counted in the log) "
+                                          "until it catches up"): immp.Positive(int),
+    immp.Optional("send-timeout", 30.0, doc="seconds before one send to a target is given up "
+                                            "(logged with the target's name); `null` for none"):
+        immp.Nullable(immp.Positive()),
+}  # fmt: skip
 
 
 class Options:
@@ -121,8 +139,9 @@ class BridgeHook(immp.Hook):
 
     def __init__(self, name, config, host, priority=None):
         super().__init__(name, config, host, priority)
-        #: The message -> copies map; replace it (before open) to keep it elsewhere.
-        self.copies: CopyMap = MemoryCopyMap(self.config["history"])
+        #: The message -> copies map (the latest ``history`` in memory, all of them in
+        #: ``host.store``); replace it (before open) to keep it elsewhere.
+        self.copies: CopyMap = StoreCopyMap(self.config["history"], self)
         # Also fails early (with the key) on a template that does not compile.
         self._options: dict[str, Options] = {"": Options(self.config, "")}
         self._targets: dict[immp.Channel, Target] = {}
@@ -216,10 +235,13 @@ class BridgeHook(immp.Hook):
         if sent.deleted or sent.edited:
             if not self.config["edits"]:
                 return
+            if copies is None:  # bridged before a restart, or longer ago than memory holds?
+                copies = await self.copies.recall(channel, sent.id)
             if sent.deleted:
                 if copies is None or copies.deleted:
                     return  # nothing was copied, or our own deletion of a copy came back
                 copies.deleted = True
+                self.copies.changed(copies)
             elif copies is not None and not copies.is_origin(channel, sent.id):
                 return  # our own edit of a copy came back
         elif copies is not None or self._copied_elsewhere(channel, sent.id):
@@ -228,6 +250,12 @@ class BridgeHook(immp.Hook):
             # New, or an edit of a message the map forgot: from here on it is new.
             copies = Copies(channel, sent.id)
             self.copies.add(copies)
+        reply = sent.reply_to
+        if (
+            isinstance(reply, immp.SentMessage)
+            and self.copies.find(reply.channel, reply.id) is None
+        ):
+            await self.copies.recall(reply.channel, reply.id)  # then _reply_on finds it in memory
         if sent.title is not None:
             self._titles[channel] = sent.title
         # The title as of this message (a rename queued after it must not change its name).

@@ -1,6 +1,13 @@
 """
 Which messages are copies of which: a message received in a bridged channel and every copy the
 hook made of it, looked up by any of them, so that edits, deletions and replies reach the copies.
+
+The hooks use a :class:`StoreCopyMap`: the latest ``history`` entries in memory (the hot path
+never waits) in front of ``host.store.messages``, which keeps every entry for the store's
+retention, across restarts. An entry is stored as
+``{"origin": [channel, id], "ids": {channel: [id, ...]}, "deleted": bool}`` with channels as
+:func:`immp.channel_key` strings (plug config name and network channel ID), under the hook's
+config name.
 """
 
 from __future__ import annotations
@@ -55,6 +62,16 @@ class CopyMap:
         """Record the IDs of the copy on ``channel``."""
         raise NotImplementedError
 
+    def changed(self, copies: Copies) -> None:
+        """Record that an entry's flags changed (``deleted``)."""
+
+    async def recall(self, channel: immp.Channel, id: str) -> Copies | None:
+        """
+        Like :meth:`find`, and also where the map keeps what it no longer holds in memory (a
+        message bridged before a restart), waiting for it if need be. ``None`` if unknown.
+        """
+        return self.find(channel, id)
+
 
 class MemoryCopyMap(CopyMap):
     """
@@ -90,6 +107,17 @@ class MemoryCopyMap(CopyMap):
         for id in ids:
             index[id] = copies
 
+    def keep(self, copies: Copies) -> None:
+        """Hold an entry that is known elsewhere (read back from a store), indexed by every ID."""
+        copies.forgotten = False
+        for channel, ids in copies.ids.items():
+            index = self._index.setdefault(channel, {})
+            for id in ids:
+                index[id] = copies
+        self._entries.append(copies)
+        while len(self._entries) > self.size:
+            self._forget(self._entries.popleft())
+
     def _forget(self, copies: Copies) -> None:
         copies.forgotten = True
         for channel, ids in copies.ids.items():
@@ -101,3 +129,77 @@ class MemoryCopyMap(CopyMap):
                     del index[id]
             if not index:
                 del self._index[channel]
+
+
+class StoreCopyMap(MemoryCopyMap):
+    """
+    The latest ``size`` entries in memory, in front of ``host.store.messages`` (under the hook's
+    name): every new entry and copy is queued for the store, and :meth:`recall` looks there for
+    what memory no longer holds. Entries whose origin plug is no longer configured cannot be
+    read back (their channels are named by plug config names); copies on channels of such plugs
+    are left out.
+    """
+
+    def __init__(self, size: int, hook: immp.Hook):
+        super().__init__(size)
+        self._hook = hook
+
+    def add(self, copies: Copies) -> None:
+        super().add(copies)
+        self._save(copies, [copies.origin])
+
+    def add_copy(self, copies: Copies, channel: immp.Channel, ids: tuple[str, ...]) -> None:
+        super().add_copy(copies, channel, ids)
+        self._save(copies, [(channel, id) for id in ids])
+
+    def changed(self, copies: Copies) -> None:
+        self._save(copies, [])
+
+    async def recall(self, channel: immp.Channel, id: str) -> Copies | None:
+        copies = self.find(channel, id)
+        if copies is not None:
+            return copies
+        hook = self._hook
+        entry = await hook.host.store.messages.find(hook.name, immp.channel_key(channel), id)
+        copies = self.find(channel, id)  # added while we waited
+        if copies is not None or entry is None:
+            return copies
+        copies = self._revive(entry)
+        if copies is not None:
+            self.keep(copies)
+        return copies
+
+    def _save(self, copies: Copies, ids: list[tuple[immp.Channel, str]]) -> None:
+        key = immp.channel_key
+        channel, id = copies.origin
+        entry = {
+            "origin": [key(channel), id],
+            "ids": {key(c): list(i) for c, i in copies.ids.items()},
+            "deleted": copies.deleted,
+        }
+        self._hook.host.store.messages.put(
+            self._hook.name, f"{entry['origin'][0]}\x1f{id}", entry, [(key(c), i) for c, i in ids]
+        )
+
+    def _revive(self, entry: dict) -> Copies | None:
+        plugs = self._hook.host.plugs
+
+        def channel_of(key: str) -> immp.Channel | None:
+            name, _, source = key.partition("\x1f")
+            plug = plugs.get(name)
+            return immp.Channel(plug, source) if plug is not None else None
+
+        try:
+            origin_key, origin_id = entry["origin"]
+            origin = channel_of(origin_key)
+            if origin is None:
+                return None
+            copies = Copies(origin, origin_id)
+            for key, ids in entry["ids"].items():
+                channel = channel_of(key)
+                if channel is not None:
+                    copies.ids[channel] = tuple(ids)
+            copies.deleted = bool(entry.get("deleted"))
+        except (KeyError, TypeError, ValueError):
+            return None  # not an entry this map wrote
+        return copies

@@ -7,9 +7,13 @@ import immp
 from ._bridge import COMMON_SCHEMA, BridgeHook, Route
 
 SCHEMA = immp.Schema({
-    immp.Optional("channels", {}): {immp.Ref("channel"): [immp.Ref("channel")]},
-    immp.Optional("groups", {}): {immp.Ref("group"): [immp.Ref("channel")]},
-    immp.Optional("users", None): immp.Nullable([str]),
+    immp.Optional("channels", {}, doc="source channel name -> list of target channel names"):
+        {immp.Ref("channel"): [immp.Ref("channel")]},
+    immp.Optional("groups", {}, doc="group name -> list of target channel names (messages from "
+                                    "any channel of the group)"):
+        {immp.Ref("group"): [immp.Ref("channel")]},
+    immp.Optional("users", None, doc="only forward messages from users with these IDs; `null` "
+                                     "for everyone"): immp.Nullable([str]),
     **COMMON_SCHEMA,
 })  # fmt: skip
 

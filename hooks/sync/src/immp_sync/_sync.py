@@ -4,19 +4,44 @@ from __future__ import annotations
 
 import immp
 
-from ._bridge import COMMON_SCHEMA, BridgeHook, Route
+from ._bridge import COMMON_SCHEMA, BridgeHook, Route, SyncedMessage
 from ._plug import SyncPlug
 
 SCHEMA = immp.Schema({
-    immp.Optional("channels", {}): {str: [immp.Ref("channel")]},
-    immp.Optional("plug", None): immp.Nullable(str),
-    immp.Optional("titles", {}): {str: str},
+    immp.Optional("channels", {}, doc="bridge label -> list of channel names"):
+        {str: [immp.Ref("channel")]},
+    immp.Optional("plug", None, doc="name of a virtual plug to register: one channel per bridge "
+                                    "label (source = the label), where other hooks see every "
+                                    "message of the bridge and can send, edit and delete into "
+                                    "all of it"): immp.Nullable(str),
+    immp.Optional("titles", {}, doc="bridge label -> title of its channel on the virtual plug "
+                                    "(default: the label)"): {str: str},
+    immp.Optional("notify-unreachable", True, doc="while a network of a bridge is unreachable "
+                  "(its plug reports its link down, e.g. an IRC server restarting), tell the "
+                  "other channels once: \"network X is unreachable; messages to it are held\", "
+                  "and once when it is back"): bool,
     **COMMON_SCHEMA,
 })  # fmt: skip
 
 
 def _bridged(hook: SyncHook, msg: immp.SentMessage) -> bool:
     return hook.label_of(msg.channel) is not None
+
+
+def _is_open(plug: immp.Plug) -> bool:
+    # The lifetime state is ``open_state`` where ``state`` is the store area (Store API).
+    state = plug.open_state if hasattr(type(plug), "open_state") else plug.state
+    return state is immp.OpenState.active
+
+
+class _Reachability:
+    """The host's observer for a sync hook with ``notify-unreachable``: links down and up."""
+
+    def __init__(self, hook: SyncHook):
+        self.hook = hook
+
+    def plug_connection_changed(self, plug: immp.Plug, connected: bool, reason) -> None:
+        self.hook.reachability_changed(plug, connected)
 
 
 class SyncHook(BridgeHook):
@@ -33,6 +58,9 @@ class SyncHook(BridgeHook):
         self._bridges: dict[str, list[immp.Channel]] = {}
         self._routes: dict[immp.Channel, Route] = {}
         self._virtual_routes: dict[immp.Channel, Route] = {}
+        # Plugs the bridges were told are unreachable (by name), and the observer that tells.
+        self._unreachable: set[str] = set()
+        self._reachability = _Reachability(self)
 
     def on_load(self) -> None:
         if self.config["plug"] and self.plug is None:
@@ -41,10 +69,17 @@ class SyncHook(BridgeHook):
 
     async def open(self) -> None:
         self._rebuild()
+        if self.config["notify-unreachable"]:
+            self.host.add_observer(self._reachability)
+            for plug in list(self.host.plugs.values()):  # went down before we were open
+                if not plug.connected:
+                    self.reachability_changed(plug, False)
         if self.plug is not None:
             await self.host.start(self.plug.name)  # the bridge plug lives while the hook does
 
     async def close(self) -> None:
+        self.host.remove_observer(self._reachability)
+        self._unreachable.clear()
         await super().close()
         if self.plug is not None:
             await self.host.stop(self.plug.name)
@@ -93,6 +128,38 @@ class SyncHook(BridgeHook):
         used = {t.channel for route in self._routes.values() for t in route.targets}
         used.update(t.channel for route in self._virtual_routes.values() for t in route.targets)
         self._retire_targets(used)
+
+    def reachability_changed(self, plug: immp.Plug, connected: bool) -> None:
+        """
+        A plug's link went down or up: tell the other channels of each bridge it is in, once
+        per outage ("network X is unreachable; messages to it are held", then "network X is
+        back"). A plug that closes is not unreachable; the notices are copies, never synced.
+        """
+        if connected:
+            if plug.name not in self._unreachable:
+                return
+            self._unreachable.discard(plug.name)
+            text = f"network {plug.name} is back"
+        else:
+            if plug.name in self._unreachable or not _is_open(plug):
+                return
+            self._unreachable.add(plug.name)
+            text = f"network {plug.name} is unreachable; messages to it are held"
+        self.nursery.start_soon(self._announce, plug, text)
+
+    async def _announce(self, plug: immp.Plug, text: str) -> None:
+        told: set[immp.Channel] = set()
+        for channels in self._bridges.values():
+            if not any(channel.plug is plug for channel in channels):
+                continue
+            for channel in channels:
+                if channel.plug is plug or channel in told or not channel.plug.connected:
+                    continue
+                told.add(channel)
+                try:
+                    await channel.send(SyncedMessage(text))
+                except Exception as exc:
+                    self.log.warning("Could not tell %r that %s: %s", channel, text, exc)
 
     async def route(self, channel: immp.Channel) -> Route | None:
         return self._routes.get(channel)

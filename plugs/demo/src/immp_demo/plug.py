@@ -1,34 +1,18 @@
 """
 Demo plug: a chat network that lives inside the process.
 
-Config:
-    interval (float or null, default 10):
-        Seconds between timer messages; ``null`` turns the timer off.
-    text (str, default "Test"):
-        What the timer posts.
-    user (str, default the plug's name):
-        Name of the demo user that posts timer messages.
-    channel (str, default "dummy"):
-        Source of the channel the timer (and the console) posts into.
-    echo (bool, default true):
-        Echo whatever is sent to the plug back into its channel with a fresh ID, as a network
-        does, so that the host's echo recognition is exercised.
-    console (bool, default false):
-        Read lines from standard input as messages from ``console-user`` in ``channel``, and
-        print every message sent to the plug on standard output.
-    show (bool, default false):
-        Print every message sent to this plug on standard output, prefixed with the plug's
-        name, to watch a plug that has no console.
-    console-user (str, default "you"):
-        Name of the local user typing at the console.
-    history (int, default 1000):
-        How many messages the plug remembers, for edits, deletes and the ``puts`` log.
+Config: the keys of ``SCHEMA`` below, each with its ``doc``; the README's table is generated
+from it (``hatch run docs``).
 
 Console commands:
     ``/me TEXT`` sends an action; ``/edit ID TEXT`` edits one of your messages (the console's
     messages are numbered from 1 in the order typed); ``/delete ID`` deletes one; ``/join`` and
     ``/part`` announce the console user joining or leaving. End of input (Ctrl-D) closes the
     console; the host keeps running.
+
+State kept in the store (``self.state``), so that a restarted demo network behaves like a real
+one: message numbers go on where they stopped (``next-id``, reserved in blocks), and the
+console's numbers of your messages (``console``) still work for ``/edit`` and ``/delete``.
 
 For tests, :meth:`DemoPlug.receive`, :meth:`DemoPlug.edit_message`,
 :meth:`DemoPlug.delete_message` and :meth:`DemoPlug.join_part` inject network events, and
@@ -49,16 +33,30 @@ import immp
 from .console import render
 
 SCHEMA = immp.Schema({
-    immp.Optional("interval", 10.0): immp.Nullable(immp.Positive()),
-    immp.Optional("text", "Test"): str,
-    immp.Optional("user", None): immp.Nullable(str),
-    immp.Optional("channel", "dummy"): immp.Any_(str, int, describe="a string"),
-    immp.Optional("echo", True): bool,
-    immp.Optional("console", False): bool,
-    immp.Optional("show", False): bool,
-    immp.Optional("console-user", "you"): str,
-    immp.Optional("history", 1000): immp.Positive(int),
+    immp.Optional("interval", 10.0, doc="seconds between timer messages; `null` turns the timer "
+                                        "off"): immp.Nullable(immp.Positive()),
+    immp.Optional("text", "Test", doc="what the timer posts"): str,
+    immp.Optional("user", None, doc="name of the demo user posting timer messages",
+                  doc_default="the plug's name"): immp.Nullable(str),
+    immp.Optional("channel", "dummy", doc="source of the channel the timer and the console post "
+                                          "into"): immp.Any_(str, int, describe="a string"),
+    immp.Optional("echo", True, doc="echo what is sent to the plug back into its channel, with a "
+                                    "fresh ID, as a network does (so the host's echo "
+                                    "recognition is exercised)"): bool,
+    immp.Optional("console", False, doc="read standard input as messages from `console-user` in "
+                                        "`channel`, and print every message sent to the plug on "
+                                        "standard output"): bool,
+    immp.Optional("show", False, doc="print every message sent to this plug, prefixed `[name]` "
+                                     "(to watch a plug without a console)"): bool,
+    immp.Optional("console-user", "you", doc="name of the person at the console"): str,
+    immp.Optional("history", 1000, doc="messages remembered, for edits, deletes and the `puts` "
+                                       "log"): immp.Positive(int),
 })  # fmt: skip
+
+#: Message numbers reserved in the store at a time: a restart goes on after the last block, so
+#: a number is never given twice. (The reservation is queued before any message numbered from
+#: it, so a store that kept a message's copies kept its block too.)
+ID_BLOCK = 1000
 
 
 class DemoPlug(immp.Plug):
@@ -72,6 +70,7 @@ class DemoPlug(immp.Plug):
     def __init__(self, name, config, host):
         super().__init__(name, config, host)
         self._ids = itertools.count(1)
+        self._id_limit: int | None = None  # end of the reserved block, once open
         self.bot = immp.User(
             id=self.config["user"] or name, plug=self, username=self.config["user"] or name
         )
@@ -90,6 +89,9 @@ class DemoPlug(immp.Plug):
         # Set on each put; made only while wait_puts() waits (a put needs no new Event).
         self._put_event: trio.Event | None = None
         self._console_ids: list[str] = []
+        # What the console typed, for /edit and /delete after a restart: [id, source, action]
+        # ([id, None, None] once deleted).
+        self._console_log: list[list] = []
         #: Echoes the network skipped because the host was behind (see open()).
         self.skipped_echoes = 0
         self._on_wire = 0  # echoes on the wire, not yet handed to the host
@@ -103,12 +105,22 @@ class DemoPlug(immp.Plug):
         return self._default_channel
 
     def _next_id(self) -> str:
-        return str(next(self._ids))
+        number = next(self._ids)
+        if self._id_limit is not None and number >= self._id_limit:
+            self._id_limit = number + ID_BLOCK
+            self.host.store.set(self.name, "next-id", self._id_limit)
+        return str(number)
 
     def _remember(self, sent: immp.SentMessage) -> None:
         self._messages[sent.id] = sent
 
     async def open(self):
+        first = await self.state.get("next-id", 1)
+        self._ids = itertools.count(first)
+        self._id_limit = first + ID_BLOCK
+        await self.state.set("next-id", self._id_limit)
+        self._console_log = await self.state.get("console", [])
+        self._console_ids = [id for id, _, _ in self._console_log]
         if self.config["echo"]:
             # Echoes come back without put() ever waiting for the host. (Waiting there for room
             # in the host's inbox would make put() wait for the host's pump while the pump waits
@@ -150,7 +162,7 @@ class DemoPlug(immp.Plug):
 
     async def edit_message(self, id: str, text) -> immp.SentMessage:
         """Report that message ``id`` was edited to ``text``."""
-        old = self._messages[str(id)]
+        old = self._known(str(id))
         sent = immp.SentMessage(
             old.id,
             old.channel,
@@ -166,12 +178,28 @@ class DemoPlug(immp.Plug):
 
     async def delete_message(self, id: str) -> immp.SentMessage:
         """Report that message ``id`` was deleted."""
-        old = self._messages.pop(str(id))
+        old = self._known(str(id))
+        self._messages.pop(old.id, None)
+        for entry in self._console_log:
+            if entry[0] == old.id:
+                entry[1:] = [None, None]
+                await self.state.set("console", self._console_log)
         sent = immp.SentMessage(
             old.id, old.channel, revision=old.revision + 1, deleted=True, user=old.user
         )
         await self.queue(sent)
         return sent
+
+    def _known(self, id: str) -> immp.SentMessage:
+        """A message of this network by ID: remembered, or typed at the console before a restart."""
+        if id in self._messages:
+            return self._messages[id]
+        for known, source, action in self._console_log:
+            if known == id and source is not None:  # (None: deleted)
+                return immp.SentMessage(
+                    id, immp.Channel(self, source), user=self.console_user, action=action
+                )
+        raise KeyError(id)
 
     async def join_part(
         self, user: immp.User, *, joined: bool = True, channel: immp.Channel | None = None
@@ -342,6 +370,9 @@ class DemoPlug(immp.Plug):
             _print(f"(no message {rest.split(' ')[0]!r} of yours to change)")
             return
         self._console_ids.append(sent.id)
+        self._console_log.append([sent.id, sent.channel.source, sent.action])
+        del self._console_log[: -self.config["history"]]
+        await self.state.set("console", self._console_log)
 
     def _console_id(self, ident: str) -> str:
         return self._console_ids[int(ident) - 1] if int(ident) > 0 else ""

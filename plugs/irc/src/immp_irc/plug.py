@@ -17,6 +17,9 @@ Config:
         username (str or null, default the nick): User name (the ``user`` in ``nick!user@host``).
     sasl ({username: str, password: str} or null, default null):
         Log in to services with SASL PLAIN where the server offers it.
+    sasl-required (bool, default true): With ``sasl`` set, a failed SASL login (a wrong
+        password, or a server that offers no SASL PLAIN) stops the plug with a one-line error;
+        false: go on without the account after a warning.
     perform (str list, default []): Raw lines sent after each registration (e.g. a NickServ
         identify on servers without SASL); line breaks are removed.
     quit (str, default "Disconnecting"): Quit message.
@@ -31,8 +34,11 @@ Config:
     channel-keys ({str: str}, default {}): Keys of channels that need one, by channel name.
     ping-interval (float, default 60): Seconds of silence before the bot checks the server.
     ping-timeout (float, default 30): Seconds to wait for that check before reconnecting.
+    connect-timeout (float, default 30): Seconds to connect (TCP and TLS), and again to
+        register, before trying again.
     reconnect-delay (float, default 2): First delay before reconnecting; doubles up to
-        ``reconnect-max`` (randomised by up to half, so many bots do not return at once).
+        ``reconnect-max`` (randomised by up to half, so many bots do not return at once);
+        while the server cannot be reached at all (refused), at most 5 seconds.
     reconnect-max (float, default 300): Longest delay between reconnection attempts.
     rejoin-delay (float, default 5): Seconds before rejoining a channel after a kick.
     nick-retry (float, default 30): While registered under an alternative nick, seconds between
@@ -51,7 +57,7 @@ account-notify), otherwise ``nick!user@host``; ``nick!*@*`` when the user and ho
 yet. Never a bare nick, so a nick change cannot take over someone's permissions.
 
 Logging: at DEBUG every raw line read (``<< ...``) and written (``>> ...``), one record per
-line, with passwords cut out (``PASS ***``; see :func:`immp_irc.connection.redact`).
+line, with passwords cut out (``PASS ***``; see :func:`immp_irc.redact.redact`).
 """
 
 from __future__ import annotations
@@ -67,9 +73,10 @@ import trio
 
 import immp
 
-from .connection import Connection, Outgoing, QueueFull, Settings
+from .connection import Connection, Settings
 from .formatting import CTCP, coloured, from_irc, scrub
 from .lines import guess_mask, split_line, text_budget
+from .outgoing import Outgoing, QueueFull
 
 VERSION = "IMMP IRC plug (immp-plug-irc)"
 # Emulated echoes (servers without echo-message) waiting for the host; when full, an echo is
@@ -78,40 +85,87 @@ ECHO_BUFFER = 1024
 # Longest author name shown, so that a name leaves room for text in a 512-byte line.
 NAME_LIMIT = 64
 
+# Seconds: from 0 (none) to a day, which no sane delay or timeout exceeds.
+SECONDS = immp.Range(immp.Number, 0, 86400)
+
 SCHEMA = immp.Schema({
     "server": {
-        "host": str,
-        immp.Optional("port", None): immp.Nullable(int),
-        immp.Optional("ssl", False): bool,
-        immp.Optional("verify", True): bool,
-        immp.Optional("ca-file", None): immp.Nullable(str),
-        immp.Optional("password", None): immp.Nullable(str),
+        immp.Required("host", doc="Server host name."): str,
+        immp.Optional("port", None, doc="Server port; null: 6697 with `ssl`, else 6667."):
+            immp.Nullable(immp.Range(int, 1, 65535)),
+        immp.Optional("ssl", False, doc="Connect with TLS."): bool,
+        immp.Optional("verify", True, doc="Verify the server's TLS certificate and host name "
+                      "(turn off only explicitly)."): bool,
+        immp.Optional("ca-file", None, doc="PEM file of CA certificates to trust instead of "
+                      "the system's, for private servers."): immp.Nullable(str),
+        immp.Optional("password", None, doc="Server password (`PASS`)."): immp.Nullable(str),
     },
     "user": {
-        "nick": str,
-        immp.Optional("real-name", None): immp.Nullable(str),
-        immp.Optional("username", None): immp.Nullable(str),
+        immp.Required("nick", doc="Nick name; alternatives within the server's NICKLEN when it "
+                      "is taken, and the nick taken back when its holder leaves."): str,
+        immp.Optional("real-name", None, doc="Real name (\"gecos\"); null: the nick."):
+            immp.Nullable(str),
+        immp.Optional("username", None, doc="User name (the USER in `nick!USER@host`); null: "
+                      "the nick."): immp.Nullable(str),
     },
-    immp.Optional("sasl", None): immp.Nullable({"username": str, "password": str}),
-    immp.Optional("perform", []): [str],
-    immp.Optional("quit", "Disconnecting"): str,
-    immp.Optional("accept-invites", False): bool,
-    immp.Optional("colour-nicks", False): bool,
-    immp.Optional("quote-reply-to", True): bool,
-    immp.Optional("send-delay", 0.5): immp.Number,
-    immp.Optional("send-burst", 5): int,
-    immp.Optional("queue-size", 1000): int,
-    immp.Optional("queue-timeout", 60.0): immp.Number,
-    immp.Optional("channel-keys", {}): {str: str},
-    immp.Optional("ping-interval", 60.0): immp.Number,
-    immp.Optional("ping-timeout", 30.0): immp.Number,
-    immp.Optional("reconnect-delay", 2.0): immp.Number,
-    immp.Optional("reconnect-max", 300.0): immp.Number,
-    immp.Optional("rejoin-delay", 5.0): immp.Number,
-    immp.Optional("nick-retry", 30.0): immp.Number,
-    immp.Optional("puppet", False): bool,
-    immp.Optional("puppet-prefix", ""): str,
+    immp.Optional("sasl", None, doc="`{username, password}`: log in to services with SASL "
+                  "PLAIN."): immp.Nullable({"username": str, "password": str}),
+    immp.Optional("sasl-required", True, doc="With `sasl` set, a failed SASL login (a wrong "
+                  "password, a server without SASL PLAIN) stops the plug with a one-line error; "
+                  "false: go on without the account after a warning."): bool,
+    immp.Optional("perform", [], doc="Raw lines sent after each registration (e.g. a NickServ "
+                  "identify on servers without SASL)."): [str],
+    immp.Optional("quit", "Disconnecting", doc="Quit message."): str,
+    immp.Optional("accept-invites", False, doc="Join channels the bot is invited to."): bool,
+    immp.Optional("colour-nicks", False, doc="Colour relayed authors' names, stably per "
+                  "name."): bool,
+    immp.Optional("quote-reply-to", True, doc="Quote the start of the message a reply "
+                  "answers."): bool,
+    immp.Optional("send-delay", 0.5, doc="Seconds per line after a burst (flood control)."):
+        SECONDS,
+    immp.Optional("send-burst", 5, doc="Lines sent at once before `send-delay` applies."):
+        immp.Range(int, 1, 1000),
+    immp.Optional("queue-size", 1000, doc="Lines that may wait to be sent (e.g. while "
+                  "disconnected)."): immp.Range(int, 1, 1_000_000),
+    immp.Optional("queue-timeout", 60.0, doc="Seconds a send waits for room in a full queue "
+                  "before it fails with an error (never silently)."): SECONDS,
+    immp.Optional("channel-keys", {}, doc="Keys of channels that need one, by channel name."):
+        {str: str},
+    immp.Optional("ping-interval", 60.0, doc="Seconds of silence before the bot checks the "
+                  "server."): SECONDS,
+    immp.Optional("ping-timeout", 30.0, doc="Seconds to wait for that check before "
+                  "reconnecting."): SECONDS,
+    immp.Optional("connect-timeout", 30.0, doc="Seconds to connect (TCP and TLS), and again "
+                  "to register, before trying again."): immp.Range(immp.Number, 0.1, 86400),
+    immp.Optional("reconnect-delay", 2.0, doc="First delay before reconnecting; doubles up to "
+                  "`reconnect-max` (randomised by up to half). While the server cannot be "
+                  "reached at all (refused), at most 5 seconds."): SECONDS,
+    immp.Optional("reconnect-max", 300.0, doc="Longest delay between reconnection attempts."):
+        SECONDS,
+    immp.Optional("rejoin-delay", 5.0, doc="Seconds before rejoining a channel after a kick."):
+        SECONDS,
+    immp.Optional("nick-retry", 30.0, doc="While registered under an alternative nick, seconds "
+                  "between attempts to take `user.nick` back (0: only when its holder is seen "
+                  "to leave; with MONITOR, only after a refusal MONITOR cannot report)."):
+        SECONDS,
+    immp.Optional("puppet", False, doc="Accepted for IMMP configs; puppets are not supported "
+                  "yet (a warning is logged)."): bool,
+    immp.Optional("puppet-prefix", "", doc="Accepted for IMMP configs (see `puppet`)."): str,
 })  # fmt: skip
+
+
+# Channel prefixes assumed where the server's own (ISUPPORT CHANTYPES) is not known yet: at
+# ``--check`` time and before registration. Every common server uses a subset of these.
+KNOWN_CHANTYPES = "#&+!"
+
+
+def _source_warning(source: str) -> str | None:
+    """A channel source without a channel prefix is legal (a private chat) but rarely meant."""
+    if source[:1] in KNOWN_CHANTYPES:
+        return None
+    return (f"{source!r} has no channel prefix ({' '.join(KNOWN_CHANTYPES)}), so it is a "
+            f"private chat with whoever holds the nick {source!r}, who would get every "
+            f"message; for a channel write '#{source}'")  # fmt: skip
 
 
 def _valid_name(name: str) -> bool:
@@ -132,19 +186,12 @@ class IRCPlug(immp.Plug):
     """A connection to one IRC server; see the module docstring for its config."""
 
     schema = SCHEMA
+    source_schema = immp.Warn(str, _source_warning)
     network_name = "IRC"
 
     def __init__(self, name, config, host):
         super().__init__(name, config, host)
         c = self.config
-        for key in ("send-delay", "queue-timeout", "ping-interval", "ping-timeout",
-                    "reconnect-delay", "reconnect-max", "rejoin-delay",
-                    "nick-retry"):  # fmt: skip
-            if c[key] < 0:
-                raise immp.ConfigError("must not be negative", key)
-        for key in ("send-burst", "queue-size"):
-            if c[key] < 1:
-                raise immp.ConfigError("must be at least 1", key)
         server, user = c["server"], c["user"]
         if not _valid_name(user["nick"]):
             raise immp.ConfigError("not a valid nick", "user.nick")
@@ -157,9 +204,11 @@ class IRCPlug(immp.Plug):
             username=scrub(user["username"] or user["nick"]).replace(" ", "") or "immp",
             real_name=user["real-name"] or user["nick"],
             sasl=(sasl["username"], sasl["password"]) if sasl else None,
+            sasl_required=c["sasl-required"],
             send_delay=c["send-delay"], send_burst=c["send-burst"], queue_size=c["queue-size"],
             ping_interval=c["ping-interval"], ping_timeout=c["ping-timeout"],
             reconnect_delay=c["reconnect-delay"], reconnect_max=c["reconnect-max"],
+            connect_timeout=c["connect-timeout"],
             nick_retry=c["nick-retry"],
         ), self, self.log)  # fmt: skip
         # Message IDs are ours: a per-run prefix and a counter (IRC has no IDs without msgid).
@@ -189,6 +238,27 @@ class IRCPlug(immp.Plug):
 
     async def close(self):
         await self.connection.close(self.config["quit"])
+
+    async def on_channel_added(self, channel: immp.Channel) -> None:
+        """A named channel added while running is joined at once (or at the next registration)."""
+        if channel.plug is not self or not self._is_channel_name(channel.source):
+            return
+        if self.connection.ready and not self._state.has_channel(channel.source):
+            self.log.info("Channel %s added; joining", channel.source)
+            self._join(channel.source)
+
+    async def on_channel_removed(self, channel: immp.Channel) -> None:
+        """A named channel removed while running is parted, unless something still uses it."""
+        if channel.plug is not self or not self._is_channel_name(channel.source):
+            return
+        folded = self._fold(channel.source)
+        self._extra_channels.pop(folded, None)
+        if folded in self._configured_channels():
+            return  # another named channel stands for the same IRC channel
+        if self.connection.ready and self._state.has_channel(channel.source):
+            self.log.info("Channel %s removed; leaving", channel.source)
+            part = irctokens.build("PART", [channel.source]).format()
+            self.connection.outgoing.send_priority(part)
 
     async def _echo_worker(self, receive: trio.MemoryReceiveChannel) -> None:
         async with receive:
@@ -253,14 +323,20 @@ class IRCPlug(immp.Plug):
         for line in self.config["perform"]:
             line = scrub(line).strip()
             if line:
-                self.connection.send_priority(line)
+                self.connection.outgoing.send_priority(line)
         for source in self._configured_channels().values():
             self._join(source)
 
     def _join(self, source: str) -> None:
         key = self.config["channel-keys"].get(source)
         params = [source, scrub(key)] if key else [source]
-        self.connection.send_priority(irctokens.build("JOIN", params).format())
+        self.connection.outgoing.send_priority(irctokens.build("JOIN", params).format())
+
+    def on_link(self, connected: bool, reason: str | None) -> None:
+        """The link to the server went down (``reason``) or is registered again."""
+        report = getattr(self, "connection_changed", None)  # the host's, where it has one
+        if report is not None:
+            report(connected, reason)
 
     def on_sent(self, item: Outgoing) -> None:
         if item.meta is None:
@@ -302,7 +378,8 @@ class IRCPlug(immp.Plug):
         elif command == "JOIN" and line.params and line.source:
             if self._state.is_me(line.hostmask.nickname):
                 self.log.info("Joined %s", line.params[0])
-                self.connection.send_priority(irctokens.build("WHO", [line.params[0]]).format())
+                who = irctokens.build("WHO", [line.params[0]]).format()
+                self.connection.outgoing.send_priority(who)
             else:
                 await self._event(line, line.params[0], joined=[self._line_user(line)])
         elif command == "PART" and line.params and line.source:
@@ -402,7 +479,7 @@ class IRCPlug(immp.Plug):
         if not _valid_name(nick) or len(nick.encode("utf-8")) > NAME_LIMIT:
             return  # no nick a server hands out; nothing to answer
         # Under flood control; dropped (and logged once) when many wait: see send_reply.
-        self.connection.send_reply(irctokens.build("NOTICE", [nick, reply]).format())
+        self.connection.outgoing.send_reply(irctokens.build("NOTICE", [nick, reply]).format())
 
     # -- sending --------------------------------------------------------------------------------
 
@@ -428,7 +505,7 @@ class IRCPlug(immp.Plug):
         # Queueing returns without yielding, so the core records these receipts as ours
         # (Plug.send) before the writer can put a line on the wire and an echo come back.
         try:
-            await self.connection.send(items, self.config["queue-timeout"])
+            await self.connection.outgoing.send(items, self.config["queue-timeout"])
         except QueueFull as exc:
             raise immp.PlugError(f"{self.name}: message to {target} not sent, the outgoing "
                                  f"queue stayed full ({exc})")  # fmt: skip

@@ -1,0 +1,270 @@
+"""
+The default store: one SQLite file (``store: sqlite:bridge.db``), in WAL mode, run in a thread
+of its own (see :mod:`immp._store_thread`).
+
+Tables (schema version in ``immp_schema``; see ``MIGRATIONS``)::
+
+    scopes(id, namespace, area)                  one row per instance and plug/hook name
+    state(scope, key, value)                     self.state: JSON text per key
+    messages(scope, key, entry, created)         message-map entries (JSON) and their age
+    message_ids(scope, channel, id, key, created) every (channel, message ID) -> its entry
+
+``synchronous`` (``?synchronous=`` in the URL) is SQLite's: ``normal`` (the default) survives a
+crash or kill of the process, a power loss may lose the last commits; ``full`` also survives a
+power loss, at an fsync per commit; ``off`` survives neither (tests, throwaway bridges).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from ._errors import ConfigError
+from ._store import StoreError
+from ._store_thread import ThreadedStore
+
+log = logging.getLogger("immp.store")
+
+#: Statements that bring a database from version N-1 to N, run in order in one transaction each.
+#: Add a version for every change of layout; never edit one that has shipped.
+MIGRATIONS: dict[int, list[str]] = {
+    1: [
+        "CREATE TABLE scopes (id INTEGER PRIMARY KEY, namespace TEXT NOT NULL, area TEXT NOT NULL,"
+        " UNIQUE (namespace, area))",
+        "CREATE TABLE state (scope INTEGER NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,"
+        " PRIMARY KEY (scope, key)) WITHOUT ROWID",
+        "CREATE TABLE messages (scope INTEGER NOT NULL, key TEXT NOT NULL, entry TEXT NOT NULL,"
+        " created REAL NOT NULL, PRIMARY KEY (scope, key)) WITHOUT ROWID",
+        "CREATE TABLE message_ids (scope INTEGER NOT NULL, channel TEXT NOT NULL,"
+        " id TEXT NOT NULL, key TEXT NOT NULL, PRIMARY KEY (scope, channel, id)) WITHOUT ROWID",
+    ],
+    # Retention: prune by age without reading every row.
+    2: [
+        "ALTER TABLE message_ids ADD COLUMN created REAL NOT NULL DEFAULT 0",
+        "UPDATE message_ids SET created = coalesce((SELECT created FROM messages m"
+        " WHERE m.scope = message_ids.scope AND m.key = message_ids.key), 0)",
+        "CREATE INDEX messages_created ON messages (scope, created)",
+        "CREATE INDEX message_ids_created ON message_ids (scope, created)",
+    ],
+}
+SCHEMA_VERSION = max(MIGRATIONS)
+
+SYNC_MODES = ("off", "normal", "full", "extra")
+
+
+class SQLiteStore(ThreadedStore):
+    """A SQLite file; see the module docstring. ``path`` is absolute or relative to the cwd."""
+
+    scheme = "sqlite"
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        synchronous: str = "normal",
+        busy_timeout: float = 5.0,
+        **options: Any,
+    ):
+        super().__init__(**options)
+        self.path = Path(path).absolute()
+        if synchronous.lower() not in SYNC_MODES:
+            raise ConfigError(
+                f"synchronous must be one of {', '.join(SYNC_MODES)}, not {synchronous!r}",
+                "store",
+            )
+        self.synchronous = synchronous.lower()
+        self.busy_timeout = float(busy_timeout)
+        self._scopes: dict[str, int] = {}
+
+    @classmethod
+    def from_url(cls, url: str, base: Path | None, **options: Any) -> SQLiteStore:
+        rest = url.partition(":")[2].partition("?")[0]
+        if rest.startswith("///"):
+            path = Path("/" + rest[3:].lstrip("/"))
+        elif rest.startswith("//"):
+            raise ConfigError(
+                f"{url!r}: use sqlite:///absolute/path.db or sqlite:relative/path.db", "store"
+            )
+        elif not rest:
+            raise ConfigError(f"{url!r} names no file", "store")
+        else:
+            path = (base or Path.cwd()) / rest
+        return cls(path, **options)
+
+    def describe(self) -> str:
+        return f"sqlite {self.path} (namespace {self.namespace})"
+
+    # -- in the store's thread ------------------------------------------------------------------
+
+    def connect(self, deadline: float) -> sqlite3.Connection:
+        folder = self.path.parent
+        if not self.path.exists():
+            reason = None
+            if not folder.is_dir():
+                reason = f"no folder {folder}"
+            elif not os.access(folder, os.W_OK | os.X_OK):
+                reason = "the folder is not writable"
+            if reason:
+                raise self._uncreatable(reason)
+        try:
+            conn = sqlite3.connect(
+                self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=True
+            )
+        except sqlite3.Error as exc:
+            raise self._uncreatable(str(exc))
+        try:
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            conn.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
+            if mode.lower() != "wal":
+                log.warning("Store %s: journal mode is %s, not WAL", self.path, mode)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise self._unusable(exc)
+        return conn
+
+    def _uncreatable(self, reason: str) -> StoreError:
+        return StoreError(f"cannot create the store {self.path}: {reason} (set `store:` in the "
+                          "config to a writable place)", 2)  # fmt: skip
+
+    def _unusable(self, exc: sqlite3.Error) -> StoreError:
+        text = str(exc)
+        if "locked" in text or "busy" in text:
+            return StoreError(f"the store {self.path} is locked by another process ({text})")
+        return StoreError(f"the store {self.path} is not a usable SQLite database ({text}); "
+                          "restore a backup or move it away")  # fmt: skip
+
+    def migrate(self, conn: sqlite3.Connection) -> None:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("CREATE TABLE IF NOT EXISTS immp_schema (version INTEGER NOT NULL)")
+            row = conn.execute("SELECT max(version) FROM immp_schema").fetchone()
+            version = row[0] or 0
+            if version > SCHEMA_VERSION:
+                conn.execute("ROLLBACK")
+                raise StoreError(f"the store {self.path} has schema version {version}, newer "
+                                 f"than this IMMP knows ({SCHEMA_VERSION}): upgrade IMMP or "
+                                 "set `store:` to another database", 2)  # fmt: skip
+            for step in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS[step]:
+                    conn.execute(statement)
+                conn.execute("DELETE FROM immp_schema")
+                conn.execute("INSERT INTO immp_schema (version) VALUES (?)", (step,))
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise self._unusable(exc)
+        if version and version < SCHEMA_VERSION:
+            log.warning("Store %s: schema migrated from version %d to %d", self.path, version,
+                        SCHEMA_VERSION)  # fmt: skip
+        self._scopes = {}
+
+    def _scope(self, conn: sqlite3.Connection, area: str, create: bool) -> int | None:
+        scope = self._scopes.get(area)
+        if scope is None:
+            row = conn.execute(
+                "SELECT id FROM scopes WHERE namespace = ? AND area = ?", (self.namespace, area)
+            ).fetchone()
+            if row is None:
+                if not create:
+                    return None
+                row = conn.execute(
+                    "INSERT INTO scopes (namespace, area) VALUES (?, ?) RETURNING id",
+                    (self.namespace, area),
+                ).fetchone()
+            scope = self._scopes[area] = row[0]
+        return scope
+
+    def write(self, conn: sqlite3.Connection, ops: list[tuple]) -> None:
+        state, messages = self.coalesce(ops)
+        now = time.time()
+        conn.execute("BEGIN")
+        try:
+            puts, deletes = [], []
+            for (area, key), text in state.items():
+                scope = self._scope(conn, area, True)
+                if text is None:
+                    deletes.append((scope, key))
+                else:
+                    puts.append((scope, key, text))
+            if puts:
+                conn.executemany(
+                    "INSERT INTO state (scope, key, value) VALUES (?, ?, ?)"
+                    " ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value",
+                    puts,
+                )
+            if deletes:
+                conn.executemany("DELETE FROM state WHERE scope = ? AND key = ?", deletes)
+            entries, ids = [], []
+            for (area, key), (entry, indexed) in messages.items():
+                scope = self._scope(conn, area, True)
+                entries.append((scope, key, json.dumps(entry, separators=(",", ":")), now))
+                ids.extend((scope, channel, id, key, now) for channel, id in indexed)
+            if entries:
+                conn.executemany(
+                    "INSERT INTO messages (scope, key, entry, created) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (scope, key) DO UPDATE SET entry = excluded.entry",
+                    entries,
+                )
+            if ids:
+                conn.executemany(
+                    "INSERT INTO message_ids (scope, channel, id, key, created)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (scope, channel, id)"
+                    " DO UPDATE SET key = excluded.key, created = excluded.created",
+                    ids,
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            self._scopes = {}  # scopes made in this transaction are gone with it
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def read_state(self, conn: sqlite3.Connection, area: str, key: str) -> str | None:
+        scope = self._scope(conn, area, False)
+        if scope is None:
+            return None
+        row = conn.execute(
+            "SELECT value FROM state WHERE scope = ? AND key = ?", (scope, key)
+        ).fetchone()
+        return row[0] if row else None
+
+    def read_message(self, conn: sqlite3.Connection, area: str, channel: str, id: str):
+        scope = self._scope(conn, area, False)
+        if scope is None:
+            return None
+        row = conn.execute(
+            "SELECT m.entry FROM message_ids i JOIN messages m ON m.scope = i.scope"
+            " AND m.key = i.key WHERE i.scope = ? AND i.channel = ? AND i.id = ?",
+            (scope, channel, id),
+        ).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def prune(self, conn: sqlite3.Connection, before: float) -> int:
+        conn.execute("BEGIN")
+        try:
+            scopes = "SELECT id FROM scopes WHERE namespace = ?"
+            gone = conn.execute(
+                f"DELETE FROM messages WHERE scope IN ({scopes}) AND created < ?",
+                (self.namespace, before),
+            ).rowcount
+            conn.execute(
+                f"DELETE FROM message_ids WHERE scope IN ({scopes}) AND created < ?",
+                (self.namespace, before),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        if gone:
+            log.info("Store %s: pruned %d message entries past retention", self.path, gone)
+        return gone
+
+    def disconnect(self, conn: sqlite3.Connection) -> None:
+        conn.close()

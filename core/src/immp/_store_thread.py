@@ -1,0 +1,352 @@
+"""
+A store whose database runs in one thread of its own.
+
+No SQLite or PostgreSQL driver runs on trio (the async ones need asyncio), and one
+``trio.to_thread.run_sync`` per call costs more than the query. So each database gets one thread
+that owns its connection for the store's whole life, and the trio side never waits for it
+except on a lookup that missed the cache:
+
+    trio: store.set() / messages.put()  -> appended to the write queue (no wait)
+    trio: a lookup that missed          -> a request queued; the task waits on a trio.Event
+    thread: takes everything queued     -> one transaction for all the writes (group commit),
+                                           then the lookups, then wakes the waiting tasks with
+                                           one TrioToken.run_sync_soon call per round
+
+While the database is unreachable, writes stay queued (the oldest dropped beyond ``max_queue``,
+counted in ``stats()["dropped"]``) and are retried every ``retry_interval`` seconds; lookups
+answer at once as not found, so callers fall back to what they have in memory. This is said once
+when it is lost and once when it is back.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from typing import Any
+
+import trio
+
+from ._store import MAX_QUEUE, PRUNE_INTERVAL, Store, StoreError
+
+log = logging.getLogger("immp.store")
+
+
+class _Request:
+    """One lookup (or flush) for the thread, answered in the trio thread."""
+
+    __slots__ = ("args", "error", "event", "kind", "value")
+
+    def __init__(self, kind: str, *args: Any):
+        self.kind = kind
+        self.args = args
+        self.event = trio.Event()
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+    async def wait(self) -> Any:
+        await self.event.wait()
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+def _answer(requests: list[_Request]) -> None:
+    for request in requests:
+        request.event.set()
+
+
+def coalesce(ops: list[tuple]) -> tuple[dict, dict]:
+    """
+    The net effect of a batch of queued writes: ``{(area, key): text_or_None}`` for state and
+    ``{(area, key): (entry, [(channel, id), ...])}`` for the message map (the last entry written
+    under a key, every ID it was indexed under), so that a message put once per copy in quick
+    succession is written once.
+    """
+    state: dict[tuple[str, str], str | None] = {}
+    messages: dict[tuple[str, str], tuple[dict, list]] = {}
+    for op in ops:
+        if op[0] == "state":
+            state[(op[1], op[2])] = op[3]
+        else:
+            _, area, key, entry, ids = op
+            slot = (area, key)
+            known = messages.get(slot)
+            if known is None:
+                messages[slot] = (entry, list(ids))
+            else:
+                known[1].extend(ids)
+                messages[slot] = (entry, known[1])
+    return state, messages
+
+
+class ThreadedStore(Store):
+    """
+    Base of backends whose driver blocks (SQLite, PostgreSQL): runs the database in a thread
+    that owns the connection (see the module docstring). A subclass implements, each called
+    only in that thread:
+
+    - ``connect(deadline)`` -> connection: retry an unreachable server until ``deadline``
+      (``time.monotonic()``), then raise :class:`~immp.StoreError`;
+    - ``migrate(conn)``: create the schema or bring it up to date; raise StoreError (status 2)
+      for a schema newer than this code;
+    - ``write(conn, ops)``: apply the queued writes (see :meth:`Store._write`) in one
+      transaction and commit it;
+    - ``read_state(conn, area, key)`` -> JSON text or ``None``;
+    - ``read_message(conn, area, channel, id)`` -> entry dict or ``None``;
+    - ``prune(conn, before)`` -> how many message entries created before ``before`` (epoch
+      seconds) it deleted;
+    - ``disconnect(conn)``.
+
+    An exception from ``write`` or a read is taken as the connection lost: it is disconnected and
+    ``connect`` tried again every ``retry_interval`` seconds.
+    """
+
+    #: Seconds between attempts to reach a database that was lost.
+    retry_interval = 1.0
+    #: The net effect of a batch of writes, for ``write`` (see :func:`coalesce`).
+    coalesce = staticmethod(coalesce)
+
+    def __init__(self, *, max_queue: int = MAX_QUEUE, **options: Any):
+        super().__init__(**options)
+        self.max_queue = int(max_queue)
+        self.prune_interval = PRUNE_INTERVAL
+        self._cond = threading.Condition()
+        self._writes: deque[tuple] = deque()
+        self._requests: list[_Request] = []
+        self._closing = False
+        self._abandon = False
+        self._sleeping = False  # the thread waits on _cond for work
+        self._thread: threading.Thread | None = None
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._closed: _Request | None = None
+        # Figures for stats(); written by the thread, read by anyone.
+        self._in_flight = 0
+        self._flushes = 0
+        self._flush_total = 0.0
+        self._last_flush = 0.0
+        self._reachable = True
+        self._dropped = 0
+        self._full_said = False
+        self._pruned = 0
+
+    def stats(self) -> dict[str, Any]:
+        stats = super().stats()
+        stats.update(
+            queue_depth=len(self._writes) + self._in_flight,
+            flushes=self._flushes,
+            flush_seconds_total=self._flush_total,
+            last_flush_seconds=self._last_flush,
+            reachable=self._reachable,
+            dropped=self._dropped,
+            pruned=self._pruned,
+        )
+        return stats
+
+    # -- the trio side --------------------------------------------------------------------------
+
+    async def _open(self, timeout: float) -> None:
+        self._token = trio.lowlevel.current_trio_token()
+        self._closing = self._abandon = False
+        opened, self._closed = _Request("open"), _Request("closed")
+        self._thread = threading.Thread(
+            target=self._run,
+            args=(opened, time.monotonic() + timeout),
+            name=f"immp-store-{self.scheme}",
+            daemon=True,  # a process that exits without close() loses only unflushed writes
+        )
+        self._thread.start()
+        await opened.wait()
+
+    async def _close(self, timeout: float) -> None:
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        closed = self._closed
+        with trio.move_on_after(timeout) as scope:
+            await closed.event.wait()
+        if scope.cancelled_caught:
+            with self._cond:
+                self._abandon = True
+                left = len(self._writes) + self._in_flight
+                self._cond.notify()
+            log.warning("Store %s: closed with %d writes not written", self.describe(), left)
+
+    async def _flush(self) -> None:
+        await self._ask("flush")
+
+    async def _read_state(self, area: str, key: str) -> str | None:
+        return await self._ask("state", area, key)
+
+    async def _read_message(self, area: str, channel: str, id: str) -> dict | None:
+        return await self._ask("message", area, channel, id)
+
+    async def _ask(self, kind: str, *args: Any) -> Any:
+        if not self.is_open:
+            raise StoreError(f"store {self.describe()} is not open")
+        request = _Request(kind, *args)
+        with self._cond:
+            self._requests.append(request)
+            if self._sleeping:
+                self._cond.notify()
+        return await request.wait()
+
+    def _write(self, op: tuple) -> None:
+        with self._cond:
+            self._writes.append(op)
+            if len(self._writes) > self.max_queue:
+                # Only while the database is unreachable can the queue grow this far.
+                self._writes.popleft()
+                self._dropped += 1
+                if not self._full_said:
+                    self._full_said = True
+                    log.error("Store %s: %d writes queued; dropping the oldest until it is back",
+                              self.describe(), self.max_queue)  # fmt: skip
+            if self._sleeping:
+                self._cond.notify()
+
+    # -- the thread -----------------------------------------------------------------------------
+
+    def _deliver(self, requests: list[_Request]) -> None:
+        if not requests:
+            return
+        try:
+            self._token.run_sync_soon(_answer, requests)
+        except trio.RunFinishedError:
+            pass  # nobody is waiting any more
+
+    def _run(self, opened: _Request, deadline: float) -> None:
+        try:
+            conn = self.connect(deadline)
+            try:
+                self.migrate(conn)
+            except BaseException:
+                self.disconnect(conn)
+                raise
+        except BaseException as exc:
+            if not isinstance(exc, StoreError):
+                exc = StoreError(f"store {self.describe()}: {type(exc).__name__}: {exc}")
+            opened.error = exc
+            self._deliver([opened, self._closed])
+            return
+        self._deliver([opened])
+        next_prune = time.monotonic()  # once at start: a long downtime leaves the most to prune
+        try:
+            self._serve(conn, next_prune)
+        finally:
+            self._deliver([self._closed])
+
+    def _serve(self, conn: Any, next_prune: float) -> None:
+        while True:
+            with self._cond:
+                while not (self._writes or self._requests or self._closing):
+                    wait = next_prune - time.monotonic() if conn is not None else 0
+                    if wait <= 0:
+                        break
+                    self._sleeping = True
+                    self._cond.wait(wait)
+                    self._sleeping = False
+                writes, self._writes = list(self._writes), deque()
+                requests, self._requests = self._requests, []
+                closing, abandon = self._closing, self._abandon
+                self._in_flight = len(writes)
+            if abandon:
+                self._writes.extendleft(reversed(writes))
+                self._in_flight = 0
+                break
+            if conn is None:
+                conn = self._reconnect(len(writes))
+            if conn is not None and writes:
+                started = time.perf_counter()
+                try:
+                    self.write(conn, writes)
+                except Exception as exc:
+                    conn = self._lost(conn, exc)
+                else:
+                    took = time.perf_counter() - started
+                    self._flushes += 1
+                    self._flush_total += took
+                    self._last_flush = took
+                    writes = []
+            if writes:  # not written: back in front of what came meanwhile
+                with self._cond:
+                    self._writes.extendleft(reversed(writes))
+            self._in_flight = 0
+            for request in requests:
+                if conn is None:
+                    request.error = StoreError(f"store {self.describe()} is unreachable")
+                    continue
+                try:
+                    if request.kind == "state":
+                        request.value = self.read_state(conn, *request.args)
+                    elif request.kind == "message":
+                        request.value = self.read_message(conn, *request.args)
+                except Exception as exc:
+                    request.error = StoreError(f"store {self.describe()}: {exc}")
+                    conn = self._lost(conn, exc)
+            self._deliver(requests)
+            if conn is not None and time.monotonic() >= next_prune:
+                next_prune = time.monotonic() + self.prune_interval
+                if self.retention != float("inf"):
+                    try:
+                        self._pruned += self.prune(conn, time.time() - self.retention)
+                    except Exception as exc:
+                        conn = self._lost(conn, exc)
+            if closing and conn is not None and not self._writes:
+                break
+            if conn is None:
+                with self._cond:
+                    if not self._abandon:
+                        self._sleeping = True
+                        self._cond.wait(self.retry_interval)
+                        self._sleeping = False
+        if conn is not None:
+            self.disconnect(conn)
+
+    def _lost(self, conn: Any, exc: Exception) -> None:
+        if self._reachable:
+            self._reachable = False
+            log.error("Store %s lost: %s: %s. Writes are queued (up to %d) and retried every %ss; "
+                      "lookups answer from memory until it is back", self.describe(),
+                      type(exc).__name__, str(exc).strip().splitlines()[0] if str(exc) else "",
+                      self.max_queue, self.retry_interval)  # fmt: skip
+        try:
+            self.disconnect(conn)
+        except Exception:
+            pass
+        return None
+
+    def _reconnect(self, queued: int) -> Any:
+        try:
+            conn = self.connect(time.monotonic())
+        except Exception:
+            return None
+        self._reachable = True
+        self._full_said = False
+        log.warning("Store %s is back: writing %d queued writes", self.describe(),
+                    queued + len(self._writes))  # fmt: skip
+        return conn
+
+    # -- what a subclass implements (in the thread) ---------------------------------------------
+
+    def connect(self, deadline: float) -> Any:
+        raise NotImplementedError
+
+    def migrate(self, conn: Any) -> None:
+        raise NotImplementedError
+
+    def write(self, conn: Any, ops: list[tuple]) -> None:
+        raise NotImplementedError
+
+    def read_state(self, conn: Any, area: str, key: str) -> str | None:
+        raise NotImplementedError
+
+    def read_message(self, conn: Any, area: str, channel: str, id: str) -> dict | None:
+        raise NotImplementedError
+
+    def prune(self, conn: Any, before: float) -> int:
+        raise NotImplementedError
+
+    def disconnect(self, conn: Any) -> None:
+        raise NotImplementedError

@@ -1,0 +1,227 @@
+"""
+The PostgreSQL store: ``store: postgresql://user@host:port/db``.
+
+psycopg 3's synchronous API in the thread the store owns (:class:`immp.ThreadedStore`: its async
+API needs asyncio), one connection, every queued write of a round sent in pipeline mode inside
+one transaction. Tables are prefixed ``immp_`` (the database may hold other things), and every
+row belongs to a scope of this instance's ``namespace``: several ``immp`` processes share one
+database without reading or overwriting each other's rows.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import psycopg
+import psycopg.conninfo
+
+import immp
+
+log = logging.getLogger("immp.store")
+
+#: Statements that bring a database from version N-1 to N, each version in one transaction.
+#: Never edit a version that has shipped; add one.
+MIGRATIONS: dict[int, list[str]] = {
+    1: [
+        "CREATE TABLE immp_scopes (id BIGSERIAL PRIMARY KEY, namespace TEXT NOT NULL,"
+        " area TEXT NOT NULL, UNIQUE (namespace, area))",
+        "CREATE TABLE immp_state (scope BIGINT NOT NULL REFERENCES immp_scopes (id),"
+        " key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (scope, key))",
+        "CREATE TABLE immp_messages (scope BIGINT NOT NULL REFERENCES immp_scopes (id),"
+        " key TEXT NOT NULL, entry TEXT NOT NULL, created DOUBLE PRECISION NOT NULL,"
+        " PRIMARY KEY (scope, key))",
+        "CREATE TABLE immp_message_ids (scope BIGINT NOT NULL REFERENCES immp_scopes (id),"
+        " channel TEXT NOT NULL, id TEXT NOT NULL, key TEXT NOT NULL,"
+        " created DOUBLE PRECISION NOT NULL, PRIMARY KEY (scope, channel, id))",
+        "CREATE INDEX immp_messages_created ON immp_messages (scope, created)",
+        "CREATE INDEX immp_message_ids_created ON immp_message_ids (scope, created)",
+    ],
+}
+SCHEMA_VERSION = max(MIGRATIONS)
+# Any number: processes that migrate the same database at once take turns on it.
+_MIGRATION_LOCK = 0x1D3F_5107
+# Options of the store itself in the URL's query; the rest are libpq's (sslmode=...).
+_OWN = {"namespace", "retention", "cache_size", "max_queue"}
+_OWN_IN_URL = {"namespace", "retention-days", "cache-size", "max-queue"}
+
+
+class PostgresStore(immp.ThreadedStore):
+    """A PostgreSQL database; see the module docstring. ``conninfo`` is a libpq URL or string."""
+
+    scheme = "postgresql"
+
+    def __init__(self, conninfo: str, **options: Any):
+        super().__init__(**options)
+        self.conninfo = conninfo
+        self._scopes: dict[str, int] = {}
+        parts = urlsplit(conninfo)
+        where = parts.hostname or "localhost"
+        self._where = f"{parts.username + '@' if parts.username else ''}{where}" + (
+            f":{parts.port}" if parts.port else ""
+        ) + (parts.path or "")  # fmt: skip
+
+    @classmethod
+    def from_url(cls, url: str, base: Path | None, **options: Any) -> PostgresStore:
+        own = {k: v for k, v in options.items() if k in _OWN}
+        parts = urlsplit(url)
+        libpq = [(k, v) for k, v in parse_qsl(parts.query) if k not in _OWN_IN_URL]
+        conninfo = urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(libpq), ""))
+        try:
+            psycopg.conninfo.conninfo_to_dict(conninfo)
+        except psycopg.Error as exc:
+            raise immp.ConfigError(f"not a PostgreSQL URL libpq takes: {exc}", "store")
+        return cls(conninfo, **own)
+
+    def describe(self) -> str:
+        return f"postgresql {self._where} (namespace {self.namespace})"
+
+    # -- in the store's thread ------------------------------------------------------------------
+
+    def connect(self, deadline: float) -> psycopg.Connection:
+        said = False
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                return psycopg.connect(
+                    self.conninfo, autocommit=True, connect_timeout=max(1, min(10, int(left)))
+                )
+            except psycopg.Error as exc:
+                reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc)
+                if time.monotonic() + 0.5 >= deadline:
+                    if said or left > 0:
+                        raise immp.StoreError(f"PostgreSQL at {self._where} unreachable: "
+                                              f"{reason}; gave up at the open timeout")  # fmt: skip
+                    raise
+                if not said:
+                    said = True
+                    log.warning("PostgreSQL at %s unreachable (%s): retrying until the open "
+                                "timeout (%.0fs)", self._where, reason, left)  # fmt: skip
+                time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+
+    def migrate(self, conn: psycopg.Connection) -> None:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            conn.execute("CREATE TABLE IF NOT EXISTS immp_schema (version INTEGER NOT NULL)")
+            version = conn.execute("SELECT max(version) FROM immp_schema").fetchone()[0] or 0
+            if version > SCHEMA_VERSION:
+                raise immp.StoreError(
+                    f"the store {self.describe()} has schema version {version}, newer than this "
+                    f"IMMP knows ({SCHEMA_VERSION}): upgrade IMMP or set `store:` to another "
+                    "database",
+                    2,
+                )
+            for step in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS[step]:
+                    conn.execute(statement)
+                conn.execute("DELETE FROM immp_schema")
+                conn.execute("INSERT INTO immp_schema (version) VALUES (%s)", (step,))
+        if version and version < SCHEMA_VERSION:
+            log.warning("Store %s: schema migrated from version %d to %d", self.describe(),
+                        version, SCHEMA_VERSION)  # fmt: skip
+        self._scopes = {}
+
+    def _scope(self, conn: psycopg.Connection, area: str, create: bool) -> int | None:
+        scope = self._scopes.get(area)
+        if scope is not None:
+            return scope
+        row = conn.execute(
+            "SELECT id FROM immp_scopes WHERE namespace = %s AND area = %s", (self.namespace, area)
+        ).fetchone()
+        if row is None and create:
+            # Committed on its own (autocommit), so a rolled-back batch leaves no stale id here.
+            conn.execute(
+                "INSERT INTO immp_scopes (namespace, area) VALUES (%s, %s)"
+                " ON CONFLICT (namespace, area) DO NOTHING",
+                (self.namespace, area),
+            )
+            row = conn.execute(
+                "SELECT id FROM immp_scopes WHERE namespace = %s AND area = %s",
+                (self.namespace, area),
+            ).fetchone()
+        if row is None:
+            return None
+        scope = self._scopes[area] = row[0]
+        return scope
+
+    def write(self, conn: psycopg.Connection, ops: list[tuple]) -> None:
+        state, messages = immp.ThreadedStore.coalesce(ops)
+        now = time.time()
+        # Scopes first: they need an answer, which a pipeline would wait for.
+        for area in {area for area, _ in state} | {area for area, _ in messages}:
+            self._scope(conn, area, True)
+        puts, deletes, entries, ids = [], [], [], []
+        for (area, key), text in state.items():
+            if text is None:
+                deletes.append((self._scopes[area], key))
+            else:
+                puts.append((self._scopes[area], key, text))
+        for (area, key), (entry, indexed) in messages.items():
+            scope = self._scopes[area]
+            entries.append((scope, key, json.dumps(entry, separators=(",", ":")), now))
+            ids.extend((scope, channel, id, key, now) for channel, id in indexed)
+        with conn.transaction(), conn.pipeline(), conn.cursor() as cur:
+            if puts:
+                cur.executemany(
+                    "INSERT INTO immp_state (scope, key, value) VALUES (%s, %s, %s)"
+                    " ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value",
+                    puts,
+                )
+            if deletes:
+                cur.executemany("DELETE FROM immp_state WHERE scope = %s AND key = %s", deletes)
+            if entries:
+                cur.executemany(
+                    "INSERT INTO immp_messages (scope, key, entry, created)"
+                    " VALUES (%s, %s, %s, %s)"
+                    " ON CONFLICT (scope, key) DO UPDATE SET entry = excluded.entry",
+                    entries,
+                )
+            if ids:
+                cur.executemany(
+                    "INSERT INTO immp_message_ids (scope, channel, id, key, created)"
+                    " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (scope, channel, id)"
+                    " DO UPDATE SET key = excluded.key, created = excluded.created",
+                    ids,
+                )
+
+    def read_state(self, conn: psycopg.Connection, area: str, key: str) -> str | None:
+        scope = self._scope(conn, area, False)
+        if scope is None:
+            return None
+        row = conn.execute(
+            "SELECT value FROM immp_state WHERE scope = %s AND key = %s", (scope, key)
+        ).fetchone()
+        return row[0] if row else None
+
+    def read_message(self, conn: psycopg.Connection, area: str, channel: str, id: str):
+        scope = self._scope(conn, area, False)
+        if scope is None:
+            return None
+        row = conn.execute(
+            "SELECT m.entry FROM immp_message_ids i JOIN immp_messages m ON m.scope = i.scope"
+            " AND m.key = i.key WHERE i.scope = %s AND i.channel = %s AND i.id = %s",
+            (scope, channel, id),
+        ).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def prune(self, conn: psycopg.Connection, before: float) -> int:
+        scopes = "SELECT id FROM immp_scopes WHERE namespace = %s"
+        with conn.transaction():
+            gone = conn.execute(
+                f"DELETE FROM immp_messages WHERE scope IN ({scopes}) AND created < %s",
+                (self.namespace, before),
+            ).rowcount
+            conn.execute(
+                f"DELETE FROM immp_message_ids WHERE scope IN ({scopes}) AND created < %s",
+                (self.namespace, before),
+            )
+        if gone:
+            log.info("Store %s: pruned %d message entries past retention", self.describe(), gone)
+        return gone
+
+    def disconnect(self, conn: psycopg.Connection) -> None:
+        conn.close()

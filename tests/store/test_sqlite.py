@@ -1,0 +1,252 @@
+"""The SQLite store on real files: persistence, URLs, schema versions, bad files, kill -9."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+import trio
+import yaml
+
+import immp
+from immp._store_sqlite import MIGRATIONS, SCHEMA_VERSION
+
+DEMO = {"plugs": {"a": {"path": "demo", "config": {"interval": None}}}}
+
+
+async def test_state_and_messages_outlive_the_store(tmp_path):
+    path = tmp_path / "s.db"
+    store = immp.SQLiteStore(path, namespace="one")
+    await store.open()
+    store.set("plug", "token", {"since": "s123", "n": [1, 2]})
+    store.set("plug", "gone", 1)
+    store.delete("plug", "gone")
+    entry = {"origin": ["a\x1froom", "1"], "ids": {"b\x1froom": ["x"]}, "deleted": False}
+    store.messages.put("sync", "a\x1froom\x1f1", entry, [("a\x1froom", "1")])
+    store.messages.put("sync", "a\x1froom\x1f1", entry, [("b\x1froom", "x")])
+    await store.flush()
+    assert store.stats()["flushes"] >= 1 and store.stats()["queue_depth"] == 0
+    await store.close()
+
+    again = immp.SQLiteStore(path, namespace="one")
+    await again.open()
+    assert await again.get("plug", "token") == {"since": "s123", "n": [1, 2]}
+    assert await again.get("plug", "gone", "none") == "none"
+    assert await again.messages.find("sync", "b\x1froom", "x") == entry
+    assert await again.messages.find("sync", "a\x1froom", "1") == entry
+    assert await again.messages.find("sync", "b\x1froom", "y") is None
+    await again.close()
+    other = immp.SQLiteStore(path, namespace="two")  # another instance sees none of it
+    await other.open()
+    assert await other.get("plug", "token") is None
+    assert await other.messages.find("sync", "b\x1froom", "x") is None
+    await other.close()
+
+
+async def test_retention_prunes_old_entries_of_its_namespace_only(tmp_path):
+    path = tmp_path / "s.db"
+    stores = [immp.SQLiteStore(path, namespace=n) for n in ("one", "two")]
+    for store in stores:
+        await store.open()
+        store.messages.put("sync", "k", {"v": store.namespace}, [("c", "1"), ("d", "2")])
+        await store.flush()
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE messages SET created = created - 40 * 86400")
+    conn.execute("UPDATE message_ids SET created = created - 40 * 86400")
+    conn.commit()
+    conn.close()
+    one, two = stores
+    two.retention = float("inf")
+    await one.close()
+    await two.close()
+    for store in stores:
+        await store.open()  # pruning runs at open, then every prune_interval
+    await one.flush()
+    with trio.fail_after(10):
+        while one.stats()["pruned"] < 1:
+            await trio.sleep(0.01)
+    assert await one.messages.find("sync", "c", "1") is None
+    assert await two.messages.find("sync", "c", "1") == {"v": "two"}
+    for store in stores:
+        await store.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT count(*) FROM message_ids").fetchone()[0] == 2
+    conn.close()
+
+
+def test_urls_and_the_default_beside_the_config(tmp_path):
+    config = tmp_path / "conf" / "bridge.yaml"
+    config.parent.mkdir()
+    host = immp.build_host(DEMO, file=str(config))
+    assert host.store.path == config.parent / "bridge.db"
+    assert host.store.namespace == "bridge"
+    host = immp.build_host({**DEMO, "store": "sqlite:data/x.db?namespace=n1&synchronous=full"},
+                           file=str(config))  # fmt: skip
+    assert host.store.path == config.parent / "data" / "x.db"
+    assert (host.store.namespace, host.store.synchronous) == ("n1", "full")
+    host = immp.build_host({**DEMO, "store": f"sqlite:///{tmp_path}/abs.db"}, file=str(config))
+    assert host.store.path == tmp_path / "abs.db"
+    bad_urls = (("sqlite://host/x.db", "sqlite:///"), ("sqlite:", "names no file"),
+                ("sqlite:x.db?synchronous=sometimes", "synchronous"),
+                ("sqlite:x.db?retention-days=-1", "retention-days"), (12, "URL"))  # fmt: skip
+    for bad, words in bad_urls:
+        with pytest.raises(immp.ConfigError) as caught:
+            immp.build_host({**DEMO, "store": bad}, file=str(config))
+        assert words in str(caught.value) and caught.value.path == "store"
+
+
+def _run(immp_command, tmp_path, config: dict, timeout=30):
+    file = tmp_path / "bridge.yaml"
+    file.write_text(yaml.safe_dump(config))
+    return immp_command(str(file), timeout=timeout)
+
+
+def _one_error_line(result) -> str:
+    errors = [line for line in result.stderr.splitlines() if line.startswith("immp: error:")]
+    assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
+    return errors[0]
+
+
+def test_unknown_scheme_exits_2_listing_the_installed(immp_command, tmp_path):
+    result = _run(immp_command, tmp_path, {**DEMO, "store": "redis://localhost"})
+    assert result.returncode == 2
+    line = _one_error_line(result)
+    assert "unknown store 'redis'" in line and "memory, " in line and "sqlite" in line
+
+
+def test_a_folder_where_the_file_cannot_be_made_exits_2(immp_command, tmp_path):
+    for url, path in (("sqlite:///nonexistent-folder/x.db", "/nonexistent-folder/x.db"),
+                      ("sqlite:///proc/x.db", "/proc/x.db")):  # fmt: skip
+        result = _run(immp_command, tmp_path, {**DEMO, "store": url})
+        assert result.returncode == 2, result.stderr
+        line = _one_error_line(result)
+        assert path in line and "`store:`" in line
+
+
+def test_the_store_path_is_logged_at_startup(tmp_path, immp_exe, clean_env):
+    file = tmp_path / "bridge.yaml"
+    file.write_text(yaml.safe_dump(DEMO))
+    proc = subprocess.Popen([immp_exe, str(file)], stderr=subprocess.PIPE, text=True,
+                            env=clean_env)  # fmt: skip
+    try:
+        line = proc.stderr.readline()
+        while "Store:" not in line and line:
+            line = proc.stderr.readline()
+        assert f"Store: sqlite {tmp_path / 'bridge.db'} (namespace bridge)" in line
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+
+
+def test_corrupt_file_exits_non_zero_with_one_line(immp_command, tmp_path):
+    (tmp_path / "bridge.db").write_bytes(b"this is not a database" * 200)
+    result = _run(immp_command, tmp_path, DEMO)
+    assert result.returncode not in (0, None)
+    line = _one_error_line(result)
+    assert "bridge.db" in line and "not a usable SQLite database" in line
+
+
+def test_locked_file_exits_non_zero_with_one_line(immp_command, tmp_path):
+    path = tmp_path / "bridge.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        result = _run(immp_command, tmp_path,
+                      {**DEMO, "store": "sqlite:bridge.db?busy-timeout=0.2"})  # fmt: skip
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert result.returncode not in (0, None)
+    line = _one_error_line(result)
+    assert "bridge.db" in line and "locked" in line
+
+
+def test_a_newer_schema_refuses_to_open(immp_command, tmp_path):
+    conn = sqlite3.connect(tmp_path / "bridge.db")
+    conn.execute("CREATE TABLE immp_schema (version INTEGER NOT NULL)")
+    conn.execute("INSERT INTO immp_schema VALUES (?)", (SCHEMA_VERSION + 1,))
+    conn.commit()
+    conn.close()
+    result = _run(immp_command, tmp_path, DEMO)
+    assert result.returncode == 2
+    line = _one_error_line(result)
+    assert f"schema version {SCHEMA_VERSION + 1}" in line and "upgrade IMMP" in line
+
+
+async def test_an_older_schema_is_migrated_at_open(tmp_path):
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    for statement in MIGRATIONS[1]:
+        conn.execute(statement)
+    conn.execute("CREATE TABLE immp_schema (version INTEGER NOT NULL)")
+    conn.execute("INSERT INTO immp_schema VALUES (1)")
+    conn.execute("INSERT INTO scopes (id, namespace, area) VALUES (1, 'n', 'sync')")
+    conn.execute("INSERT INTO messages VALUES (1, 'k', '{\"v\": 1}', ?)", (time.time(),))
+    conn.execute("INSERT INTO message_ids VALUES (1, 'c', '7', 'k')")
+    conn.commit()
+    conn.close()
+    store = immp.SQLiteStore(path, namespace="n")
+    await store.open()
+    assert await store.messages.find("sync", "c", "7") == {"v": 1}  # kept, and not pruned
+    await store.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT version FROM immp_schema").fetchall() == [(SCHEMA_VERSION,)]
+    assert conn.execute("SELECT created > 0 FROM message_ids").fetchone() == (1,)
+    conn.close()
+
+
+WRITER = """
+import sys, trio, immp
+
+async def main():
+    store = immp.SQLiteStore(sys.argv[1], namespace="kill")
+    await store.open()
+    n = 0
+    while True:
+        for _ in range(50):
+            n += 1
+            store.set("writer", f"k{n}", n)
+            store.messages.put("sync", f"e{n}", {"n": n}, [("c", str(n))])
+        await store.flush()
+        print(n, flush=True)  # everything up to n is committed
+
+trio.run(main)
+"""
+
+
+def _write_and_kill(path) -> int:
+    """Run the writer, SIGKILL it at a random moment; returns the last count it said committed."""
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    committed = 0
+    try:
+        deadline = time.monotonic() + random.uniform(0.3, 1.5)
+        while time.monotonic() < deadline or committed < 100:
+            committed = int(proc.stdout.readline())
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    return committed
+
+
+@pytest.mark.parametrize("run", range(3))
+async def test_kill_9_during_writes_keeps_every_committed_entry(tmp_path, run):
+    path = tmp_path / "kill.db"
+    committed = _write_and_kill(path)
+    store = immp.SQLiteStore(path, namespace="kill")
+    await store.open()
+    for n in [1, committed // 2, committed, *random.sample(range(1, committed + 1), 50)]:
+        assert await store.get("writer", f"k{n}") == n
+        assert await store.messages.find("sync", "c", str(n)) == {"n": n}
+    await store.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert conn.execute("SELECT count(*) FROM state").fetchone()[0] >= committed
+    conn.close()
