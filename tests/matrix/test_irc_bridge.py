@@ -144,3 +144,9 @@ async def test_irc_matrix_bridge_end_to_end(
                     except Exception:
                         proc.proc.kill()
             assert "Traceback" not in "".join(proc.err), "".join(proc.err)[-3000:]
+
+
+def test_example_config_is_valid(immp_command):
+    result = immp_command("--check", str(ROOT / "examples/irc-matrix.yaml"))
+    assert result.returncode == 0, result.stderr
+    assert "OK (2 plugs, 2 channels" in result.stdout + result.stderr

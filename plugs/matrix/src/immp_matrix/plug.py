@@ -64,24 +64,38 @@ import immp
 from . import formatting
 from .api import Client, MatrixError, Unreachable, quote
 
-SCHEMA = immp.Schema(
-    {
-        "homeserver": str,
-        "user": str,
-        immp.Optional("password", None): immp.Nullable(str),
-        immp.Optional("token", None): immp.Nullable(str),
-        immp.Optional("device", None): immp.Nullable(str),
-        immp.Optional("auto-join", False): bool,
-        immp.Optional("sync-timeout", 30.0): immp.Positive(),
-        immp.Optional("timeline-limit", 50): immp.Positive(int),
-        immp.Optional("request-timeout", 30.0): immp.Positive(),
-        immp.Optional("retry-max", 60.0): immp.Positive(),
-        immp.Optional("send-queue", 100): immp.Positive(int),
-        immp.Optional("media-max-size", 10 * 1024 * 1024): immp.Positive(int),
-        immp.Optional("show-names", True): bool,
-        immp.Optional("media-url", None): immp.Nullable(str),
-    }
-)
+SCHEMA = immp.Schema({
+    immp.Required("homeserver", doc="Base URL of the homeserver, e.g. "
+                  "`https://matrix.example.org`."): str,
+    immp.Required("user", doc="The bridge's Matrix user ID, e.g. `@bridge:example.org`."): str,
+    immp.Optional("password", None, doc="Password to log in with; exactly one of `password` "
+                  "and `token`. Never logged."): immp.Nullable(str),
+    immp.Optional("token", None, doc="An access token instead of a password (its device is "
+                  "the token's own)."): immp.Nullable(str),
+    immp.Optional("device", None, doc="Device ID for a password login; null: one stable per "
+                  "plug, made at the first start and kept in the store (transaction IDs are "
+                  "per device)."): immp.Nullable(str),
+    immp.Optional("auto-join", False, doc="Accept invitations to rooms."): bool,
+    immp.Optional("sync-timeout", 30.0, doc="Seconds one `/sync` long poll waits for news."):
+        immp.Positive(),
+    immp.Optional("timeline-limit", 50, doc="Events per room in one `/sync`; a room with more "
+                  "is filled from `/messages`, so nothing is skipped."): immp.Positive(int),
+    immp.Optional("request-timeout", 30.0, doc="Seconds one request (other than the long "
+                  "poll) may take before it is retried."): immp.Positive(),
+    immp.Optional("retry-max", 60.0, doc="Longest wait between retries while the homeserver "
+                  "is unreachable or answers 5xx."): immp.Positive(),
+    immp.Optional("send-queue", 100, doc="Sends waiting for the homeserver at once (in order "
+                  "per room); further senders wait: backpressure, nothing dropped."):
+        immp.Positive(int),
+    immp.Optional("media-max-size", 10 * 1024 * 1024, doc="Largest attachment in bytes, "
+                  "uploaded from another network or fetched from Matrix."): immp.Positive(int),
+    immp.Optional("show-names", True, doc="Prefix messages from other networks with the "
+                  "author's name (`name: text`, or an emote `name waves`)."): bool,
+    immp.Optional("media-url", None, doc="Base URL of the links other networks get to Matrix "
+                  "media, as `BASE/SERVER/MEDIA-ID` (e.g. a public media proxy); null: the "
+                  "authenticated download URL, which opens only with a token."):
+        immp.Nullable(str),
+})  # fmt: skip
 
 #: Set by a caller that can name what it sends (e.g. a delivery journal), for the whole of a
 #: ``put``/``edit``/``delete``: the transaction ID is derived from it (and the room), so the same
