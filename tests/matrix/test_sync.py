@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 
 import pytest
+import trio
+import yaml
 
 import immp
-import immp_sync
 from immp_sync import SyncHook
+from tests.faults.helpers import ImmpProcess
 from tests.matrix.conftest import matrix_host, plug_config
 
 pytestmark = pytest.mark.matrix
@@ -99,11 +102,6 @@ async def test_edits_replies_redactions_reach_the_copies(synapse, alice, bob, bo
     )
 
 
-@pytest.mark.xfail(
-    not hasattr(immp_sync, "StoreCopyMap"),
-    strict=True,
-    reason="the sync hook keeps its copy map in the store once branch store lands",
-)
 async def test_copies_found_after_a_restart(synapse, alice, bob, bot):
     room_a = await alice.create_room(invite=[bot.user_id])
     room_b = await bob.create_room(invite=[bot.user_id])
@@ -152,3 +150,83 @@ async def test_copies_found_after_a_restart(synapse, alice, bob, bot):
                 and ev.get("redacts", ev["content"].get("redacts")) == copy["event_id"]
             ),
         )
+
+
+async def test_real_process_restarted_on_its_sqlite_store(
+    synapse, alice, bob, bot, tmp_path, immp_exe, clean_env
+):
+    room_a = await alice.create_room(invite=[bot.user_id])
+    room_b = await bob.create_room(invite=[bot.user_id])
+    await bot.join(room_a)
+    await bot.join(room_b)
+    config = {
+        "plugs": {"matrix": {"path": "matrix", "config": plug_config(synapse, bot)}},
+        "channels": {
+            "a": {"plug": "matrix", "source": room_a},
+            "b": {"plug": "matrix", "source": room_b},
+        },
+        "hooks": {"sync": {"path": "sync", "config": {"channels": {"bridge": ["a", "b"]}}}},
+        "store": f"sqlite:///{tmp_path / 'immp.db'}",
+        "logging": {
+            "version": 1,
+            "root": {"level": "INFO", "handlers": ["err"]},
+            "handlers": {"err": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr"}},
+        },
+    }
+    file = tmp_path / "immp.yaml"
+    file.write_text(yaml.safe_dump(config))
+
+    def copy(text):
+        return lambda ev: ev["sender"] == bot.user_id and text in ev["content"].get("body", "")
+
+    async def stop(proc):
+        proc.proc.send_signal(signal.SIGTERM)
+        await trio.to_thread.run_sync(proc.proc.wait, 20)
+        assert "Traceback" not in "".join(proc.err), "".join(proc.err)[-3000:]
+
+    async def ready(proc):
+        with trio.fail_after(40):
+            while not any("Ready" in line for line in proc.err):
+                await trio.sleep(0.1)
+
+    proc = ImmpProcess([immp_exe, str(file)], env=clean_env)
+    try:
+        await ready(proc)  # a first start takes rooms as they are: no history
+        original = await alice.send(room_a, "first run")
+        first = await bob.wait_for(room_b, copy("first run"), timeout=40)
+    finally:
+        await stop(proc)
+    await alice.send(room_a, "while stopped")  # the since token picks this up after the start
+    proc = ImmpProcess([immp_exe, str(file)], env=clean_env)
+    try:
+        await bob.wait_for(room_b, copy("while stopped"), timeout=40)
+        await alice.send(
+            room_a,
+            {
+                "msgtype": "m.text",
+                "body": "* edited after restart",
+                "m.new_content": {"msgtype": "m.text", "body": "edited after restart"},
+                "m.relates_to": {"rel_type": "m.replace", "event_id": original},
+            },
+        )
+        edit = await bob.wait_for(room_b, lambda ev: _relation(ev).get("rel_type") == "m.replace")
+        assert _relation(edit)["event_id"] == first["event_id"]
+        await alice.redact(room_a, original)
+        await bob.wait_for(
+            room_b,
+            lambda ev: (
+                ev["type"] == "m.room.redaction"
+                and ev.get("redacts", ev["content"].get("redacts")) == first["event_id"]
+            ),
+        )
+    finally:
+        await stop(proc)
+    bodies = [
+        ev["content"].get("body")
+        for ev in await bob.messages(room_b)
+        if ev["sender"] == bot.user_id and ev["type"] == "m.room.message"
+    ]
+    # The first copy (redacted now), the one made after the restart, and the edit: nothing
+    # twice, nothing lost.
+    assert len(bodies) == 3
+    assert [b for b in bodies if b and "while stopped" in b] == [bodies[1]]
