@@ -159,7 +159,6 @@ class MatrixPlug(immp.Plug):
         self._txn_prefix = "0"
         self._txn_count = 0
         self._recent: OrderedDict[str, tuple[str, str]] = OrderedDict()  # event -> (sender, body)
-        self._direct: set[str] | None = None
         self.synced = trio.Event()  # set after the first sync batch at open
 
     @property
