@@ -60,9 +60,13 @@ async def test_invites_ignored_without_auto_join(synapse, alice, bot):
 
 async def test_user_from_id(synapse, alice, bot):
     await alice.call("PUT", f"/profile/{alice.user_id}/displayname", {"displayname": "Alice A"})
+    await alice.call(
+        "PUT", f"/profile/{alice.user_id}/avatar_url", {"avatar_url": "mxc://localhost/face"}
+    )
     async with matrix_host(plug_config(synapse, bot)) as (_, plug, _rec):
         user = await plug.user_from_id(alice.user_id)
         assert user.real_name == "Alice A" and user.id == alice.user_id
+        assert user.avatar == f"{synapse.url}/_matrix/client/v1/media/download/localhost/face"
         assert user.link == f"https://matrix.to/#/{alice.user_id}"
         assert await plug.user_from_id("@nobody:localhost") is None
         assert await plug.user_is_system(await plug.user_from_id(bot.user_id))

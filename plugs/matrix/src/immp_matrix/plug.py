@@ -756,7 +756,7 @@ class MatrixPlug(immp.Plug):
             plug=self,
             username=id,
             real_name=profile.get("displayname"),
-            avatar=self.client.media_url(avatar) if avatar else None,
+            avatar=self.media_link(avatar) if avatar else None,
             link=formatting.MATRIX_TO + id,
         )
 
