@@ -1,43 +1,10 @@
 """
 Matrix plug: a Matrix account on a homeserver, through the client-server API (``/v3``).
 
-Config:
-    homeserver (str, required):
-        Base URL of the homeserver, e.g. ``https://matrix.example.org``.
-    user (str, required):
-        The bridge's Matrix user ID, e.g. ``@bridge:example.org``.
-    password (str, default null):
-        Password to log in with. Exactly one of ``password`` and ``token``; never logged.
-    token (str, default null):
-        An access token instead of a password (its device is the token's own).
-    device (str, default null):
-        Device ID to log in with a password. By default one stable per plug, made at the first
-        start and kept in the store. Synapse scopes transaction IDs per device, so keeping the
-        device is what makes a send repeated after a restart land only once.
-    auto-join (bool, default false):
-        Accept invitations to rooms (the room's messages then reach the host as an unnamed
-        channel).
-    sync-timeout (float, default 30):
-        Seconds one ``/sync`` long poll waits for news.
-    timeline-limit (int, default 50):
-        Events per room in one ``/sync`` answer; a room with more is filled from
-        ``/messages``, so nothing is skipped.
-    request-timeout (float, default 30):
-        Seconds one request (other than the long poll) may take before it is retried.
-    retry-max (float, default 60):
-        Longest wait between retries while the homeserver is unreachable or answers 5xx.
-    send-queue (int, default 100):
-        Sends waiting for the homeserver at once (they wait in order per room, e.g. for a rate
-        limit); beyond that, senders wait: backpressure to the host, nothing is dropped.
-    media-max-size (int, default 10485760):
-        Largest attachment, in bytes, uploaded from another network or fetched from Matrix.
-    show-names (bool, default true):
-        Prefix messages from other networks with the author's name (``name: text``, or an
-        emote ``name waves``).
-    media-url (str, default null):
-        Base URL under which other networks link to Matrix media, as ``BASE/SERVER/MEDIA-ID``
-        (e.g. a public media proxy). By default the homeserver's authenticated download URL,
-        which opens only with an access token.
+Config: the keys of ``SCHEMA`` below, each with its type, default and ``doc``; the README's table
+is generated from it (``hatch run docs``). The device matters: Synapse scopes transaction IDs
+per device, so keeping it across restarts is what makes a send repeated after a restart land
+only once.
 
 Channels: a ``source`` is a room ID (``!id:server``) or an alias (``#room:server``); the plug
 joins every configured room at open.
@@ -75,7 +42,8 @@ SCHEMA = immp.Schema({
     immp.Optional("device", None, doc="Device ID for a password login; null: one stable per "
                   "plug, made at the first start and kept in the store (transaction IDs are "
                   "per device)."): immp.Nullable(str),
-    immp.Optional("auto-join", False, doc="Accept invitations to rooms."): bool,
+    immp.Optional("auto-join", False, doc="Accept invitations to rooms (the room's messages "
+                  "then reach the host as an unnamed channel)."): bool,
     immp.Optional("sync-timeout", 30.0, doc="Seconds one `/sync` long poll waits for news."):
         immp.Positive(),
     immp.Optional("timeline-limit", 50, doc="Events per room in one `/sync`; a room with more "
