@@ -20,6 +20,8 @@ from typing import Any
 import httpx
 import trio
 
+from immp import describe_error
+
 log = logging.getLogger(__name__)
 
 CLIENT = "/_matrix/client/v3"
@@ -136,7 +138,7 @@ class Client:
                     timeout=timeout if timeout is not None else self.timeout,
                 )
             except httpx.TransportError as exc:
-                reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                reason = describe_error(exc)
                 if not retry:
                     self._set_reachable(False, reason)
                     raise Unreachable(f"{what}: {reason}") from exc

@@ -19,7 +19,6 @@ import hashlib
 import html
 import logging
 import mimetypes
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,7 +125,8 @@ class MatrixPlug(immp.Plug):
         self._filter: str | None = None
         self._txn_prefix = "0"
         self._txn_count = 0
-        self._recent: OrderedDict[str, tuple[str, str]] = OrderedDict()  # event -> (sender, body)
+        # event -> (sender, body); the oldest is forgotten first.
+        self._recent: immp.BoundedCache[str, tuple[str, str]] = immp.BoundedCache(_RECENT)
         self.synced = trio.Event()  # set after the first sync batch at open
 
     @property
@@ -363,8 +363,6 @@ class MatrixPlug(immp.Plug):
 
     def _remember(self, event_id: str, sender: str, body: str) -> None:
         self._recent[event_id] = (sender, body)
-        while len(self._recent) > _RECENT:
-            self._recent.popitem(last=False)
 
     def _to_message(self, room: Room, event: dict) -> immp.SentMessage | None:
         """A received event as a message for the host; ``None`` for what is not one."""
