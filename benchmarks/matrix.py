@@ -29,7 +29,6 @@ import argparse
 import json
 import math
 import re
-import shutil
 import signal
 import statistics
 import subprocess
@@ -44,6 +43,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # for the test harnesses
 
+from _measure import immp_command, percentile  # noqa: E402
 from tests.ngircd import NgircdServer, RawClient  # noqa: E402
 from tests.synapse import (  # noqa: E402
     MESSAGE_BURST,
@@ -54,16 +54,6 @@ from tests.synapse import (  # noqa: E402
 )
 
 TAG = re.compile(r"\b(lat|burst)-(\d+)\b")
-
-
-def _immp() -> list[str]:
-    found = shutil.which("immp")
-    return [found] if found else [sys.executable, "-m", "immp"]
-
-
-def _percentile(values: list[float], percent: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(percent / 100 * len(ordered)) - 1)]
 
 
 class Watcher:
@@ -155,7 +145,7 @@ async def bench(args: argparse.Namespace) -> None:
             file = directory / "relay.yaml"
             file.write_text(yaml.safe_dump(config))
             log = (directory / "relay.log").open("wb")
-            relay = await trio.lowlevel.open_process([*_immp(), str(file)],
+            relay = await trio.lowlevel.open_process([*immp_command(), str(file)],
                                                      stdin=subprocess.DEVNULL, stdout=log,
                                                      stderr=subprocess.STDOUT)  # fmt: skip
             log.close()
@@ -219,9 +209,9 @@ def _print_latency(direct: list[float], relayed: list[float], args) -> None:
           "vary with the other load on it)")  # fmt: skip
     for name, values in (("direct  PUT -> /sync", direct), ("relayed IRC -> /sync", relayed)):
         print(f"  {name}: p50 {_ms(statistics.median(values))}  p99 "
-              f"{_ms(_percentile(values, 99))}  ({len(values)}/{args.n} arrived)")  # fmt: skip
+              f"{_ms(percentile(values, 99))}  ({len(values)}/{args.n} arrived)")  # fmt: skip
     added50 = statistics.median(relayed) - statistics.median(direct)
-    added99 = _percentile(relayed, 99) - _percentile(direct, 99)
+    added99 = percentile(relayed, 99) - percentile(direct, 99)
     print(f"  added by the relay: p50 {_ms(added50)}  p99 {_ms(added99)}")
 
 
