@@ -7,12 +7,12 @@ takes the edit in and then the file holds both.
 from __future__ import annotations
 
 import signal
-import subprocess
 import time
 
 import yaml
 
-from tests.commands.test_runner import CONFIG, Console
+from tests.commands.test_runner import CONFIG
+from tests.demo.console import Console
 
 
 def wait_until(check, timeout: float = 20):
@@ -26,10 +26,15 @@ def wait_until(check, timeout: float = 20):
 def test_w_keeps_edits_until_a_reload_takes_them_in(tmp_path, immp_exe, clean_env):
     file = tmp_path / "immp.yaml"
     file.write_text(yaml.safe_dump(CONFIG))
-    console = Console([immp_exe, "-w", str(file)], clean_env)
+    console = Console(immp_exe, file, clean_env, stderr=tmp_path / "stderr", options=("-w",))
+
+    def say(line: str, answer: str) -> list[str]:
+        mark = console.mark()
+        console.type(line)
+        return console.expect(answer, after=mark)
+
     try:
-        console.type("!disable timer")
-        console.expect("Disabled plug timer.")
+        say("!disable timer", "Disabled plug timer.")
         assert yaml.safe_load(file.read_text())["plugs"]["timer"]["enabled"] is False
 
         # The user edits the file while IMMP runs: a new plug with a channel.
@@ -40,8 +45,7 @@ def test_w_keeps_edits_until_a_reload_takes_them_in(tmp_path, immp_exe, clean_en
         text = file.read_text()
 
         # A change from chat now is not written over the edit (IMMP has not read it yet).
-        console.type("!channel-add side chat side")
-        console.expect("Added channel side: chat side.")
+        say("!channel-add side chat side", "Added channel side: chat side.")
         assert file.read_text() == text
 
         # SIGHUP reads the edit in; then the file holds the edit and the runtime changes.
@@ -52,25 +56,17 @@ def test_w_keeps_edits_until_a_reload_takes_them_in(tmp_path, immp_exe, clean_en
         assert written["channels"]["extra-room"] == {"plug": "extra", "source": "x"}
         assert written["channels"]["side"] == {"plug": "chat", "source": "side"}
         assert written["plugs"]["timer"]["enabled"] is False
-        console.type("!plugs")
-        seen = console.expect("  extra (demo): active")
+        seen = say("!plugs", "  extra (demo): active")
         assert "  timer (demo): disabled" in seen, seen
 
         # Where the file changes what a command changed, the file wins.
         written["plugs"]["timer"].pop("enabled")
         file.write_text(yaml.safe_dump(written))
-        console.type("!reload")
-        console.expect("Reloaded: restarted plug timer.")
-        console.type("!plugs")
-        console.expect("  timer (demo): active")
+        say("!reload", "Reloaded: restarted plug timer.")
+        say("!plugs", "  timer (demo): active")
         assert "enabled" not in yaml.safe_load(file.read_text())["plugs"]["timer"]
     finally:
-        console.proc.send_signal(signal.SIGTERM)
-        try:
-            status = console.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            console.proc.kill()
-            raise
-    stderr = console.proc.stderr.read()
+        status = console.stop()
+    stderr = console.stderr
     assert status == 0, stderr
     assert stderr.count("Not writing") == 1, stderr
