@@ -80,12 +80,14 @@ class WriteBatch:
             self.state[(op[1], op[2])] = op[3]
             return
         _, area, key, entry, ids = op
-        known = self.messages.get((area, key))
+        slot = (area, key)
+        known = self.messages.get(slot)
         if known is None:
-            self.messages[(area, key)] = [entry, list(ids)]
+            self.messages[slot] = [entry, list(ids)]
         else:
             known[0] = entry
-            known[1].extend(ids)
+            if ids:
+                known[1].extend(ids)
 
     def drop_oldest(self) -> None:
         """Forget the oldest key's writes (the queue is full)."""
@@ -248,8 +250,9 @@ class ThreadedStore(Store):
 
     def _write(self, op: tuple) -> None:
         with self._cond:
-            self._writes.add(op)
-            if len(self._writes) > self.max_queue:
+            writes = self._writes
+            writes.add(op)
+            if writes.count > self.max_queue:
                 # Only while the database is unreachable can the queue grow this far.
                 self._writes.drop_oldest()
                 self._dropped += 1
