@@ -61,8 +61,10 @@ def _columns(*names: str) -> str:
     return ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(names)))
 
 
-def _rows(rows: list) -> str:
-    return json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
+# No check for circular references: rows are tuples of strings and the entries' plain dicts
+# (the check costs a dict insertion and removal per list and dict, in the store's thread, which
+# holds the GIL while it encodes).
+_rows = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
 
 
 # Each takes its rows as a JSON array of arrays (?1) and the scope they all belong to (?2); the
@@ -220,11 +222,12 @@ class SQLiteStore(ThreadedStore):
                 rows[1].append(key)
             else:
                 rows[0].append((key, text))
-        for area, key, entry, indexed in batch.entries():
+        for (area, key), (entry, indexed) in batch.messages.items():
             rows = scopes.get(area) or scopes.setdefault(area, [[], [], [], []])
             # (json_extract gives the entry back as JSON text: encoded once, with the rest)
-            rows[2].append((key, entry))
-            rows[3].extend([(channel, id, key) for channel, id in indexed])
+            rows[2].append((key, entry() if callable(entry) else entry))
+            if indexed:
+                rows[3].extend([(channel, id, key) for channel, id in indexed])
         conn.execute("BEGIN")
         try:
             # One statement per table and scope, its rows as one JSON parameter: sqlite3 lets
