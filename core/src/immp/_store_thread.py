@@ -146,7 +146,10 @@ class ThreadedStore(Store):
         super().__init__(**options)
         self.max_queue = int(max_queue)
         self.prune_interval = PRUNE_INTERVAL
-        self._cond = threading.Condition()
+        # The lock of _cond, held directly where the trio side queues a write: the lock's own
+        # context manager is C code, the Condition's is two Python calls per write.
+        self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)
         self._writes = WriteBatch()
         self._requests: list[_Request] = []
         self._closing = False
@@ -249,7 +252,7 @@ class ThreadedStore(Store):
         return await request.wait()
 
     def _write(self, op: tuple) -> None:
-        with self._cond:
+        with self._lock:
             writes = self._writes
             writes.add(op)
             if writes.count > self.max_queue:

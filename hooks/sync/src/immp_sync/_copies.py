@@ -160,12 +160,12 @@ class StoreCopyMap(MemoryCopyMap):
         super().add(copies)
         channel, id = copies.origin
         # Found by its key (immp.message_key of the origin): no index row for the origin.
-        copies.stored_as = immp.message_key(self._key(channel), id)
+        copies.stored_as = immp.message_key(self._keys.get(channel) or self._key(channel), id)
         self._save(copies, [])
 
     def add_copy(self, copies: Copies, channel: immp.Channel, ids: tuple[str, ...]) -> None:
         super().add_copy(copies, channel, ids)
-        key = self._key(channel)
+        key = self._keys.get(channel) or self._key(channel)
         self._save(copies, [(key, id) for id in ids])
 
     def changed(self, copies: Copies) -> None:
