@@ -224,7 +224,7 @@ class ThreadedStore(Store):
             await self._room.wait()
 
     def _behind(self) -> bool:
-        return len(self._writes) >= self.max_queue // 2 and self._reachable and self.is_open
+        return self._writes.count >= self.max_queue // 2 and self._reachable and self.is_open
 
     def _wake_room(self, always: bool = False) -> None:
         event = self._room
