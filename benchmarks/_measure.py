@@ -9,7 +9,10 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import math
 import resource
+import shutil
+import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -104,3 +107,15 @@ def report(result: dict, as_json: bool, runs: int = 1) -> None:
         print(json.dumps(result))
     else:
         print_result(result, runs)
+
+
+def immp_command() -> list[str]:
+    """How to run the ``immp`` command of this environment (its script, else ``python -m``)."""
+    found = shutil.which("immp")
+    return [found] if found else [sys.executable, "-m", "immp"]
+
+
+def percentile(values: list[float], percent: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(percent / 100 * len(ordered)) - 1)]

@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import math
 import re
-import shutil
 import signal
 import statistics
 import subprocess
@@ -54,6 +53,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # for the ngircd harness of the tests
 
+from _measure import immp_command, percentile  # noqa: E402
 from tests.ngircd import NgircdServer, RawClient, parse_privmsg  # noqa: E402
 
 from immp_irc.outgoing import ACK_EVERY  # noqa: E402
@@ -73,17 +73,6 @@ WARMUP = 10
 PROGRESS_EVERY = 50
 FILLER = "the quick brown fox jumps over the lazy dog"
 TAG = re.compile(r"(?P<phase>\S+) seq (?P<seq>\d+):")
-
-
-def _immp() -> list[str]:
-    found = shutil.which("immp")
-    return [found] if found else [sys.executable, "-m", "immp"]
-
-
-def _percentile(values: list[float], percent: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(percent / 100 * len(ordered)) - 1)]
 
 
 class Receiver:
@@ -171,7 +160,7 @@ class Relay:
     async def start(self) -> None:
         with self.log.open("wb") as log:
             self.process = await trio.lowlevel.open_process(
-                [*_immp(), str(self.config)], stdin=subprocess.DEVNULL,
+                [*immp_command(), str(self.config)], stdin=subprocess.DEVNULL,
                 stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
 
     async def stop(self) -> None:
@@ -232,10 +221,10 @@ class Bench:
                 + relay.log.read_text(errors="replace")[-3000:]
             )
         result = {
-            "direct_p50": _percentile(direct, 50),
-            "direct_p99": _percentile(direct, 99),
-            "relayed_p50": _percentile(relayed, 50),
-            "relayed_p99": _percentile(relayed, 99),
+            "direct_p50": percentile(direct, 50),
+            "direct_p99": percentile(direct, 99),
+            "relayed_p50": percentile(relayed, 50),
+            "relayed_p99": percentile(relayed, 99),
             "lost_direct": count - len(direct),
             "lost_relayed": count - len(relayed),
             "in_order": self.carol.order == sorted(self.carol.order),

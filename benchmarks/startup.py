@@ -18,24 +18,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 
 import yaml
+from _measure import immp_command
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEMO = os.path.join(HERE, os.pardir, "examples", "demo.yaml")
 INTERVAL = 0.01
-
-
-def _immp() -> list[str]:
-    found = shutil.which("immp")
-    return [found] if found else [sys.executable, "-m", "immp"]
 
 
 def _unattended_demo(directory: str) -> str:
@@ -53,7 +47,7 @@ def _unattended_demo(directory: str) -> str:
 def time_ready(config: str) -> float:
     """Seconds from starting ``immp config`` to its first bridged line on standard output."""
     started = time.perf_counter()
-    process = subprocess.Popen([*_immp(), config], stdout=subprocess.PIPE,
+    process = subprocess.Popen([*immp_command(), config], stdout=subprocess.PIPE,
                                stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)  # fmt: skip
     try:
         for line in process.stdout:
@@ -72,7 +66,7 @@ def time_ready(config: str) -> float:
 def time_check() -> float:
     """Seconds for a whole ``immp --check examples/demo.yaml``."""
     started = time.perf_counter()
-    subprocess.run([*_immp(), "--check", DEMO], check=True, capture_output=True)
+    subprocess.run([*immp_command(), "--check", DEMO], check=True, capture_output=True)
     return time.perf_counter() - started
 
 

@@ -368,6 +368,16 @@ async def test_a_failing_command_is_only_logged_by_default(caplog):
     )
 
 
+async def test_a_failing_command_is_logged_in_one_line_as_it_is_answered(caplog):
+    host = make_host()
+    _, alice = people(host)
+    with caplog.at_level(logging.ERROR):
+        async with running(host):
+            await silent(host.plugs["a"], "!boom", alice)
+    messages = [r.getMessage() for r in caplog.records if "Command boom" in r.getMessage()]
+    assert messages == ["Command boom (hook tools) failed: ValueError: kaput at line two"]
+
+
 async def test_a_failing_command_answers_in_one_line_with_return_errors(caplog):
     host = make_host({"return-errors": True})
     _, alice = people(host)

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import queue
-import signal
 import subprocess
-import threading
-import time
 
 import pytest
 import yaml
 
 import immp
 from immp.plugins import Plugins
+from tests.demo.console import Console
 
 CONFIG = {
     "plugs": {
@@ -27,43 +24,12 @@ CONFIG = {
 }  # fmt: skip
 
 
-class Console:
-    """A running ``immp`` process: type lines on its stdin, read its stdout line by line."""
-
-    def __init__(self, args, env):
-        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
-        self.lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        for line in self.proc.stdout:
-            self.lines.put(line.rstrip("\n"))
-
-    def type(self, line: str) -> None:
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
-
-    def expect(self, wanted: str, timeout: float = 20) -> list[str]:
-        """Wait for a stdout line equal to ``wanted``; return the lines seen up to it."""
-        seen = []
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
-            except queue.Empty:
-                raise AssertionError(f"no {wanted!r} on stdout; saw {seen!r}") from None
-            seen.append(line)
-            if line == wanted:
-                return seen
-
-
 @pytest.mark.slow
 def test_chat_commands_change_the_config_file_under_w(tmp_path, immp_exe, clean_env):
     file = tmp_path / "immp.yaml"
     file.write_text(yaml.safe_dump(CONFIG))
     file.chmod(0o640)
-    console = Console([immp_exe, "-w", str(file)], clean_env)
+    console = Console(immp_exe, file, clean_env, options=("-w",), stderr=tmp_path / "immp.err")
     try:
         console.type("!help")
         console.expect("Send !help NAME for details of one.")
@@ -81,13 +47,8 @@ def test_chat_commands_change_the_config_file_under_w(tmp_path, immp_exe, clean_
         console.type("!plugs")
         console.expect("  timer (demo): disabled")
     finally:
-        console.proc.send_signal(signal.SIGTERM)
-        try:
-            status = console.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            console.proc.kill()
-            raise
-    assert status == 0, console.proc.stderr.read()
+        status = console.stop()
+    assert status == 0, console.stderr
     assert file.stat().st_mode & 0o777 == 0o640
 
     check = subprocess.run([immp_exe, "--check", str(file)], capture_output=True, text=True,

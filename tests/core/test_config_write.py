@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import signal
-import subprocess
-
 import pytest
 import yaml
 
 from immp import build_host, dump_config
 
-from ..commands.test_runner import Console
+from ..demo.console import Console
 
 IRC = {"server": {"host": "irc.example.org"}, "user": {"nick": "bot"}}
 CONFIG = {
@@ -30,18 +27,13 @@ CONFIG = {
 def test_channel_add_under_w_writes_no_untouched_defaults(tmp_path, immp_exe, clean_env):
     file = tmp_path / "immp.yaml"
     file.write_text(yaml.safe_dump(CONFIG))
-    console = Console([immp_exe, "-w", str(file)], clean_env)
+    console = Console(immp_exe, file, clean_env, options=("-w",), stderr=tmp_path / "immp.err")
     try:
         console.type("!channel-add extra net #extra")
         console.expect("Added channel extra: net #extra.")
     finally:
-        console.proc.send_signal(signal.SIGTERM)
-        try:
-            status = console.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            console.proc.kill()
-            raise
-    assert status == 0, console.proc.stderr.read()
+        status = console.stop()
+    assert status == 0, console.stderr
     written = yaml.safe_load(file.read_text())
     assert written == {
         **CONFIG,

@@ -1,5 +1,6 @@
 """The config tables in the READMEs and docs/config.md are generated from the schemas."""
 
+import re
 import runpy
 import subprocess
 import sys
@@ -62,3 +63,26 @@ def test_table_rows_show_type_default_and_doc_of_nested_keys():
         "| `bare` | int | required |  |",
     ]
     assert undocumented(spec) == ["bare"]
+
+
+def test_module_docstrings_point_at_the_schema_instead_of_listing_its_keys():
+    # Each key is documented once, next to its schema entry; a module docstring that lists
+    # them again ("port (int, default 6667): ...") goes stale when a doc= changes.
+    import importlib
+
+    from immp._config.docs import rows
+    from immp.plugins import Plugins
+
+    plugins = Plugins()
+    restated = []
+    for registry, kind in ((plugins.plugs, immp.Plug), (plugins.hooks, immp.Hook)):
+        for name in registry:
+            cls = plugins.resolve(name, kind, name)
+            schema = getattr(cls, "schema", None)
+            module = importlib.import_module(cls.__module__)
+            if schema is None or not module.__doc__:
+                continue
+            for key in {row[0].strip("`").rsplit(".", 1)[-1] for row in rows(schema)}:
+                if re.search(rf"^\s+{re.escape(key)} \(", module.__doc__, re.M):
+                    restated.append(f"{cls.__module__}: {key}")
+    assert restated == []

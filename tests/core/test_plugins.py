@@ -299,3 +299,28 @@ def test_a_plugin_that_fails_to_import_is_listed_and_only_breaks_configs_using_i
         [error] = done.stderr.strip().splitlines()
         assert error.startswith("immp: error: ") and "hooks.f.path" in error
         assert "immp-hook-fancy" in error and "a_library_that_is_not_installed" in error
+
+
+def test_immp_plugins_lists_the_store_schemes_a_distribution_registers(immp_exe, clean_env):
+    listing = subprocess.run(
+        [immp_exe, "--plugins"], capture_output=True, text=True, env=clean_env, timeout=30
+    )
+    assert listing.returncode == 0, listing.stderr
+    assert "immp-store-postgres 0.1.0\n  stores: postgresql, postgres\n" in listing.stdout
+
+
+def test_two_distributions_registering_one_store_scheme_is_an_error():
+    class One:
+        @staticmethod
+        @immp.hookimpl
+        def register_stores(register):
+            register("same", immp.MemoryStore)
+
+    class Two(One):
+        pass
+
+    plugins = Plugins(discover=False)
+    plugins.add(One, "store-one", "1.0")
+    with pytest.raises(immp.ConfigError) as info:
+        plugins.add(Two, "store-two", "1.0")
+    assert "'same' is registered by both store-one and store-two" in info.value.message

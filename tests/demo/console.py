@@ -65,7 +65,7 @@ class Console:
     """
     A running ``immp`` process: stdin is a pipe; stdout is a pipe, or a terminal (a pty) with
     ``tty=True``. Lines of stdout are collected by a thread; stderr goes to the file
-    ``stderr``, if given.
+    ``stderr``, if given. ``options`` go before the config file (``("-w",)``).
     """
 
     def __init__(
@@ -76,21 +76,23 @@ class Console:
         *,
         tty: bool = False,
         stderr: Path | None = None,
+        options: tuple[str, ...] = (),
     ):
         self.stderr_path = stderr
         self._stderr = open(stderr, "w") if stderr else subprocess.DEVNULL
         self.lines: queue.Queue[str] = queue.Queue()
         #: Every stdout line so far.
         self.output: list[str] = []
+        args = [exe, *options, str(config)]
         if tty:
             master, slave = pty.openpty()
-            self.proc = subprocess.Popen([exe, str(config)], stdin=subprocess.PIPE, stdout=slave,
+            self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=slave,
                                          stderr=self._stderr, env=env)  # fmt: skip
             os.close(slave)
             threading.Thread(target=self._read_pty, args=(master,), daemon=True).start()
         else:
             self.proc = subprocess.Popen(
-                [exe, str(config)],
+                args,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=self._stderr,

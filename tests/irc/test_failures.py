@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import re
-import socket
 import subprocess
 import sys
 from functools import partial
@@ -17,15 +16,9 @@ import pytest
 import trio
 
 from immp_irc.connection import CONNECT_RETRY_MAX
-from tests.ngircd import RawClient
+from tests.ngircd import RawClient, free_port
 
 from .conftest import irc_host, plug_config
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _failures(caplog) -> list[str]:
@@ -48,7 +41,7 @@ def logs(caplog):
 
 
 async def test_nothing_listening_reads_could_not_connect(logs):
-    port = _free_port()
+    port = free_port()
     async with irc_host(plug_config(port), channels=()) as (_, plug, _):
         line = await _first_failure(logs)
         assert plug.connection.registrations == 0
@@ -57,7 +50,7 @@ async def test_nothing_listening_reads_could_not_connect(logs):
 
 
 async def test_an_http_server_reads_not_an_irc_server_with_what_it_sent(logs, tmp_path):
-    port = _free_port()
+    port = free_port()
     http = await trio.lowlevel.open_process(
         [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
         cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip

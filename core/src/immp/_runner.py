@@ -150,7 +150,11 @@ def _list_plugins(plugins: Plugins) -> int:
         print("No plugin distributions installed.")
     for entry in sorted(plugins.distributions, key=lambda e: e.distribution):
         print(f"{entry.distribution} {entry.version}")
-        for label, names in (("plugs", entry.plugs), ("hooks", entry.hooks)):
+        for label, names in (
+            ("plugs", entry.plugs),
+            ("hooks", entry.hooks),
+            ("stores", entry.stores),
+        ):
             if names:
                 print(f"  {label}: {', '.join(names)}")
     for broken in plugins.broken:

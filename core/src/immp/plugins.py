@@ -40,6 +40,8 @@ class Registered:
     version: str
     plugs: list[str] = field(default_factory=list)
     hooks: list[str] = field(default_factory=list)
+    #: Store URL schemes (``register_stores``).
+    stores: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -144,10 +146,10 @@ class Plugins:
         implementation registered. Call it again after ``manager.register(obj)``.
         """
         owners = self._owners()
-        for spec in ("register_plugs", "register_hooks"):
+        for spec in ("register_plugs", "register_hooks", "register_stores"):
             for impl in getattr(self.manager.hook, spec).get_hookimpls():
                 _attribute(impl, owners.get(id(impl.plugin), (LOCAL, "")))
-        self.plugs, self.hooks, self.aliases = {}, {}, {}
+        self.plugs, self.hooks, self.aliases, self.stores = {}, {}, {}, {}
         entries: dict[tuple[str, str], Registered] = {}
         for dist, version in owners.values():
             entries.setdefault((dist, version), Registered(dist, version))
@@ -175,8 +177,7 @@ class Plugins:
 
         self.manager.hook.register_plugs(register=registrar(self.plugs, "plugs"))
         self.manager.hook.register_hooks(register=registrar(self.hooks, "hooks"))
-        self.stores = {}
-        self.manager.hook.register_stores(register=self.stores.__setitem__)
+        self.manager.hook.register_stores(register=registrar(self.stores, "stores"))
         self.distributions = list(entries.values())
 
     def _owners(self) -> dict[int, tuple[str, str]]:

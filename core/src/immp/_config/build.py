@@ -72,8 +72,10 @@ def _build(data: dict[str, Any], plugins: Plugins, warn: Callable) -> Host:
     for folder in [search] if isinstance(search, str) else search:
         if folder not in sys.path:
             sys.path.append(folder)
+    # By section and name: a plug and a hook may share a name here (the host refuses the
+    # clash below, by name, once both are built).
     classes = {
-        name: plugins.resolve(spec["path"], kind, f"{section}.{name}.path")
+        (section, name): plugins.resolve(spec["path"], kind, f"{section}.{name}.path")
         for section, kind in (("plugs", Plug), ("hooks", Hook))
         for name, spec in config[section].items()
     }
@@ -87,7 +89,9 @@ def _build(data: dict[str, Any], plugins: Plugins, warn: Callable) -> Host:
     host.extra_config = {k: v for k, v in data.items() if k not in KNOWN_SECTIONS}
     host.settings = {key: data[key] for key in _SETTINGS if data.get(key)}
     for name, spec in config["plugs"].items():
-        plug = _create(f"plugs.{name}", refs, warn, classes[name], name, spec["config"], host)
+        plug = _create(
+            f"plugs.{name}", refs, warn, classes["plugs", name], name, spec["config"], host
+        )
         plug.path = spec["path"]
         _add(f"plugs.{name}", host.add_plug, plug, enabled=spec["enabled"])
     for name, spec in config["channels"].items():
@@ -98,8 +102,8 @@ def _build(data: dict[str, Any], plugins: Plugins, warn: Callable) -> Host:
     for name, spec in config["groups"].items():
         _add(f"groups.{name}", host.add_group, Group(name, spec, host))
     for name, spec in config["hooks"].items():
-        hook = _create(f"hooks.{name}", refs, warn, classes[name], name, spec["config"], host,
-                       priority=spec["priority"])  # fmt: skip
+        hook = _create(f"hooks.{name}", refs, warn, classes["hooks", name], name,
+                       spec["config"], host, priority=spec["priority"])  # fmt: skip
         hook.path = spec["path"]
         hook.timeout = spec["timeout"]
         _add(f"hooks.{name}", host.add_hook, hook, enabled=spec["enabled"])

@@ -273,11 +273,10 @@ class CommandHook(HostCommands, immp.Hook):
             await cmd(sent, *args)
         except Exception as exc:
             self.log.error(
-                "Command %s (hook %s) failed: %s: %s",
+                "Command %s (hook %s) failed: %s",
                 cmd.name,
                 cmd.hook.name,
-                type(exc).__name__,
-                exc,
+                immp.describe_error(exc),
                 exc_info=exc,
             )
             if self.config["return-errors"]:
@@ -288,9 +287,7 @@ class CommandHook(HostCommands, immp.Hook):
         try:
             await sent.channel.send(immp.Message(text))
         except Exception as exc:
-            self.log.warning(
-                "Could not answer in %r: %s: %s", sent.channel, type(exc).__name__, exc
-            )
+            self.log.warning("Could not answer in %r: %s", sent.channel, immp.describe_error(exc))
 
     # -- help -----------------------------------------------------------------------------------
 

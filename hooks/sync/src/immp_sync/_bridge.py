@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 # How long closing a hook waits for queued copies to go out.
 DRAIN_TIMEOUT = 5.0
 
-# Channel titles cached for name-format, at most this many (cleared when full).
+# Channel titles cached for name-format, at most this many (the oldest goes first).
 TITLE_CACHE = 1024
 
 
@@ -145,7 +145,7 @@ class BridgeHook(immp.Hook):
         # Also fails early (with the key) on a template that does not compile.
         self._options: dict[str, Options] = {"": Options(self.config, "")}
         self._targets: dict[immp.Channel, Target] = {}
-        self._titles: dict[immp.Channel, str | None] = {}
+        self._titles: immp.BoundedCache[immp.Channel, str | None] = immp.BoundedCache(TITLE_CACHE)
         #: The virtual plug (sync hooks with ``plug`` set); copies to it are announced on it.
         self.plug: SyncPlug | None = None
 
@@ -207,7 +207,7 @@ class BridgeHook(immp.Hook):
 
     def _reset_options(self) -> None:
         self._options = {}
-        self._titles = {}
+        self._titles.clear()
         for target in self._targets.values():
             target.options = self._options_for(target.channel.plug)
 
@@ -356,7 +356,5 @@ class BridgeHook(immp.Hook):
         except Exception as exc:
             self.log.warning("No title for %r: %s", channel, exc)
             title = None
-        if len(self._titles) >= TITLE_CACHE:
-            self._titles.clear()
         self._titles[channel] = title
         return title

@@ -47,7 +47,7 @@ class Target(immp.Worker):
         def on_error(exc: Exception) -> None:
             # A plug's own error says enough; anything else gets a traceback.
             trace = None if isinstance(exc, immp.PlugError) else exc
-            log.error("Sending to %s failed: %s: %s", name, type(exc).__name__, exc, exc_info=trace)
+            log.error("Sending to %s failed: %s", name, immp.describe_error(exc), exc_info=trace)
 
         def on_timeout() -> None:
             log.warning("Sending to %s timed out after %ss", name, self.timeout)

@@ -18,7 +18,7 @@ SCHEMA = immp.Schema({
 })  # fmt: skip
 
 # Routes are worked out per source channel on first use (group membership is asynchronous);
-# at most this many are cached (cleared when full, since groups can match any channel).
+# at most this many are cached (bounded, since groups can match any channel; oldest first out).
 ROUTE_CACHE = 1024
 
 _UNKNOWN = object()
@@ -34,7 +34,7 @@ class ForwardHook(BridgeHook):
 
     def __init__(self, name, config, host, priority=None):
         super().__init__(name, config, host, priority)
-        self._routes: dict[immp.Channel, Route | None] = {}
+        self._routes: immp.BoundedCache[immp.Channel, Route | None] = immp.BoundedCache(ROUTE_CACHE)
         self._users = self._read_users()
 
     def _read_users(self) -> set[str] | None:
@@ -43,14 +43,14 @@ class ForwardHook(BridgeHook):
 
     async def open(self) -> None:
         # Cached routes point at targets that closing the hook closed.
-        self._routes = {}
+        self._routes.clear()
         await super().open()
 
     async def on_config_change(self, source: object) -> None:
         if source is self:
             self._reset_options()
             self._users = self._read_users()
-        self._routes = {}
+        self._routes.clear()
         if self.open_state is immp.OpenState.active:
             keep = set()
             for names in [*self.config["channels"].values(), *self.config["groups"].values()]:
@@ -69,8 +69,6 @@ class ForwardHook(BridgeHook):
         route = self._routes.get(channel, _UNKNOWN)
         if route is _UNKNOWN:
             route = await self._work_out(channel)
-            if len(self._routes) >= ROUTE_CACHE:
-                self._routes.clear()
             self._routes[channel] = route
         return route
 

@@ -42,7 +42,7 @@ _EMOJI = re.compile(
 )
 _SPACES = re.compile(r"\s{2,}")
 
-# Rendered names kept per style; cleared when full (names repeat a lot, so this stays small).
+# Rendered names kept per style (names repeat a lot, so this stays small); the oldest goes first.
 CACHE_SIZE = 1024
 
 
@@ -68,7 +68,7 @@ class NameStyle:
         self.template = compile_template(name_format) if name_format else None
         self.reset_author = reset_author
         self.strip_name_emoji = strip_name_emoji
-        self._cache: dict[tuple, str | None] = {}
+        self._cache: immp.BoundedCache[tuple, str | None] = immp.BoundedCache(CACHE_SIZE)
         #: Whether copies keep the author untouched (nothing to render).
         self.plain = not (self.template or reset_author or strip_name_emoji)
 
@@ -94,8 +94,6 @@ class NameStyle:
                 name = user.name if user else None
             if self.strip_name_emoji and name:
                 name = strip_emoji(name) or None
-            if len(self._cache) >= CACHE_SIZE:
-                self._cache.clear()
             self._cache[key] = name
             return name
         if self.strip_name_emoji and name:

@@ -35,6 +35,7 @@ import irctokens
 import trio
 
 import immp
+from immp import describe_error
 
 from .formatting import scrub
 from .nick import NickRegain
@@ -130,17 +131,6 @@ class Handler(Protocol):
 def _truncate(text: str, limit: int) -> str:
     """``text`` cut to at most ``limit`` bytes of UTF-8, never inside a character."""
     return text.encode("utf-8")[:limit].decode("utf-8", "ignore")
-
-
-def _describe(exc: BaseException) -> str:
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    text = str(exc)
-    out = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    # trio wraps TLS failures (e.g. a certificate that does not verify) in BrokenResourceError.
-    if exc.__cause__ is not None:
-        out += f" ({_describe(exc.__cause__)})"
-    return out
 
 
 def _os_reason(exc: BaseException) -> str:
@@ -324,7 +314,7 @@ class Connection:
             return f"{self.where} is not an IRC server (it sent {exc})"
         if isinstance(exc, RegistrationTimeout):
             return f"Registration with {self.where} {exc}"
-        reason = str(exc) if isinstance(exc, Disconnected) else _describe(exc)
+        reason = str(exc) if isinstance(exc, Disconnected) else describe_error(exc)
         return f"Disconnected from {self.where} ({reason})"
 
     async def _open_tcp(self) -> trio.SocketStream:
@@ -464,7 +454,9 @@ class Connection:
                 except Exception as exc:
                     if not session.spoke_irc:
                         raise NotIRC(_shown(session.first_bytes)) from None
-                    self.log.warning("Ignoring unparseable line %r: %s", raw[:200], _describe(exc))
+                    self.log.warning(
+                        "Ignoring unparseable line %r: %s", raw[:200], describe_error(exc)
+                    )
                     continue
                 if not session.spoke_irc:
                     # An HTTP status line, an SSH banner: the other end is no IRC server.
@@ -479,22 +471,22 @@ class Connection:
             try:
                 prepared = self.handler.prepare(line)
             except Exception as exc:
-                self.log.warning("Could not handle line %r: %s", raw[:200], _describe(exc))
+                self.log.warning("Could not handle line %r: %s", raw[:200], describe_error(exc))
         try:
             session.state.parse_tokens(line)
         except Exception as exc:
-            self.log.warning("State tracking failed on line %r: %s", raw[:200], _describe(exc))
+            self.log.warning("State tracking failed on line %r: %s", raw[:200], describe_error(exc))
         try:
             await self._protocol(session, line)
         except (Disconnected, OSError, trio.BrokenResourceError, immp.PlugError):
             raise
         except Exception as exc:
-            self.log.warning("Could not handle line %r: %s", raw[:200], _describe(exc))
+            self.log.warning("Could not handle line %r: %s", raw[:200], describe_error(exc))
         if session.ready:
             try:
                 await self.handler.handle(line, prepared)
             except Exception as exc:
-                self.log.warning("Could not handle line %r: %s", raw[:200], _describe(exc))
+                self.log.warning("Could not handle line %r: %s", raw[:200], describe_error(exc))
 
     async def _protocol(self, session: Session, line: irctokens.Line) -> None:
         """The connection's own business: pings, acknowledgements, registration, the nick."""

@@ -1,52 +1,8 @@
 """
 IRC plug: a robust IRC client (registered as ``irc``; ``immp.plug.irc.IRCPlug`` means the same).
 
-Config:
-    server:
-        host (str): Server host name.
-        port (int, default 6697 with ssl, else 6667): Server port.
-        ssl (bool, default false): Connect with TLS.
-        verify (bool, default true): Verify the server's TLS certificate and host name.
-        ca-file (str or null, default null): CA certificates (PEM) to trust instead of the
-            system's, for private servers.
-        password (str or null, default null): Server password (``PASS``).
-    user:
-        nick (str): Nick name; alternatives within the server's NICKLEN when it is taken, and
-            the nick taken back when its holder leaves (see ``nick-retry``).
-        real-name (str, default the nick): Real name ("gecos").
-        username (str or null, default the nick): User name (the ``user`` in ``nick!user@host``).
-    sasl ({username: str, password: str} or null, default null):
-        Log in to services with SASL PLAIN where the server offers it.
-    sasl-required (bool, default true): With ``sasl`` set, a failed SASL login (a wrong
-        password, or a server that offers no SASL PLAIN) stops the plug with a one-line error;
-        false: go on without the account after a warning.
-    perform (str list, default []): Raw lines sent after each registration (e.g. a NickServ
-        identify on servers without SASL); line breaks are removed.
-    quit (str, default "Disconnecting"): Quit message.
-    accept-invites (bool, default false): Join channels the bot is invited to.
-    colour-nicks (bool, default false): Colour the names of relayed authors, stably per name.
-    quote-reply-to (bool, default true): Quote the start of the message a reply answers.
-    send-delay (float, default 0.5): Seconds per line after a burst (flood control).
-    send-burst (int, default 5): Lines that may be sent at once before ``send-delay`` applies.
-    queue-size (int, default 1000): Lines that may wait to be sent (e.g. while disconnected).
-    queue-timeout (float, default 60): Seconds a send waits for room in a full queue before it
-        fails with an error (never silently).
-    channel-keys ({str: str}, default {}): Keys of channels that need one, by channel name.
-    ping-interval (float, default 60): Seconds of silence before the bot checks the server.
-    ping-timeout (float, default 30): Seconds to wait for that check before reconnecting.
-    connect-timeout (float, default 30): Seconds to connect (TCP and TLS), and again to
-        register, before trying again.
-    reconnect-delay (float, default 2): First delay before reconnecting; doubles up to
-        ``reconnect-max`` (randomised by up to half, so many bots do not return at once);
-        while the server cannot be reached at all (refused), at most 5 seconds.
-    reconnect-max (float, default 300): Longest delay between reconnection attempts.
-    rejoin-delay (float, default 5): Seconds before rejoining a channel after a kick.
-    nick-retry (float, default 30): While registered under an alternative nick, seconds between
-        attempts to take ``user.nick`` back (0: only when its holder is seen to leave). Where
-        the server offers ``MONITOR``, which says when the nick is free, only after a refusal
-        that MONITOR cannot tell the end of (e.g. ``437``, nick delay).
-    puppet (bool, default false), puppet-prefix (str, default ""): Accepted for IMMP configs;
-        puppets are not supported yet (a warning is logged).
+Config: the keys of ``SCHEMA`` below, each with its type, default and ``doc``; the README's table
+is generated from it (``hatch run docs``).
 
 The plug's channels are the host's named channels on this plug whose source is an IRC channel
 name (any CHANTYPES prefix), plus channels a hook sends to; one added while running is joined at
@@ -125,7 +81,7 @@ SCHEMA = immp.Schema({
                   "password, a server without SASL PLAIN) stops the plug with a one-line error; "
                   "false: go on without the account after a warning."): bool,
     immp.Optional("perform", [], doc="Raw lines sent after each registration (e.g. a NickServ "
-                  "identify on servers without SASL)."): [str],
+                  "identify on servers without SASL); line breaks are removed."): [str],
     immp.Optional("quit", "Disconnecting", doc="Quit message."): str,
     immp.Optional("accept-invites", False, doc="Join channels the bot is invited to."): bool,
     immp.Optional("colour-nicks", False, doc="Colour relayed authors' names, stably per "
