@@ -34,7 +34,9 @@ async def fill(path: str, n: int, k: int) -> float:
     for i in range(n):
         msgid = f"{i:016x}"
         ids = {c: [f"${i:043x}"] for c in copies}
-        entry = {"origin": [origin, msgid], "ids": {origin: [msgid], **ids}, "deleted": False}
+        # As immp_sync's StoreCopyMap writes it: the origin's own ID only in "origin", and no
+        # "deleted" while it is false.
+        entry = {"origin": [origin, msgid], "ids": ids}
         key = immp.message_key(origin, msgid)
         store.messages.put("sync", key, entry, [])
         for channel, (event,) in ids.items():

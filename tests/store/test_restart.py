@@ -80,3 +80,42 @@ async def test_a_reply_to_a_message_bridged_before_a_restart_points_at_its_copy(
     assert answer.reply_to.id == "1" and answer.reply_to.channel == immp.Channel(b, "room")
     # Numbers go on after the restart: the new message is not taken for the old one.
     assert int(fresh.id) > int(question.id) and str(b.puts[1][1].text) == "new after restart"
+
+
+async def test_after_a_restart_a_copy_leads_back_to_its_origin_and_a_deletion_is_not_repeated(
+    tmp_path,
+):
+    # The stored entry leaves out what reading it back implies (the origin's own ID among the
+    # IDs, "deleted" while false): both must come back after a restart.
+    config = _config(tmp_path / "bridge.db")
+    host = immp.build_host(config, file=str(tmp_path / "bridge.yaml"))
+    async with running(host):
+        a, b = host.plugs["a"], host.plugs["b"]
+        question = await a.receive("question?")
+        await b.wait_puts(1)
+        gone = await a.receive("soon gone")
+        await b.wait_puts(2)
+        await a.delete_message(gone.id)
+        await b.wait_puts(3)
+        await settle()
+    assert b.puts[2][1].deleted
+
+    host = immp.build_host(config, file=str(tmp_path / "bridge.yaml"))
+    async with running(host):
+        a, b = host.plugs["a"], host.plugs["b"]
+        # A reply on b to b's copy: found by the copy's ID, it points at the origin on a.
+        # (b numbered its copy "1", its first message)
+        copy = immp.SentMessage("1", immp.Channel(b, "room"), text="question?")
+        await b.receive("answer!", reply_to=copy)
+        await a.wait_puts(1)
+        # The network reports the old deletion again: the copy was deleted already.
+        await a.queue(immp.SentMessage(gone.id, immp.Channel(a, "room"), deleted=True))
+        marker = await a.receive("after the repeat")
+        await b.wait_puts(1)
+        await settle()
+    answer = a.puts[0][1]
+    assert str(answer.text) == "answer!"
+    assert isinstance(answer.reply_to, immp.SentMessage)
+    assert answer.reply_to.id == question.id
+    assert answer.reply_to.channel == immp.Channel(a, "room")
+    assert [str(m.text) for _, m in b.puts] == [str(marker.text)]  # no second deletion

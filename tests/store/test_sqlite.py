@@ -49,6 +49,27 @@ async def test_state_and_messages_outlive_the_store(tmp_path):
     await other.close()
 
 
+async def test_a_key_deleted_in_a_later_flush_is_gone_and_areas_stay_apart(tmp_path):
+    path = tmp_path / "s.db"
+    store = immp.SQLiteStore(path, namespace="one")
+    await store.open()
+    for area in ("a", "b"):  # one batch with two areas: each statement is per area
+        store.set(area, "k", area)
+        store.set(area, "keep", [area])
+    await store.flush()
+    store.delete("a", "k")  # a row written by an earlier transaction
+    store.set("b", "k", "b again")
+    await store.flush()
+    await store.close()
+
+    again = immp.SQLiteStore(path, namespace="one")
+    await again.open()
+    assert await again.get("a", "k", "gone") == "gone"
+    assert await again.get("b", "k") == "b again"
+    assert await again.get("a", "keep") == ["a"] and await again.get("b", "keep") == ["b"]
+    await again.close()
+
+
 async def test_retention_prunes_old_entries_of_its_namespace_only(tmp_path):
     path = tmp_path / "s.db"
     stores = [immp.SQLiteStore(path, namespace=n) for n in ("one", "two")]

@@ -345,6 +345,7 @@ class MemoryStore(Store):
         self._entries: OrderedDict[tuple[str, str], list] = OrderedDict()
         self._ids: dict[tuple[str, str, str], str] = {}  # (area, channel, id) -> key
         self._last_prune = time.monotonic()
+        self._until_clock = 1000  # writes before the clock is read again (see _write)
 
     async def _open(self, timeout: float) -> None:
         pass
@@ -380,14 +381,21 @@ class MemoryStore(Store):
             row = self._entries[(area, key)] = [entry, time.time(), []]
             if len(self._entries) > self.max_messages:
                 self._drop(*next(iter(self._entries)))
-        row[0] = entry
-        for channel, id in ids:
-            self._ids[(area, channel, id)] = key
-            row[2].append((channel, id))
-        now = time.monotonic()
-        if now - self._last_prune > PRUNE_INTERVAL:
-            self._last_prune = now
-            self.prune(time.time() - self.retention)
+        else:
+            row[0] = entry
+        if ids:
+            index = self._ids
+            for channel, id in ids:
+                index[(area, channel, id)] = key
+            row[2].extend(ids)
+        # The clock is read every thousand writes, not on each: pruning is hourly anyway.
+        self._until_clock -= 1
+        if self._until_clock <= 0:
+            self._until_clock = 1000
+            now = time.monotonic()
+            if now - self._last_prune > PRUNE_INTERVAL:
+                self._last_prune = now
+                self.prune(time.time() - self.retention)
 
     def prune(self, before: float) -> int:
         """Drop entries created before ``before`` (epoch seconds); returns how many."""

@@ -61,26 +61,29 @@ def _columns(*names: str) -> str:
     return ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(names)))
 
 
-def _rows(rows: list[tuple]) -> str:
-    return json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
+# No check for circular references: rows are tuples of strings and the entries' plain dicts
+# (the check costs a dict insertion and removal per list and dict, in the store's thread, which
+# holds the GIL while it encodes).
+_rows = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
 
 
-# Each takes its rows as a JSON array of arrays ("WHERE true" parses the upsert after a SELECT).
+# Each takes its rows as a JSON array of arrays (?1) and the scope they all belong to (?2); the
+# message tables also the time they were written (?3): what every row of a batch shares is one
+# parameter, not a column of every row to encode and parse again. ("WHERE true" parses the
+# upsert after a SELECT.)
 _UPSERT_STATE = (
-    f"INSERT INTO state (scope, key, value) SELECT {_columns('s', 'k', 'v')} FROM json_each(?)"
+    f"INSERT INTO state (scope, key, value) SELECT ?2, {_columns('k', 'v')} FROM json_each(?1)"
     " WHERE true ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value"
 )
-_DELETE_STATE = (
-    f"DELETE FROM state WHERE (scope, key) IN (SELECT {_columns('s', 'k')} FROM json_each(?))"
-)
+_DELETE_STATE = "DELETE FROM state WHERE scope = ?2 AND key IN (SELECT value FROM json_each(?1))"
 _UPSERT_MESSAGES = (
     "INSERT INTO messages (scope, key, entry, created)"
-    f" SELECT {_columns('s', 'k', 'e', 'c')} FROM json_each(?)"
+    f" SELECT ?2, {_columns('k', 'e')}, ?3 FROM json_each(?1)"
     " WHERE true ON CONFLICT (scope, key) DO UPDATE SET entry = excluded.entry"
 )
 _UPSERT_IDS = (
     "INSERT INTO message_ids (scope, channel, id, key, created)"
-    f" SELECT {_columns('s', 'c', 'i', 'k', 'c')} FROM json_each(?)"
+    f" SELECT ?2, {_columns('c', 'i', 'k')}, ?3 FROM json_each(?1)"
     " WHERE true ON CONFLICT (scope, channel, id)"
     " DO UPDATE SET key = excluded.key, created = excluded.created"
 )
@@ -211,33 +214,36 @@ class SQLiteStore(ThreadedStore):
 
     def write(self, conn: sqlite3.Connection, batch: WriteBatch) -> None:
         now = time.time()
+        # Per scope (one per plug or hook that wrote): {scope: [puts, deletes, entries, ids]}.
+        scopes: dict[str, list[list]] = {}
+        for (area, key), text in batch.state.items():
+            rows = scopes.get(area) or scopes.setdefault(area, [[], [], [], []])
+            if text is None:
+                rows[1].append(key)
+            else:
+                rows[0].append((key, text))
+        for (area, key), (entry, indexed) in batch.messages.items():
+            rows = scopes.get(area) or scopes.setdefault(area, [[], [], [], []])
+            # (json_extract gives the entry back as JSON text: encoded once, with the rest)
+            rows[2].append((key, entry() if callable(entry) else entry))
+            if indexed:
+                rows[3].extend([(channel, id, key) for channel, id in indexed])
         conn.execute("BEGIN")
         try:
-            puts, deletes = [], []
-            for (area, key), text in batch.state.items():
-                scope = self._scope(conn, area, True)
-                if text is None:
-                    deletes.append((scope, key))
-                else:
-                    puts.append((scope, key, text))
-            # One statement per table and batch, its rows as one JSON parameter: sqlite3 lets
+            # One statement per table and scope, its rows as one JSON parameter: sqlite3 lets
             # go of the GIL around every statement it runs, and each time the loop's thread,
             # busy with messages, may keep it for a switch interval (5 ms); a row at a time,
             # this thread fell behind under load.
-            if puts:
-                conn.execute(_UPSERT_STATE, (_rows(puts),))
-            if deletes:
-                conn.execute(_DELETE_STATE, (_rows(deletes),))
-            entries, ids = [], []
-            for area, key, entry, indexed in batch.entries():
+            for area, (puts, deletes, entries, ids) in scopes.items():
                 scope = self._scope(conn, area, True)
-                # (json_extract gives the entry back as JSON text: encoded once, with the rest)
-                entries.append((scope, key, entry, now))
-                ids.extend((scope, channel, id, key, now) for channel, id in indexed)
-            if entries:
-                conn.execute(_UPSERT_MESSAGES, (_rows(entries),))
-            if ids:
-                conn.execute(_UPSERT_IDS, (_rows(ids),))
+                if puts:
+                    conn.execute(_UPSERT_STATE, (_rows(puts), scope))
+                if deletes:
+                    conn.execute(_DELETE_STATE, (_rows(deletes), scope))
+                if entries:
+                    conn.execute(_UPSERT_MESSAGES, (_rows(entries), scope, now))
+                if ids:
+                    conn.execute(_UPSERT_IDS, (_rows(ids), scope, now))
             conn.execute("COMMIT")
         except BaseException:
             self._scopes = {}  # scopes made in this transaction are gone with it

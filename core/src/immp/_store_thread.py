@@ -80,12 +80,14 @@ class WriteBatch:
             self.state[(op[1], op[2])] = op[3]
             return
         _, area, key, entry, ids = op
-        known = self.messages.get((area, key))
+        slot = (area, key)
+        known = self.messages.get(slot)
         if known is None:
-            self.messages[(area, key)] = [entry, list(ids)]
+            self.messages[slot] = [entry, list(ids)]
         else:
             known[0] = entry
-            known[1].extend(ids)
+            if ids:
+                known[1].extend(ids)
 
     def drop_oldest(self) -> None:
         """Forget the oldest key's writes (the queue is full)."""
@@ -144,7 +146,10 @@ class ThreadedStore(Store):
         super().__init__(**options)
         self.max_queue = int(max_queue)
         self.prune_interval = PRUNE_INTERVAL
-        self._cond = threading.Condition()
+        # The lock of _cond, held directly where the trio side queues a write: the lock's own
+        # context manager is C code, the Condition's is two Python calls per write.
+        self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)
         self._writes = WriteBatch()
         self._requests: list[_Request] = []
         self._closing = False
@@ -219,7 +224,7 @@ class ThreadedStore(Store):
             await self._room.wait()
 
     def _behind(self) -> bool:
-        return len(self._writes) >= self.max_queue // 2 and self._reachable and self.is_open
+        return self._writes.count >= self.max_queue // 2 and self._reachable and self.is_open
 
     def _wake_room(self, always: bool = False) -> None:
         event = self._room
@@ -247,9 +252,10 @@ class ThreadedStore(Store):
         return await request.wait()
 
     def _write(self, op: tuple) -> None:
-        with self._cond:
-            self._writes.add(op)
-            if len(self._writes) > self.max_queue:
+        with self._lock:
+            writes = self._writes
+            writes.add(op)
+            if writes.count > self.max_queue:
                 # Only while the database is unreachable can the queue grow this far.
                 self._writes.drop_oldest()
                 self._dropped += 1

@@ -5,9 +5,10 @@ hook made of it, looked up by any of them, so that edits, deletions and replies 
 The hooks use a :class:`StoreCopyMap`: the latest ``history`` entries in memory (the hot path
 never waits) in front of ``host.store.messages``, which keeps every entry for the store's
 retention, across restarts. An entry is stored as
-``{"origin": [channel, id], "ids": {channel: [id, ...]}, "deleted": bool}`` with channels as
+``{"origin": [channel, id], "ids": {channel: [id, ...]}, "deleted": true}`` with channels as
 :func:`immp.channel_key` strings (plug config name and network channel ID), under the hook's
-config name.
+config name. What reading it back implies is left out: ``ids`` lacks the origin's own ID (unless
+that channel has others), and ``deleted`` is there only when true.
 """
 
 from __future__ import annotations
@@ -159,12 +160,12 @@ class StoreCopyMap(MemoryCopyMap):
         super().add(copies)
         channel, id = copies.origin
         # Found by its key (immp.message_key of the origin): no index row for the origin.
-        copies.stored_as = immp.message_key(self._key(channel), id)
+        copies.stored_as = immp.message_key(self._keys.get(channel) or self._key(channel), id)
         self._save(copies, [])
 
     def add_copy(self, copies: Copies, channel: immp.Channel, ids: tuple[str, ...]) -> None:
         super().add_copy(copies, channel, ids)
-        key = self._key(channel)
+        key = self._keys.get(channel) or self._key(channel)
         self._save(copies, [(key, id) for id in ids])
 
     def changed(self, copies: Copies) -> None:
@@ -193,14 +194,24 @@ class StoreCopyMap(MemoryCopyMap):
         hook.host.store.messages.put(hook.name, copies.stored_as, partial(self._entry, copies), ids)
 
     def _entry(self, copies: Copies) -> dict:
-        keys = self._keys
+        get = self._keys.get
         channel, id = copies.origin
-        return {
-            "origin": [keys[channel], id],
-            # (a list of the items is taken at once, whatever the other thread does meanwhile)
-            "ids": {keys[c]: i for c, i in list(copies.ids.items()) if c in keys},
-            "deleted": copies.deleted,
-        }
+        origin = get(channel)
+        ids = {}
+        # (a list of the items is taken at once, whatever the other thread does meanwhile)
+        for copy, copy_ids in list(copies.ids.items()):
+            key = get(copy)
+            if key is not None:
+                ids[key] = copy_ids
+        # What _revive knows without being told is left out: the origin's own ID (it is in
+        # "origin") and "deleted" while it is false. A shorter entry is less to encode, parse
+        # and store for every message.
+        if ids.get(origin) == (id,):
+            del ids[origin]
+        entry = {"origin": [origin, id], "ids": ids}
+        if copies.deleted:
+            entry["deleted"] = True
+        return entry
 
     def _revive(self, entry: dict) -> Copies | None:
         plugs = self._hook.host.plugs

@@ -25,6 +25,11 @@ import immp
 
 log = logging.getLogger("immp.store")
 
+# One encoder for every entry (json.dumps with options builds one per call), without the check
+# for circular references (entries are plain JSON-ready dicts): this runs in the store's thread,
+# which holds the GIL while it encodes.
+_encode = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
+
 #: Statements that bring a database from version N-1 to N, each version in one transaction.
 #: Never edit a version that has shipped; add one.
 MIGRATIONS: dict[int, list[str]] = {
@@ -186,7 +191,7 @@ class PostgresStore(immp.ThreadedStore):
         ids: dict[tuple, tuple] = {}  # one row per (scope, channel, id): an upsert may not
         for area, key, entry, indexed in batch.entries():  # touch a row twice
             scope = self._scopes[area]
-            entries.append((scope, key, json.dumps(entry, separators=(",", ":")), now))
+            entries.append((scope, key, _encode(entry), now))
             for channel, id in indexed:
                 ids[(scope, channel, id)] = (scope, channel, id, key, now)
         # One statement per table and batch, the rows as arrays (unnest): psycopg sends each
