@@ -259,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
         status = EXIT_FAILED
     if args.write:
         save()
+    if host.journal.enabled:  # (what is left was said as a warning when the host stopped)
+        log.info("Journal: %s", host.journal.summary())
     log.info("Stopped")
     return status
 
