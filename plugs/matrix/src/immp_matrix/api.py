@@ -1,0 +1,327 @@
+"""
+The Matrix client-server API, the few endpoints the plug needs, over httpx on trio.
+
+:class:`Client` owns the HTTP connection pool and the access token. Every request goes through
+:meth:`Client.request`, which waits out rate limits (429 / ``M_LIMIT_EXCEEDED``: the same
+request again after ``retry_after_ms``, so a send keeps its transaction ID and is never
+duplicated) and, where asked, retries 5xx answers and network errors with backoff. Anything else
+the server refuses is a :class:`MatrixError` with its ``errcode``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import urllib.parse
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import trio
+
+log = logging.getLogger(__name__)
+
+CLIENT = "/_matrix/client/v3"
+MEDIA = "/_matrix/client/v1/media"  # authenticated media (the old /_matrix/media/v3 is gone)
+
+
+class MatrixError(Exception):
+    """The homeserver refused a request: ``status`` is the HTTP status, ``errcode`` e.g.
+    ``M_FORBIDDEN``."""
+
+    def __init__(self, status: int, errcode: str | None, error: str | None, what: str):
+        super().__init__(f"{what}: {status} {errcode or ''} {error or ''}".strip())
+        self.status = status
+        self.errcode = errcode
+        self.error = error
+
+
+class Unreachable(Exception):
+    """The homeserver could not be reached, or answered 5xx, and retrying was not asked for."""
+
+
+def quote(part: str) -> str:
+    """One path segment (room IDs, aliases, event and transaction IDs), fully escaped."""
+    return urllib.parse.quote(part, safe="")
+
+
+class Backoff:
+    """Exponential backoff with jitter: 0.5 s doubling up to ``maximum``; reset on success."""
+
+    def __init__(self, maximum: float = 60.0, first: float = 0.5):
+        self.maximum = maximum
+        self.first = first
+        self.delay = first
+
+    def next(self) -> float:
+        delay = min(self.delay, self.maximum)
+        self.delay = min(self.delay * 2, self.maximum)
+        return delay * random.uniform(0.8, 1.2)
+
+    def reset(self) -> None:
+        self.delay = self.first
+
+
+class Client:
+    """
+    An authenticated client of one homeserver. ``on_reachable(bool, reason)`` is told when
+    requests start failing with network errors or 5xx and when they work again.
+    """
+
+    def __init__(
+        self,
+        homeserver: str,
+        *,
+        timeout: float = 30.0,
+        retry_max: float = 60.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+        on_reachable: Callable[[bool, str | None], None] | None = None,
+    ):
+        self.homeserver = homeserver.rstrip("/")
+        self.timeout = timeout
+        self.retry_max = retry_max
+        self.token: str | None = None
+        self.http = httpx.AsyncClient(
+            base_url=self.homeserver, timeout=timeout, transport=transport
+        )
+        self._on_reachable = on_reachable
+        self.reachable = True
+        #: Rate-limit waits so far (for tests and benchmarks).
+        self.rate_limited = 0
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    def _set_reachable(self, reachable: bool, reason: str | None = None) -> None:
+        if reachable != self.reachable:
+            self.reachable = reachable
+            if self._on_reachable is not None:
+                self._on_reachable(reachable, reason)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        params: dict | None = None,
+        content: bytes | None = None,
+        headers: dict | None = None,
+        retry: bool = True,
+        timeout: float | None = None,
+        raw: bool = False,
+    ) -> Any:
+        """
+        One API call; the JSON answer (or the :class:`httpx.Response` with ``raw``). Waits out
+        rate limits; with ``retry``, retries network errors and 5xx with backoff until it works
+        (cancel the caller to give up), else raises :class:`Unreachable`. Raises
+        :class:`MatrixError` for other refusals. Cancellation abandons the request; a send
+        repeated later with the same transaction ID is answered with the same event.
+        """
+        what = f"{method} {path.split('?')[0]}"
+        backoff = Backoff(self.retry_max)
+        all_headers = dict(headers or {})
+        if self.token:
+            all_headers["Authorization"] = f"Bearer {self.token}"
+        while True:
+            try:
+                reply = await self.http.request(
+                    method,
+                    path,
+                    json=body if content is None else None,
+                    content=content,
+                    params=params,
+                    headers=all_headers,
+                    timeout=timeout if timeout is not None else self.timeout,
+                )
+            except httpx.TransportError as exc:
+                reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                if not retry:
+                    self._set_reachable(False, reason)
+                    raise Unreachable(f"{what}: {reason}") from exc
+                self._set_reachable(False, reason)
+                delay = backoff.next()
+                log.warning("%s failed (%s); retrying in %.1f s", what, reason, delay)
+                await trio.sleep(delay)
+                continue
+            if reply.status_code >= 500:
+                reason = f"HTTP {reply.status_code}"
+                self._set_reachable(False, reason)
+                if not retry:
+                    raise Unreachable(f"{what}: {reason}")
+                delay = backoff.next()
+                log.warning("%s answered %d; retrying in %.1f s", what, reply.status_code, delay)
+                await trio.sleep(delay)
+                continue
+            self._set_reachable(True)
+            error = _error_of(reply)
+            if reply.status_code == 429 or error.get("errcode") == "M_LIMIT_EXCEEDED":
+                self.rate_limited += 1
+                wait = _retry_after(reply, error)
+                log.debug("%s rate-limited; retrying in %.2f s", what, wait)
+                await trio.sleep(wait)
+                continue
+            if reply.status_code >= 400:
+                raise MatrixError(reply.status_code, error.get("errcode"), error.get("error"), what)
+            return reply if raw else reply.json()
+
+    # -- the endpoints ------------------------------------------------------------------------
+
+    async def login(self, user: str, password: str, device: str | None) -> dict:
+        body: dict[str, Any] = {
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": user},
+            "password": password,
+            "initial_device_display_name": "IMMP",
+        }
+        if device:
+            body["device_id"] = device
+        answer = await self.request("POST", f"{CLIENT}/login", body)
+        self.token = answer["access_token"]
+        return answer
+
+    async def whoami(self) -> dict:
+        return await self.request("GET", f"{CLIENT}/account/whoami")
+
+    async def create_filter(self, user_id: str, definition: dict) -> str:
+        path = f"{CLIENT}/user/{quote(user_id)}/filter"
+        return (await self.request("POST", path, definition))["filter_id"]
+
+    async def sync(self, *, since: str | None, filter: str, timeout_ms: int) -> dict:
+        params = {"filter": filter, "timeout": str(timeout_ms)}
+        if since:
+            params["since"] = since
+        # The long poll holds the request open for timeout_ms: give httpx that and more.
+        return await self.request(
+            "GET", f"{CLIENT}/sync", params=params, timeout=self.timeout + timeout_ms / 1000
+        )
+
+    async def messages(
+        self,
+        room_id: str,
+        *,
+        start: str,
+        stop: str | None,
+        limit: int = 100,
+        filter: dict | None = None,
+    ) -> dict:
+        params = {"from": start, "dir": "b", "limit": str(limit)}
+        if stop:
+            params["to"] = stop
+        if filter:
+            params["filter"] = _json(filter)
+        return await self.request("GET", f"{CLIENT}/rooms/{quote(room_id)}/messages", params=params)
+
+    async def join(self, room: str) -> str:
+        return (await self.request("POST", f"{CLIENT}/join/{quote(room)}", {}))["room_id"]
+
+    async def leave(self, room_id: str) -> None:
+        await self.request("POST", f"{CLIENT}/rooms/{quote(room_id)}/leave", {})
+
+    async def resolve_alias(self, alias: str) -> str:
+        return (await self.request("GET", f"{CLIENT}/directory/room/{quote(alias)}"))["room_id"]
+
+    async def send(self, room_id: str, type: str, txn_id: str, content: dict) -> str:
+        path = f"{CLIENT}/rooms/{quote(room_id)}/send/{quote(type)}/{quote(txn_id)}"
+        return (await self.request("PUT", path, content))["event_id"]
+
+    async def redact(self, room_id: str, event_id: str, txn_id: str) -> str:
+        path = f"{CLIENT}/rooms/{quote(room_id)}/redact/{quote(event_id)}/{quote(txn_id)}"
+        return (await self.request("PUT", path, {}))["event_id"]
+
+    async def state(self, room_id: str, type: str, key: str = "") -> dict | None:
+        path = f"{CLIENT}/rooms/{quote(room_id)}/state/{quote(type)}/{quote(key)}"
+        try:
+            return await self.request("GET", path)
+        except MatrixError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def joined_members(self, room_id: str) -> dict[str, dict]:
+        path = f"{CLIENT}/rooms/{quote(room_id)}/joined_members"
+        return (await self.request("GET", path))["joined"]
+
+    async def joined_rooms(self) -> list[str]:
+        return (await self.request("GET", f"{CLIENT}/joined_rooms"))["joined_rooms"]
+
+    async def profile(self, user_id: str) -> dict | None:
+        try:
+            return await self.request("GET", f"{CLIENT}/profile/{quote(user_id)}")
+        except MatrixError as exc:
+            if exc.status in (403, 404):
+                return None
+            raise
+
+    async def direct_rooms(self, user_id: str) -> dict[str, list[str]]:
+        path = f"{CLIENT}/user/{quote(user_id)}/account_data/m.direct"
+        try:
+            return await self.request("GET", path)
+        except MatrixError as exc:
+            if exc.status == 404:
+                return {}
+            raise
+
+    async def upload(self, data: bytes, content_type: str, filename: str | None) -> str:
+        # Uploads stayed under /_matrix/media/v3 (authenticated by the token already).
+        params = {"filename": filename} if filename else None
+        answer = await self.request(
+            "POST",
+            "/_matrix/media/v3/upload",
+            content=data,
+            params=params,
+            headers={"Content-Type": content_type},
+        )
+        return answer["content_uri"]
+
+    def media_url(self, mxc: str) -> str | None:
+        """The authenticated download URL of an ``mxc://server/id`` URI (needs the token)."""
+        parsed = _parse_mxc(mxc)
+        if parsed is None:
+            return None
+        return f"{self.homeserver}{MEDIA}/download/{quote(parsed[0])}/{quote(parsed[1])}"
+
+    async def download(self, mxc: str, max_size: int) -> tuple[bytes, str]:
+        """Fetch media through the authenticated endpoint: (bytes, content type)."""
+        parsed = _parse_mxc(mxc)
+        if parsed is None:
+            raise ValueError(f"not an mxc:// URI: {mxc!r}")
+        path = f"{MEDIA}/download/{quote(parsed[0])}/{quote(parsed[1])}"
+        reply = await self.request("GET", path, raw=True)
+        if len(reply.content) > max_size:
+            raise ValueError(f"{mxc}: {len(reply.content)} bytes, more than {max_size}")
+        return reply.content, reply.headers.get("content-type", "application/octet-stream")
+
+
+def _parse_mxc(mxc: str) -> tuple[str, str] | None:
+    if not isinstance(mxc, str) or not mxc.startswith("mxc://"):
+        return None
+    server, _, media = mxc[len("mxc://") :].partition("/")
+    return (server, media) if server and media else None
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _error_of(reply: httpx.Response) -> dict:
+    if reply.status_code < 400:
+        return {}
+    try:
+        body = reply.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _retry_after(reply: httpx.Response, error: dict) -> float:
+    """Seconds to wait before repeating a rate-limited request."""
+    ms = error.get("retry_after_ms")
+    if isinstance(ms, (int, float)) and ms >= 0:
+        return ms / 1000
+    header = reply.headers.get("retry-after")
+    try:
+        return max(0.0, float(header)) if header is not None else 1.0
+    except ValueError:
+        return 1.0

@@ -1,0 +1,804 @@
+"""
+Matrix plug: a Matrix account on a homeserver, through the client-server API (``/v3``).
+
+Config:
+    homeserver (str, required):
+        Base URL of the homeserver, e.g. ``https://matrix.example.org``.
+    user (str, required):
+        The bridge's Matrix user ID, e.g. ``@bridge:example.org``.
+    password (str, default null):
+        Password to log in with. Exactly one of ``password`` and ``token``; never logged.
+    token (str, default null):
+        An access token instead of a password (its device is the token's own).
+    device (str, default null):
+        Device ID to log in with a password. By default one stable per plug, made at the first
+        start and kept in the store. Synapse scopes transaction IDs per device, so keeping the
+        device is what makes a send repeated after a restart land only once.
+    auto-join (bool, default false):
+        Accept invitations to rooms (the room's messages then reach the host as an unnamed
+        channel).
+    sync-timeout (float, default 30):
+        Seconds one ``/sync`` long poll waits for news.
+    timeline-limit (int, default 50):
+        Events per room in one ``/sync`` answer; a room with more is filled from
+        ``/messages``, so nothing is skipped.
+    request-timeout (float, default 30):
+        Seconds one request (other than the long poll) may take before it is retried.
+    retry-max (float, default 60):
+        Longest wait between retries while the homeserver is unreachable or answers 5xx.
+    send-queue (int, default 100):
+        Sends waiting for the homeserver at once (they wait in order per room, e.g. for a rate
+        limit); beyond that, senders wait: backpressure to the host, nothing is dropped.
+    media-max-size (int, default 10485760):
+        Largest attachment, in bytes, uploaded from another network or fetched from Matrix.
+    show-names (bool, default true):
+        Prefix messages from other networks with the author's name (``name: text``, or an
+        emote ``name waves``).
+    media-url (str, default null):
+        Base URL under which other networks link to Matrix media, as ``BASE/SERVER/MEDIA-ID``
+        (e.g. a public media proxy). By default the homeserver's authenticated download URL,
+        which opens only with an access token.
+
+Channels: a ``source`` is a room ID (``!id:server``) or an alias (``#room:server``); the plug
+joins every configured room at open.
+
+Encrypted rooms are not read: the log says so once per room.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import html
+import logging
+import mimetypes
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import trio
+
+import immp
+
+from . import formatting
+from .api import Client, MatrixError, Unreachable, quote
+
+SCHEMA = immp.Schema({
+    immp.Required("homeserver", doc="Base URL of the homeserver, e.g. "
+                  "`https://matrix.example.org`."): str,
+    immp.Required("user", doc="The bridge's Matrix user ID, e.g. `@bridge:example.org`."): str,
+    immp.Optional("password", None, doc="Password to log in with; exactly one of `password` "
+                  "and `token`. Never logged."): immp.Nullable(str),
+    immp.Optional("token", None, doc="An access token instead of a password (its device is "
+                  "the token's own)."): immp.Nullable(str),
+    immp.Optional("device", None, doc="Device ID for a password login; null: one stable per "
+                  "plug, made at the first start and kept in the store (transaction IDs are "
+                  "per device)."): immp.Nullable(str),
+    immp.Optional("auto-join", False, doc="Accept invitations to rooms."): bool,
+    immp.Optional("sync-timeout", 30.0, doc="Seconds one `/sync` long poll waits for news."):
+        immp.Positive(),
+    immp.Optional("timeline-limit", 50, doc="Events per room in one `/sync`; a room with more "
+                  "is filled from `/messages`, so nothing is skipped."): immp.Positive(int),
+    immp.Optional("request-timeout", 30.0, doc="Seconds one request (other than the long "
+                  "poll) may take before it is retried."): immp.Positive(),
+    immp.Optional("retry-max", 60.0, doc="Longest wait between retries while the homeserver "
+                  "is unreachable or answers 5xx."): immp.Positive(),
+    immp.Optional("send-queue", 100, doc="Sends waiting for the homeserver at once (in order "
+                  "per room); further senders wait: backpressure, nothing dropped."):
+        immp.Positive(int),
+    immp.Optional("media-max-size", 10 * 1024 * 1024, doc="Largest attachment in bytes, "
+                  "uploaded from another network or fetched from Matrix."): immp.Positive(int),
+    immp.Optional("show-names", True, doc="Prefix messages from other networks with the "
+                  "author's name (`name: text`, or an emote `name waves`)."): bool,
+    immp.Optional("media-url", None, doc="Base URL of the links other networks get to Matrix "
+                  "media, as `BASE/SERVER/MEDIA-ID` (e.g. a public media proxy); null: the "
+                  "authenticated download URL, which opens only with a token."):
+        immp.Nullable(str),
+})  # fmt: skip
+
+#: Set by a caller that can name what it sends (e.g. a delivery journal), for the whole of a
+#: ``put``/``edit``/``delete``: the transaction ID is derived from it (and the room), so the same
+#: send repeated in another process lands once. Without it, IDs follow a per-start sequence.
+delivery_key: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "immp_matrix_delivery_key", default=None
+)
+
+_TIMELINE_TYPES = [
+    "m.room.message",
+    "m.room.member",
+    "m.room.name",
+    "m.room.redaction",
+    "m.room.encrypted",
+    "m.room.encryption",
+    "m.sticker",
+]
+_STATE_TYPES = ["m.room.member", "m.room.name", "m.room.encryption", "m.room.canonical_alias"]
+_MEDIA_TYPES = {
+    "m.image": immp.FileType.image,
+    "m.file": immp.FileType.unknown,
+    "m.video": immp.FileType.unknown,
+    "m.audio": immp.FileType.unknown,
+}
+_RECENT = 2000  # events remembered for reply quotes and fallbacks
+
+
+@dataclass
+class Room:
+    """What the plug knows of one joined room."""
+
+    id: str
+    name: str | None = None
+    alias: str | None = None
+    members: dict[str, str | None] = field(default_factory=dict)  # user ID -> display name
+    encrypted: bool = False
+    warned: bool = False
+
+
+class MatrixPlug(immp.Plug):
+    """A Matrix account; see the module doc for its config."""
+
+    schema = SCHEMA
+    network_name = "Matrix"
+    can_edit = True
+    can_delete = True
+
+    def __init__(self, name, config, host):
+        super().__init__(name, config, host)
+        if (self.config["password"] is None) == (self.config["token"] is None):
+            raise immp.ConfigError(f"plugs.{name}.config: give exactly one of password and token")
+        self.client: Client | None = None
+        self.user_id: str = self.config["user"]
+        self.device_id: str | None = None
+        self._rooms: dict[str, Room] = {}
+        self._sources: dict[str, str] = {}  # configured source (alias or ID) -> room ID
+        self._channel_of: dict[str, str] = {}  # room ID -> configured source
+        self._locks: dict[str, trio.Lock] = {}
+        self._sends: trio.Semaphore | None = None
+        self._filter: str | None = None
+        self._txn_prefix = "0"
+        self._txn_count = 0
+        self._recent: OrderedDict[str, tuple[str, str]] = OrderedDict()  # event -> (sender, body)
+        self.synced = trio.Event()  # set after the first sync batch at open
+
+    @property
+    def network_id(self) -> str:
+        return f"matrix:{self.user_id.partition(':')[2] or self.name}"
+
+    # -- lifetime -------------------------------------------------------------------------------
+
+    def _reachable(self, reachable: bool, reason: str | None) -> None:
+        if reachable:
+            self.log.info("Homeserver reachable again")
+        else:
+            self.log.warning("Homeserver unreachable: %s", reason)
+        self.connection_changed(reachable, None if reachable else reason)
+
+    async def open(self):
+        self.client = Client(
+            self.config["homeserver"],
+            timeout=self.config["request-timeout"],
+            retry_max=self.config["retry-max"],
+            on_reachable=self._reachable,
+        )
+        self._sends = trio.Semaphore(self.config["send-queue"])
+        try:
+            await self._start()
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await self.client.aclose()
+            raise
+        self.synced.set()
+        # The sync task owns the client from here: it closes it when cancelled at close.
+        self.nursery.start_soon(self._sync_loop)
+
+    async def _start(self) -> None:
+        try:
+            await self._log_in()
+        except (MatrixError, Unreachable) as exc:
+            # One line, never the secret: MatrixError carries the server's words only.
+            raise immp.PlugError(f"{self.name}: cannot log in as {self.user_id}: {exc}") from None
+        boot = int(await self.state.get("boot", 0)) + 1
+        await self.state.set("boot", boot)
+        self._txn_prefix = f"{boot}"
+        self._filter = await self.client.create_filter(self.user_id, self._filter_definition())
+        for channel in list(self.host.channels.values()):
+            if channel.plug is self:
+                await self._join(channel.source)
+        if await self.state.get("since") is None:
+            # First start: take the rooms as they are now, without replaying their history.
+            batch = await self.client.sync(since=None, filter=self._filter, timeout_ms=0)
+            await self._handle_batch(batch, initial=True)
+            await self.state.set("since", batch["next_batch"])
+
+    async def _log_in(self) -> None:
+        client = self.client
+        if self.config["token"] is not None:
+            client.token = self.config["token"]
+            me = await client.whoami()
+        else:
+            device = self.config["device"] or await self.state.get("device")
+            if device is None:
+                # Stable per plug without a store too; kept in the store when there is one.
+                digest = hashlib.sha256(f"{self.user_id}|{self.name}".encode()).hexdigest()
+                device = f"IMMP{digest[:8].upper()}"
+            answer = await client.login(self.user_id, self.config["password"], device)
+            await self.state.set("device", answer.get("device_id", device))
+            me = await client.whoami()
+        if me.get("user_id") != self.user_id:
+            self.log.warning("Logged in as %s, configured as %s", me.get("user_id"), self.user_id)
+            self.user_id = me["user_id"]
+        self.device_id = me.get("device_id")
+        self.log.info("Logged in as %s (device %s)", self.user_id, self.device_id)
+
+    def _filter_definition(self) -> dict:
+        return {
+            "presence": {"not_types": ["*"]},
+            "account_data": {"not_types": ["*"]},
+            "room": {
+                "timeline": {"limit": self.config["timeline-limit"], "types": _TIMELINE_TYPES},
+                "state": {"lazy_load_members": True, "types": _STATE_TYPES},
+                "ephemeral": {"not_types": ["*"]},
+                "account_data": {"not_types": ["*"]},
+            },
+        }
+
+    async def _join(self, source: str) -> str | None:
+        try:
+            room_id = await self.client.join(source)
+        except MatrixError as exc:
+            self.log.error("Cannot join %s: %s", source, exc)
+            return None
+        self._sources[source] = room_id
+        self._channel_of[room_id] = source
+        self._rooms.setdefault(room_id, Room(room_id, alias=source if source[:1] == "#" else None))
+        return room_id
+
+    async def on_channel_added(self, channel: immp.Channel) -> None:
+        """A named channel of this plug was added while running: join its room."""
+        await self._join(channel.source)
+
+    async def on_channel_removed(self, channel: immp.Channel) -> None:
+        """A named channel was removed: leave its room (unless another channel names it)."""
+        room_id = self._sources.pop(channel.source, None)
+        if room_id is None or room_id in self._sources.values():
+            return
+        self._channel_of.pop(room_id, None)
+        self._rooms.pop(room_id, None)
+        try:
+            await self.client.leave(room_id)
+        except MatrixError as exc:
+            self.log.warning("Cannot leave %s: %s", channel.source, exc)
+
+    # -- receiving ------------------------------------------------------------------------------
+
+    async def _sync_loop(self) -> None:
+        try:
+            while True:
+                since = await self.state.get("since")
+                batch = await self.client.sync(
+                    since=since,
+                    filter=self._filter,
+                    timeout_ms=int(self.config["sync-timeout"] * 1000),
+                )
+                await self._handle_batch(batch, since=since)
+                # Only now, with every message of the batch handed to the host, does the token
+                # move on: a restart before this point gets the batch again.
+                await self.state.set("since", batch["next_batch"])
+        finally:
+            with trio.CancelScope(shield=True):
+                await self.client.aclose()
+
+    async def _handle_batch(
+        self, batch: dict, *, initial: bool = False, since: str | None = None
+    ) -> None:
+        rooms = batch.get("rooms", {})
+        for room_id in rooms.get("invite", {}):
+            if self.config["auto-join"] and room_id not in self._rooms:
+                self.log.info("Invited to %s: joining", room_id)
+                await self._join(room_id)
+            elif not self.config["auto-join"]:
+                self.log.debug("Invited to %s (auto-join is off)", room_id)
+        for room_id, data in rooms.get("join", {}).items():
+            room = self._rooms.setdefault(room_id, Room(room_id))
+            for event in data.get("state", {}).get("events", []):
+                self._apply_state(room, event)
+            timeline = data.get("timeline", {})
+            events = list(timeline.get("events", []))
+            if initial:
+                for event in events:
+                    if "state_key" in event:
+                        self._apply_state(room, event)
+                continue
+            joined_at = self._own_join(events)
+            if joined_at is not None:
+                # Joined just now: what came before our join is history, not news.
+                for earlier in events[:joined_at]:
+                    if "state_key" in earlier:
+                        self._apply_state(room, earlier)
+                events = events[joined_at + 1 :]
+            elif timeline.get("limited") and timeline.get("prev_batch") and since:
+                events = await self._fill_gap(room_id, timeline["prev_batch"], since) + events
+            for event in events:
+                sent = self._to_message(room, event)
+                if sent is not None:
+                    await self.queue(sent)
+        for room_id in rooms.get("leave", {}):
+            self._rooms.pop(room_id, None)
+
+    def _own_join(self, events: list[dict]) -> int | None:
+        """The index of our own join (from not joined) in a timeline, if it is there."""
+        for index in range(len(events) - 1, -1, -1):
+            event = events[index]
+            if event.get("type") != "m.room.member" or event.get("state_key") != self.user_id:
+                continue
+            prev = (event.get("unsigned") or {}).get("prev_content") or {}
+            content = event.get("content") or {}
+            if content.get("membership") == "join" and prev.get("membership") != "join":
+                return index
+        return None
+
+    async def _fill_gap(self, room_id: str, prev_batch: str, since: str) -> list[dict]:
+        """The events a ``limited`` timeline left out, between ``since`` and ``prev_batch``."""
+        missing: list[dict] = []
+        start = prev_batch
+        filter = {"types": _TIMELINE_TYPES, "lazy_load_members": True}
+        while True:
+            page = await self.client.messages(room_id, start=start, stop=since, filter=filter)
+            chunk = page.get("chunk", [])
+            missing.extend(chunk)
+            if not chunk or not page.get("end") or page.get("end") == start:
+                break
+            start = page["end"]
+        missing.reverse()  # pages run backwards in time
+        self.log.debug("Filled %d events missing from a limited sync of %s", len(missing), room_id)
+        return missing
+
+    def _apply_state(self, room: Room, event: dict) -> None:
+        type_ = event.get("type")
+        content = event.get("content") or {}
+        if type_ == "m.room.member":
+            if content.get("membership") == "join":
+                room.members[event["state_key"]] = content.get("displayname")
+            else:
+                room.members.pop(event.get("state_key"), None)
+        elif type_ == "m.room.name":
+            room.name = content.get("name") or None
+        elif type_ == "m.room.canonical_alias":
+            room.alias = content.get("alias") or room.alias
+        elif type_ == "m.room.encryption":
+            room.encrypted = True
+            self._warn_encrypted(room)
+
+    def _warn_encrypted(self, room: Room) -> None:
+        if not room.warned:
+            room.warned = True
+            self.log.warning(
+                "Room %s is encrypted: its messages cannot be read or bridged",
+                room.alias or room.id,
+            )
+
+    def channel_of(self, room_id: str) -> immp.Channel:
+        """The channel of a room: under its configured source (alias or ID) where it has one."""
+        return immp.Channel(self, self._channel_of.get(room_id, room_id))
+
+    def _user(self, room: Room | None, user_id: str, name: str | None = None) -> immp.User:
+        if name is None and room is not None:
+            name = room.members.get(user_id)
+        return immp.User(
+            id=user_id,
+            plug=self,
+            username=user_id,
+            real_name=name,
+            link=formatting.MATRIX_TO + user_id,
+        )
+
+    def _remember(self, event_id: str, sender: str, body: str) -> None:
+        self._recent[event_id] = (sender, body)
+        while len(self._recent) > _RECENT:
+            self._recent.popitem(last=False)
+
+    def _to_message(self, room: Room, event: dict) -> immp.SentMessage | None:
+        """A received event as a message for the host; ``None`` for what is not one."""
+        type_ = event.get("type")
+        content = event.get("content") or {}
+        sender = event.get("sender", "")
+        old_name = room.members.get(sender)
+        if "state_key" in event:
+            self._apply_state(room, event)
+        if (event.get("unsigned") or {}).get("transaction_id") is not None:
+            return None  # our own echo: sent by this device
+        channel = self.channel_of(room.id)
+        fields: dict[str, Any] = {
+            "at": event.get("origin_server_ts", 0) / 1000 or None,
+            "raw": event,
+        }
+        if type_ == "m.room.encrypted":
+            room.encrypted = True
+            self._warn_encrypted(room)
+            return None
+        if type_ == "m.room.redaction":
+            target = event.get("redacts") or content.get("redacts")
+            if not target:
+                return None
+            return immp.SentMessage(
+                target,
+                channel,
+                deleted=True,
+                user=self._user(room, sender),
+                revision=event.get("origin_server_ts", 0),
+                **fields,
+            )
+        if type_ == "m.room.name":
+            return immp.SentMessage(
+                event["event_id"],
+                channel,
+                title=content.get("name") or "",
+                user=self._user(room, sender),
+                **fields,
+            )
+        if type_ == "m.room.member":
+            return self._membership(room, event, channel, old_name, fields)
+        if type_ not in ("m.room.message", "m.sticker"):
+            return None
+        relates = content.get("m.relates_to") or {}
+        if relates.get("rel_type") == "m.replace" and relates.get("event_id"):
+            new = content.get("m.new_content") or content
+            text, attachments, action = self._content(room, new)
+            return immp.SentMessage(
+                relates["event_id"],
+                channel,
+                edited=True,
+                text=text,
+                action=action,
+                attachments=attachments,
+                user=self._user(room, sender),
+                revision=event.get("origin_server_ts", 0),
+                **fields,
+            )
+        text, attachments, action = self._content(room, content)
+        reply_to = None
+        reply_id = (relates.get("m.in_reply_to") or {}).get("event_id")
+        if reply_id:
+            quoted = self._recent.get(reply_id)
+            reply_to = immp.SentMessage(
+                reply_id,
+                channel,
+                text=quoted[1] if quoted else None,
+                user=self._user(room, quoted[0]) if quoted else None,
+            )
+        self._remember(event["event_id"], sender, str(text or content.get("body", "")))
+        return immp.SentMessage(
+            event["event_id"],
+            channel,
+            text=text,
+            action=action,
+            attachments=attachments,
+            reply_to=reply_to,
+            user=self._user(room, sender, old_name),
+            **fields,
+        )
+
+    def _membership(
+        self, room: Room, event: dict, channel: immp.Channel, old_name: str | None, fields: dict
+    ) -> immp.SentMessage | None:
+        user_id = event.get("state_key", "")
+        if user_id == self.user_id:
+            return None
+        content = event.get("content") or {}
+        prev = (event.get("unsigned") or {}).get("prev_content") or {}
+        now, before = content.get("membership"), prev.get("membership")
+        name = content.get("displayname")
+        if now == "join" and before != "join":
+            return immp.SentMessage(
+                event["event_id"],
+                channel,
+                user=self._user(room, user_id),
+                joined=[self._user(room, user_id)],
+                **fields,
+            )
+        if now == "join" and name != prev.get("displayname"):
+            who = self._user(room, user_id, prev.get("displayname") or user_id)
+            return immp.SentMessage(
+                event["event_id"],
+                channel,
+                user=who,
+                action=True,
+                text=f"is now known as {name or user_id}",
+                **fields,
+            )
+        if now in ("leave", "ban") and before == "join":
+            who = self._user(room, user_id, old_name or prev.get("displayname"))
+            return immp.SentMessage(event["event_id"], channel, user=who, left=[who], **fields)
+        return None
+
+    def media_link(self, mxc: str) -> str | None:
+        """The link other networks get for an ``mxc://`` URI (see ``media-url``)."""
+        base = self.config["media-url"]
+        if base is None:
+            return self.client.media_url(mxc)
+        server, _, media = mxc.removeprefix("mxc://").partition("/")
+        return f"{base.rstrip('/')}/{quote(server)}/{quote(media)}" if media else None
+
+    def _content(self, room: Room, content: dict) -> tuple[immp.RichText | None, list, bool]:
+        msgtype = content.get("msgtype")
+        body = content.get("body") or ""
+        if msgtype in _MEDIA_TYPES or content.get("url"):
+            url = content.get("url")
+            link = self.media_link(url) if url else None
+            title = content.get("filename") or body or None
+            kind = _MEDIA_TYPES.get(msgtype, immp.FileType.image)
+            caption = body if content.get("filename") and body != content["filename"] else None
+            return (
+                immp.RichText.of(caption),
+                [immp.File(title=title, type=kind, source=link)],
+                False,
+            )
+        if content.get("format") == "org.matrix.custom.html" and content.get("formatted_body"):
+            text = formatting.from_html(
+                content["formatted_body"], lambda uid, name: self._user(room, uid, name or None)
+            )
+        else:
+            text = immp.RichText.of(
+                formatting.strip_reply_fallback(body)
+                if (content.get("m.relates_to") or {}).get("m.in_reply_to")
+                else body
+            )
+        return text, [], msgtype == "m.emote"
+
+    # -- sending --------------------------------------------------------------------------------
+
+    def _txn(self, room_id: str, part: str) -> str:
+        key = delivery_key.get()
+        if key is not None:
+            digest = hashlib.sha256(f"{key}|{room_id}|{part}".encode()).hexdigest()[:32]
+            return f"immp-k{digest}"
+        self._txn_count += 1
+        return f"immp-{self._txn_prefix}-{self._txn_count}-{part}"
+
+    async def room_id(self, channel: immp.Channel) -> str:
+        """The room ID of a channel (resolving an alias once)."""
+        source = channel.source
+        if source.startswith("!"):
+            return source
+        room_id = self._sources.get(source)
+        if room_id is None:
+            room_id = await self.client.resolve_alias(source)
+            self._sources[source] = room_id
+            self._channel_of.setdefault(room_id, source)
+        return room_id
+
+    def _lock(self, room_id: str) -> trio.Lock:
+        # trio's Lock is fair (first come, first served): sends leave in the order they came.
+        lock = self._locks.get(room_id)
+        if lock is None:
+            lock = self._locks[room_id] = trio.Lock()
+        return lock
+
+    def _pill(self, user: immp.User) -> str | None:
+        return user.id if user.plug is self and user.id else None
+
+    def _foreign_name(self, msg: immp.Message) -> str | None:
+        user = msg.user
+        if not self.config["show-names"] or user is None:
+            return None
+        if user.plug is self and user.id == self.user_id:
+            return None
+        return user.name
+
+    def _body(self, msg: immp.Message) -> dict:
+        """The ``m.room.message`` content of a message's text (no relations)."""
+        rich = msg.text.clone() if msg.text else None
+        if not rich:
+            rendered = msg.clone(attachments=[], edited=False).render()
+            content = {"msgtype": "m.notice", "body": str(rendered)}
+            return content if rendered else {}
+        name = self._foreign_name(msg)
+        msgtype = "m.emote" if msg.action else "m.text"
+        if name:
+            rich.prepend(immp.Segment(name, bold=True), " " if msg.action else ": ")
+        if isinstance(msg.reply_to, immp.Message) and not isinstance(
+            msg.reply_to, immp.SentMessage
+        ):
+            quoted = str(msg.reply_to.text or "").replace("\n", " ")[:60]
+            rich.prepend(immp.Segment(f'[re "{quoted}"] ', italic=True))
+        content: dict[str, Any] = {"msgtype": msgtype, "body": formatting.to_plain(rich)}
+        if not formatting.is_plain(rich):
+            content["format"] = "org.matrix.custom.html"
+            content["formatted_body"] = formatting.to_html(rich, self._pill)
+        return content
+
+    def _with_reply(self, room_id: str, content: dict, reply: immp.SentMessage) -> dict:
+        sender, quoted = self._recent.get(reply.id, (None, None))
+        if sender is None:
+            sender = reply.user.id if reply.user and reply.user.plug is self else self.user_id
+        if quoted is None:
+            quoted = str(reply.text or "")
+        lines = quoted.split("\n") or [""]
+        fallback = "\n".join([f"> <{sender}> {lines[0]}", *(f"> {ln}" for ln in lines[1:])])
+        link = f"{formatting.MATRIX_TO}{quote(room_id)}/{quote(reply.id)}"
+        html_quote = html.escape(quoted, quote=False).replace("\n", "<br>")
+        reply_html = (
+            f'<mx-reply><blockquote><a href="{html.escape(link)}">In reply to</a> '
+            f'<a href="{html.escape(formatting.MATRIX_TO + sender)}">'
+            f"{html.escape(sender, quote=False)}</a><br>{html_quote}</blockquote>"
+            "</mx-reply>"
+        )
+        formatted = content.get("formatted_body") or html.escape(
+            content["body"], quote=False
+        ).replace("\n", "<br>")
+        return {
+            **content,
+            "body": f"{fallback}\n\n{content['body']}",
+            "format": "org.matrix.custom.html",
+            "formatted_body": reply_html + formatted,
+            "m.relates_to": {"m.in_reply_to": {"event_id": reply.id}},
+        }
+
+    async def put(self, channel, msg):
+        """
+        Post a message: its text as one event (a multi-line message stays one), then one event
+        per attachment. Waits in order behind earlier sends to the room, and through rate limits
+        and outages (nothing is dropped); cancelling it abandons the send, and a repeat with
+        the same :data:`delivery_key` lands once.
+        """
+        room_id = await self.room_id(channel)
+        async with self._sends, self._lock(room_id):
+            receipts = []
+            content = self._body(msg)
+            if content:
+                if isinstance(msg.reply_to, immp.SentMessage) and msg.reply_to.channel == channel:
+                    content = self._with_reply(room_id, content, msg.reply_to)
+                event_id = await self.client.send(
+                    room_id, "m.room.message", self._txn(room_id, "t"), content
+                )
+                self._remember(event_id, self.user_id, content["body"])
+                receipts.append(immp.Receipt(event_id, channel))
+            for index, item in enumerate(msg.attachments):
+                event_id = await self._attach(room_id, item, index, msg)
+                if event_id is not None:
+                    receipts.append(immp.Receipt(event_id, channel))
+            return receipts
+
+    async def _attach(self, room_id: str, item, index: int, msg: immp.Message) -> str | None:
+        txn = self._txn(room_id, f"a{index}")
+        if isinstance(item, immp.File) and item.source:
+            try:
+                uploaded = await self._upload(item)
+            except (httpx.HTTPError, ValueError, MatrixError, Unreachable) as exc:
+                self.log.warning(
+                    "Attachment %s not uploaded (%s): sending its link", item.source, exc
+                )
+                uploaded = None
+            if uploaded is not None:
+                mxc, mime, size = uploaded
+                msgtype = (
+                    "m.image"
+                    if item.type is immp.FileType.image or mime.startswith("image/")
+                    else "m.file"
+                )
+                content = {
+                    "msgtype": msgtype,
+                    "body": item.title or "file",
+                    "url": mxc,
+                    "info": {"mimetype": mime, "size": size},
+                }
+                return await self.client.send(room_id, "m.room.message", txn, content)
+        line = immp.Message(attachments=[item]).render()
+        if not line:
+            return None
+        name = self._foreign_name(msg)
+        body = f"{name}: {line}" if name else str(line)
+        return await self.client.send(
+            room_id, "m.room.message", txn, {"msgtype": "m.text", "body": body}
+        )
+
+    async def _upload(self, item: immp.File) -> tuple[str, str, int] | None:
+        if item.source.startswith("mxc://"):
+            return item.source, "application/octet-stream", 0
+        if not item.source.startswith(("http://", "https://")):
+            return None
+        limit = self.config["media-max-size"]
+        async with httpx.AsyncClient(
+            timeout=self.config["request-timeout"], follow_redirects=True
+        ) as http:
+            async with http.stream("GET", item.source) as reply:
+                reply.raise_for_status()
+                data = bytearray()
+                async for chunk in reply.aiter_bytes():
+                    data += chunk
+                    if len(data) > limit:
+                        raise ValueError(f"larger than media-max-size ({limit} bytes)")
+                mime = reply.headers.get("content-type", "").split(";")[0] or (
+                    mimetypes.guess_type(item.title or item.source)[0] or "application/octet-stream"
+                )
+        mxc = await self.client.upload(bytes(data), mime, item.title)
+        return mxc, mime, len(data)
+
+    async def edit(self, receipt, msg):
+        """Replace one of our messages (``m.replace``); returns its receipt, a revision on."""
+        room_id = await self.room_id(receipt.channel)
+        new = self._body(msg)
+        if not new:
+            raise immp.PlugError(f"{self.name}: nothing to edit {receipt.id} to")
+        content = {
+            **new,
+            "body": f"* {new['body']}",
+            "m.new_content": new,
+            "m.relates_to": {"rel_type": "m.replace", "event_id": receipt.id},
+        }
+        if "formatted_body" in new:
+            content["formatted_body"] = f"* {new['formatted_body']}"
+        async with self._sends, self._lock(room_id):
+            await self.client.send(
+                room_id, "m.room.message", self._txn(room_id, f"e{receipt.id}"), content
+            )
+        self._remember(receipt.id, self.user_id, new["body"])
+        return immp.Receipt(receipt.id, receipt.channel, revision=receipt.revision + 1)
+
+    async def delete(self, receipt):
+        """Redact a message."""
+        room_id = await self.room_id(receipt.channel)
+        async with self._sends, self._lock(room_id):
+            await self.client.redact(room_id, receipt.id, self._txn(room_id, f"d{receipt.id}"))
+
+    # -- channels and users ---------------------------------------------------------------------
+
+    async def user_from_id(self, id):
+        if not isinstance(id, str) or not id.startswith("@"):
+            return None
+        profile = await self.client.profile(id)
+        if profile is None:
+            return None
+        avatar = profile.get("avatar_url")
+        return immp.User(
+            id=id,
+            plug=self,
+            username=id,
+            real_name=profile.get("displayname"),
+            avatar=self.media_link(avatar) if avatar else None,
+            link=formatting.MATRIX_TO + id,
+        )
+
+    async def user_is_system(self, user):
+        return user.plug is self and user.id == self.user_id
+
+    async def public_channels(self):
+        return [self.channel_of(room_id) for room_id in await self.client.joined_rooms()]
+
+    async def channel_is_private(self, channel):
+        room_id = await self.room_id(channel)
+        direct = await self.client.direct_rooms(self.user_id)
+        return any(room_id in rooms for rooms in direct.values() if isinstance(rooms, list))
+
+    async def channel_title(self, channel):
+        room_id = await self.room_id(channel)
+        room = self._rooms.get(room_id)
+        if room is not None and room.name:
+            return room.name
+        state = await self.client.state(room_id, "m.room.name")
+        name = (state or {}).get("name") or None
+        if room is not None:
+            room.name = name
+        return name
+
+    async def channel_link(self, channel):
+        return f"{formatting.MATRIX_TO}{channel.source}"
+
+    async def channel_members(self, channel):
+        room_id = await self.room_id(channel)
+        try:
+            joined = await self.client.joined_members(room_id)
+        except MatrixError:
+            return None
+        return [
+            self._user(None, uid, (info or {}).get("display_name")) for uid, info in joined.items()
+        ]
+
+    async def channel_rename(self, channel, title):
+        room_id = await self.room_id(channel)
+        path = f"/_matrix/client/v3/rooms/{quote(room_id)}/state/m.room.name/"
+        await self.client.request("PUT", path, {"name": title})
+
+
+logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request otherwise

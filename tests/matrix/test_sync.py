@@ -1,0 +1,232 @@
+"""Matrix <-> Matrix through the sync hook, on a real Synapse: edits, replies, redactions."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+
+import pytest
+import trio
+import yaml
+
+import immp
+from immp_sync import SyncHook
+from tests.faults.helpers import ImmpProcess
+from tests.matrix.conftest import matrix_host, plug_config
+
+pytestmark = pytest.mark.matrix
+
+
+@contextlib.asynccontextmanager
+async def bridged(config, room_a, room_b, store):
+    host = immp.Host(store=store)
+    host.add_hook(SyncHook("sync", {"channels": {"bridge": ["room0", "room1"]}}, host))
+    async with matrix_host(config, [room_a, room_b], host=host) as running:
+        yield running
+
+
+def _relation(event: dict) -> dict:
+    return event["content"].get("m.relates_to") or {}
+
+
+async def test_edits_replies_redactions_reach_the_copies(synapse, alice, bob, bot):
+    room_a = await alice.create_room(invite=[bot.user_id])
+    room_b = await bob.create_room(invite=[bot.user_id])
+    await bot.join(room_a)
+    await bot.join(room_b)
+    config = plug_config(synapse, bot)
+    store = immp.MemoryStore()
+    name = alice.user_id[1:].split(":")[0]  # Synapse's default display name
+
+    def copy_of(text):
+        return lambda ev: ev["sender"] == bot.user_id and ev["content"].get("body") == text
+
+    async with bridged(config, room_a, room_b, store):
+        original = await alice.send(room_a, "question from A")
+        copy = await bob.wait_for(room_b, copy_of(f"{name}: question from A"))
+        # A reply on B to the copy becomes, on A, a reply to the original.
+        await bob.send(
+            room_b,
+            {
+                "msgtype": "m.text",
+                "body": "answer from B",
+                "m.relates_to": {"m.in_reply_to": {"event_id": copy["event_id"]}},
+            },
+        )
+        answer = await alice.wait_for(
+            room_a, lambda ev: "answer from B" in ev["content"].get("body", "")
+        )
+        assert _relation(answer) == {"m.in_reply_to": {"event_id": original}}
+        # An edit on A edits the copy on B.
+        await alice.send(
+            room_a,
+            {
+                "msgtype": "m.text",
+                "body": "* question, edited",
+                "m.new_content": {"msgtype": "m.text", "body": "question, edited"},
+                "m.relates_to": {"rel_type": "m.replace", "event_id": original},
+            },
+        )
+        edit = await bob.wait_for(room_b, lambda ev: _relation(ev).get("rel_type") == "m.replace")
+        assert _relation(edit)["event_id"] == copy["event_id"]
+        assert edit["content"]["m.new_content"]["body"] == f"{name}: question, edited"
+        # A redaction on A redacts the copy on B.
+        await alice.redact(room_a, original)
+        await bob.wait_for(
+            room_b,
+            lambda ev: (
+                ev["type"] == "m.room.redaction"
+                and ev.get("redacts", ev["content"].get("redacts")) == copy["event_id"]
+            ),
+        )
+        # Nothing looped: B has exactly the two copies the bot made, A the one.
+    assert (
+        len(
+            [
+                ev
+                for ev in await bob.messages(room_b)
+                if ev["sender"] == bot.user_id and ev["type"] == "m.room.message"
+            ]
+        )
+        == 2
+    )
+    assert (
+        len(
+            [
+                ev
+                for ev in await alice.messages(room_a)
+                if ev["sender"] == bot.user_id and ev["type"] == "m.room.message"
+            ]
+        )
+        == 1
+    )
+
+
+async def test_copies_found_after_a_restart(synapse, alice, bob, bot):
+    room_a = await alice.create_room(invite=[bot.user_id])
+    room_b = await bob.create_room(invite=[bot.user_id])
+    await bot.join(room_a)
+    await bot.join(room_b)
+    config = plug_config(synapse, bot)
+    store = immp.MemoryStore()
+    async with bridged(config, room_a, room_b, store):
+        original = await alice.send(room_a, "before the restart")
+        copy = await bob.wait_for(
+            room_b,
+            lambda ev: (
+                ev["sender"] == bot.user_id
+                and "before the restart" in ev["content"].get("body", "")
+            ),
+        )
+    async with bridged(config, room_a, room_b, store):
+        await alice.send(
+            room_a,
+            {
+                "msgtype": "m.text",
+                "body": "* after",
+                "m.new_content": {"msgtype": "m.text", "body": "after"},
+                "m.relates_to": {"rel_type": "m.replace", "event_id": original},
+            },
+        )
+        edit = await bob.wait_for(room_b, lambda ev: _relation(ev).get("rel_type") == "m.replace")
+        assert _relation(edit)["event_id"] == copy["event_id"]
+        await bob.send(
+            room_b,
+            {
+                "msgtype": "m.text",
+                "body": "reply after restart",
+                "m.relates_to": {"m.in_reply_to": {"event_id": copy["event_id"]}},
+            },
+        )
+        answer = await alice.wait_for(
+            room_a, lambda ev: "reply after restart" in ev["content"].get("body", "")
+        )
+        assert _relation(answer) == {"m.in_reply_to": {"event_id": original}}
+        await alice.redact(room_a, original)
+        await bob.wait_for(
+            room_b,
+            lambda ev: (
+                ev["type"] == "m.room.redaction"
+                and ev.get("redacts", ev["content"].get("redacts")) == copy["event_id"]
+            ),
+        )
+
+
+async def test_real_process_restarted_on_its_sqlite_store(
+    synapse, alice, bob, bot, tmp_path, immp_exe, clean_env
+):
+    room_a = await alice.create_room(invite=[bot.user_id])
+    room_b = await bob.create_room(invite=[bot.user_id])
+    await bot.join(room_a)
+    await bot.join(room_b)
+    config = {
+        "plugs": {"matrix": {"path": "matrix", "config": plug_config(synapse, bot)}},
+        "channels": {
+            "a": {"plug": "matrix", "source": room_a},
+            "b": {"plug": "matrix", "source": room_b},
+        },
+        "hooks": {"sync": {"path": "sync", "config": {"channels": {"bridge": ["a", "b"]}}}},
+        "store": f"sqlite:///{tmp_path / 'immp.db'}",
+        "logging": {
+            "version": 1,
+            "root": {"level": "INFO", "handlers": ["err"]},
+            "handlers": {"err": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr"}},
+        },
+    }
+    file = tmp_path / "immp.yaml"
+    file.write_text(yaml.safe_dump(config))
+
+    def copy(text):
+        return lambda ev: ev["sender"] == bot.user_id and text in ev["content"].get("body", "")
+
+    async def stop(proc):
+        proc.proc.send_signal(signal.SIGTERM)
+        await trio.to_thread.run_sync(proc.proc.wait, 20)
+        assert "Traceback" not in "".join(proc.err), "".join(proc.err)[-3000:]
+
+    async def ready(proc):
+        with trio.fail_after(40):
+            while not any("Ready" in line for line in proc.err):
+                await trio.sleep(0.1)
+
+    proc = ImmpProcess([immp_exe, str(file)], env=clean_env)
+    try:
+        await ready(proc)  # a first start takes rooms as they are: no history
+        original = await alice.send(room_a, "first run")
+        first = await bob.wait_for(room_b, copy("first run"), timeout=40)
+    finally:
+        await stop(proc)
+    await alice.send(room_a, "while stopped")  # the since token picks this up after the start
+    proc = ImmpProcess([immp_exe, str(file)], env=clean_env)
+    try:
+        await bob.wait_for(room_b, copy("while stopped"), timeout=40)
+        await alice.send(
+            room_a,
+            {
+                "msgtype": "m.text",
+                "body": "* edited after restart",
+                "m.new_content": {"msgtype": "m.text", "body": "edited after restart"},
+                "m.relates_to": {"rel_type": "m.replace", "event_id": original},
+            },
+        )
+        edit = await bob.wait_for(room_b, lambda ev: _relation(ev).get("rel_type") == "m.replace")
+        assert _relation(edit)["event_id"] == first["event_id"]
+        await alice.redact(room_a, original)
+        await bob.wait_for(
+            room_b,
+            lambda ev: (
+                ev["type"] == "m.room.redaction"
+                and ev.get("redacts", ev["content"].get("redacts")) == first["event_id"]
+            ),
+        )
+    finally:
+        await stop(proc)
+    bodies = [
+        ev["content"].get("body")
+        for ev in await bob.messages(room_b)
+        if ev["sender"] == bot.user_id and ev["type"] == "m.room.message"
+    ]
+    # The first copy (redacted now), the one made after the restart, and the edit: nothing
+    # twice, nothing lost.
+    assert len(bodies) == 3
+    assert [b for b in bodies if b and "while stopped" in b] == [bodies[1]]
