@@ -40,6 +40,8 @@ import json
 import logging
 import time
 from functools import partial
+
+import trio
 from typing import TYPE_CHECKING, Any
 
 from ._message import File, FileType, Location, Message, RichText, Segment, SentMessage, User
@@ -87,11 +89,16 @@ class Journal:
         self.replayed = 0
         self.expired = 0
         self.dropped_in_doubt = 0
+        # Writes of this trio tick, handed to the store in one go (see _write).
+        self._ops: list[tuple] = []
+        self._token: trio.lowlevel.TrioToken | None = None
 
     # -- lifetime ------------------------------------------------------------------------------
 
     async def open(self) -> None:
         """Read what a previous run left (the store is open). Raises if the store cannot."""
+        self._token = trio.lowlevel.current_trio_token()
+        self._ops = []
         self._run = _base36(int(time.time() * 1000))
         self._count = itertools.count(1)
         self._open = {}
@@ -148,8 +155,27 @@ class Journal:
 
     def close(self) -> None:
         """The host stopped: what is left stays journaled for the next start."""
+        self.submit()
         if self.enabled and self._open:
             log.warning("Journal: %s", self.summary())
+
+    def _write(self, op: tuple) -> None:
+        # One hand-over to the store per trio tick (the store's queue takes a lock per call):
+        # the first write of a tick asks to be called back once the scheduler has run the
+        # tasks that are ready, and everything written by then goes in one call.
+        ops = self._ops
+        ops.append(op)
+        if len(ops) == 1:
+            try:
+                self._token.run_sync_soon(self.submit)
+            except (AttributeError, trio.RunFinishedError):
+                self.submit()
+
+    def submit(self) -> None:
+        """Hand the journal writes made so far to the store's write queue, in order."""
+        if self._ops:
+            ops, self._ops = self._ops, []
+            self.host.store.journal_write(ops)
 
     def summary(self) -> str:
         """One line: what is left undelivered (kept for the next start), or that nothing is."""
@@ -171,7 +197,7 @@ class Journal:
         sent.key = key
         # Encoded only if still open at the store's next commit (most are done by then), and
         # then in the store's thread: a received message is not changed after this.
-        self.host.store.journal_write(("entry", key, time.time(), partial(encode, sent)))
+        self._write(("entry", key, time.time(), partial(encode, sent)))
         return key
 
     def replaying(self, sent: SentMessage) -> bool:
@@ -202,12 +228,12 @@ class Journal:
                 log.warning("Journal: in doubt, not sent again (journal-in-doubt: drop): %s to "
                             "%s: %s", entry, channel_key(channel).replace("\x1f", ":"),
                             sent.render())  # fmt: skip
-                self.host.store.journal_write(("delivery", entry, delivery, DONE))
+                self._write(("delivery", entry, delivery, DONE))
                 keys.append(None)
                 continue
             rows[delivery] = PENDING
             if known is None or delivery not in known:
-                self.host.store.journal_write(("delivery", entry, delivery, PENDING))
+                self._write(("delivery", entry, delivery, PENDING))
             keys.append(delivery)
         if not rows:
             self._finish(entry)
@@ -227,7 +253,7 @@ class Journal:
         rows = self._open.get(entry)
         if rows is not None and delivery in rows:
             rows[delivery] = WRITING
-            self.host.store.journal_write(("delivery", entry, delivery, WRITING))
+            self._write(("delivery", entry, delivery, WRITING))
 
     def delivered(self, delivery: str | None) -> None:
         """The target network confirmed ``delivery``: marked done (the entry too, if last)."""
@@ -238,7 +264,7 @@ class Journal:
         if rows is None or rows.pop(delivery, None) is None:
             return
         if rows:
-            self.host.store.journal_write(("delivery", entry, delivery, DONE))
+            self._write(("delivery", entry, delivery, DONE))
         else:
             self._finish(entry)
 
@@ -249,11 +275,12 @@ class Journal:
     def done(self, entry: str) -> None:
         """Forget an entry and its deliveries (everything went out, or it expired)."""
         if self.enabled:
-            self.host.store.journal_write(("done", entry))
+            self._write(("done", entry))
 
     async def flush(self) -> None:
         """Wait until every journal write so far is durable (see :meth:`immp.Store.flush`)."""
         if self.enabled:
+            self.submit()
             await self.host.store.flush()
 
     def stats(self) -> dict[str, Any]:

@@ -214,6 +214,7 @@ class Pipeline:
             if line.taken_event is None:
                 line.taken_event = trio.Event()
             await line.taken_event.wait()
+        self.journal.submit()  # in the store's queue before what the plug writes next
 
     # -- the plan -------------------------------------------------------------------------------
 

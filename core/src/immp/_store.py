@@ -213,13 +213,13 @@ class Store:
 
     # -- the journal (see immp.Journal) ---------------------------------------------------------
 
-    def journal_write(self, op: tuple) -> None:
+    def journal_write(self, ops: list[tuple]) -> None:
         """
-        Queue one journal write, in order with every other write: ``("entry", key, created,
+        Queue journal writes, in order with every other write, each ``("entry", key, created,
         text)``, ``("delivery", entry, delivery, state)`` or ``("done", entry)`` (the entry and
         its deliveries deleted). Durable at the next flush.
         """
-        self._write(("journal", op))
+        self._write(("journal", ops))
 
     async def journal_load(self) -> tuple[list[tuple[str, float, str]], list[tuple[str, str, int]]]:
         """
@@ -397,7 +397,8 @@ class MemoryStore(Store):
 
     def _write(self, op: tuple) -> None:
         if op[0] == "journal":
-            self._journal.add(op[1])
+            for one in op[1]:
+                self._journal.add(one)
             return
         if op[0] == "state":
             _, area, key, text = op

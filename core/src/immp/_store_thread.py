@@ -82,7 +82,9 @@ class WriteBatch:
             self.state[(op[1], op[2])] = op[3]
             return
         if op[0] == "journal":
-            self.journal.add(op[1])
+            add = self.journal.add
+            for one in op[1]:
+                add(one)
             return
         _, area, key, entry, ids = op
         known = self.messages.get((area, key))
