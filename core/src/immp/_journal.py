@@ -40,9 +40,9 @@ import json
 import logging
 import time
 from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import trio
-from typing import TYPE_CHECKING, Any
 
 from ._message import File, FileType, Location, Message, RichText, Segment, SentMessage, User
 from ._store import channel_key
