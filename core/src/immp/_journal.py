@@ -147,11 +147,8 @@ class Journal:
             sent.key = key
             self.replayed += 1
             await process(plug, sent, replayed=True)
-        # What no hook routed again is done (the hooks saw it once more).
-        for key in list(self._replayed):
-            if key not in self._open:
-                self.done(key)
-        self._replayed = {}
+        # (Hooks may route them later, from their own queues: route() answers from
+        # _replayed until then. An entry no hook routes stays until the next start.)
 
     def close(self) -> None:
         """The host stopped: what is left stays journaled for the next start."""
@@ -214,7 +211,7 @@ class Journal:
         entry = sent.key
         if not self.enabled or entry is None:
             return [None] * len(channels)
-        known = self._replayed.get(entry)
+        known = self._replayed.pop(entry, None)
         rows = self._open.setdefault(entry, {})
         keys: list[str | None] = []
         for channel in channels:
