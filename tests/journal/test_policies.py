@@ -30,8 +30,9 @@ def _left(store: immp.Store, host: immp.Host, entries) -> None:
     """Journal entries as a killed process would have left them: (key, age, text, state)."""
     ops = []
     for key, age, text, state in entries:
-        sent = immp.SentMessage(key, immp.Channel(host.plugs["a"], "room"), text=text,
-                                user=immp.User("alice", host.plugs["a"], username="alice"))  # fmt: skip
+        a = host.plugs["a"]
+        user = immp.User("alice", a, username="alice")
+        sent = immp.SentMessage(key, immp.Channel(a, "room"), text=text, user=user)
         ops.append(("entry", key, time.time() - age, encode(sent)))
         if state is not None:
             ops.append(("delivery", key, f"{key}/b\x1froom", state))
@@ -42,8 +43,9 @@ def _left(store: immp.Store, host: immp.Host, entries) -> None:
 async def test_in_doubt_expired_and_pending_at_start(policy, caplog):
     store = immp.MemoryStore()
     host = _host(store, journal_age=60, journal_in_doubt=policy)
-    _left(store, host, [("e1", 1000, "too old", 0), ("e2", 5, "in doubt", WRITING),
-                        ("e3", 5, "never written", 0), ("e4", 5, "not routed yet", None)])  # fmt: skip
+    left = [("e1", 1000, "too old", 0), ("e2", 5, "in doubt", WRITING),
+            ("e3", 5, "never written", 0), ("e4", 5, "not routed yet", None)]  # fmt: skip
+    _left(store, host, left)
     caplog.set_level(logging.INFO, "immp.journal")
     async with running(host):
         b = host.plugs["b"]
