@@ -2,7 +2,7 @@
 The message bus: how many messages per second IMMP bridges, and whether its memory stays flat.
 
     hatch run bench-bus [-n 20000] [-k 2] [--runs 1] [--json] [--compare]
-                        [--store memory|sqlite|postgres]
+                        [--store memory|sqlite|postgres] [--journal]
 
 N messages are posted in one demo plug's channel and bridged by the sync hook to K other demo
 plugs, which echo what they are sent back into their channel as a real network does (so the
@@ -21,6 +21,10 @@ go): ``memory`` (the default of a host built without a config file), ``sqlite`` 
 of ``immp`` itself: a file in a temporary folder, WAL, synchronous=NORMAL) or ``postgres`` (a
 throwaway PostgreSQL server started for the run with ``immp_store_postgres.testing``, or
 the database in ``$IMMP_BENCH_POSTGRES``).
+
+``--journal`` turns the host's journal on (``host: journal: true``): every message journaled
+with one delivery row per target, each marked when delivered, in the store's group commits
+(use it with ``--store sqlite``, the store it is meant for).
 
 ``--compare`` runs this scenario and the original IMMP 0.12.1's (``benchmarks/bus_original.py``
 in the ``original`` hatch environment), each in its own process, ``--runs`` times each,
@@ -45,10 +49,11 @@ from _measure import arguments, inject, measure, print_result, report
 import immp
 
 
-def _config(k: int, store: str = "memory") -> dict:
+def _config(k: int, store: str = "memory", journal: bool = False) -> dict:
     names = ["in", *(f"out{i}" for i in range(1, k + 1))]
     return {
         "store": store,
+        "host": {"journal": journal},
         "plugs": {
             name: {"path": "demo", "config": {"interval": None, "channel": "room", "echo": True}}
             for name in names
@@ -60,9 +65,9 @@ def _config(k: int, store: str = "memory") -> dict:
     }
 
 
-async def scenario(n: int, k: int, store: str = "memory") -> dict:
+async def scenario(n: int, k: int, store: str = "memory", journal: bool = False) -> dict:
     """Run the scenario once in this process on the store URL ``store``; returns the figures."""
-    host = immp.build_host(_config(k, store))
+    host = immp.build_host(_config(k, store, journal))
     source = host.plugs["in"]
     outs = [host.plugs[f"out{i}"] for i in range(1, k + 1)]
     user = immp.User("alice", source, username="alice", real_name="Alice")
@@ -76,7 +81,7 @@ async def scenario(n: int, k: int, store: str = "memory") -> dict:
         result = await measure(lambda start, stop: inject(post, outs, start, stop), outs, n)
         host.quit()
     return {
-        "impl": f"IMMP on trio, {host.store.scheme} store",
+        "impl": f"IMMP on trio, {host.store.scheme} store" + (", journal" if journal else ""),
         "k": k,
         **result,
         "store_flushes": host.store.stats()["flushes"],
@@ -104,10 +109,10 @@ def _subprocess(command: list[str]) -> dict:
     return json.loads(lines[-1])
 
 
-def compare(n: int, k: int, runs: int, store: str) -> None:
+def compare(n: int, k: int, runs: int, store: str, journal: bool = False) -> None:
     here = os.path.dirname(os.path.abspath(__file__))
     ours_cmd = [sys.executable, os.path.join(here, "bus.py"), "-n", str(n), "-k", str(k), "--json",
-                "--store", store]  # fmt: skip
+                "--store", store, *(["--journal"] if journal else [])]  # fmt: skip
     original_cmd = [
         "hatch",
         "-e",
@@ -155,16 +160,18 @@ def main() -> None:
     )
     parser.add_argument("--store", choices=("memory", "sqlite", "postgres"), default="memory",
                         help="the host's store (default memory)")  # fmt: skip
+    parser.add_argument("--journal", action="store_true", help="turn the host's journal on")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     if args.compare:
-        compare(args.n, args.k, args.runs, args.store)
+        compare(args.n, args.k, args.runs, args.store, args.journal)
         return
     with _store_url(args.store) as url:
         results = []
         for run in range(args.runs):
             gc.collect()  # the last run's host is garbage: do not count collecting it in this run
-            results.append(trio.run(scenario, args.n, args.k, url.replace("RUN", str(run))))
+            url_run = url.replace("RUN", str(run))
+            results.append(trio.run(scenario, args.n, args.k, url_run, args.journal))
     report(_median(results), args.json, args.runs)
 
 

@@ -28,6 +28,7 @@ from ._config import build_host, dump_config, load_file, write_config
 from ._errors import ConfigError, ConfigWarning, PlugError, describe_error
 from ._hook import Hook, ResourceHook
 from ._host import Host
+from ._journal import Journal
 from ._logs import JsonFormatter
 from ._message import (
     File,
@@ -55,7 +56,16 @@ from ._schema import (
     Schema,
     Warn,
 )
-from ._store import MemoryStore, MessageMap, State, Store, StoreError, channel_key, message_key
+from ._store import (
+    JournalBatch,
+    MemoryStore,
+    MessageMap,
+    State,
+    Store,
+    StoreError,
+    channel_key,
+    message_key,
+)
 from ._store_sqlite import SQLiteStore
 from ._store_thread import ThreadedStore, WriteBatch
 from ._worker import Worker, take
@@ -79,6 +89,8 @@ __all__ = [
     "Group",
     "Hook",
     "Host",
+    "Journal",
+    "JournalBatch",
     "JsonFormatter",
     "Location",
     "MemoryStore",

@@ -15,6 +15,7 @@ import trio
 from ._channel import Channel, Group
 from ._errors import ConfigError, describe_error
 from ._hook import Hook, ResourceHook
+from ._journal import DEFAULT_AGE, Journal
 from ._message import Message, Receipt, SentMessage
 from ._openable import Openable, OpenState
 from ._pipeline import INBOX_SIZE, Pipeline
@@ -63,6 +64,9 @@ class Host:
         close_timeout: float = 10.0,
         hook_stuck_after: float = HOOK_STUCK_AFTER,
         store: Store | None = None,
+        journal: bool = False,
+        journal_age: float = DEFAULT_AGE,
+        journal_in_doubt: str = "drop",
     ):
         self.echo_history = echo_history
         self.open_timeout = open_timeout
@@ -86,12 +90,16 @@ class Host:
         self._closed: dict[str, trio.Event] = {}
         # The nursery of each open plug's and hook's lifetime, by name.
         self._nurseries: dict[str, trio.Nursery] = {}
-        self._pipeline = Pipeline(self)
+        #: Where every received message and its deliveries are tracked until delivered, across
+        #: restarts (see :class:`immp.Journal`); off unless ``journal``.
+        self.journal = Journal(self, enabled=journal, age=journal_age, in_doubt=journal_in_doubt)
+        self._pipeline = Pipeline(self, self.journal)
         # The hot calls go straight to the pipeline (the methods below document them): one
         # frame less per message on each path.
         self.send = self._pipeline.send
         self.offer = self._pipeline.offer
         self.queue = self._pipeline.queue
+        self.taken = self._pipeline.taken
         self._config_listeners: list[Callable[[object], None]] = []
         self._reloader: Callable[[], Awaitable[str]] | None = None
         # The plugs each hook added in its on_load (the sync hook's virtual plug), by hook name:
@@ -294,6 +302,10 @@ class Host:
         """What :meth:`Plug.queue <immp.Plug.queue>` calls; see there."""
         await self._pipeline.queue(plug, sent)
 
+    async def taken(self, plug: Plug) -> None:
+        """What :meth:`Plug.taken <immp.Plug.taken>` calls; see there."""
+        await self._pipeline.taken(plug)
+
     def echo_of(self, channel: Channel, id: str) -> tuple[Message, bool] | None:
         """
         If the message ``id`` in ``channel`` is the network's echo of something sent through
@@ -374,6 +386,12 @@ class Host:
         # Raises StoreError (one line) if the store cannot be used: nothing else opens then.
         await self.store.open(self.open_timeout)
         try:
+            await self.journal.open()
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await self.store.close(self.close_timeout)
+            raise
+        try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 if not self._loaded:
@@ -389,6 +407,9 @@ class Host:
                         for item in phase:
                             if item.open_state is not OpenState.disabled:
                                 opening.start_soon(self.start, item.name)
+                # What the last run journaled and did not deliver goes first, in its order,
+                # before the pumps take anything new from the plugs.
+                await self.journal.replay(self._pipeline.process)
                 self._hooks_opened.set()
                 opened = [h for h in self._active_hooks()]
                 async with trio.open_nursery() as readying:
@@ -406,6 +427,7 @@ class Host:
                 await self._close_all()
                 nursery.cancel_scope.cancel()
         finally:
+            self.journal.close()
             with trio.CancelScope(shield=True):
                 await self.store.close(self.close_timeout)
             if tuned:

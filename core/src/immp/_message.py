@@ -351,7 +351,7 @@ class Message:
     forwarded :class:`Message` objects; ``raw`` is whatever the network gave, for plug use.
     """
 
-    __slots__ = _MESSAGE_FIELDS
+    __slots__ = (*_MESSAGE_FIELDS, "key")
 
     def __init__(
         self,
@@ -377,6 +377,11 @@ class Message:
         self.title = title
         self.attachments = list(attachments)
         self.raw = raw
+        #: The journal's key (see :class:`immp.Journal`): on a received message its journal
+        #: entry, on a message to send its delivery (entry and target). A plug that can send
+        #: idempotently derives its transaction ID from it (the same key never makes two
+        #: messages); ``None`` when not journaled. Never copied by :meth:`copy_of`.
+        self.key: str | None = None
 
     def content(self, **changes: Any) -> dict[str, Any]:
         """
@@ -408,6 +413,7 @@ class Message:
         msg.title = source.title
         msg.attachments = list(source.attachments)
         msg.raw = None
+        msg.key = None
         for name, value in changes.items():
             setter = _COERCE.get(name)
             if setter is None:

@@ -29,6 +29,7 @@ import trio
 from ._cache import BoundedCache
 from ._errors import PlugError, describe_error
 from ._hook import Hook
+from ._journal import Journal
 from ._message import Message, Receipt, SentMessage
 from ._openable import OpenState
 from ._worker import Worker, relaying
@@ -69,9 +70,12 @@ class _Line:
         "in_flight",
         "inbox",
         "put_done",
+        "queued",
         "received",
         "send_failures",
         "sent",
+        "taken",
+        "taken_event",
     )
 
     def __init__(self, echo_history: int):
@@ -86,6 +90,10 @@ class _Line:
         self.sent = 0
         self.send_failures = 0
         self.connected = False  # what observers were last told
+        # Messages queued by the plug, and taken in by the pump (journaled, if on): see taken().
+        self.queued = 0
+        self.taken = 0
+        self.taken_event: trio.Event | None = None  # made only while taken() waits
 
 
 class _Plan:
@@ -114,8 +122,10 @@ class Pipeline:
     :meth:`Channel.send <immp.Channel.send>` and the host's public methods.
     """
 
-    def __init__(self, host: Host):
+    def __init__(self, host: Host, journal: Journal):
         self.host = host
+        #: Where deliveries are tracked (``host.journal``; off unless configured).
+        self.journal = journal
         self._lines: dict[Plug, _Line] = {}
         self._tokens = itertools.count()
         # The worker (inbox and task) of each open unprioritised hook with an on_receive.
@@ -157,7 +167,11 @@ class Pipeline:
 
     def close_inbox(self, plug: Plug) -> None:
         """A plug's lifetime ended: what it queues from now on is refused."""
-        self.line(plug).inbox = None
+        line = self.line(plug)
+        line.inbox = None
+        if line.taken_event is not None:  # taken() gives up: nothing more will be taken
+            line.taken_event.set()
+            line.taken_event = None
 
     def offer(self, plug: Plug, sent: SentMessage) -> bool:
         """See :meth:`immp.Plug.offer`."""
@@ -171,6 +185,7 @@ class Pipeline:
             return False
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             raise PlugError(f"{plug.name}: received a message while closing") from None
+        line.queued += 1
         return True
 
     async def queue(self, plug: Plug, sent: SentMessage) -> None:
@@ -189,6 +204,17 @@ class Pipeline:
                 await inbox.send(sent)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             raise PlugError(f"{plug.name}: received a message while closing") from None
+        line.queued += 1
+
+    async def taken(self, plug: Plug) -> None:
+        """See :meth:`immp.Plug.taken`."""
+        line = self.line(plug)
+        target = line.queued
+        while line.taken < target and line.inbox is not None:
+            if line.taken_event is None:
+                line.taken_event = trio.Event()
+            await line.taken_event.wait()
+        self.journal.submit()  # in the store's queue before what the plug writes next
 
     # -- the plan -------------------------------------------------------------------------------
 
@@ -273,10 +299,13 @@ class Pipeline:
 
     # -- the receive path -----------------------------------------------------------------------
 
-    async def process(self, plug: Plug, sent: SentMessage) -> None:
-        """Run one received message through the hooks (see the module docstring)."""
+    async def process(self, plug: Plug, sent: SentMessage, replayed: bool = False) -> None:
+        """
+        Run one received message through the hooks (see the module docstring). ``replayed``:
+        an entry of the journal handed to the hooks again at start (already journaled).
+        """
         if self._on_sent and relaying.get() is None:
-            return await self._process_relaying(plug, sent)
+            return await self._process_relaying(plug, sent, replayed)
         line = self._lines.get(plug) or self.line(plug)
         line.received += 1
         if self._on_received:
@@ -284,14 +313,23 @@ class Pipeline:
         echo = line.echoes.get((sent.channel, sent.id))
         if echo is None and line.in_flight:
             echo = await self._match_echo(line, sent)
-        if echo is None:
+        if replayed:
             source, primary = sent, True
+        elif echo is None:
+            source, primary = sent, True
+            if self.journal.enabled:
+                self.journal.add(sent)  # before it counts as taken (see taken())
         else:
             source, primary, split = echo
             if split and primary:
                 # The first part of a message the plug split (IRC lines): hooks see the whole
                 # message once, under the first part's ID; the other parts come as not primary.
                 sent = _whole(sent, source)
+        if not replayed:
+            line.taken += 1
+            if line.taken_event is not None:
+                line.taken_event.set()
+                line.taken_event = None
         plan = self._plan or self._make_plan()
         for hook in plan.before_receive:
             result = await self.call_hook(
@@ -300,6 +338,8 @@ class Pipeline:
             if not result:
                 log.debug("Hook %s dropped %r", hook.name, sent)
                 return
+            if result is not sent and result.key is None:
+                result.key = sent.key  # the same journal entry
             sent = result
             if echo is None:
                 source = sent
@@ -318,12 +358,12 @@ class Pipeline:
             if (wants is None or wants(sent, source, primary)) and not worker.offer(item):
                 await worker.put(item)
 
-    async def _process_relaying(self, plug: Plug, sent: SentMessage) -> None:
+    async def _process_relaying(self, plug: Plug, sent: SentMessage, replayed: bool) -> None:
         # Observers want send latencies: what is sent while hooks handle this message (in this
         # task, its children, and through workers) knows when it arrived.
         token = relaying.set(trio.current_time())
         try:
-            await self.process(plug, sent)
+            await self.process(plug, sent, replayed)
         finally:
             relaying.reset(token)
 
@@ -360,6 +400,7 @@ class Pipeline:
         if plan.before_send:  # else skip a coroutine per message
             result = await self.before_send(plan, channel, msg)
             if result is None:
+                self.journal.delivered(msg.key)  # a hook dropped it: nothing left to deliver
                 return []
             channel, msg = result
         plug = channel.plug
@@ -381,6 +422,8 @@ class Pipeline:
                 line.put_done.set()
                 line.put_done = None
         line.sent += 1
+        if msg.key is not None and not plug.confirms_delivery:
+            self.journal.delivered(msg.key)  # the network has it (a plug's put returned)
         if receipts:
             echoes = line.echoes
             if len(receipts) == 1:
@@ -401,6 +444,8 @@ class Pipeline:
             if not result:
                 log.debug("Hook %s dropped outgoing %r", hook.name, msg)
                 return None
+            if result[1] is not msg and result[1].key is None:
+                result[1].key = msg.key  # the same delivery
             channel, msg = result
         return channel, msg
 

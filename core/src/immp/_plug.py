@@ -32,6 +32,11 @@ class Plug(Openable):
     #: A plug provided by a hook rather than configured (e.g. the sync hook's bridge plug); the
     #: runner's ``-w`` never writes it to the config file.
     virtual: bool = False
+    #: Whether the plug itself tells the journal when a delivery was confirmed
+    #: (:meth:`Journal.writing <immp.Journal.writing>` before it writes, :meth:`Journal.delivered
+    #: <immp.Journal.delivered>` once the network acknowledged it), as IRC does; otherwise a
+    #: delivery counts as confirmed when :meth:`put` returns.
+    confirms_delivery: ClassVar[bool] = False
     #: A schema for the ``source`` of this plug's channels in the config (always a string), e.g.
     #: an :class:`~immp.Warn` for a source that is legal but most likely a mistake.
     source_schema: ClassVar[Any] = None
@@ -103,6 +108,16 @@ class Plug(Openable):
         :class:`~immp.PlugError` while the plug is not open or once it is closing.
         """
         await self.host.queue(self, sent)
+
+    async def taken(self) -> None:
+        """
+        Wait until every message this plug queued so far was taken in by the host: journaled
+        when the journal is on (its entry queued in the store, so that anything the plug writes
+        to the store after this returns, such as the position it read its network up to, lands
+        in the same commit or a later one). A plug saves such a cursor only after this, so that
+        it never moves past a message the journal does not hold. Cancelling it is harmless.
+        """
+        await self.host.taken(self)
 
     # -- sending --------------------------------------------------------------------------------
 

@@ -405,6 +405,8 @@ def main(argv: list[str] | None = None) -> int:
         status = EXIT_FAILED
     if args.write:
         config.save()
+    if host.journal.enabled:  # (what is left was said as a warning when the host stopped)
+        log.info("Journal: %s", host.journal.summary())
     log.info("Stopped")
     return status
 

@@ -158,7 +158,10 @@ class Check:
 def _join(path: str, key: object) -> str:
     if isinstance(key, int):
         return f"{path}[{key}]"
-    return f"{path}.{key}" if path else str(key)
+    text = str(key)
+    if not text.isprintable():  # a key with a newline must not break the one-line error
+        text = repr(text)
+    return f"{path}.{text}" if path else text
 
 
 _SECRET = re.compile(r"pass|secret|token|key|auth|credential", re.IGNORECASE)

@@ -211,6 +211,31 @@ class Store:
         self._remember((area, key), _ABSENT)
         self._write(("state", area, key, None))
 
+    # -- the journal (see immp.Journal) ---------------------------------------------------------
+
+    def journal_write(self, ops: list[tuple]) -> None:
+        """
+        Queue journal writes, in order with every other write, each ``("entry", key, created,
+        text)``, ``("delivery", entry, delivery, state)`` or ``("done", entry)`` (the entry and
+        its deliveries deleted). Durable at the next flush.
+        """
+        self._write(("journal", ops))
+
+    async def journal_load(self) -> tuple[list[tuple[str, float, str]], list[tuple[str, str, int]]]:
+        """
+        What the journal holds for this namespace: ``[(key, created, text)]`` in the order
+        written, and ``[(entry, delivery, state)]``. Raises :class:`StoreError` where the
+        backend keeps no journal.
+        """
+        try:
+            return await self._read_journal()
+        except NotImplementedError:
+            raise StoreError(f"the store {self.describe()} keeps no journal: use sqlite (or "
+                             "memory) with `host: journal: true`", 2) from None  # fmt: skip
+
+    async def _read_journal(self):
+        raise NotImplementedError
+
     def _remember(self, slot: tuple[str, str], text: Any) -> None:
         self._cache[slot] = text
         self._cache.move_to_end(slot)
@@ -346,6 +371,7 @@ class MemoryStore(Store):
         self._ids: dict[tuple[str, str, str], str] = {}  # (area, channel, id) -> key
         self._last_prune = time.monotonic()
         self._until_clock = 1000  # writes before the clock is read again (see _write)
+        self._journal = JournalBatch()
 
     async def _open(self, timeout: float) -> None:
         pass
@@ -367,7 +393,14 @@ class MemoryStore(Store):
         entry = row[0]() if callable(row[0]) else row[0]
         return json.loads(json.dumps(entry))  # a copy, as read back from a database
 
+    async def _read_journal(self):
+        return self._journal.rows()
+
     def _write(self, op: tuple) -> None:
+        if op[0] == "journal":
+            for one in op[1]:
+                self._journal.add(one)
+            return
         if op[0] == "state":
             _, area, key, text = op
             if text is None:
@@ -408,6 +441,57 @@ class MemoryStore(Store):
         for channel, id in self._entries.pop((area, key))[2]:
             if self._ids.get((area, channel, id)) == key:
                 del self._ids[(area, channel, id)]
+
+
+class JournalBatch:
+    """
+    Journal writes merged as they are queued, to their net effect: an entry added and done
+    before the next commit is never written at all (most are, under load). An entry's text may
+    be a function that gives it, called only when it is written. ``entries`` are
+    ``{key: (created, text)}`` to insert (in order), ``deliveries`` ``{entry: {delivery:
+    state}}`` to upsert, ``done`` the entries to delete (with their deliveries). The memory
+    store keeps one as its journal.
+    """
+
+    __slots__ = ("deliveries", "done", "entries")
+
+    def __init__(self):
+        self.entries: dict[str, tuple[float, str]] = {}
+        self.deliveries: dict[str, dict[str, int]] = {}
+        self.done: set[str] = set()
+
+    def __bool__(self) -> bool:
+        return bool(self.entries or self.deliveries or self.done)
+
+    def add(self, op: tuple) -> None:
+        kind = op[0]
+        if kind == "entry":
+            self.entries[op[1]] = (op[2], op[3])
+        elif kind == "delivery":
+            self.deliveries.setdefault(op[1], {})[op[2]] = op[3]
+        else:
+            entry = op[1]
+            self.deliveries.pop(entry, None)
+            if self.entries.pop(entry, None) is None:
+                self.done.add(entry)
+
+    def merge(self, newer: JournalBatch) -> None:
+        """Apply ``newer`` (queued later) on top of this batch."""
+        for entry in newer.done:
+            self.deliveries.pop(entry, None)
+            if self.entries.pop(entry, None) is None:
+                self.done.add(entry)
+        self.entries.update(newer.entries)
+        for entry, rows in newer.deliveries.items():
+            self.deliveries.setdefault(entry, {}).update(rows)
+
+    def rows(self):
+        """As :meth:`Store.journal_load` gives them (for the memory store)."""
+        entries = [(key, created, text() if callable(text) else text)
+                   for key, (created, text) in self.entries.items()]  # fmt: skip
+        deliveries = [(entry, delivery, state) for entry, rows in self.deliveries.items()
+                      for delivery, state in rows.items()]  # fmt: skip
+        return entries, deliveries
 
 
 # -- the store: config key ---------------------------------------------------------------------

@@ -8,10 +8,18 @@ Tables (schema version in ``immp_schema``; see ``MIGRATIONS``)::
     state(scope, key, value)                     self.state: JSON text per key
     messages(scope, key, entry, created)         message-map entries (JSON) and their age
     message_ids(scope, channel, id, key, created) every (channel, message ID) -> its entry
+    journal(seq, namespace, key, created, message) the journal's entries, in the order written
+    journal_deliveries(namespace, entry, delivery, state)  one row per target of an entry
 
 ``synchronous`` (``?synchronous=`` in the URL) is SQLite's: ``normal`` (the default) survives a
 crash or kill of the process, a power loss may lose the last commits; ``full`` also survives a
-power loss, at an fsync per commit; ``off`` survives neither (tests, throwaway bridges).
+power loss, at an fsync per commit; ``off`` survives neither (tests, throwaway bridges). Commits
+are per round of the store's thread (group commit), so ``full`` costs one fsync per round, never
+one per message. For the journal (``host: journal: true``) this means: with ``normal`` a message
+a plug counted as taken (its cursor saved after it) is delivered after a kill -9 of the process;
+after a power loss the last rounds before it may be gone, cursor and journal together (so a
+network that keeps history, as Matrix does, sends them again); ``full`` keeps them through a
+power loss too.
 """
 
 from __future__ import annotations
@@ -51,6 +59,15 @@ MIGRATIONS: dict[int, list[str]] = {
         "CREATE INDEX messages_created ON messages (scope, created)",
         "CREATE INDEX message_ids_created ON message_ids (scope, created)",
     ],
+    # The journal (immp.Journal): entries in the order written, and their deliveries.
+    3: [
+        "CREATE TABLE journal (seq INTEGER PRIMARY KEY, namespace TEXT NOT NULL,"
+        " key TEXT NOT NULL, created REAL NOT NULL, message TEXT NOT NULL)",
+        "CREATE UNIQUE INDEX journal_key ON journal (namespace, key)",
+        "CREATE TABLE journal_deliveries (namespace TEXT NOT NULL, entry TEXT NOT NULL,"
+        " delivery TEXT NOT NULL, state INTEGER NOT NULL,"
+        " PRIMARY KEY (namespace, entry, delivery)) WITHOUT ROWID",
+    ],
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
@@ -86,6 +103,24 @@ _UPSERT_IDS = (
     f" SELECT ?2, {_columns('c', 'i', 'k')}, ?3 FROM json_each(?1)"
     " WHERE true ON CONFLICT (scope, channel, id)"
     " DO UPDATE SET key = excluded.key, created = excluded.created"
+)
+
+_DELETE_JOURNAL = (
+    f"DELETE FROM journal WHERE (namespace, key) IN (SELECT {_columns('n', 'k')} FROM json_each(?))"
+)
+_DELETE_DELIVERIES = (
+    "DELETE FROM journal_deliveries WHERE (namespace, entry) IN"
+    f" (SELECT {_columns('n', 'e')} FROM json_each(?))"
+)
+# json_each keeps the array's order, so seq follows the order the entries were journaled in.
+_INSERT_JOURNAL = (
+    "INSERT OR IGNORE INTO journal (namespace, key, created, message)"
+    f" SELECT {_columns('n', 'k', 'c', 'm')} FROM json_each(?) ORDER BY json_each.key"
+)
+_UPSERT_DELIVERIES = (
+    "INSERT INTO journal_deliveries (namespace, entry, delivery, state)"
+    f" SELECT {_columns('n', 'e', 'd', 's')} FROM json_each(?)"
+    " WHERE true ON CONFLICT (namespace, entry, delivery) DO UPDATE SET state = excluded.state"
 )
 
 
@@ -244,12 +279,40 @@ class SQLiteStore(ThreadedStore):
                     conn.execute(_UPSERT_MESSAGES, (_rows(entries), scope, now))
                 if ids:
                     conn.execute(_UPSERT_IDS, (_rows(ids), scope, now))
+            if batch.journal:
+                self._write_journal(conn, batch.journal)
             conn.execute("COMMIT")
         except BaseException:
             self._scopes = {}  # scopes made in this transaction are gone with it
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+
+    def _write_journal(self, conn: sqlite3.Connection, journal) -> None:
+        ns = self.namespace
+        if journal.done:
+            done = _rows([[ns, entry] for entry in journal.done])
+            conn.execute(_DELETE_JOURNAL, (done,))
+            conn.execute(_DELETE_DELIVERIES, (done,))
+        if journal.entries:
+            conn.execute(_INSERT_JOURNAL, (_rows([[ns, key, created, text() if callable(text)
+                                                   else text] for key, (created, text)
+                                                  in journal.entries.items()]),))  # fmt: skip
+        if journal.deliveries:
+            rows = [[ns, entry, delivery, state] for entry, states in journal.deliveries.items()
+                    for delivery, state in states.items()]  # fmt: skip
+            conn.execute(_UPSERT_DELIVERIES, (_rows(rows),))
+
+    def read_journal(self, conn: sqlite3.Connection):
+        entries = conn.execute(
+            "SELECT key, created, message FROM journal WHERE namespace = ? ORDER BY seq",
+            (self.namespace,),
+        ).fetchall()
+        deliveries = conn.execute(
+            "SELECT entry, delivery, state FROM journal_deliveries WHERE namespace = ?",
+            (self.namespace,),
+        ).fetchall()
+        return entries, deliveries
 
     def read_state(self, conn: sqlite3.Connection, area: str, key: str) -> str | None:
         scope = self._scope(conn, area, False)

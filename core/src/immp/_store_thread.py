@@ -27,7 +27,7 @@ from typing import Any
 
 import trio
 
-from ._store import MAX_QUEUE, PRUNE_INTERVAL, Store, StoreError
+from ._store import MAX_QUEUE, PRUNE_INTERVAL, JournalBatch, Store, StoreError
 
 log = logging.getLogger("immp.store")
 
@@ -64,11 +64,13 @@ class WriteBatch:
     every ID it was indexed under since the last flush). ``len()`` counts the writes queued.
     """
 
-    __slots__ = ("count", "messages", "state")
+    __slots__ = ("count", "journal", "messages", "state")
 
     def __init__(self):
         self.state: dict[tuple[str, str], str | None] = {}
         self.messages: dict[tuple[str, str], list] = {}
+        #: The journal's writes, merged (see :class:`immp.JournalBatch`).
+        self.journal = JournalBatch()
         self.count = 0
 
     def __len__(self) -> int:
@@ -78,6 +80,11 @@ class WriteBatch:
         self.count += 1
         if op[0] == "state":
             self.state[(op[1], op[2])] = op[3]
+            return
+        if op[0] == "journal":
+            add = self.journal.add
+            for one in op[1]:
+                add(one)
             return
         _, area, key, entry, ids = op
         slot = (area, key)
@@ -99,6 +106,7 @@ class WriteBatch:
     def put_back(self, newer: WriteBatch) -> WriteBatch:
         """This batch, not written, with the writes queued since (``newer``) merged after it."""
         self.state.update(newer.state)
+        self.journal.merge(newer.journal)
         for slot, (entry, ids) in newer.messages.items():
             known = self.messages.get(slot)
             if known is None:
@@ -241,6 +249,9 @@ class ThreadedStore(Store):
     async def _read_message(self, area: str, channel: str, id: str) -> dict | None:
         return await self._ask("message", area, channel, id)
 
+    async def _read_journal(self):
+        return await self._ask("journal")
+
     async def _ask(self, kind: str, *args: Any) -> Any:
         if not self.is_open:
             raise StoreError(f"store {self.describe()} is not open")
@@ -354,6 +365,10 @@ class ThreadedStore(Store):
                         request.value = self.read_state(conn, *request.args)
                     elif request.kind == "message":
                         request.value = self.read_message(conn, *request.args)
+                    elif request.kind == "journal":
+                        request.value = self.read_journal(conn)
+                except NotImplementedError as exc:
+                    request.error = exc  # this backend has no such thing; the connection is fine
                 except Exception as exc:
                     request.error = StoreError(f"store {self.describe()}: {exc}")
                     conn = self._lost(conn, exc)
@@ -419,6 +434,10 @@ class ThreadedStore(Store):
         raise NotImplementedError
 
     def prune(self, conn: Any, before: float) -> int:
+        raise NotImplementedError
+
+    def read_journal(self, conn: Any):
+        """What :meth:`Store.journal_load` gives; NotImplementedError where none is kept."""
         raise NotImplementedError
 
     def disconnect(self, conn: Any) -> None:

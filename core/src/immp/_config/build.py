@@ -117,6 +117,9 @@ def _build(data: dict[str, Any], plugins: Plugins, warn: Callable) -> Host:
         open_timeout=options["open-timeout"],
         close_timeout=options["close-timeout"],
         hook_stuck_after=options["hook-stuck-after"],
+        journal=options["journal"],
+        journal_age=options["journal-age"],
+        journal_in_doubt=options["journal-in-doubt"],
     )
     host.extra_config = {k: v for k, v in data.items() if k not in KNOWN_SECTIONS}
     host.settings = {key: data[key] for key in SETTINGS if data.get(key)}

@@ -10,13 +10,31 @@ from typing import Any
 
 from .._hook import DEFAULT_TIMEOUT
 from .._host import Host
-from .._schema import Any_, Nullable, Number, Optional, Positive, Range, Ref, Required, Schema
+from .._schema import (
+    Any_,
+    Check,
+    Nullable,
+    Number,
+    Optional,
+    Positive,
+    Range,
+    Ref,
+    Required,
+    Schema,
+)
 
 #: The sections the loader knows; any other top-level key is kept as it is (and written back),
 #: unless it is a near miss of one of these.
 KNOWN_SECTIONS = ("path", "plugs", "channels", "groups", "hooks", "host", "logging", "store")
 
+
 # The host's own defaults are the only copy: the schema shows and fills in the same values.
+def _in_doubt(value: Any) -> str:
+    if value not in ("drop", "resend"):
+        raise ValueError("must be drop or resend")
+    return value
+
+
 _HOST = {p.name: p.default for p in inspect.signature(Host).parameters.values()}
 
 PLUG_ENTRY = {
@@ -77,6 +95,21 @@ HOST_SECTION = {
     Optional("close-timeout", _HOST["close_timeout"], doc=(
         "seconds a plug or hook may take to close politely before it is stopped anyway")):
         Range(Number, 0),
+    Optional("journal", _HOST["journal"], doc=(
+        "keep every received message and where it must go in the store's journal until the "
+        "target networks confirmed it, so that a process that dies (kill -9, a reboot) delivers "
+        "the rest at its next start, in order, and nothing twice where the network allows it "
+        "(docs/journal.md)")):
+        bool,
+    Optional("journal-age", _HOST["journal_age"], doc=(
+        "seconds a journaled message may wait: older ones are not delivered at start (a long "
+        "downtime gives no old backlog) and are logged as expired")):
+        Positive(),
+    Optional("journal-in-doubt", _HOST["journal_in_doubt"], doc=(
+        "at start, what happens to a delivery written to a network without idempotent sends "
+        "(IRC) and not acknowledged before the process died: `drop` (at most once: not sent "
+        "again, logged with its text) or `resend` (at least once: sent again)")):
+        Check(_in_doubt, "`drop` or `resend`"),
     Optional("hook-stuck-after", _HOST["hook_stuck_after"], doc=(
         "a hook whose inbox is full and that takes no message for this long is taken to be "
         "stuck: messages for it are dropped (counted and logged) until it catches up, so one "

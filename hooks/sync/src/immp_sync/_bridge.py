@@ -240,20 +240,30 @@ class BridgeHook(immp.Hook):
     async def sync(self, route: Route, sent: immp.SentMessage) -> None:
         """Pass a message posted in ``route.channel`` on to every target."""
         channel = route.channel
+        journal = self.host.journal
+        # An entry of the journal left by the last run, handed to us again: its copies may be
+        # in the map already, and the journal says which targets still need it.
+        replayed = journal.replaying(sent)
         copies = self.copies.find(channel, sent.id)
+        if copies is None and replayed:
+            copies = await self.copies.recall(channel, sent.id)
         if sent.deleted or sent.edited:
             if not self.config["edits"]:
+                journal.route(sent, [])
                 return
             if copies is None:  # bridged before a restart, or longer ago than memory holds?
                 copies = await self.copies.recall(channel, sent.id)
             if sent.deleted:
-                if copies is None or copies.deleted:
+                if copies is None or (copies.deleted and not replayed):
+                    journal.route(sent, [])
                     return  # nothing was copied, or our own deletion of a copy came back
                 copies.deleted = True
                 self.copies.changed(copies)
             elif copies is not None and not copies.is_origin(channel, sent.id):
+                journal.route(sent, [])
                 return  # our own edit of a copy came back
-        elif copies is not None or self._copied_elsewhere(channel, sent.id):
+        elif not replayed and (copies is not None or self._copied_elsewhere(channel, sent.id)):
+            journal.route(sent, [])
             return  # a copy the network did not flag as an echo, or a repeated delivery
         if copies is None:
             # New, or an edit of a message the map forgot: from here on it is new.
@@ -274,40 +284,66 @@ class BridgeHook(immp.Hook):
             if target.options.style.template is not None:
                 title = await self._title(channel)
                 break
-        job = (sent, copies, route, title)
-        for target in route.targets:
-            if target.options.accepts(sent) and not target.offer(job):
-                await target.put(job)
+        targets = [target for target in route.targets if target.options.accepts(sent)]
+        if sent.key is None:  # not journaled: every target
+            for target in targets:
+                job = (sent, copies, route, title, None)
+                if not target.offer(job):
+                    await target.put(job)
+            return
+        # One delivery row per target, recorded through the journal (the one place deliveries
+        # are tracked); a target whose delivery a replay finds done (or dropped) gets no job.
+        keys = journal.route(sent, [target.channel for target in targets])
+        for target, key in zip(targets, keys, strict=True):
+            if key is not None:
+                job = (sent, copies, route, title, key)
+                if not target.offer(job):
+                    await target.put(job)
 
     # -- sending ----------------------------------------------------------------------------
 
     async def _deliver(
-        self, target: Target, sent: immp.SentMessage, copies: Copies, route: Route, title
+        self,
+        target: Target,
+        sent: immp.SentMessage,
+        copies: Copies,
+        route: Route,
+        title,
+        key: str | None,
     ) -> None:
         channel = target.channel
         plug = channel.plug
         ids = copies.ids.get(channel)
+        done = self.host.journal.delivered  # what does not go through channel.send
         if sent.deleted:
             if not ids:
+                done(key)
                 return
             if plug is self.plug:
                 await self.plug.announce_delete(channel, ids[0])
             elif plug.can_delete:
                 for id in ids:
                     await plug.delete(immp.Receipt(id, channel))
+            done(key)
             return
         msg = self._copy(target, sent, route, title)
         if sent.edited and ids:
             if plug is self.plug:
                 await self.plug.announce(channel, msg, id=ids[0])
+                done(key)
                 return
             if plug.can_edit:
                 await plug.edit(immp.Receipt(ids[0], channel), msg)
+                done(key)
                 return
             # Otherwise the edit goes out as a new message, marked edited.
         if plug is self.plug:
             receipts = await self.plug.announce(channel, msg)
+            done(key)
         else:
+            # The pipeline marks the delivery done when the plug has it (or the plug does,
+            # once its network confirmed it); a plug that sends idempotently uses the key.
+            msg.key = key
             receipts = await channel.send(msg)
         if receipts and not ids:
             ids = (receipts[0].id,) if len(receipts) == 1 else tuple(r.id for r in receipts)

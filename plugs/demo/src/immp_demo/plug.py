@@ -22,6 +22,7 @@ For tests, :meth:`DemoPlug.receive`, :meth:`DemoPlug.edit_message`,
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import sys
 from collections import deque
@@ -49,6 +50,17 @@ SCHEMA = immp.Schema({
     immp.Optional("show", False, doc="print every message sent to this plug, prefixed `[name]` "
                                      "(to watch a plug without a console)"): bool,
     immp.Optional("console-user", "you", doc="name of the person at the console"): str,
+    immp.Optional("input", None, doc="a file whose lines are posted as messages from `user` "
+                                     "in `channel`, as they are appended to it; how far it was "
+                                     "read is kept in the store, saved only once the host took "
+                                     "the messages in (journaled, with `host: journal: true`), "
+                                     "so a process killed while reading neither loses nor "
+                                     "repeats a line"): immp.Nullable(str),
+    immp.Optional("output", None, doc="a file that every message sent to this plug is appended "
+                                      "to, one JSON line each (`key`, `id`, `text`); like a "
+                                      "network with idempotent sends (Matrix's txnId), a "
+                                      "message whose journal delivery key is in the file "
+                                      "already is not written again"): immp.Nullable(str),
     immp.Optional("history", 1000, doc="messages remembered, for edits, deletes and the `puts` "
                                        "log"): immp.Positive(int),
 })  # fmt: skip
@@ -96,6 +108,8 @@ class DemoPlug(immp.Plug):
         self.skipped_echoes = 0
         self._on_wire = 0  # echoes on the wire, not yet handed to the host
         self._default_channel: immp.Channel | None = None
+        self._output: int | None = None  # the output file's descriptor, while open
+        self._written: dict[str, str] = {}  # delivery key -> ID, of what the output file holds
 
     @property
     def default_channel(self) -> immp.Channel:
@@ -135,6 +149,52 @@ class DemoPlug(immp.Plug):
             self.nursery.start_soon(self._timer)
         if self.config["console"]:
             self.nursery.start_soon(self._console)
+        if self.config["output"]:
+            self._open_output(self.config["output"])
+        if self.config["input"]:
+            self.nursery.start_soon(self._input, self.config["input"])
+
+    async def close(self):
+        if self._output is not None:
+            os.close(self._output)
+            self._output = None
+
+    def _open_output(self, path: str) -> None:
+        self._written = {}
+        try:
+            with open(path, encoding="utf-8") as lines:
+                for line in lines:
+                    try:
+                        row = json.loads(line)
+                    except ValueError:
+                        continue  # a line cut short by a kill: it was never written whole
+                    if row.get("key"):
+                        self._written[row["key"]] = row["id"]
+        except FileNotFoundError:
+            pass
+        self._output = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    async def _input(self, path: str) -> None:
+        offset = await self.state.get("input-offset", 0)
+        while True:
+            try:
+                with open(path, "rb") as stream:  # noqa: ASYNC230 (a local file, 64 KiB at most)
+                    stream.seek(offset)
+                    data = stream.read(65536)
+            except FileNotFoundError:
+                data = b""
+            end = data.rfind(b"\n")
+            if end < 0:
+                await trio.sleep(0.05)
+                continue
+            for line in data[:end].split(b"\n"):
+                text = line.decode("utf-8", "replace").rstrip("\r")
+                if text:
+                    await self.receive(text)
+            offset += end + 1
+            # Only once the host has them (journaled) does the position move past them.
+            await self.taken()
+            await self.state.set("input-offset", offset)
 
     # -- the "network" ----------------------------------------------------------------------------
 
@@ -228,8 +288,16 @@ class DemoPlug(immp.Plug):
     # -- sending ----------------------------------------------------------------------------------
 
     async def put(self, channel, msg):
+        if msg.key is not None and msg.key in self._written:
+            # Sent before (a replay after a crash): the same message, not a second one.
+            return [immp.Receipt(self._written[msg.key], channel)]
         self._record(channel, msg)
         sent = immp.SentMessage.copy_of(msg, self._next_id(), channel)
+        if self._output is not None:
+            row = {"key": msg.key, "id": sent.id, "text": str(msg.render())}
+            os.write(self._output, (json.dumps(row, ensure_ascii=False) + "\n").encode())
+            if msg.key is not None:
+                self._written[msg.key] = sent.id
         self._remember(sent)
         if self.config["echo"]:
             try:

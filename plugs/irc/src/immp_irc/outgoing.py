@@ -12,6 +12,12 @@ A data line written to a socket stays "unacknowledged" until a later ``PING`` we
 as ``PONG`` (servers answer in order); lines still unacknowledged when a connection dies go back
 to the front of the queue and are sent again after the reconnect, so a dying server can
 duplicate a line but never lose one.
+
+With the host's journal on, a message's lines carry its delivery key: :attr:`OutgoingQueue.
+before_write` runs (and is awaited) before the first line's first write -- the plug marks the
+delivery as being written and waits for that mark to be durable -- and
+:attr:`OutgoingQueue.on_acked` when the last line is acknowledged. A process killed in between
+leaves the delivery "in doubt" (see docs/journal.md).
 """
 
 from __future__ import annotations
@@ -55,6 +61,10 @@ class Outgoing:
     ack: int | None = field(default=None, repr=False)
     #: Whether ``on_sent`` has seen this line (it is written again after a reconnect).
     reported: bool = field(default=False, repr=False)
+    #: The journal delivery key of the message, on its first line (intent before the write)
+    #: and on its last (done once acknowledged); ``None`` otherwise.
+    intent: str | None = field(default=None, repr=False)
+    done: str | None = field(default=None, repr=False)
 
 
 class TokenBucket:
@@ -106,6 +116,10 @@ class OutgoingQueue:
         self._data_open = False
         self._wake = trio.Event()  # something for the writers to do
         self._space = trio.Event()  # room in the queue, or lines acknowledged
+        #: Awaited before the first write of a line with ``intent`` (see the module docstring).
+        self.before_write: Callable[[Outgoing], Awaitable[None]] | None = None
+        #: Called when a line with ``done`` is acknowledged.
+        self.on_acked: Callable[[Outgoing], None] | None = None
 
     @property
     def pending(self) -> int:
@@ -191,7 +205,9 @@ class OutgoingQueue:
         except ValueError:
             return False
         while self._unacked and self._unacked[0].ack is not None and self._unacked[0].ack <= ack:
-            self._unacked.popleft()
+            item = self._unacked.popleft()
+            if item.done is not None and self.on_acked is not None:
+                self.on_acked(item)
         self._freed()
         return True
 
@@ -254,6 +270,8 @@ class OutgoingQueue:
                 self._freed()
                 self._unacked.append(item)
                 if not item.reported:
+                    if item.intent is not None and self.before_write is not None:
+                        await self.before_write(item)  # the journal's intent mark, durable
                     # Before the write, which yields: the server's echo may be read straight
                     # after. Once: a line written again after a reconnect is the same message.
                     item.reported = True

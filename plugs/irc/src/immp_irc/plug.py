@@ -176,6 +176,9 @@ class IRCPlug(immp.Plug):
     schema = SCHEMA
     source_schema = immp.Warn(str, _source_warning)
     network_name = "IRC"
+    # A delivery is done when the server acknowledged its lines (PING/PONG), not when put()
+    # queued them; an intent mark goes before the write (see outgoing.py).
+    confirms_delivery = True
 
     def __init__(self, name, config, host):
         super().__init__(name, config, host)
@@ -199,6 +202,8 @@ class IRCPlug(immp.Plug):
             connect_timeout=c["connect-timeout"],
             nick_retry=c["nick-retry"],
         ), self, self.log)  # fmt: skip
+        self.connection.outgoing.before_write = self._intent
+        self.connection.outgoing.on_acked = self._acked
         # Our own message IDs where the server gives no msgid: a per-run prefix (never reused
         # across runs, so a stored copy map cannot confuse two messages) and a counter.
         self._prefix = secrets.token_hex(3)
@@ -504,6 +509,7 @@ class IRCPlug(immp.Plug):
         if not _valid_name(target) or any(ord(c) < 32 for c in target):
             raise immp.PlugError(f"{self.name}: {target!r} is not an IRC channel or nick")
         if isinstance(msg, immp.SentMessage) and msg.deleted:
+            self.host.journal.delivered(msg.key)
             return []
         if self._is_channel_name(target) and self._fold(target) not in self._configured_channels():
             self._extra_channels[self._fold(target)] = target
@@ -517,7 +523,10 @@ class IRCPlug(immp.Plug):
             items.append(Outgoing(irctokens.build("PRIVMSG", [target, wire]).format(),
                                   meta=line))  # fmt: skip
         if not items:
+            self.host.journal.delivered(msg.key)
             return []  # nothing to show on IRC (e.g. only control characters): nothing sent
+        if msg.key is not None:
+            items[0].intent = items[-1].done = msg.key
         # Where the server will tag our lines' echoes with its own msgid, and they go out at once
         # (connected, no backlog), wait a moment for those: the network's IDs outlive this run.
         caps = self._state.agreed_caps
@@ -541,6 +550,15 @@ class IRCPlug(immp.Plug):
             line.receipt_id = line.final_id  # from now on, its echo has this ID too
             receipts.append(immp.Receipt(line.receipt_id, channel))
         return receipts
+
+    async def _intent(self, item: Outgoing) -> None:
+        # Durable before the write: after a crash the line is known to be in doubt, never taken
+        # for one that was not written (which would be sent again: a duplicate).
+        self.host.journal.writing(item.intent)
+        await self.host.journal.flush()
+
+    def _acked(self, item: Outgoing) -> None:
+        self.host.journal.delivered(item.done)
 
     def _lines(self, target: str, msg: immp.Message) -> list[tuple[str, bool]]:
         """The message as ``(IRC text, whether a CTCP ACTION)`` lines, each within budget."""

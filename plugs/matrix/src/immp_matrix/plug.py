@@ -250,8 +250,10 @@ class MatrixPlug(immp.Plug):
                     timeout_ms=int(self.config["sync-timeout"] * 1000),
                 )
                 await self._handle_batch(batch, since=since)
-                # Only now, with every message of the batch handed to the host, does the token
-                # move on: a restart before this point gets the batch again.
+                # Only now, with every message of the batch handed to the host (journaled, with
+                # the journal on: see Plug.taken), does the token move on: a restart before
+                # this point gets the batch again.
+                await self.taken()
                 await self.state.set("since", batch["next_batch"])
         finally:
             with trio.CancelScope(shield=True):
@@ -608,6 +610,14 @@ class MatrixPlug(immp.Plug):
         and outages (nothing is dropped); cancelling it abandons the send, and a repeat with
         the same :data:`delivery_key` lands once.
         """
+        if msg.key is not None and delivery_key.get() is None:
+            # The journal's delivery key (immp.Message.key): the txnIds derive from it, so a
+            # delivery repeated after a crash returns the events it made the first time.
+            token = delivery_key.set(msg.key)
+            try:
+                return await self.put(channel, msg)
+            finally:
+                delivery_key.reset(token)
         room_id = await self.room_id(channel)
         async with self._sends, self._lock(room_id):
             receipts = []

@@ -1,0 +1,432 @@
+"""
+The journal: what was received and where it must still go, kept in the store, so that a
+process that dies (kill -9, out of memory, a reboot) delivers after its next start what it had
+taken from a network but not yet delivered, and nothing twice where the network allows it.
+
+The host owns it (``host.journal``; ``host: journal: true`` turns it on). The path of one
+message with the journal on::
+
+    Pipeline.process(plug, sent)   -> journal.add(sent): an entry (the message, encoded);
+                                      sent.key = the entry's key
+    plug: await self.taken()       -> returns once the entry is queued in the store, so that a
+                                      cursor the plug saves after it (Matrix's sync token, the
+                                      demo's input offset) lands in the same or a later commit
+    sync hook: journal.route(sent, channels) -> one delivery row per target; the delivery key
+                                      of each (None where a replay finds it done)
+    Pipeline.send(channel, msg)    -> msg.key is the delivery key: a plug that sends
+                                      idempotently uses it (Matrix: the txnId); when put()
+                                      returns the delivery is marked done, unless the plug
+                                      confirms deliveries itself (IRC: an intent mark before
+                                      the write, done when the server acknowledged it)
+    all deliveries of an entry done -> the entry is deleted
+
+Every write goes through the store's write queue, committed in one transaction per round of its
+thread (group commit; never one fsync per message). What survives what depends on the store
+(SQLite ``synchronous=normal``: a killed process loses nothing committed; ``full``: a power
+loss neither).
+
+At start (:meth:`Journal.replay`, after the hooks opened and before any plug's new messages are
+processed) the entries left are handed to the hooks again in their original order: a delivery
+not done goes out, before anything newer of that channel; a delivery in doubt (written to a
+network without idempotency, not acknowledged) follows ``journal-in-doubt`` (``drop``, the
+default: not sent again, logged with its text; ``resend``: sent again); an entry older than
+``journal-age`` seconds is not replayed and is logged as expired.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import time
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ._message import File, FileType, Location, Message, RichText, Segment, SentMessage, User
+from ._store import channel_key
+
+if TYPE_CHECKING:
+    from ._channel import Channel
+    from ._host import Host
+    from ._plug import Plug
+
+log = logging.getLogger("immp.journal")
+
+#: Seconds an entry is kept for replay (``host: journal-age:``).
+DEFAULT_AGE = 300.0
+#: What a delivery in doubt does at start (``host: journal-in-doubt:``).
+IN_DOUBT_POLICIES = ("drop", "resend")
+
+# Delivery states, as stored.
+PENDING, WRITING, DONE = 0, 1, 2
+
+
+class Journal:
+    """
+    ``host.journal``: see the module docstring. Off (``enabled`` false) every method is a
+    no-op and :meth:`add` gives ``None``, so that callers need no test of their own.
+    """
+
+    def __init__(
+        self, host: Host, *, enabled: bool = False, age: float = DEFAULT_AGE, in_doubt: str = "drop"
+    ):
+        if in_doubt not in IN_DOUBT_POLICIES:
+            raise ValueError(f"in_doubt must be one of {IN_DOUBT_POLICIES}, not {in_doubt!r}")
+        self.host = host
+        self.enabled = enabled
+        self.age = age
+        self.in_doubt = in_doubt
+        # Keys are unique across runs: a run's start time (ms, base 36) and a counter.
+        self._run = ""
+        self._count = itertools.count(1)
+        # entry key -> {delivery key: state} of deliveries not done
+        self._open: dict[str, dict[str, int]] = {}
+        # entry keys handed to the hooks again by replay(): route() answers from what is known
+        self._replayed: dict[str, dict[str, int]] = {}
+        self._replay: list[tuple[str, dict]] = []
+        self.replayed = 0
+        self.expired = 0
+        self.dropped_in_doubt = 0
+        # Writes of this trio tick, handed to the store in one go (see _write).
+        self._ops: list[tuple] = []
+        self._token: trio.lowlevel.TrioToken | None = None
+
+    # -- lifetime ------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Read what a previous run left (the store is open). Raises if the store cannot."""
+        self._token = trio.lowlevel.current_trio_token()
+        self._ops = []
+        self._run = _base36(int(time.time() * 1000))
+        self._count = itertools.count(1)
+        self._open = {}
+        self._replayed = {}
+        self._replay = []
+        if not self.enabled:
+            return
+        entries, deliveries = await self.host.store.journal_load()
+        by_entry: dict[str, dict[str, int]] = {}
+        for entry, delivery, state in deliveries:
+            by_entry.setdefault(entry, {})[delivery] = state
+        cutoff = time.time() - self.age
+        for key, created, text in entries:
+            message = json.loads(text)
+            rows = by_entry.get(key, {})
+            if created < cutoff:
+                self.expired += 1
+                waiting = [d for d, state in rows.items() if state != DONE]
+                note = f" ({len(waiting)} deliveries not done)" if waiting else ""
+                where = message.get("channel")
+                log.warning("Journal: expired (older than %ss, not replayed): %s in %s: %s%s",
+                            self.age, key, where, _excerpt(message), note)  # fmt: skip
+                self.done(key)
+                continue
+            self._replay.append((key, message))
+            self._replayed[key] = rows
+        if entries:
+            waiting = sum(1 for rows in by_entry.values() for s in rows.values() if s != DONE)
+            log.warning("Journal: %d entries from the last run (%d deliveries not done), "
+                        "%d expired", len(self._replay), waiting, self.expired)  # fmt: skip
+
+    async def replay(self, process) -> None:
+        """
+        Hand the entries left by the last run to the hooks again, in their order, through
+        ``process(plug, sent)`` (the pipeline's receive path). An entry whose plug is gone from
+        the config stays journaled (until it expires).
+        """
+        replay, self._replay = self._replay, []
+        for key, message in replay:
+            plug = self.host.plugs.get(message["channel"][0])
+            if plug is None:
+                log.warning("Journal: %s is from plug %s, which is not in the config; kept",
+                            key, message["channel"][0])  # fmt: skip
+                continue
+            sent = decode(message, self.host)
+            sent.key = key
+            self.replayed += 1
+            await process(plug, sent, replayed=True)
+        # (Hooks may route them later, from their own queues: route() answers from
+        # _replayed until then. An entry no hook routes stays until the next start.)
+
+    def close(self) -> None:
+        """The host stopped: what is left stays journaled for the next start."""
+        self.submit()
+        if self.enabled and self._open:
+            log.warning("Journal: %s", self.summary())
+
+    def _write(self, op: tuple) -> None:
+        # One hand-over to the store per trio tick (the store's queue takes a lock per call):
+        # the first write of a tick asks to be called back once the scheduler has run the
+        # tasks that are ready, and everything written by then goes in one call.
+        ops = self._ops
+        ops.append(op)
+        if len(ops) == 1:
+            try:
+                self._token.run_sync_soon(self.submit)
+            except (AttributeError, trio.RunFinishedError):
+                self.submit()
+
+    def submit(self) -> None:
+        """Hand the journal writes made so far to the store's write queue, in order."""
+        if self._ops:
+            ops, self._ops = self._ops, []
+            self.host.store.journal_write(ops)
+
+    def summary(self) -> str:
+        """One line: what is left undelivered (kept for the next start), or that nothing is."""
+        left = sum(len(rows) for rows in self._open.values())
+        if not self.enabled:
+            return "off"
+        if left:
+            return (f"{left} deliveries of {len(self._open)} messages not confirmed; kept for "
+                    "the next start")  # fmt: skip
+        return "every journaled message was delivered"
+
+    # -- the receive path ----------------------------------------------------------------------
+
+    def add(self, sent: SentMessage) -> str | None:
+        """Journal a received message; its key (also set as ``sent.key``), or ``None`` if off."""
+        if not self.enabled:
+            return None
+        key = f"{self._run}.{next(self._count)}"
+        sent.key = key
+        # Encoded only if still open at the store's next commit (most are done by then), and
+        # then in the store's thread: a received message is not changed after this.
+        self._write(("entry", key, time.time(), partial(encode, sent)))
+        return key
+
+    def replaying(self, sent: SentMessage) -> bool:
+        """Whether ``sent`` is an entry of the last run handed to the hooks again."""
+        return sent.key is not None and sent.key in self._replayed
+
+    def route(self, sent: SentMessage, channels: list[Channel]) -> list[str | None]:
+        """
+        Record where ``sent`` goes: one delivery row per channel. Gives the delivery key to set
+        on each copy (:attr:`Message.key <immp.Message.key>`), or ``None`` for a channel it
+        must not go to: off, not journaled, or (a replay) delivered already or in doubt under
+        the ``drop`` policy.
+        """
+        entry = sent.key
+        if not self.enabled or entry is None:
+            return [None] * len(channels)
+        known = self._replayed.pop(entry, None)
+        rows = self._open.setdefault(entry, {})
+        keys: list[str | None] = []
+        for channel in channels:
+            delivery = f"{entry}/{channel_key(channel)}"
+            state = known.get(delivery, PENDING) if known is not None else PENDING
+            if known is not None and delivery in known and state == DONE:
+                keys.append(None)
+                continue
+            if state == WRITING and self.in_doubt == "drop":
+                self.dropped_in_doubt += 1
+                log.warning("Journal: in doubt, not sent again (journal-in-doubt: drop): %s to "
+                            "%s: %s", entry, channel_key(channel).replace("\x1f", ":"),
+                            sent.render())  # fmt: skip
+                self._write(("delivery", entry, delivery, DONE))
+                keys.append(None)
+                continue
+            rows[delivery] = PENDING
+            if known is None or delivery not in known:
+                self._write(("delivery", entry, delivery, PENDING))
+            keys.append(delivery)
+        if not rows:
+            self._finish(entry)
+        return keys
+
+    # -- the send path -------------------------------------------------------------------------
+
+    def writing(self, delivery: str | None) -> None:
+        """
+        A plug without idempotent sends (IRC) is about to write ``delivery`` to its network:
+        an intent mark. Await :meth:`flush` before the write, so that after a crash the
+        delivery is known to be in doubt rather than taken as never written.
+        """
+        if delivery is None or not self.enabled:
+            return
+        entry = delivery.partition("/")[0]
+        rows = self._open.get(entry)
+        if rows is not None and delivery in rows:
+            rows[delivery] = WRITING
+            self._write(("delivery", entry, delivery, WRITING))
+
+    def delivered(self, delivery: str | None) -> None:
+        """The target network confirmed ``delivery``: marked done (the entry too, if last)."""
+        if delivery is None or not self.enabled:
+            return
+        entry = delivery.partition("/")[0]
+        rows = self._open.get(entry)
+        if rows is None or rows.pop(delivery, None) is None:
+            return
+        if rows:
+            self._write(("delivery", entry, delivery, DONE))
+        else:
+            self._finish(entry)
+
+    def _finish(self, entry: str) -> None:
+        self._open.pop(entry, None)
+        self.done(entry)
+
+    def done(self, entry: str) -> None:
+        """Forget an entry and its deliveries (everything went out, or it expired)."""
+        if self.enabled:
+            self._write(("done", entry))
+
+    async def flush(self) -> None:
+        """Wait until every journal write so far is durable (see :meth:`immp.Store.flush`)."""
+        if self.enabled:
+            self.submit()
+            await self.host.store.flush()
+
+    def stats(self) -> dict[str, Any]:
+        """``open`` entries and ``deliveries`` not done, and what the last start replayed."""
+        return {
+            "enabled": self.enabled,
+            "open": len(self._open),
+            "deliveries": sum(len(rows) for rows in self._open.values()),
+            "replayed": self.replayed,
+            "expired": self.expired,
+            "dropped_in_doubt": self.dropped_in_doubt,
+        }
+
+
+def _base36(number: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while number:
+        number, rest = divmod(number, 36)
+        out = digits[rest] + out
+    return out or "0"
+
+
+def _excerpt(message: dict) -> str:
+    return "".join(seg[0] for seg in message.get("text") or [])[:200]
+
+
+# -- encoding ----------------------------------------------------------------------------------
+# A message as JSON: what a replay needs to pass it on again. Users and mentions keep their ID
+# and names (not the plug object: a user is rebuilt on the plug of the same config name).
+
+_FLAGS = ("bold", "italic", "underline", "strike", "code", "pre")
+
+
+def _user(user: User | None) -> list | None:
+    if user is None:
+        return None
+    return [user.plug.name if user.plug else None, user.id, user.username, user.real_name,
+            user.avatar, user.link, user.suggested]  # fmt: skip
+
+
+def _unuser(data: list | None, host: Host) -> User | None:
+    if data is None:
+        return None
+    plug, id, username, real_name, avatar, link, suggested = data
+    return User(id, host.plugs.get(plug) if plug else None, username=username,
+                real_name=real_name, avatar=avatar, link=link, suggested=suggested)  # fmt: skip
+
+
+def _text(text: RichText | None) -> list | None:
+    if text is None:
+        return None
+    return [[seg.text, [f for f in _FLAGS if getattr(seg, f)], seg.link, _user(seg.mention)]
+            for seg in text]  # fmt: skip
+
+
+def _untext(data: list | None, host: Host) -> RichText | None:
+    if data is None:
+        return None
+    return RichText(Segment(text, **dict.fromkeys(flags, True), link=link,
+                            mention=_unuser(mention, host))
+                    for text, flags, link, mention in data)  # fmt: skip
+
+
+def _content(msg: Message) -> dict:
+    data: dict[str, Any] = {"text": _text(msg.text), "user": _user(msg.user)}
+    for name in ("action", "edited"):
+        if getattr(msg, name):
+            data[name] = True
+    if msg.title is not None:
+        data["title"] = msg.title
+    if msg.joined:
+        data["joined"] = [_user(u) for u in msg.joined]
+    if msg.left:
+        data["left"] = [_user(u) for u in msg.left]
+    attachments = []
+    for item in msg.attachments:
+        if isinstance(item, File):
+            attachments.append(["file", item.title, item.type.name, item.source])
+        elif isinstance(item, Location):
+            attachments.append(["location", item.latitude, item.longitude, item.name,
+                                item.address])  # fmt: skip
+        elif isinstance(item, Message):
+            attachments.append(["message", _content(item)])
+    if attachments:
+        data["attachments"] = attachments
+    reply = msg.reply_to
+    if isinstance(reply, SentMessage) and reply.channel is not None:
+        data["reply"] = [reply.channel.plug.name, reply.channel.source, reply.id,
+                         _content(reply)]  # fmt: skip
+    elif reply is not None:
+        data["reply"] = [None, None, None, _content(reply)]
+    return data
+
+
+def _uncontent(data: dict, host: Host) -> dict:
+    from ._channel import Channel
+
+    attachments: list = []
+    for item in data.get("attachments", ()):
+        if item[0] == "file":
+            attachments.append(File(item[1], FileType[item[2]], item[3]))
+        elif item[0] == "location":
+            attachments.append(Location(*item[1:]))
+        else:
+            attachments.append(Message(**_uncontent(item[1], host)))
+    reply = None
+    if "reply" in data:
+        plug, source, id, content = data["reply"]
+        if plug is not None and plug in host.plugs:
+            reply = SentMessage(id, Channel(host.plugs[plug], source), **_uncontent(content, host))
+        else:
+            reply = Message(**_uncontent(content, host))
+    return {
+        "text": _untext(data.get("text"), host),
+        "user": _unuser(data.get("user"), host),
+        "action": data.get("action", False),
+        "edited": data.get("edited", False),
+        "title": data.get("title"),
+        "joined": [_unuser(u, host) for u in data.get("joined", ())],
+        "left": [_unuser(u, host) for u in data.get("left", ())],
+        "attachments": attachments,
+        "reply_to": reply,
+    }
+
+
+def encode(sent: SentMessage) -> str:
+    """A received message as JSON text (see :func:`decode`)."""
+    data = _content(sent)
+    data["channel"] = [sent.channel.plug.name, sent.channel.source]
+    data["id"] = sent.id
+    data["at"] = sent.at
+    if sent.revision:
+        data["revision"] = sent.revision
+    if sent.deleted:
+        data["deleted"] = True
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def decode(data: dict, host: Host) -> SentMessage:
+    """The message :func:`encode` wrote (decoded from JSON), on the host's plugs of those names."""
+    from ._channel import Channel
+
+    plug: Plug = host.plugs[data["channel"][0]]
+    return SentMessage(
+        data["id"],
+        Channel(plug, data["channel"][1]),
+        at=data["at"],
+        revision=data.get("revision", 0),
+        deleted=data.get("deleted", False),
+        **_uncontent(data, host),
+    )

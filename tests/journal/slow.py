@@ -1,0 +1,13 @@
+"""A hook that makes every send take a little while, so that deliveries lag behind receipt."""
+
+import trio
+
+import immp
+
+
+class SlowSends(immp.Hook):
+    """``before_send`` sleeps ``delay`` seconds (config), then lets the message through."""
+
+    async def before_send(self, channel, msg):
+        await trio.sleep(self.config.get("delay", 0.005))
+        return channel, msg
