@@ -104,7 +104,9 @@ async def test_a_line_sent_again_after_a_reconnect_reaches_hooks_once(server, ca
 
 async def test_server_killed_and_restarted_mid_stream_loses_nothing(ngircd_available, tmp_path):
     async with NgircdServer.running(tmp_path) as server:
-        config = plug_config(server.port, **{"send-delay": 0.02, "reconnect-delay": 1.0})
+        # The bot reconnects 1.5 to 3 s after the server dies: alice, who must see the lines
+        # it sends then, rejoins first even on a loaded machine (with 0.5 to 1 s she once lost).
+        config = plug_config(server.port, **{"send-delay": 0.02, "reconnect-delay": 3.0})
         async with irc_host(config) as (host, plug, _):
             received: list[str] = []
             alice_cm = RawClient.connected(server.port, "alice")
