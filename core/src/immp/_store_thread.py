@@ -27,6 +27,7 @@ from typing import Any
 
 import trio
 
+from ._errors import describe_error
 from ._store import MAX_QUEUE, PRUNE_INTERVAL, JournalBatch, Store, StoreError
 
 log = logging.getLogger("immp.store")
@@ -297,7 +298,7 @@ class ThreadedStore(Store):
                 raise
         except BaseException as exc:
             if not isinstance(exc, StoreError):
-                exc = StoreError(f"store {self.describe()}: {type(exc).__name__}: {exc}")
+                exc = StoreError(f"store {self.describe()}: {describe_error(exc)}")
             opened.error = exc
             self._deliver([opened, self._closed])
             return
@@ -395,10 +396,10 @@ class ThreadedStore(Store):
     def _lost(self, conn: Any, exc: Exception) -> None:
         if self._reachable:
             self._reachable = False
-            log.error("Store %s lost: %s: %s. Writes are queued (up to %d) and retried every %ss; "
+            log.error("Store %s lost: %s. Writes are queued (up to %d) and retried every %ss; "
                       "lookups answer from memory until it is back", self.describe(),
-                      type(exc).__name__, str(exc).strip().splitlines()[0] if str(exc) else "",
-                      self.max_queue, self.retry_interval)  # fmt: skip
+                      describe_error(exc, limit=300), self.max_queue,
+                      self.retry_interval)  # fmt: skip
         try:
             self.disconnect(conn)
         except Exception:
