@@ -2,7 +2,8 @@
 The journal against kill -9: a real ``immp`` process bridging two demo networks (one reads its
 messages from a file, the other appends what it is sent to a file, with idempotent sends by
 delivery key, as Matrix's txnId), killed with SIGKILL while messages stream and started again
-on the same SQLite store: every message arrives exactly once and in order.
+on the same store: every message arrives exactly once and in order. Each test runs on SQLite and
+on PostgreSQL (``store_url`` in conftest.py).
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ N = 300
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _config(tmp_path, **host) -> dict:
+def _config(tmp_path, store: str, **host) -> dict:
     return {
         "path": [ROOT],
-        "store": f"sqlite:///{tmp_path / 'bridge.db'}",
+        "store": store,
         "host": {"journal": True, **host},
         "plugs": {
             "src": {
@@ -60,9 +61,10 @@ def _config(tmp_path, **host) -> dict:
 
 
 class Bridge:
-    def __init__(self, tmp_path, exe, env, **host):
+    def __init__(self, tmp_path, exe, env, store: str | None = None, **host):
         self.path = tmp_path
-        (tmp_path / "bridge.yaml").write_text(yaml.safe_dump(_config(tmp_path, **host)))
+        store = store or f"sqlite:///{tmp_path / 'bridge.db'}"
+        (tmp_path / "bridge.yaml").write_text(yaml.safe_dump(_config(tmp_path, store, **host)))
         self.exe, self.env = exe, env
         self.proc: subprocess.Popen | None = None
         self.runs = 0
@@ -125,8 +127,8 @@ def _stream(path, start: int, stop: int, rate: float, done: threading.Event) -> 
     done.set()
 
 
-def _one_run(tmp_path, exe, env, seed: int, *, kill_after: float) -> dict:
-    bridge = Bridge(tmp_path, exe, env)
+def _one_run(tmp_path, exe, env, store: str, seed: int, *, kill_after: float) -> dict:
+    bridge = Bridge(tmp_path, exe, env, store)
     streamed = threading.Event()
     writer = threading.Thread(target=_stream, args=(tmp_path / "in", 0, N, 200, streamed))
     bridge.start()
@@ -156,17 +158,17 @@ def _replayed(stderr: str) -> int:
 
 @pytest.mark.parametrize("seed", range(6))
 def test_killed_while_messages_stream_every_message_arrives_once_in_order(
-    tmp_path, immp_exe, clean_env, seed
+    tmp_path, immp_exe, clean_env, store_url, seed
 ):
     kill_after = random.Random(seed).uniform(0.5, 2.2)  # start-up ~0.6 s; the stream ~1.5 s
-    outcome = _one_run(tmp_path, immp_exe, clean_env, seed, kill_after=kill_after)
+    outcome = _one_run(tmp_path, immp_exe, clean_env, store_url, seed, kill_after=kill_after)
     print("kill run:", outcome)
     if 0 < outcome["before_kill"] < N:  # killed mid-stream: deliveries were lagging
         assert outcome["replayed"] > 0, outcome
 
 
-def test_killed_during_startup_then_restarted(tmp_path, immp_exe, clean_env):
-    bridge = Bridge(tmp_path, immp_exe, clean_env)
+def test_killed_during_startup_then_restarted(tmp_path, immp_exe, clean_env, store_url):
+    bridge = Bridge(tmp_path, immp_exe, clean_env, store_url)
     (tmp_path / "in").write_text("".join(f"m{n}\n" for n in range(N)))
     try:
         bridge.start()
@@ -181,8 +183,8 @@ def test_killed_during_startup_then_restarted(tmp_path, immp_exe, clean_env):
         bridge.kill()
 
 
-def test_killed_during_shutdown_then_restarted(tmp_path, immp_exe, clean_env):
-    bridge = Bridge(tmp_path, immp_exe, clean_env)
+def test_killed_during_shutdown_then_restarted(tmp_path, immp_exe, clean_env, store_url):
+    bridge = Bridge(tmp_path, immp_exe, clean_env, store_url)
     streamed = threading.Event()
     writer = threading.Thread(target=_stream, args=(tmp_path / "in", 0, N, 600, streamed))
     try:
@@ -204,8 +206,8 @@ def test_killed_during_shutdown_then_restarted(tmp_path, immp_exe, clean_env):
         writer.join()
 
 
-def test_graceful_stop_says_what_is_left(tmp_path, immp_exe, clean_env):
-    bridge = Bridge(tmp_path, immp_exe, clean_env)
+def test_graceful_stop_says_what_is_left(tmp_path, immp_exe, clean_env, store_url):
+    bridge = Bridge(tmp_path, immp_exe, clean_env, store_url)
     (tmp_path / "in").write_text("m0\nm1\n")
     try:
         bridge.start()
@@ -214,4 +216,4 @@ def test_graceful_stop_says_what_is_left(tmp_path, immp_exe, clean_env):
     finally:
         bridge.kill()
     assert "Journal: every journaled message was delivered" in bridge.stderr()
-    assert os.path.exists(tmp_path / "bridge.db")
+    assert os.path.exists(tmp_path / "bridge.db") == store_url.startswith("sqlite")

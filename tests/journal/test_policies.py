@@ -1,4 +1,8 @@
-"""The journal's start-up policies: deliveries in doubt, entries past the age limit, order."""
+"""
+The journal's start-up policies: deliveries in doubt, entries past the age limit, order. Each
+test runs on every store that keeps a journal (``new_store`` in conftest.py): what a killed
+process left is written by one store object, the host runs on another on the same database.
+"""
 
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ def _host(store: immp.Store, **journal) -> immp.Host:
     return host
 
 
-def _left(store: immp.Store, host: immp.Host, entries) -> None:
+async def _left(store: immp.Store, host: immp.Host, entries) -> None:
     """Journal entries as a killed process would have left them: (key, age, text, state)."""
     ops = []
     for key, age, text, state in entries:
@@ -36,16 +40,26 @@ def _left(store: immp.Store, host: immp.Host, entries) -> None:
         ops.append(("entry", key, time.time() - age, encode(sent)))
         if state is not None:
             ops.append(("delivery", key, f"{key}/b\x1froom", state))
+    await store.open()
     store.journal_write(ops)
+    await store.close()
+
+
+async def _load(store: immp.Store):
+    """What the journal holds once the host stopped (its store is closed then)."""
+    await store.open()
+    try:
+        return await store.journal_load()
+    finally:
+        await store.close()
 
 
 @pytest.mark.parametrize("policy", ["drop", "resend"])
-async def test_in_doubt_expired_and_pending_at_start(policy, caplog):
-    store = immp.MemoryStore()
-    host = _host(store, journal_age=60, journal_in_doubt=policy)
+async def test_in_doubt_expired_and_pending_at_start(new_store, policy, caplog):
+    host = _host(new_store(), journal_age=60, journal_in_doubt=policy)
     left = [("e1", 1000, "too old", 0), ("e2", 5, "in doubt", WRITING),
             ("e3", 5, "never written", 0), ("e4", 5, "not routed yet", None)]  # fmt: skip
-    _left(store, host, left)
+    await _left(new_store(), host, left)
     caplog.set_level(logging.INFO, "immp.journal")
     async with running(host):
         b = host.plugs["b"]
@@ -60,15 +74,14 @@ async def test_in_doubt_expired_and_pending_at_start(policy, caplog):
     assert "expired (older than 60" in logs and "too old" in logs
     if policy == "drop":
         assert "in doubt, not sent again" in logs and "in doubt" in logs
-    entries, deliveries = await store.journal_load()
+    entries, deliveries = await _load(new_store())
     assert entries == [] and deliveries == []  # everything done or dropped
     assert host.journal.summary() == "every journaled message was delivered"
 
 
-async def test_replayed_before_newer_messages_of_the_channel():
-    store = immp.MemoryStore()
-    host = _host(store)
-    _left(store, host, [("e1", 1, "old one", 0), ("e2", 1, "old two", 0)])
+async def test_replayed_before_newer_messages_of_the_channel(new_store):
+    host = _host(new_store())
+    await _left(new_store(), host, [("e1", 1, "old one", 0), ("e2", 1, "old two", 0)])
     async with running(host):
         await host.plugs["a"].receive("new")
         with trio.fail_after(10):
@@ -76,13 +89,12 @@ async def test_replayed_before_newer_messages_of_the_channel():
         assert [str(m.text) for _, m in host.plugs["b"].puts] == ["old one", "old two", "new"]
 
 
-async def test_journal_off_leaves_no_key_and_writes_nothing():
-    store = immp.MemoryStore()
-    host = _host(store)
+async def test_journal_off_leaves_no_key_and_writes_nothing(new_store):
+    host = _host(new_store())
     host.journal.enabled = False
     async with running(host):
         await host.plugs["a"].receive("hello")
         with trio.fail_after(10):
             await host.plugs["b"].wait_puts(1)
         assert host.plugs["b"].puts[0][1].key is None
-    assert await store.journal_load() == ([], [])
+    assert await _load(new_store()) == ([], [])

@@ -1,4 +1,7 @@
-"""The PostgreSQL store against a real server: persistence, namespaces, outages, schema."""
+"""
+The PostgreSQL store against a real server: persistence, namespaces, outages, schema versions.
+Its journal rows are tested beside the other stores' in tests/journal.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import pytest
 import trio
 import yaml
 from immp_store_postgres import PostgresStore
-from immp_store_postgres._store import SCHEMA_VERSION
+from immp_store_postgres._store import MIGRATIONS, SCHEMA_VERSION
 
 import immp
 from immp.testing import running
@@ -142,6 +145,36 @@ async def test_a_newer_schema_refuses_to_open(pg_url):
     assert caught.value.status == 2 and "newer than this IMMP knows" in str(caught.value)
 
 
+async def test_a_version_1_database_is_migrated_at_open_and_keeps_its_rows(pg_url, caplog):
+    # As the store before the journal left it: version 1, a scope with state and an entry.
+    with psycopg.connect(pg_url) as conn:
+        for statement in MIGRATIONS[1]:
+            conn.execute(statement)
+        conn.execute("CREATE TABLE immp_schema (version INTEGER NOT NULL)")
+        conn.execute("INSERT INTO immp_schema VALUES (1)")
+        conn.execute("INSERT INTO immp_scopes (id, namespace, area) VALUES (1, 'bridge', 'sync'),"
+                     " (2, 'bridge', 'src')")  # fmt: skip
+        conn.execute("INSERT INTO immp_state VALUES (2, 'cursor', '7')")
+        conn.execute("INSERT INTO immp_messages VALUES (1, 'k', '{\"v\": 1}', %s)", (time.time(),))
+        conn.execute("INSERT INTO immp_message_ids VALUES (1, 'c', '7', 'k', %s)", (time.time(),))
+    caplog.set_level(logging.WARNING, "immp.store")
+    store = _store(pg_url)
+    await store.open()
+    assert await store.messages.find("sync", "c", "7") == {"v": 1}
+    assert await store.get("src", "cursor") == 7
+    assert await store.journal_load() == ([], [])
+    store.journal_write([("entry", "e.1", 1.0, "{}"), ("delivery", "e.1", "e.1/b", 0)])
+    await store.close()
+    assert "schema migrated from version 1 to 2" in caplog.text
+    again = _store(pg_url)  # opened again: nothing more to migrate, the journal is there
+    await again.open()
+    assert await again.journal_load() == ([("e.1", 1.0, "{}")], [("e.1", "e.1/b", 0)])
+    await again.close()
+    assert caplog.text.count("schema migrated") == 1
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT version FROM immp_schema").fetchall() == [(SCHEMA_VERSION,)]
+
+
 def test_unreachable_at_start_retries_then_exits_1(tmp_path, immp_command, postgres):
     file = tmp_path / "bridge.yaml"
     url = f"postgresql://postgres@127.0.0.1:{postgres.port + 1}/none"  # nobody listens there
@@ -170,6 +203,7 @@ async def test_lost_while_running_queues_writes_and_answers_from_memory(own_post
     for n in range(100):
         store.set("plug", f"during{n}", n)
     store.messages.put("sync", "k", ENTRY, [("a\x1froom", "1")])
+    store.journal_write([("entry", "e.1", 1.0, "{}"), ("delivery", "e.1", "e.1/b", 0)])
     assert await store.get("plug", "before") == 1  # from memory
     assert await store.messages.find("sync", "a\x1froom", "9") is None  # unknown, not a crash
     with trio.fail_after(20):
@@ -191,6 +225,7 @@ async def test_lost_while_running_queues_writes_and_answers_from_memory(own_post
     await again.open()
     assert [await again.get("plug", f"during{n}") for n in (0, 50, 99)] == [0, 50, 99]
     assert await again.messages.find("sync", "a\x1froom", "1") == ENTRY
+    assert await again.journal_load() == ([("e.1", 1.0, "{}")], [("e.1", "e.1/b", 0)])
     await again.close()
 
 

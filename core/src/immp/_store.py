@@ -224,14 +224,16 @@ class Store:
     async def journal_load(self) -> tuple[list[tuple[str, float, str]], list[tuple[str, str, int]]]:
         """
         What the journal holds for this namespace: ``[(key, created, text)]`` in the order
-        written, and ``[(entry, delivery, state)]``. Raises :class:`StoreError` where the
-        backend keeps no journal.
+        written, and ``[(entry, delivery, state)]``. Raises :class:`StoreError` (status 2) where
+        the backend keeps no journal (a third-party backend without ``_read_journal``; memory,
+        SQLite and PostgreSQL keep one).
         """
         try:
             return await self._read_journal()
         except NotImplementedError:
-            raise StoreError(f"the store {self.describe()} keeps no journal: use sqlite (or "
-                             "memory) with `host: journal: true`", 2) from None  # fmt: skip
+            raise StoreError(f"the store {self.describe()} keeps no journal: use sqlite, "
+                             "postgresql or memory with `host: journal: true`",
+                             2) from None  # fmt: skip
 
     async def _read_journal(self):
         raise NotImplementedError

@@ -7,6 +7,21 @@ one transaction, one statement per table with the rows as arrays. Tables are pre
 ``immp_`` (the database may hold other things), and every row belongs to a scope of this
 instance's ``namespace``: several ``immp`` processes share one database without reading or
 overwriting each other's rows.
+
+Tables (schema version in ``immp_schema``; see ``MIGRATIONS``)::
+
+    immp_scopes(id, namespace, area)                  one row per instance and plug/hook name
+    immp_state(scope, key, value)                     self.state: JSON text per key
+    immp_messages(scope, key, entry, created)         message-map entries (JSON) and their age
+    immp_message_ids(scope, channel, id, key, created) every (channel, message ID) -> its entry
+    immp_journal(seq, namespace, key, created, message) the journal's entries, in the order written
+    immp_journal_deliveries(namespace, entry, delivery, state)  one row per target of an entry
+
+The journal's writes (``host: journal: true``, :class:`immp.Journal`) go in the same transaction
+as the state and message-map writes of their round: a plug's cursor saved after
+``Plug.taken()`` is never committed before the entries it follows. What a commit survives is
+the server's to say (``synchronous_commit``, ``fsync``): with the defaults (``on``), a committed
+round survives a crash of the server's machine too.
 """
 
 from __future__ import annotations
@@ -47,6 +62,16 @@ MIGRATIONS: dict[int, list[str]] = {
         "CREATE INDEX immp_messages_created ON immp_messages (scope, created)",
         "CREATE INDEX immp_message_ids_created ON immp_message_ids (scope, created)",
     ],
+    # The journal (immp.Journal): entries in the order written, and their deliveries. Keyed by
+    # namespace, as SQLite's: an entry belongs to the instance, not to one plug or hook.
+    2: [
+        "CREATE TABLE immp_journal (seq BIGSERIAL PRIMARY KEY, namespace TEXT NOT NULL,"
+        " key TEXT NOT NULL, created DOUBLE PRECISION NOT NULL, message TEXT NOT NULL,"
+        " UNIQUE (namespace, key))",
+        "CREATE TABLE immp_journal_deliveries (namespace TEXT NOT NULL, entry TEXT NOT NULL,"
+        " delivery TEXT NOT NULL, state SMALLINT NOT NULL,"
+        " PRIMARY KEY (namespace, entry, delivery))",
+    ],
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 # Any number: processes that migrate the same database at once take turns on it.
@@ -78,6 +103,22 @@ _UPSERT_IDS = (
     "INSERT INTO immp_message_ids (scope, channel, id, key, created)"
     " SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::float8[])"
     " ON CONFLICT (scope, channel, id) DO UPDATE SET key = excluded.key, created = excluded.created"
+)
+# The journal's: the namespace is one parameter (%s first), the rows arrays as above.
+_DELETE_JOURNAL = "DELETE FROM immp_journal WHERE namespace = %s AND key = ANY(%s::text[])"
+_DELETE_DELIVERIES = (
+    "DELETE FROM immp_journal_deliveries WHERE namespace = %s AND entry = ANY(%s::text[])"
+)
+# Inserted in the arrays' order, so that seq follows the order the entries were journaled in.
+_INSERT_JOURNAL = (
+    "INSERT INTO immp_journal (namespace, key, created, message) SELECT %s, k, c, m"
+    " FROM unnest(%s::text[], %s::float8[], %s::text[]) WITH ORDINALITY AS t (k, c, m, n)"
+    " ORDER BY n ON CONFLICT (namespace, key) DO NOTHING"
+)
+_UPSERT_DELIVERIES = (
+    "INSERT INTO immp_journal_deliveries (namespace, entry, delivery, state)"
+    " SELECT %s, * FROM unnest(%s::text[], %s::text[], %s::smallint[])"
+    " ON CONFLICT (namespace, entry, delivery) DO UPDATE SET state = excluded.state"
 )
 
 
@@ -205,6 +246,36 @@ class PostgresStore(immp.ThreadedStore):
                 conn.execute(_UPSERT_MESSAGES, _columns(entries, 4))
             if ids:
                 conn.execute(_UPSERT_IDS, _columns(list(ids.values()), 5))
+            if batch.journal:
+                self._write_journal(conn, batch.journal)
+
+    def _write_journal(self, conn: psycopg.Connection, journal: immp.JournalBatch) -> None:
+        # In the pipeline and transaction of write(); the order is SQLite's: what is done goes
+        # first, then the new entries, then the deliveries' states.
+        ns = self.namespace
+        if journal.done:
+            done = list(journal.done)
+            conn.execute(_DELETE_JOURNAL, (ns, done))
+            conn.execute(_DELETE_DELIVERIES, (ns, done))
+        if journal.entries:
+            rows = [(key, created, text() if callable(text) else text)
+                    for key, (created, text) in journal.entries.items()]  # fmt: skip
+            conn.execute(_INSERT_JOURNAL, (ns, *_columns(rows, 3)))
+        if journal.deliveries:
+            rows = [(entry, delivery, state) for entry, states in journal.deliveries.items()
+                    for delivery, state in states.items()]  # fmt: skip
+            conn.execute(_UPSERT_DELIVERIES, (ns, *_columns(rows, 3)))
+
+    def read_journal(self, conn: psycopg.Connection):
+        entries = conn.execute(
+            "SELECT key, created, message FROM immp_journal WHERE namespace = %s ORDER BY seq",
+            (self.namespace,),
+        ).fetchall()
+        deliveries = conn.execute(
+            "SELECT entry, delivery, state FROM immp_journal_deliveries WHERE namespace = %s",
+            (self.namespace,),
+        ).fetchall()
+        return entries, deliveries
 
     def read_state(self, conn: psycopg.Connection, area: str, key: str) -> str | None:
         scope = self._scope(conn, area, False)
