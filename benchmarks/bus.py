@@ -24,7 +24,7 @@ the database in ``$IMMP_BENCH_POSTGRES``).
 
 ``--journal`` turns the host's journal on (``host: journal: true``): every message journaled
 with one delivery row per target, each marked when delivered, in the store's group commits
-(use it with ``--store sqlite``, the store it is meant for).
+(use it with ``--store sqlite`` or ``--store postgres``, the stores it is meant for).
 
 ``--compare`` runs this scenario and the original IMMP 0.12.1's (``benchmarks/bus_original.py``
 in the ``original`` hatch environment), each in its own process, ``--runs`` times each,
