@@ -37,3 +37,17 @@ def test_a_registered_scheme_builds_its_store(tmp_path):
     with pytest.raises(immp.ConfigError) as caught:
         immp.build_host({"store": "echo://x?some-flavour=y"}, plugins=plugins, file=file)
     assert "the echo store has no option 'some-flavour'" in str(caught.value)
+
+
+class NoJournalStore(EchoStore):
+    """A backend of another distribution that keeps no journal (no ``_read_journal``)."""
+
+    _read_journal = immp.Store._read_journal
+
+
+async def test_a_backend_without_a_journal_refuses_journal_true_with_status_2():
+    host = immp.Host(store=NoJournalStore(namespace="n"), journal=True)
+    with pytest.raises(immp.StoreError) as caught:
+        await host.run()
+    assert caught.value.status == 2
+    assert "keeps no journal: use sqlite, postgresql or memory" in str(caught.value)
