@@ -6,6 +6,7 @@ import logging
 import time
 
 import pytest
+import trio
 
 import immp
 from immp.testing import Recorder, running
@@ -362,6 +363,29 @@ async def test_messages_memory_forgot_are_read_back_from_the_store():
     # The edit and the deletion reached the copies ("1" and "2" on b), not new messages.
     assert isinstance(msgs[4], immp.SentMessage) and msgs[4].edited and msgs[4].id == "1"
     assert msgs[5].deleted and msgs[5].id == "2"
+
+
+@pytest.mark.parametrize("mode", ["raise", "hang"])
+async def test_a_failing_target_does_not_keep_the_others_copies_from_the_store(monkeypatch, mode):
+    # The store gets a message's entry once all its deliveries are done: one that failed, was
+    # cut off, or was dropped unrun for a stuck target ("hang": 0.05 s each, queue of 1, stuck
+    # after 1 s) must not keep the entry, with the copies made on b, out of it.
+    monkeypatch.setattr(BrokenPlug, "mode", mode)
+    host = make_host("a", "b", "bad", classes={"bad": BrokenPlug})
+    add_sync(host, {"main": ["#a", "#b", "#bad"]}, **{"queue-size": 1, "send-timeout": 0.05})
+    a, b = host.channels["#a"], host.channels["#b"]
+    async with running(host):
+        sent = [await host.plugs["a"].receive(f"m{i}") for i in range(30)]
+        await host.plugs["b"].wait_puts(30, timeout=10)
+        missing = list(sent)
+        with trio.fail_after(10):
+            while missing:
+                entry = await host.store.messages.find("sync", immp.channel_key(a), missing[0].id)
+                if entry is not None and immp.channel_key(b) in entry["ids"]:
+                    missing.pop(0)
+                else:
+                    await trio.sleep(0.01)
+    assert host.hooks["sync"]._targets == {}  # (closed with the host)
 
 
 async def test_forgotten_messages_are_treated_as_new():

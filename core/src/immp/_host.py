@@ -21,7 +21,7 @@ from ._openable import Openable, OpenState
 from ._pipeline import INBOX_SIZE, Pipeline
 from ._plug import Plug
 from ._store import MemoryStore, Store
-from ._worker import take
+from ._worker import Queue
 
 log = logging.getLogger(__name__)
 
@@ -566,16 +566,19 @@ class Host:
     def _active_hooks(self) -> list[Hook]:
         return [h for h in self.hooks.values() if h.open_state is OpenState.active]
 
-    async def _pump(self, plug: Plug, receive: trio.MemoryReceiveChannel) -> None:
+    async def _pump(self, plug: Plug, inbox: Queue) -> None:
         await self._hooks_opened.wait()
         process = self._pipeline.process
-        async with receive:
+        take = inbox.take
+        try:
             while True:
                 try:
-                    sent = await take(receive)
+                    sent = await take()
                 except trio.EndOfChannel:
                     return
                 await process(plug, sent)
+        finally:
+            inbox.close()  # what a plug queues from now on is refused
 
 
 class _Collector:

@@ -32,7 +32,7 @@ from ._hook import Hook
 from ._journal import Journal
 from ._message import Message, Receipt, SentMessage
 from ._openable import OpenState
-from ._worker import Worker, relaying
+from ._worker import Queue, Worker, relaying
 
 if TYPE_CHECKING:
     from ._channel import Channel
@@ -82,7 +82,7 @@ class _Line:
         self.echoes: BoundedCache[tuple[Channel, str], tuple[Message, bool, bool]] = BoundedCache(
             echo_history
         )
-        self.inbox: trio.MemorySendChannel | None = None
+        self.inbox: Queue | None = None
         self.in_flight: dict[int, Channel] = {}  # puts under way, by token
         # Set when a put() finishes; made only while match_echo waits for one.
         self.put_done: trio.Event | None = None
@@ -154,16 +154,15 @@ class Pipeline:
         """A plug was removed from the host."""
         self._lines.pop(plug, None)
 
-    def open_inbox(self, plug: Plug) -> trio.MemoryReceiveChannel:
-        """A new inbox for a plug's lifetime; the host's pump empties the receiving end."""
-        send, receive = trio.open_memory_channel(INBOX_SIZE)
-        self.line(plug).inbox = send
-        return receive
+    def open_inbox(self, plug: Plug) -> Queue:
+        """A new inbox for a plug's lifetime; the host's pump empties it."""
+        inbox = self.line(plug).inbox = Queue(INBOX_SIZE)
+        return inbox
 
     def waiting(self, plug: Plug) -> int:
         """How many received messages wait in a plug's inbox."""
         inbox = self.line(plug).inbox
-        return inbox.statistics().current_buffer_used if inbox is not None else 0
+        return len(inbox) if inbox is not None else 0
 
     def close_inbox(self, plug: Plug) -> None:
         """A plug's lifetime ended: what it queues from now on is refused."""
@@ -179,12 +178,10 @@ class Pipeline:
         inbox = line.inbox if line is not None else None
         if inbox is None:
             raise PlugError(f"{plug.name}: received a message while not open")
-        try:
-            inbox.send_nowait(sent)
-        except trio.WouldBlock:
+        if inbox.closed:
+            raise PlugError(f"{plug.name}: received a message while closing")
+        if not inbox.offer(sent):
             return False
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            raise PlugError(f"{plug.name}: received a message while closing") from None
         line.queued += 1
         return True
 
@@ -197,13 +194,13 @@ class Pipeline:
         inbox = line.inbox if line is not None else None
         if inbox is None:
             raise PlugError(f"{plug.name}: received a message while not open")
-        try:
+        if inbox.closed:
+            raise PlugError(f"{plug.name}: received a message while closing")
+        if not inbox.offer(sent):
             try:
-                inbox.send_nowait(sent)
-            except trio.WouldBlock:
-                await inbox.send(sent)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            raise PlugError(f"{plug.name}: received a message while closing") from None
+                await inbox.put(sent)
+            except trio.ClosedResourceError:
+                raise PlugError(f"{plug.name}: received a message while closing") from None
         line.queued += 1
 
     async def taken(self, plug: Plug) -> None:

@@ -33,8 +33,10 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import deque
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
+from typing import Any
 
 import trio
 
@@ -128,6 +130,100 @@ async def take(receive: trio.MemoryReceiveChannel):
         return await receive.receive()
 
 
+class Queue:
+    """
+    A bounded first-in first-out queue with one consumer: what a :class:`Worker` reads.
+
+    A trio memory channel does the same for any number of tasks on either side, and costs that
+    generality on every item (six items per bridged message go through a queue like this): here
+    a put onto room is a deque append, and a put onto an idle consumer one reschedule. Producers
+    that wait for room (only while it is full) park in order.
+    """
+
+    __slots__ = ("_consumer", "_items", "_room", "closed", "size", "waiting")
+
+    def __init__(self, size: int):
+        self.size = size
+        self._items: deque = deque()
+        self._consumer: trio.lowlevel.Task | None = None
+        self._room = trio.lowlevel.ParkingLot()
+        #: Producers parked in :meth:`put`, waiting for room.
+        self.waiting = 0
+        #: Set by :meth:`close` (no more puts) and when the consumer is gone.
+        self.closed = False
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def offer(self, item: Any) -> bool:
+        """Queue ``item`` if there is room (``True``); ``False`` if full. Closed: dropped."""
+        if self.closed:
+            return True
+        items = self._items
+        if len(items) >= self.size:
+            return False
+        items.append(item)
+        consumer = self._consumer
+        if consumer is not None:
+            self._consumer = None
+            trio.lowlevel.reschedule(consumer)
+        return True
+
+    async def put(self, item: Any) -> None:
+        """
+        Queue ``item``, waiting (in order with other waiters) while the queue is full. Raises
+        ``trio.ClosedResourceError`` if it is closed (before or while waiting).
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while not self.offer(item):
+            self.waiting += 1
+            try:
+                await self._room.park()
+            finally:
+                self.waiting -= 1
+        if self.closed:
+            raise trio.ClosedResourceError("the queue was closed")
+        await trio.lowlevel.cancel_shielded_checkpoint()
+
+    def close(self) -> None:
+        self.closed = True
+        consumer = self._consumer
+        if consumer is not None:
+            self._consumer = None
+            trio.lowlevel.reschedule(consumer)
+        self._room.unpark_all()
+
+    async def take(self) -> Any:
+        """:meth:`get` after a cancellation check, and without a trip through the scheduler
+        when an item is there (see :func:`take`)."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        items = self._items
+        if items:
+            item = items.popleft()
+            if self.waiting:
+                self._room.unpark()
+            return item
+        return await self.get()
+
+    async def get(self) -> Any:
+        """The next item; waits while empty. Raises ``trio.EndOfChannel`` once closed and empty."""
+        items = self._items
+        while not items:
+            if self.closed:
+                raise trio.EndOfChannel
+            self._consumer = trio.lowlevel.current_task()
+
+            def abort(_):
+                self._consumer = None
+                return trio.lowlevel.Abort.SUCCEEDED
+
+            await trio.lowlevel.wait_task_rescheduled(abort)
+        item = items.popleft()
+        if self.waiting:
+            self._room.unpark()
+        return item
+
+
 class Worker:
     """
     A bounded queue of items and the task that handles them in order, one at a time.
@@ -142,7 +238,8 @@ class Worker:
       it (the sync hook's targets, which must not slow their sibling targets down), the clock
       counts all the time the queue held producers up since it was last empty. Once stuck,
       until it has emptied its queue, items for the worker are dropped at once, counted, and
-      logged (``label`` names it in the log).
+      logged (``label`` names it in the log). ``on_dropped(item)``, if given, is called for
+      each item dropped, then or because the worker was closed.
 
     Start :meth:`run` in a nursery; :meth:`close` lets it finish what is queued and return.
     """
@@ -159,6 +256,7 @@ class Worker:
         stuck_after: float,
         patient: bool,
         log: logging.Logger,
+        on_dropped: Callable[[tuple], None] | None = None,
     ):
         self.label = label
         self.stuck_after = stuck_after
@@ -168,7 +266,8 @@ class Worker:
         self._on_error = on_error
         self._timeout = timeout
         self._on_timeout = on_timeout
-        self._send, self._receive = trio.open_memory_channel(size)
+        self._on_dropped = on_dropped
+        self._queue = Queue(size)
         #: Items taken from the queue so far: the worker's sign of progress.
         self.taken = 0
         #: Items dropped because the queue stayed full, in total and since the worker got stuck.
@@ -181,7 +280,7 @@ class Worker:
 
     def __len__(self) -> int:
         """Items waiting in the queue."""
-        return self._receive.statistics().current_buffer_used
+        return len(self._queue)
 
     def offer(self, item: tuple) -> bool:
         """
@@ -191,13 +290,12 @@ class Worker:
         arrived = relaying.get()
         if arrived is not None:
             item = _Relayed(arrived, item)
-        try:
-            self._send.send_nowait(item)
-        except trio.WouldBlock:
-            return False
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            pass  # closed meanwhile
-        return True
+        queue = self._queue
+        if queue.closed:  # closed meanwhile: dropped
+            if self._on_dropped is not None:
+                self._on_dropped(item.item if type(item) is _Relayed else item)
+            return True
+        return queue.offer(item)
 
     async def put(self, item: tuple) -> None:
         """Queue an item: see the class docstring for what happens when the queue is full."""
@@ -215,9 +313,10 @@ class Worker:
                 )
                 with trio.move_on_after(limit):
                     try:
-                        await self._send.send(item)
-                    except (trio.ClosedResourceError, trio.BrokenResourceError):
-                        pass
+                        await self._queue.put(item)
+                    except trio.ClosedResourceError:
+                        if self._on_dropped is not None:  # closed meanwhile
+                            self._on_dropped(item.item if type(item) is _Relayed else item)
                     if not self.patient:
                         self._held += trio.current_time() - started
                     return
@@ -229,21 +328,23 @@ class Worker:
                 "dropping messages for it until it catches up",
                 self.label,
                 self.stuck_after,
-                self._send.statistics().max_buffer_size,
+                self._queue.size,
             )
         self.dropped += 1
         self._dropped_now += 1
+        if self._on_dropped is not None:
+            self._on_dropped(item.item if type(item) is _Relayed else item)
 
     def close(self) -> None:
         """Take no more items; :meth:`run` finishes what is queued, then returns."""
-        self._send.close()
+        self._queue.close()
 
     async def run(self) -> None:
         """The worker task: handle queued items in order until closed and empty."""
         try:
-            async with self._receive:
-                await self._work()
+            await self._work()
         finally:
+            self._queue.close()  # what is offered from now on is dropped
             if self._dropped_now:
                 self.log.warning(
                     "%s closed; %d messages for it were dropped while its queue was full",
@@ -255,7 +356,8 @@ class Worker:
     async def _work(self) -> None:
         # The loop of the module docstring. This runs once per message per hook and per sync
         # target, so the calls are inline: take(), handle(), on_error().
-        receive, handle, on_error = self._receive, self._handle, self._on_error
+        queue, handle, on_error = self._queue, self._handle, self._on_error
+        items = queue._items  # (the queue exists for this loop)
         checkpoint = trio.lowlevel.checkpoint_if_cancelled
         watchdog = Watchdog(self._timeout)
         relayed = False  # whether this task's `relaying` is set
@@ -266,15 +368,15 @@ class Worker:
                 with watchdog.scope():
                     while True:
                         await checkpoint()  # before an item is taken: a cut-off loses none
-                        try:
-                            item = receive.receive_nowait()
-                        except trio.WouldBlock:
+                        if items:  # queue.get() inline: what is queued needs no await
+                            item = items.popleft()
+                            if queue.waiting:
+                                queue._room.unpark()
+                        else:
                             try:
-                                item = await receive.receive()
+                                item = await queue.get()
                             except trio.EndOfChannel:
                                 break
-                        except trio.EndOfChannel:
-                            break
                         self.taken += 1
                         if type(item) is _Relayed:
                             relaying.set(item.arrived)

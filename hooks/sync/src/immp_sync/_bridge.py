@@ -194,6 +194,7 @@ class BridgeHook(immp.Hook):
                 math.inf if timeout is None else timeout,
                 self._deliver,
                 self.log,
+                self._dropped,
             )
             target.options = self._options_for(channel.plug)
             self._targets[channel] = target
@@ -270,6 +271,9 @@ class BridgeHook(immp.Hook):
             await self.host.store.room()  # a store that is behind slows the bridge down
             copies = Copies(channel, sent.id)
             self.copies.add(copies)
+            created = True
+        else:
+            created = False
         reply = sent.reply_to
         if (
             isinstance(reply, immp.SentMessage)
@@ -285,22 +289,38 @@ class BridgeHook(immp.Hook):
                 title = await self._title(channel)
                 break
         targets = [target for target in route.targets if target.options.accepts(sent)]
+        # A new entry is held until its copies are known (see StoreCopyMap): while it is, each
+        # job counts (and its delivery settles once), and so does this hand-out, if it made it.
+        hold = copies.pending > 0
         if sent.key is None:  # not journaled: every target
             for target in targets:
                 job = (sent, copies, route, title, None)
+                if hold:
+                    copies.pending += 1
                 if not target.offer(job):
                     await target.put(job)
-            return
-        # One delivery row per target, recorded through the journal (the one place deliveries
-        # are tracked); a target whose delivery a replay finds done (or dropped) gets no job.
-        keys = journal.route(sent, [target.channel for target in targets])
-        for target, key in zip(targets, keys, strict=True):
-            if key is not None:
-                job = (sent, copies, route, title, key)
-                if not target.offer(job):
-                    await target.put(job)
+        else:
+            # One delivery row per target, recorded through the journal (the one place
+            # deliveries are tracked); a target whose delivery a replay finds done (or
+            # dropped) gets no job.
+            keys = journal.route(sent, [target.channel for target in targets])
+            for target, key in zip(targets, keys, strict=True):
+                if key is not None:
+                    job = (sent, copies, route, title, key)
+                    if hold:
+                        copies.pending += 1
+                    if not target.offer(job):
+                        await target.put(job)
+        if created:
+            self.copies.settle(copies)
 
     # -- sending ----------------------------------------------------------------------------
+
+    def _dropped(self, job: tuple) -> None:
+        # A job that never ran (its target was stuck or closed) settles its count as well.
+        copies = job[1]
+        if copies.pending:
+            self.copies.settle(copies)
 
     async def _deliver(
         self,
@@ -337,17 +357,24 @@ class BridgeHook(immp.Hook):
                 done(key)
                 return
             # Otherwise the edit goes out as a new message, marked edited.
-        if plug is self.plug:
-            receipts = await self.plug.announce(channel, msg)
-            done(key)
-        else:
-            # The pipeline marks the delivery done when the plug has it (or the plug does,
-            # once its network confirmed it); a plug that sends idempotently uses the key.
-            msg.key = key
-            receipts = await channel.send(msg)
+        try:
+            if plug is self.plug:
+                receipts = await self.plug.announce(channel, msg)
+                done(key)
+            else:
+                # The pipeline marks the delivery done when the plug has it (or the plug does,
+                # once its network confirmed it); a plug that sends idempotently uses the key.
+                msg.key = key
+                receipts = await channel.send(msg)
+        except BaseException:
+            if copies.pending:
+                self.copies.settle(copies)
+            raise
         if receipts and not ids:
             ids = (receipts[0].id,) if len(receipts) == 1 else tuple(r.id for r in receipts)
             self.copies.add_copy(copies, channel, ids)
+        elif copies.pending:
+            self.copies.settle(copies)
 
     def _copy(
         self, target: Target, sent: immp.SentMessage, route: Route, title: str | None

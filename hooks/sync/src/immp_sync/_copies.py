@@ -26,7 +26,7 @@ class Copies:
     several messages has several IDs, first part first.
     """
 
-    __slots__ = ("deleted", "forgotten", "ids", "origin", "stored_as")
+    __slots__ = ("deleted", "forgotten", "ids", "origin", "pending", "stored_as")
 
     def __init__(self, channel: immp.Channel, id: str):
         self.origin = (channel, id)
@@ -37,6 +37,10 @@ class Copies:
         self.deleted = False
         #: Set when a map forgot this entry (nothing points at it any more).
         self.forgotten = False
+        #: While above zero, deliveries of a new entry are still under way (plus one while the
+        #: hook is still handing them out): a :class:`StoreCopyMap` writes the entry once, with
+        #: all its copies, when the last of them is recorded or settled.
+        self.pending = 0
 
     def is_origin(self, channel: immp.Channel, id: str) -> bool:
         return self.origin[1] == id and self.origin[0] == channel
@@ -68,6 +72,12 @@ class CopyMap:
 
     def changed(self, copies: Copies) -> None:
         """Record that an entry's flags changed (``deleted``)."""
+
+    def settle(self, copies: Copies) -> None:
+        """
+        One of a new entry's ``pending`` deliveries ended without a copy (it failed, or the
+        target took it without one), or the hook has handed out all of them.
+        """
 
     async def recall(self, channel: immp.Channel, id: str) -> Copies | None:
         """
@@ -156,17 +166,49 @@ class StoreCopyMap(MemoryCopyMap):
             key = self._keys[channel] = immp.channel_key(channel)
         return key
 
+    # A new entry is written once, when its copies are known (one store write per bridged
+    # message, not one more per copy): ``add`` holds it (``pending`` is 1), the hook counts
+    # each delivery it hands out and settles its own hold, and the last delivery to be recorded
+    # (``add_copy``) or settled writes it with every copy's IDs.
+
     def add(self, copies: Copies) -> None:
         super().add(copies)
         channel, id = copies.origin
         # Found by its key (immp.message_key of the origin): no index row for the origin.
         copies.stored_as = immp.message_key(self._keys.get(channel) or self._key(channel), id)
-        self._save(copies, [])
+        copies.pending = 1
 
     def add_copy(self, copies: Copies, channel: immp.Channel, ids: tuple[str, ...]) -> None:
         super().add_copy(copies, channel, ids)
+        if copies.pending:
+            copies.pending -= 1
+            if not copies.pending:
+                self._save_whole(copies)
+            return
         key = self._keys.get(channel) or self._key(channel)
         self._save(copies, [(key, id) for id in ids])
+
+    def settle(self, copies: Copies) -> None:
+        if copies.pending:
+            copies.pending -= 1
+            if not copies.pending:
+                self._save_whole(copies)
+
+    def _forget(self, copies: Copies) -> None:
+        super()._forget(copies)
+        if copies.pending:  # a delivery that never ran (dropped for a stuck target)
+            copies.pending = 0
+            self._save_whole(copies)
+
+    def _save_whole(self, copies: Copies) -> None:
+        get = self._keys.get
+        origin = copies.origin[0]
+        ids = []
+        for channel, copy_ids in copies.ids.items():
+            if channel != origin:
+                key = get(channel) or self._key(channel)
+                ids.extend([(key, id) for id in copy_ids])
+        self._save(copies, ids)
 
     def changed(self, copies: Copies) -> None:
         self._save(copies, [])

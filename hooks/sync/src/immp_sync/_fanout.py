@@ -27,6 +27,7 @@ class Target(immp.Worker):
 
     ``deliver(target, *job)`` does the work for one job (a tuple); each call is cut off after
     ``timeout`` seconds and a failure is logged with the target's name, then the next job runs.
+    ``dropped(job)`` is told of each job dropped unrun (see :class:`immp.Worker`).
     """
 
     def __init__(
@@ -37,6 +38,7 @@ class Target(immp.Worker):
         timeout: float | None,
         deliver: Callable[..., Awaitable[None]],
         log: logging.Logger,
+        dropped: Callable[[tuple], None] | None = None,
     ):
         self.channel = channel
         self.name = name
@@ -62,4 +64,5 @@ class Target(immp.Worker):
             stuck_after=STUCK_AFTER,
             patient=False,
             log=log,
+            on_dropped=dropped,
         )
