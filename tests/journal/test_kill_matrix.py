@@ -17,6 +17,7 @@ import trio
 import yaml
 
 from tests.faults.helpers import ImmpProcess
+from tests.journal.servers import LOGGING, ready, room_with
 from tests.matrix.conftest import alice, bob, plug_config, synapse  # noqa: F401 (fixtures)
 
 N = 30
@@ -34,10 +35,8 @@ async def test_killed_while_messages_stream_matrix_gets_each_once_in_order(
 ):
     bot = await synapse.register("jbot")
     try:
-        room_a = await alice.create_room(invite=[bot.user_id])
-        room_b = await bob.create_room(invite=[bot.user_id])
-        await bot.join(room_a)
-        await bot.join(room_b)
+        room_a = await room_with(alice, bot)
+        room_b = await room_with(bob, bot)
         config = {
             "plugs": {"matrix": {"path": "matrix", "config": plug_config(synapse, bot)}},
             "channels": {
@@ -47,21 +46,10 @@ async def test_killed_while_messages_stream_matrix_gets_each_once_in_order(
             "hooks": {"sync": {"path": "sync", "config": {"channels": {"bridge": ["a", "b"]}}}},
             "store": f"sqlite:///{tmp_path / 'immp.db'}",
             "host": {"journal": True},
-            "logging": {
-                "version": 1,
-                "root": {"level": "INFO", "handlers": ["err"]},
-                "handlers": {
-                    "err": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr"}
-                },
-            },
+            "logging": LOGGING,
         }
         file = tmp_path / "immp.yaml"
         file.write_text(yaml.safe_dump(config))
-
-        async def ready(proc):
-            with trio.fail_after(60):
-                while not any("Ready" in line for line in proc.err):
-                    await trio.sleep(0.1)
 
         def copies() -> list[int]:
             return [int(m.group(1)) for ev in events if ev["sender"] == bot.user_id

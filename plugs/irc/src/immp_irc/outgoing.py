@@ -11,13 +11,19 @@ then joins and ``perform`` lines, go ahead of data lines under the same flood co
 A data line written to a socket stays "unacknowledged" until a later ``PING`` we send comes back
 as ``PONG`` (servers answer in order); lines still unacknowledged when a connection dies go back
 to the front of the queue and are sent again after the reconnect, so a dying server can
-duplicate a line but never lose one.
+duplicate a line but never lose one. Without the journal that PING follows every
+:data:`ACK_EVERY` lines in a row, or the last line when the queue runs empty.
 
 With the host's journal on, a message's lines carry its delivery key: :attr:`OutgoingQueue.
 before_write` runs (and is awaited) before the first line's first write -- the plug marks the
 delivery as being written and waits for that mark to be durable -- and
 :attr:`OutgoingQueue.on_acked` when the last line is acknowledged. A process killed in between
-leaves the delivery "in doubt" (see docs/journal.md).
+leaves the delivery "in doubt" (see docs/journal.md). To keep that to the one message in
+flight, a journaled message's last line is followed at once by an acknowledging PING, and the
+next journaled message is not begun (no intent mark, no write) until that PING came back: a
+round trip per message, well within ``send-delay`` on any real link. The PING takes a
+flood-control token like any line (servers count it), so a backlog of one-line journaled
+messages drains at half the line rate.
 """
 
 from __future__ import annotations
@@ -209,6 +215,7 @@ class OutgoingQueue:
             if item.done is not None and self.on_acked is not None:
                 self.on_acked(item)
         self._freed()
+        self._poke()  # write_lines may be holding the next journaled message for this
         return True
 
     def start_data(self) -> None:
@@ -262,9 +269,9 @@ class OutgoingQueue:
             elif self._priority:
                 await bucket.take()
                 await write(self._priority.popleft())
-            elif self._data_open and self._data:
+            elif self._data_open and self._data and not self._held():
                 await bucket.take()
-                if not self._data or not self._data_open:
+                if not self._data or not self._data_open or self._held():
                     continue
                 item = self._data.popleft()
                 self._freed()
@@ -278,12 +285,22 @@ class OutgoingQueue:
                     on_sent(item)
                 await write(item.line)
                 unmarked += 1
-                if unmarked >= ACK_EVERY or not self._data:
+                # A journaled message's last line is acknowledged at once: see the docstring.
+                if item.done is not None or unmarked >= ACK_EVERY or not self._data:
                     await bucket.take()
                     await write(self._mark_ack())
                     unmarked = 0
             else:
                 await self._wake.wait()
+
+    def _held(self) -> bool:
+        """
+        Whether the next data line begins a journaled message while the last one written is not
+        acknowledged yet: it waits, so that a crash leaves at most one message in doubt.
+        """
+        return self._data[0].intent is not None and any(
+            item.done is not None for item in self._unacked
+        )
 
     def _mark_ack(self) -> str:
         """The PING that, answered, acknowledges every data line written since the last."""
