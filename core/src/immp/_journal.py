@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ._message import File, FileType, Location, Message, RichText, Segment, SentMessage, User
-from ._store import channel_key
+from ._store import JournalBatch, channel_key
 
 if TYPE_CHECKING:
     from ._channel import Channel
@@ -89,8 +89,9 @@ class Journal:
         self.replayed = 0
         self.expired = 0
         self.dropped_in_doubt = 0
-        # Writes of this trio tick, handed to the store in one go (see _write).
-        self._ops: list[tuple] = []
+        # Writes of this trio tick, merged as they are made and handed to the store in one go
+        # (see _batch_now).
+        self._batch: JournalBatch | None = None
         self._token: trio.lowlevel.TrioToken | None = None
 
     # -- lifetime ------------------------------------------------------------------------------
@@ -98,7 +99,7 @@ class Journal:
     async def open(self) -> None:
         """Read what a previous run left (the store is open). Raises if the store cannot."""
         self._token = trio.lowlevel.current_trio_token()
-        self._ops = []
+        self._batch = None
         self._run = _base36(int(time.time() * 1000))
         self._count = itertools.count(1)
         self._open = {}
@@ -156,23 +157,26 @@ class Journal:
         if self.enabled and self._open:
             log.warning("Journal: %s", self.summary())
 
-    def _write(self, op: tuple) -> None:
+    def _batch_now(self) -> JournalBatch:
         # One hand-over to the store per trio tick (the store's queue takes a lock per call):
         # the first write of a tick asks to be called back once the scheduler has run the
-        # tasks that are ready, and everything written by then goes in one call.
-        ops = self._ops
-        ops.append(op)
-        if len(ops) == 1:
+        # tasks that are ready, and everything written by then goes in one batch, merged to
+        # its net effect as it is written (an entry added and done meanwhile is not written).
+        batch = self._batch
+        if batch is None:
+            batch = self._batch = JournalBatch()
             try:
                 self._token.run_sync_soon(self.submit)
             except (AttributeError, trio.RunFinishedError):
-                self.submit()
+                self._token = None  # outside a run: each write is handed over at once
+        return batch
 
     def submit(self) -> None:
         """Hand the journal writes made so far to the store's write queue, in order."""
-        if self._ops:
-            ops, self._ops = self._ops, []
-            self.host.store.journal_write(ops)
+        batch = self._batch
+        if batch is not None:
+            self._batch = None
+            self.host.store.journal_merge(batch)
 
     def summary(self) -> str:
         """One line: what is left undelivered (kept for the next start), or that nothing is."""
@@ -194,7 +198,9 @@ class Journal:
         sent.key = key
         # Encoded only if still open at the store's next commit (most are done by then), and
         # then in the store's thread: a received message is not changed after this.
-        self._write(("entry", key, time.time(), partial(encode, sent)))
+        self._batch_now().entries[key] = (time.time(), partial(encode, sent))
+        if self._token is None:  # outside a run
+            self.submit()
         return key
 
     def replaying(self, sent: SentMessage) -> bool:
@@ -213,6 +219,7 @@ class Journal:
             return [None] * len(channels)
         known = self._replayed.pop(entry, None)
         rows = self._open.setdefault(entry, {})
+        written = self._batch_now().deliveries
         keys: list[str | None] = []
         for channel in channels:
             delivery = f"{entry}/{channel_key(channel)}"
@@ -225,15 +232,17 @@ class Journal:
                 log.warning("Journal: in doubt, not sent again (journal-in-doubt: drop): %s to "
                             "%s: %s", entry, channel_key(channel).replace("\x1f", ":"),
                             sent.render())  # fmt: skip
-                self._write(("delivery", entry, delivery, DONE))
+                (written.get(entry) or written.setdefault(entry, {}))[delivery] = DONE
                 keys.append(None)
                 continue
             rows[delivery] = PENDING
             if known is None or delivery not in known:
-                self._write(("delivery", entry, delivery, PENDING))
+                (written.get(entry) or written.setdefault(entry, {}))[delivery] = PENDING
             keys.append(delivery)
         if not rows:
             self._finish(entry)
+        if self._token is None:  # outside a run
+            self.submit()
         return keys
 
     # -- the send path -------------------------------------------------------------------------
@@ -250,7 +259,9 @@ class Journal:
         rows = self._open.get(entry)
         if rows is not None and delivery in rows:
             rows[delivery] = WRITING
-            self._write(("delivery", entry, delivery, WRITING))
+            self._batch_now().deliveries.setdefault(entry, {})[delivery] = WRITING
+            if self._token is None:  # outside a run
+                self.submit()
 
     def delivered(self, delivery: str | None) -> None:
         """The target network confirmed ``delivery``: marked done (the entry too, if last)."""
@@ -261,7 +272,9 @@ class Journal:
         if rows is None or rows.pop(delivery, None) is None:
             return
         if rows:
-            self._write(("delivery", entry, delivery, DONE))
+            self._batch_now().deliveries.setdefault(entry, {})[delivery] = DONE
+            if self._token is None:  # outside a run
+                self.submit()
         else:
             self._finish(entry)
 
@@ -272,7 +285,12 @@ class Journal:
     def done(self, entry: str) -> None:
         """Forget an entry and its deliveries (everything went out, or it expired)."""
         if self.enabled:
-            self._write(("done", entry))
+            batch = self._batch_now()
+            batch.deliveries.pop(entry, None)
+            if batch.entries.pop(entry, None) is None:
+                batch.done.add(entry)
+            if self._token is None:  # outside a run
+                self.submit()
 
     async def flush(self) -> None:
         """Wait until every journal write so far is durable (see :meth:`immp.Store.flush`)."""

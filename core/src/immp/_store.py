@@ -221,6 +221,11 @@ class Store:
         """
         self._write(("journal", ops))
 
+    def journal_merge(self, batch: JournalBatch) -> None:
+        """:meth:`journal_write` for writes already merged into a :class:`JournalBatch` (the
+        journal's way: one hand-over per trio tick). The batch is the store's from now on."""
+        self._write(("journal-batch", batch))
+
     async def journal_load(self) -> tuple[list[tuple[str, float, str]], list[tuple[str, str, int]]]:
         """
         What the journal holds for this namespace: ``[(key, created, text)]`` in the order
@@ -402,6 +407,9 @@ class MemoryStore(Store):
         if op[0] == "journal":
             for one in op[1]:
                 self._journal.add(one)
+            return
+        if op[0] == "journal-batch":
+            self._journal.merge(op[1])
             return
         if op[0] == "state":
             _, area, key, text = op

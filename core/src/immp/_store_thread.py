@@ -87,6 +87,9 @@ class WriteBatch:
             for one in op[1]:
                 add(one)
             return
+        if op[0] == "journal-batch":
+            self.journal.merge(op[1])
+            return
         _, area, key, entry, ids = op
         slot = (area, key)
         known = self.messages.get(slot)
