@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 import trio
+import trio.testing
 
 import immp
 from immp.testing import running
@@ -202,3 +205,61 @@ async def test_changes_from_chat_survive_a_restart_without_write_back():
     async with running(host):
         assert host.plugs["b"].open_state is immp.OpenState.disabled
         assert "b" not in await host.hooks["commands"].state.get("switched")
+
+
+async def test_a_change_after_a_sighup_reload_is_kept_against_the_reloaded_file(tmp_path):
+    # A change from chat is kept against what the config said when it was made: after a SIGHUP
+    # reload that is the file as reloaded, not as IMMP started with it.
+    from immp._config.load import load_file
+    from immp._runner import ConfigFile
+
+    store = immp.MemoryStore()
+    path = tmp_path / "bridge.json"
+
+    def config(b_enabled: bool) -> dict:
+        return {
+            "plugs": {
+                "a": {"path": "demo", "config": {"interval": None}},
+                "b": {"path": "demo", "enabled": b_enabled, "config": {"interval": None}},
+            },
+            "hooks": {"commands": {"path": "commands", "config": ADMINS}},
+        }
+
+    path.write_text(json.dumps(config(False)))
+    data = load_file(path)
+    host = immp.build_host(data, plugins=plugins())
+    host.store = store
+    admin, _ = people(host)
+    async with running(host):
+        file = ConfigFile(str(path), data, host, plugins(), write=False)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(file.serve)
+            path.write_text(json.dumps(config(True)))  # the admin enables b in the file...
+            await file.reload_logged()  # ...and sends SIGHUP
+            assert host.plugs["b"].open_state is immp.OpenState.active
+            await trio.testing.wait_all_tasks_blocked()
+            # ...then switches it off from chat, without -w: kept in the store.
+            assert await ask(host.plugs["a"], "!disable b", admin) == ["Disabled plug b."]
+            nursery.cancel_scope.cancel()
+    # A restart from the same (reloaded) file: the change from chat is applied again.
+    host = immp.build_host(load_file(path), plugins=plugins())
+    host.store = store
+    admin, _ = people(host)
+    async with running(host):
+        assert host.plugs["b"].open_state is immp.OpenState.disabled
+        # The file now changes b itself (disabled there too) and is reloaded: the file wins,
+        # the record made against the old file goes, and a new change is kept against this one.
+        data = load_file(path)
+        file = ConfigFile(str(path), data, host, plugins(), write=False)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(file.serve)
+            path.write_text(json.dumps(config(False)))
+            await file.reload_logged()
+            await trio.testing.wait_all_tasks_blocked()
+            assert "b" not in await host.hooks["commands"].state.get("switched")
+            assert await ask(host.plugs["a"], "!enable b", admin) == ["Enabled plug b: active."]
+            nursery.cancel_scope.cancel()
+    host = immp.build_host(load_file(path), plugins=plugins())
+    host.store = store
+    async with running(host):
+        assert host.plugs["b"].open_state is immp.OpenState.active

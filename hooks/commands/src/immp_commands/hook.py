@@ -121,6 +121,10 @@ class CommandHook(HostCommands, immp.Hook):
         # What admins changed from chat before a restart (see immp_commands.manage).
         await self.reapply()
 
+    async def on_config_change(self, source: object) -> None:
+        if source is self.host:  # the file was reloaded (SIGHUP), or a named channel changed
+            await self.follow_config()
+
     # -- which messages are commands ------------------------------------------------------------
 
     @property

@@ -11,7 +11,9 @@ the store (``switched``: name -> [enabled in the config, enabled now]; ``channel
 [plug, source] added, or null removed) and applies it again once everything is open after a
 restart, as long as the config still says what it said when the change was made: an item or
 channel the config file changed since (edited by hand, or written by ``-w``) follows the file,
-and its record is dropped.
+and its record is dropped. A reload (SIGHUP, ``reload``) is the file read again: what it says
+then is what later changes are kept against, and the records of what it changed are dropped
+(:meth:`HostCommands.follow_config`).
 """
 
 from __future__ import annotations
@@ -38,10 +40,39 @@ class HostCommands:
 
     def remember_config(self) -> None:
         """Note what the config says before anything changes it (call from on_load)."""
+        items = {**self.host.plugs, **self.host.hooks}
         self._configured = {
-            "items": {n: i.enabled for n, i in {**self.host.plugs, **self.host.hooks}.items()},
+            "items": {name: item.enabled for name, item in items.items()},
             "channels": {n: [c.plug.name, c.source] for n, c in self.host.channels.items()},
         }
+        # The objects: a reload replaces what it adds or changes (see follow_config).
+        self._items = items
+
+    async def follow_config(self) -> None:
+        """
+        The config file was read again (a reload): what it says now is what later changes are
+        kept against. A reload makes a new object of each plug and hook it adds or changes:
+        those follow the file, and their records are dropped, as a restart would; the others
+        keep what commands changed in them, and their records.
+        """
+        if not hasattr(self, "_configured"):
+            self.remember_config()
+            return
+        switched = await self.state.get("switched", {})
+        configured = self._configured["items"]
+        known = self._items
+        self._items = items = {**self.host.plugs, **self.host.hooks}
+        kept = {}
+        for name, item in items.items():
+            if known.get(name) is item and name in configured:
+                if name in switched:
+                    kept[name] = switched[name]
+            else:
+                configured[name] = item.enabled  # as the file says
+        for name in [n for n in configured if n not in items]:
+            del configured[name]
+        if kept != switched:
+            await self.state.set("switched", kept)
 
     async def _switched(self, item, enabled: bool) -> None:
         switched = await self.state.get("switched", {})
@@ -177,7 +208,7 @@ class HostCommands:
         except RuntimeError as exc:
             await self.reply(msg, f"Cannot reload: {exc}.")
             return
-        self.remember_config()  # what the config says now is what later changes are kept against
+        await self.follow_config()  # (on_config_change does it too, in the background)
         await self.reply(msg, f"Reloaded: {summary}.")
 
     # -- named channels ------------------------------------------------------------------------
