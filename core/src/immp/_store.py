@@ -219,12 +219,15 @@ class Store:
         text)``, ``("delivery", entry, delivery, state)`` or ``("done", entry)`` (the entry and
         its deliveries deleted). Durable at the next flush.
         """
-        self._write(("journal", ops))
+        batch = JournalBatch()
+        for op in ops:
+            batch.add(op)
+        self.journal_merge(batch)
 
     def journal_merge(self, batch: JournalBatch) -> None:
         """:meth:`journal_write` for writes already merged into a :class:`JournalBatch` (the
         journal's way: one hand-over per trio tick). The batch is the store's from now on."""
-        self._write(("journal-batch", batch))
+        self._write(("journal", batch))
 
     async def journal_load(self) -> tuple[list[tuple[str, float, str]], list[tuple[str, str, int]]]:
         """
@@ -405,10 +408,6 @@ class MemoryStore(Store):
 
     def _write(self, op: tuple) -> None:
         if op[0] == "journal":
-            for one in op[1]:
-                self._journal.add(one)
-            return
-        if op[0] == "journal-batch":
             self._journal.merge(op[1])
             return
         if op[0] == "state":

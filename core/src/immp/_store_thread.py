@@ -83,11 +83,6 @@ class WriteBatch:
             self.state[(op[1], op[2])] = op[3]
             return
         if op[0] == "journal":
-            add = self.journal.add
-            for one in op[1]:
-                add(one)
-            return
-        if op[0] == "journal-batch":
             self.journal.merge(op[1])
             return
         _, area, key, entry, ids = op

@@ -197,13 +197,16 @@ class Queue:
         """:meth:`get` after a cancellation check, and without a trip through the scheduler
         when an item is there (see :func:`take`)."""
         await trio.lowlevel.checkpoint_if_cancelled()
-        items = self._items
-        if items:
-            item = items.popleft()
-            if self.waiting:
-                self._room.unpark()
-            return item
+        if self._items:
+            return self.pop()
         return await self.get()
+
+    def pop(self) -> Any:
+        """The next item, which must be there (``len(queue)``): room for a waiting producer."""
+        item = self._items.popleft()
+        if self.waiting:
+            self._room.unpark()
+        return item
 
     async def get(self) -> Any:
         """The next item; waits while empty. Raises ``trio.EndOfChannel`` once closed and empty."""
@@ -218,10 +221,7 @@ class Queue:
                 return trio.lowlevel.Abort.SUCCEEDED
 
             await trio.lowlevel.wait_task_rescheduled(abort)
-        item = items.popleft()
-        if self.waiting:
-            self._room.unpark()
-        return item
+        return self.pop()
 
 
 class Worker:
@@ -357,7 +357,7 @@ class Worker:
         # The loop of the module docstring. This runs once per message per hook and per sync
         # target, so the calls are inline: take(), handle(), on_error().
         queue, handle, on_error = self._queue, self._handle, self._on_error
-        items = queue._items  # (the queue exists for this loop)
+        pop = queue.pop
         checkpoint = trio.lowlevel.checkpoint_if_cancelled
         watchdog = Watchdog(self._timeout)
         relayed = False  # whether this task's `relaying` is set
@@ -368,10 +368,8 @@ class Worker:
                 with watchdog.scope():
                     while True:
                         await checkpoint()  # before an item is taken: a cut-off loses none
-                        if items:  # queue.get() inline: what is queued needs no await
-                            item = items.popleft()
-                            if queue.waiting:
-                                queue._room.unpark()
+                        if len(queue):  # queue.take() inline: what is queued needs no await
+                            item = pop()
                         else:
                             try:
                                 item = await queue.get()

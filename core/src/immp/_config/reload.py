@@ -96,24 +96,24 @@ class Reload:
         host.settings = {key: self.data[key] for key in SETTINGS if self.data.get(key)}
         host.extra_config = {k: v for k, v in self.data.items() if k not in KNOWN_SECTIONS}
         opening = []
-        for name in coming["plugs"]:
-            spec = config["plugs"][name]
-            plug = create_item("plugs", name, spec, host, self.refs, self.plugins, self.warn)
-            # Added closed, so that its channels are named before it opens (open() joins them).
-            host.add_plug(plug, enabled=False)
-            if spec["enabled"]:
-                opening.append(plug)
+
+        def add_items(section: str, add: Callable) -> None:
+            for name in coming[section]:
+                spec = config[section][name]
+                item = create_item(section, name, spec, host, self.refs, self.plugins, self.warn)
+                # Added closed, so that a plug's channels are named before it opens (open()
+                # joins them); opened below, in the order of a start.
+                add(item, enabled=False)
+                if spec["enabled"]:
+                    opening.append(item)
+
+        add_items("plugs", host.add_plug)
         for name in coming["channels"]:
             spec = config["channels"][name]
             host.add_channel(name, create_channel(name, spec, host, self.refs, self.warn))
         for name in coming["groups"]:
             host.add_group(Group(name, config["groups"][name], host))
-        for name in coming["hooks"]:
-            spec = config["hooks"][name]
-            hook = create_item("hooks", name, spec, host, self.refs, self.plugins, self.warn)
-            host.add_hook(hook, enabled=False)
-            if spec["enabled"]:
-                opening.append(hook)
+        add_items("hooks", host.add_hook)
         resources = [i for i in opening if isinstance(i, ResourceHook)]
         plugs = [i for i in opening if i.name in host.plugs]
         hooks = [i for i in opening if i not in resources and i not in plugs]

@@ -292,25 +292,23 @@ class BridgeHook(immp.Hook):
         # A new entry is held until its copies are known (see StoreCopyMap): while it is, each
         # job counts (and its delivery settles once), and so does this hand-out, if it made it.
         hold = copies.pending > 0
-        if sent.key is None:  # not journaled: every target
-            for target in targets:
-                job = (sent, copies, route, title, None)
-                if hold:
-                    copies.pending += 1
-                if not target.offer(job):
-                    await target.put(job)
-        else:
-            # One delivery row per target, recorded through the journal (the one place
-            # deliveries are tracked); a target whose delivery a replay finds done (or
-            # dropped) gets no job.
-            keys = journal.route(sent, [target.channel for target in targets])
-            for target, key in zip(targets, keys, strict=True):
-                if key is not None:
-                    job = (sent, copies, route, title, key)
-                    if hold:
-                        copies.pending += 1
-                    if not target.offer(job):
-                        await target.put(job)
+        # Journaled: one delivery row per target, recorded through the journal (the one place
+        # deliveries are tracked), and a target whose delivery a replay finds done (or dropped)
+        # gets no job. Not journaled: every target, without a key.
+        journaled = sent.key is not None
+        keys = (
+            journal.route(sent, [t.channel for t in targets])
+            if journaled
+            else [None] * len(targets)
+        )
+        for target, key in zip(targets, keys, strict=True):
+            if journaled and key is None:
+                continue
+            job = (sent, copies, route, title, key)
+            if hold:
+                copies.pending += 1
+            if not target.offer(job):
+                await target.put(job)
         if created:
             self.copies.settle(copies)
 
