@@ -21,7 +21,7 @@ from ._openable import Openable, OpenState
 from ._pipeline import INBOX_SIZE, Pipeline
 from ._plug import Plug
 from ._store import MemoryStore, Store
-from ._worker import Queue
+from ._worker import CHECK_EVERY, Queue
 
 log = logging.getLogger(__name__)
 
@@ -569,14 +569,22 @@ class Host:
     async def _pump(self, plug: Plug, inbox: Queue) -> None:
         await self._hooks_opened.wait()
         process = self._pipeline.process
-        take = inbox.take
+        pop = inbox.pop
+        checkpoint = trio.lowlevel.checkpoint_if_cancelled
         try:
             while True:
-                try:
-                    sent = await take()
-                except trio.EndOfChannel:
-                    return
-                await process(plug, sent)
+                # inbox.take() inline, with its cancellation check once per CHECK_EVERY items
+                # taken without waiting (see immp._worker): what is queued needs no await.
+                await checkpoint()
+                for _ in range(CHECK_EVERY):
+                    if len(inbox):
+                        sent = pop()
+                    else:
+                        try:
+                            sent = await inbox.get()
+                        except trio.EndOfChannel:
+                            return
+                    await process(plug, sent)
         finally:
             inbox.close()  # what a plug queues from now on is refused
 

@@ -340,6 +340,30 @@ _COERCE: dict[str, Callable[[Any], Any]] = {
 }
 
 
+def _fill(msg: Message, source: Message) -> None:
+    """``source``'s content on a new ``msg`` (the text shared, the lists copied), without raw."""
+    msg.text = source.text
+    msg.user = source.user
+    msg.action = source.action
+    msg.edited = source.edited
+    msg.reply_to = source.reply_to
+    # Nearly always empty: a new list costs less than list() of an empty one.
+    msg.joined = list(source.joined) if source.joined else []
+    msg.left = list(source.left) if source.left else []
+    msg.title = source.title
+    msg.attachments = list(source.attachments) if source.attachments else []
+    msg.raw = None
+    msg.key = None
+
+
+def _change(msg: Message, changes: dict[str, Any]) -> None:
+    for name, value in changes.items():
+        setter = _COERCE.get(name)
+        if setter is None:
+            raise TypeError(f"{type(msg).__name__}.copy_of() got an unexpected field {name!r}")
+        setattr(msg, name, setter(value))
+
+
 class Message:
     """
     A message to send, or the content of one received.
@@ -372,10 +396,10 @@ class Message:
         self.action = action
         self.edited = edited
         self.reply_to = reply_to
-        self.joined = list(joined)
-        self.left = list(left)
+        self.joined = list(joined) if joined else []  # (see _fill)
+        self.left = list(left) if left else []
         self.title = title
-        self.attachments = list(attachments)
+        self.attachments = list(attachments) if attachments else []
         self.raw = raw
         #: The journal's key (see :class:`immp.Journal`): on a received message its journal
         #: entry, on a message to send its delivery (entry and target). A plug that can send
@@ -403,22 +427,9 @@ class Message:
         ``cls(**source.content())``, which it equals.
         """
         msg = cls.__new__(cls)
-        msg.text = source.text
-        msg.user = source.user
-        msg.action = source.action
-        msg.edited = source.edited
-        msg.reply_to = source.reply_to
-        msg.joined = list(source.joined)
-        msg.left = list(source.left)
-        msg.title = source.title
-        msg.attachments = list(source.attachments)
-        msg.raw = None
-        msg.key = None
-        for name, value in changes.items():
-            setter = _COERCE.get(name)
-            if setter is None:
-                raise TypeError(f"{cls.__name__}.copy_of() got an unexpected field {name!r}")
-            setattr(msg, name, setter(value))
+        _fill(msg, source)
+        if changes:
+            _change(msg, changes)
         return msg
 
     def clone(self, **changes: Any) -> Message:
@@ -552,7 +563,12 @@ class SentMessage(Message):
         ``source``'s content as a message that exists as ``id`` in ``channel`` (see
         :meth:`Message.copy_of`): what a plug's :meth:`~immp.Plug.put` usually makes.
         """
-        sent = super().copy_of(source, **changes)
+        # Message.copy_of inline (no super() and no keyword dict): a plug's put makes one of
+        # these for every message it sends.
+        sent = cls.__new__(cls)
+        _fill(sent, source)
+        if changes:
+            _change(sent, changes)
         sent.id = id
         sent.channel = channel
         sent.at = time.time() if at is None else at

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ._cache import BoundedCache
+from ._cache import trim
 from ._errors import PlugError, describe_error
 from ._hook import Hook
 from ._journal import Journal
@@ -66,6 +66,7 @@ class _Line:
 
     __slots__ = (
         "connected",
+        "echo_history",
         "echoes",
         "in_flight",
         "inbox",
@@ -79,9 +80,10 @@ class _Line:
     )
 
     def __init__(self, echo_history: int):
-        self.echoes: BoundedCache[tuple[Channel, str], tuple[Message, bool, bool]] = BoundedCache(
-            echo_history
-        )
+        # A plain dict, trimmed inline by send() past echo_history (see immp._cache.trim): the
+        # hottest cache of all, written for every message sent.
+        self.echoes: dict[tuple[Channel, str], tuple[Message, bool, bool]] = {}
+        self.echo_history = echo_history
         self.inbox: Queue | None = None
         self.in_flight: dict[int, Channel] = {}  # puts under way, by token
         # Set when a put() finishes; made only while match_echo waits for one.
@@ -429,6 +431,8 @@ class Pipeline:
             else:  # the parts of a message the plug split: the first is primary
                 for index, receipt in enumerate(receipts):
                     echoes[(receipt.channel, receipt.id)] = (msg, index == 0, True)
+            if len(echoes) > line.echo_history:
+                trim(echoes, line.echo_history)
         if self._on_sent:
             arrived = relaying.get()
             latency = None if arrived is None else trio.current_time() - arrived

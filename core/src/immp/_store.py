@@ -146,6 +146,10 @@ class Store:
             self.is_open = False
             await self._close(timeout)
 
+    def behind(self) -> bool:
+        """Whether :meth:`room` would wait now (a cheap test first, for a caller per message)."""
+        return False
+
     async def room(self) -> None:
         """
         Wait while the backend is behind: more writes queued than it should hold (it is

@@ -225,17 +225,17 @@ class ThreadedStore(Store):
 
     async def room(self) -> None:
         # Half the bound: a backlog that will not fit at all is dropped only when unreachable.
-        while self._behind():
+        while self.behind():
             if self._room is None:
                 self._room = trio.Event()  # set by the thread after a round (see _wake_room)
             await self._room.wait()
 
-    def _behind(self) -> bool:
+    def behind(self) -> bool:
         return self._writes.count >= self.max_queue // 2 and self._reachable and self.is_open
 
     def _wake_room(self, always: bool = False) -> None:
         event = self._room
-        if event is not None and (always or not self._behind()):
+        if event is not None and (always or not self.behind()):
             self._room = None
             try:
                 self._token.run_sync_soon(event.set)

@@ -46,6 +46,13 @@ import trio
 #: which arrival it relays. ``None`` otherwise.
 relaying: ContextVar[float | None] = ContextVar("immp_relaying", default=None)
 
+#: A loop that takes queued items without waiting (a worker, the host's pump) checks for
+#: cancellation once per this many items, not per item: the check is a coroutine call, as
+#: dear as the rest of taking an item, and a loop that finds its queue never empty must still
+#: notice a cancellation soon. The check comes before the item is taken, so that a worker's
+#: time limit never cuts off an item it did not start.
+CHECK_EVERY = 16
+
 
 class _Relayed:
     """A queued item with the arrival time of the received message it came from."""
@@ -366,9 +373,13 @@ class Worker:
             done = False
             while not done:
                 with watchdog.scope():
+                    checks = 0
                     while True:
-                        await checkpoint()  # before an item is taken: a cut-off loses none
                         if len(queue):  # queue.take() inline: what is queued needs no await
+                            checks += 1
+                            if checks == CHECK_EVERY:
+                                checks = 0
+                                await checkpoint()  # before it is taken: a cut-off loses none
                             item = pop()
                         else:
                             try:

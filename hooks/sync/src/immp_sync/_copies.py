@@ -108,7 +108,10 @@ class MemoryCopyMap(CopyMap):
 
     def add(self, copies: Copies) -> None:
         channel, id = copies.origin
-        self._index.setdefault(channel, {})[id] = copies
+        index = self._index.get(channel)
+        if index is None:
+            index = self._index[channel] = {}
+        index[id] = copies
         self._entries.append(copies)
         while len(self._entries) > self.size:
             self._forget(self._entries.popleft())
@@ -117,7 +120,9 @@ class MemoryCopyMap(CopyMap):
         copies.ids[channel] = ids
         if copies.forgotten:
             return  # already forgotten: nothing may point at it any more
-        index = self._index.setdefault(channel, {})
+        index = self._index.get(channel)
+        if index is None:
+            index = self._index[channel] = {}
         for id in ids:
             index[id] = copies
 

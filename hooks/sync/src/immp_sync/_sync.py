@@ -162,6 +162,12 @@ class SyncHook(BridgeHook):
     async def route(self, channel: immp.Channel) -> Route | None:
         return self._routes.get(channel)
 
+    async def on_receive(self, sent: immp.SentMessage, source: immp.Message, primary: bool):
+        # BridgeHook's, with route() inline: a dict lookup needs no coroutine per message.
+        route = self._routes.get(sent.channel)
+        if route is not None:
+            await self.sync(route, sent)
+
     def label_of(self, channel: immp.Channel) -> str | None:
         """The label of the bridge ``channel`` is in (real or virtual), if any."""
         route = self._routes.get(channel) or self._virtual_routes.get(channel)

@@ -92,14 +92,16 @@ class DemoPlug(immp.Plug):
             plug=self,
             username=self.config["console-user"],
         )
-        self._messages: immp.BoundedCache[str, immp.SentMessage] = immp.BoundedCache(
-            self.config["history"]
-        )
+        # By ID, oldest first: a plain dict trimmed inline past `history` (BoundedCache.trim),
+        # written for every message in and out.
+        self._messages: dict[str, immp.SentMessage] = {}
+        self._history = self.config["history"]
         #: The latest (channel, message) pairs sent to this plug, oldest first.
         self.puts: deque[tuple[immp.Channel, immp.Message]] = deque(maxlen=self.config["history"])
         self.put_count = 0
-        # Set on each put; made only while wait_puts() waits (a put needs no new Event).
+        # Set by the put that reaches the count awaited; made only while wait_puts() waits.
         self._put_event: trio.Event | None = None
+        self._put_awaited = 0
         self._console_ids: list[str] = []
         # What the console typed, for /edit and /delete after a restart: [id, source, action]
         # ([id, None, None] once deleted).
@@ -126,7 +128,10 @@ class DemoPlug(immp.Plug):
         return str(number)
 
     def _remember(self, sent: immp.SentMessage) -> None:
-        self._messages[sent.id] = sent
+        messages = self._messages
+        messages[sent.id] = sent
+        if len(messages) > self._history:
+            immp.BoundedCache.trim(messages, self._history)
 
     async def open(self):
         first = await self.state.get("next-id", 1)
@@ -216,8 +221,12 @@ class DemoPlug(immp.Plug):
             user=user or self.bot,
             **fields,
         )
-        self._remember(sent)
-        await self.queue(sent)
+        messages = self._messages
+        messages[sent.id] = sent
+        if len(messages) > self._history:
+            immp.BoundedCache.trim(messages, self._history)
+        if not self.host.offer(self, sent):  # (self.offer(), a call less) full: wait for room
+            await self.queue(sent)
         return sent
 
     async def edit_message(self, id: str, text) -> immp.SentMessage:
@@ -298,12 +307,15 @@ class DemoPlug(immp.Plug):
             os.write(self._output, (json.dumps(row, ensure_ascii=False) + "\n").encode())
             if msg.key is not None:
                 self._written[msg.key] = sent.id
-        self._remember(sent)
+        messages = self._messages
+        messages[sent.id] = sent
+        if len(messages) > self._history:
+            immp.BoundedCache.trim(messages, self._history)
         if self.config["echo"]:
             try:
                 # Nothing waiting on the wire and room in the host's inbox: hand the echo
                 # straight over, in order and without waiting.
-                if not (self._on_wire == 0 and self.offer(sent)):
+                if not (self._on_wire == 0 and self.host.offer(self, sent)):
                     self._wire.send_nowait(sent)
                     self._on_wire += 1
             except trio.WouldBlock:
@@ -340,7 +352,7 @@ class DemoPlug(immp.Plug):
         """Note what was sent to the plug (``puts``, ``wait_puts``) and show it if asked."""
         self.puts.append((channel, msg))
         self.put_count += 1
-        if self._put_event is not None:
+        if self._put_event is not None and self.put_count >= self._put_awaited:
             self._put_event.set()
             self._put_event = None
         if self.config["console"] or self.config["show"]:
@@ -359,6 +371,9 @@ class DemoPlug(immp.Plug):
             while self.put_count < count:
                 if self._put_event is None:
                     self._put_event = trio.Event()
+                    self._put_awaited = count
+                else:  # several waiters: woken at the lowest count, each waits on for its own
+                    self._put_awaited = min(self._put_awaited, count)
                 await self._put_event.wait()
 
     # -- channels and users -----------------------------------------------------------------------
