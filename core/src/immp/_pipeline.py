@@ -21,12 +21,12 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ._cache import trim
 from ._errors import PlugError, describe_error
 from ._hook import Hook
 from ._journal import Journal
@@ -67,6 +67,7 @@ class _Line:
     __slots__ = (
         "connected",
         "echo_history",
+        "echo_order",
         "echoes",
         "in_flight",
         "inbox",
@@ -80,9 +81,11 @@ class _Line:
     )
 
     def __init__(self, echo_history: int):
-        # A plain dict, trimmed inline by send() past echo_history (see immp._cache.trim): the
-        # hottest cache of all, written for every message sent.
+        # A plain dict and its keys in the order added, the oldest forgotten by send() past
+        # echo_history: a BoundedCache's Python __setitem__ cost more than the rest of
+        # recording an echo, on the path of every message sent.
         self.echoes: dict[tuple[Channel, str], tuple[Message, bool, bool]] = {}
+        self.echo_order: deque[tuple[Channel, str]] = deque()
         self.echo_history = echo_history
         self.inbox: Queue | None = None
         self.in_flight: dict[int, Channel] = {}  # puts under way, by token
@@ -424,15 +427,19 @@ class Pipeline:
         if msg.key is not None and not plug.confirms_delivery:
             self.journal.delivered(msg.key)  # the network has it (a plug's put returned)
         if receipts:
-            echoes = line.echoes
+            echoes, order = line.echoes, line.echo_order
             if len(receipts) == 1:
                 receipt = receipts[0]
-                echoes[(receipt.channel, receipt.id)] = (msg, True, False)
+                key = (receipt.channel, receipt.id)
+                echoes[key] = (msg, True, False)
+                order.append(key)
             else:  # the parts of a message the plug split: the first is primary
                 for index, receipt in enumerate(receipts):
-                    echoes[(receipt.channel, receipt.id)] = (msg, index == 0, True)
-            if len(echoes) > line.echo_history:
-                trim(echoes, line.echo_history)
+                    key = (receipt.channel, receipt.id)
+                    echoes[key] = (msg, index == 0, True)
+                    order.append(key)
+            while len(order) > line.echo_history:
+                echoes.pop(order.popleft(), None)
         if self._on_sent:
             arrived = relaying.get()
             latency = None if arrived is None else trio.current_time() - arrived

@@ -92,10 +92,10 @@ class DemoPlug(immp.Plug):
             plug=self,
             username=self.config["console-user"],
         )
-        # By ID, oldest first: a plain dict trimmed inline past `history` (BoundedCache.trim),
-        # written for every message in and out.
+        # By ID, and the IDs in the order added: the oldest is forgotten past `history` (a
+        # BoundedCache's Python __setitem__ cost more, written for every message in and out).
         self._messages: dict[str, immp.SentMessage] = {}
-        self._history = self.config["history"]
+        self._order: deque[str] = deque()
         #: The latest (channel, message) pairs sent to this plug, oldest first.
         self.puts: deque[tuple[immp.Channel, immp.Message]] = deque(maxlen=self.config["history"])
         self.put_count = 0
@@ -128,10 +128,10 @@ class DemoPlug(immp.Plug):
         return str(number)
 
     def _remember(self, sent: immp.SentMessage) -> None:
-        messages = self._messages
-        messages[sent.id] = sent
-        if len(messages) > self._history:
-            immp.BoundedCache.trim(messages, self._history)
+        self._messages[sent.id] = sent
+        self._order.append(sent.id)
+        if len(self._order) > self.config["history"]:
+            self._messages.pop(self._order.popleft(), None)
 
     async def open(self):
         first = await self.state.get("next-id", 1)
@@ -221,10 +221,10 @@ class DemoPlug(immp.Plug):
             user=user or self.bot,
             **fields,
         )
-        messages = self._messages
-        messages[sent.id] = sent
-        if len(messages) > self._history:
-            immp.BoundedCache.trim(messages, self._history)
+        self._messages[sent.id] = sent  # (_remember inline)
+        self._order.append(sent.id)
+        if len(self._order) > self.config["history"]:
+            self._messages.pop(self._order.popleft(), None)
         if not self.host.offer(self, sent):  # (self.offer(), a call less) full: wait for room
             await self.queue(sent)
         return sent
@@ -307,10 +307,10 @@ class DemoPlug(immp.Plug):
             os.write(self._output, (json.dumps(row, ensure_ascii=False) + "\n").encode())
             if msg.key is not None:
                 self._written[msg.key] = sent.id
-        messages = self._messages
-        messages[sent.id] = sent
-        if len(messages) > self._history:
-            immp.BoundedCache.trim(messages, self._history)
+        self._messages[sent.id] = sent  # (_remember inline)
+        self._order.append(sent.id)
+        if len(self._order) > self.config["history"]:
+            self._messages.pop(self._order.popleft(), None)
         if self.config["echo"]:
             try:
                 # Nothing waiting on the wire and room in the host's inbox: hand the echo
