@@ -569,7 +569,7 @@ class Host:
     async def _pump(self, plug: Plug, inbox: Queue) -> None:
         await self._hooks_opened.wait()
         process = self._pipeline.process
-        pop = inbox.pop
+        items, pop = inbox.items, inbox.pop
         checkpoint = trio.lowlevel.checkpoint_if_cancelled
         try:
             while True:
@@ -577,7 +577,7 @@ class Host:
                 # taken without waiting (see immp._worker): what is queued needs no await.
                 await checkpoint()
                 for _ in range(CHECK_EVERY):
-                    if len(inbox):
+                    if items:
                         sent = pop()
                     else:
                         try:

@@ -147,11 +147,13 @@ class Queue:
     that wait for room (only while it is full) park in order.
     """
 
-    __slots__ = ("_consumer", "_items", "_room", "closed", "size", "waiting")
+    __slots__ = ("_consumer", "_room", "closed", "items", "size", "waiting")
 
     def __init__(self, size: int):
         self.size = size
-        self._items: deque = deque()
+        #: What is queued, oldest first: read it (a consumer tests it for items without a
+        #: method call: ``if queue.items``), never change it but through the methods.
+        self.items: deque = deque()
         self._consumer: trio.lowlevel.Task | None = None
         self._room = trio.lowlevel.ParkingLot()
         #: Producers parked in :meth:`put`, waiting for room.
@@ -160,13 +162,13 @@ class Queue:
         self.closed = False
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self.items)
 
     def offer(self, item: Any) -> bool:
         """Queue ``item`` if there is room (``True``); ``False`` if full. Closed: dropped."""
         if self.closed:
             return True
-        items = self._items
+        items = self.items
         if len(items) >= self.size:
             return False
         items.append(item)
@@ -204,20 +206,20 @@ class Queue:
         """:meth:`get` after a cancellation check, and without a trip through the scheduler
         when an item is there (see :func:`take`)."""
         await trio.lowlevel.checkpoint_if_cancelled()
-        if self._items:
+        if self.items:
             return self.pop()
         return await self.get()
 
     def pop(self) -> Any:
         """The next item, which must be there (``len(queue)``): room for a waiting producer."""
-        item = self._items.popleft()
+        item = self.items.popleft()
         if self.waiting:
             self._room.unpark()
         return item
 
     async def get(self) -> Any:
         """The next item; waits while empty. Raises ``trio.EndOfChannel`` once closed and empty."""
-        items = self._items
+        items = self.items
         while not items:
             if self.closed:
                 raise trio.EndOfChannel
@@ -364,7 +366,7 @@ class Worker:
         # The loop of the module docstring. This runs once per message per hook and per sync
         # target, so the calls are inline: take(), handle(), on_error().
         queue, handle, on_error = self._queue, self._handle, self._on_error
-        pop = queue.pop
+        items, pop = queue.items, queue.pop
         checkpoint = trio.lowlevel.checkpoint_if_cancelled
         watchdog = Watchdog(self._timeout)
         relayed = False  # whether this task's `relaying` is set
@@ -375,7 +377,7 @@ class Worker:
                 with watchdog.scope():
                     checks = 0
                     while True:
-                        if len(queue):  # queue.take() inline: what is queued needs no await
+                        if items:  # queue.take() inline: what is queued needs no await
                             checks += 1
                             if checks == CHECK_EVERY:
                                 checks = 0

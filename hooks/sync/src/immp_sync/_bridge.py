@@ -290,7 +290,10 @@ class BridgeHook(immp.Hook):
             if target.options.style.template is not None:
                 title = await self._title(channel)
                 break
-        targets = [target for target in route.targets if target.options.accepts(sent)]
+        if sent.joined or sent.left or sent.title is not None:  # what options may turn away
+            targets = [target for target in route.targets if target.options.accepts(sent)]
+        else:
+            targets = route.targets
         # A new entry is held until its copies are known (see StoreCopyMap): while it is, each
         # job counts (and its delivery settles once), and so does this hand-out, if it made it.
         hold = copies.pending > 0
