@@ -244,7 +244,7 @@ class BridgeHook(immp.Hook):
         journal = self.host.journal
         # An entry of the journal left by the last run, handed to us again: its copies may be
         # in the map already, and the journal says which targets still need it.
-        replayed = journal.replaying(sent)
+        replayed = sent.key is not None and journal.replaying(sent)
         copies = self.copies.find(channel, sent.id)
         if copies is None and replayed:
             copies = await self.copies.recall(channel, sent.id)
