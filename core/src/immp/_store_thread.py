@@ -116,8 +116,11 @@ class WriteBatch:
         self.count += newer.count
         return self
 
-    def entries(self) -> list[tuple[str, str, dict, list]]:
-        """``(area, key, entry, ids)`` of each message entry (made now if given as a function)."""
+    def entries(self) -> list[tuple[str, str, dict | str, list]]:
+        """
+        ``(area, key, entry, ids)`` of each message entry (made now if given as a function); an
+        entry is a dict or its JSON text (see :meth:`immp.MessageMap.put`).
+        """
         return [(area, key, entry() if callable(entry) else entry, ids)
                 for (area, key), (entry, ids) in self.messages.items()]  # fmt: skip
 
