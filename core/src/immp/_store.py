@@ -271,11 +271,18 @@ class Store:
         """The entry indexed under ``(channel, id)``, or ``None``; StoreError if down."""
         raise NotImplementedError
 
+    def _write_message(self, area: str, key: str, entry: Any, ids: list[tuple[str, str]]) -> None:
+        """
+        :meth:`_write` of ``("message", area, key, entry, ids)``: a backend may take it without
+        the tuple (the sync hook puts one entry per bridged message).
+        """
+        self._write(("message", area, key, entry, ids))
+
     def _write(self, op: tuple) -> None:
         """
         Queue one write, without waiting. ``op`` is ``("state", area, key, text_or_None)`` or
-        ``("message", area, entry, created, ids)`` where ``entry`` is the JSON-ready dict and
-        ``ids`` the ``(channel, id)`` pairs to index it under.
+        ``("message", area, key, entry, ids)`` where ``entry`` is what
+        :meth:`MessageMap.put` was given and ``ids`` the ``(channel, id)`` pairs to index it under.
         """
         raise NotImplementedError
 
@@ -363,7 +370,7 @@ class MessageMap:
         (stored as it is, so it must be valid JSON; the sync hook builds its text in the store's
         thread from parts it encoded once, cheaper than a dict for the store to encode).
         """
-        self._store._write(("message", area, key, entry, ids))
+        self._store._write_message(area, key, entry, ids)
 
 
 class MemoryStore(Store):
