@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -47,6 +48,47 @@ async def test_state_and_messages_outlive_the_store(tmp_path):
     assert await other.get("plug", "token") is None
     assert await other.messages.find("sync", "b\x1froom", "x") is None
     await other.close()
+
+
+@pytest.mark.parametrize("count", [1, 17, 1100])  # one row, padded rows, several statements
+async def test_unusual_keys_and_ids_and_text_entries_round_trip(tmp_path, count):
+    # Rows go to SQLite as bound parameters, in statements of a few fixed sizes (padded): keys
+    # with quotes, backslashes, U+001F, newlines and non-ASCII come back as written, in batches
+    # that fill no statement, part of one and several; an entry given as its JSON text is
+    # stored as that text.
+    path = tmp_path / "s.db"
+    store = immp.SQLiteStore(path, namespace="one")
+    await store.open()
+    channel = immp.message_key('pl"ug\\\n', "r\x1fo'om \u00e9\U0001f600")
+    entries = {}
+    for i in range(count):
+        key = immp.message_key(channel, f'{i}\x1f"')
+        if i % 2:
+            entry = {"origin": [channel, f'{i}\x1f"'], "ids": {"b\x1f\\": [f"x{i}\u2028"]}}
+            store.messages.put("sync", key, lambda entry=entry: entry, [("b\x1f\\", f"x{i}\u2028")])
+        else:
+            entry = {"origin": [channel, str(i)], "ids": {}, "deleted": True}
+            store.messages.put("sync", key, json.dumps(entry), [(channel, f"alias {i}")])
+        entries[i] = entry
+        store.set("pl\x1fug", f"k\x1f{i}", {"v": f"\x00{i}"})
+    await store.flush()
+    await store.close()
+
+    again = immp.SQLiteStore(path, namespace="one")
+    await again.open()
+    for i, entry in entries.items():
+        found = ("b\x1f\\", f"x{i}\u2028") if i % 2 else (channel, f"alias {i}")
+        assert await again.messages.find("sync", *found) == entry
+        assert await again.messages.find("sync", channel, f'{i}\x1f"') == entry
+        assert await again.get("pl\x1fug", f"k\x1f{i}") == {"v": f"\x00{i}"}
+    assert await again.messages.find("sync", channel, f"alias {count}") is None
+    await again.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT count(*) FROM messages").fetchone()[0] == count
+        assert db.execute("SELECT count(*) FROM message_ids").fetchone()[0] == count
+        text = db.execute("SELECT entry FROM messages WHERE key = ?",
+                          (immp.message_key(channel, "0\x1f\""),)).fetchone()[0]  # fmt: skip
+        assert text == json.dumps(entries[0])
 
 
 async def test_a_key_deleted_in_a_later_flush_is_gone_and_areas_stay_apart(tmp_path):

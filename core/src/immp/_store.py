@@ -275,11 +275,18 @@ class Store:
         """The entry indexed under ``(channel, id)``, or ``None``; StoreError if down."""
         raise NotImplementedError
 
+    def _write_message(self, area: str, key: str, entry: Any, ids: list[tuple[str, str]]) -> None:
+        """
+        :meth:`_write` of ``("message", area, key, entry, ids)``: a backend may take it without
+        the tuple (the sync hook puts one entry per bridged message).
+        """
+        self._write(("message", area, key, entry, ids))
+
     def _write(self, op: tuple) -> None:
         """
         Queue one write, without waiting. ``op`` is ``("state", area, key, text_or_None)`` or
-        ``("message", area, entry, created, ids)`` where ``entry`` is the JSON-ready dict and
-        ``ids`` the ``(channel, id)`` pairs to index it under.
+        ``("message", area, key, entry, ids)`` where ``entry`` is what
+        :meth:`MessageMap.put` was given and ``ids`` the ``(channel, id)`` pairs to index it under.
         """
         raise NotImplementedError
 
@@ -363,8 +370,11 @@ class MessageMap:
         flush, after the last put, so that an entry changed several times between flushes is
         encoded once. It may be called in the store's thread: it must only read what the trio
         side replaces whole (a list of a dict's items taken in one call, immutable values).
+        Either may also be a ``str``: the entry already encoded, the JSON text of an object
+        (stored as it is, so it must be valid JSON; the sync hook builds its text in the store's
+        thread from parts it encoded once, cheaper than a dict for the store to encode).
         """
-        self._store._write(("message", area, key, entry, ids))
+        self._store._write_message(area, key, entry, ids)
 
 
 class MemoryStore(Store):
@@ -405,7 +415,8 @@ class MemoryStore(Store):
         if row is None:
             return None
         entry = row[0]() if callable(row[0]) else row[0]
-        return json.loads(json.dumps(entry))  # a copy, as read back from a database
+        # A copy, as read back from a database (a str is the entry's JSON text).
+        return json.loads(entry if isinstance(entry, str) else json.dumps(entry))
 
     async def _read_journal(self):
         return self._journal.rows()

@@ -24,11 +24,13 @@ power loss too.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import sqlite3
 import time
+from json.encoder import c_make_encoder, encode_basestring
 from pathlib import Path
 from typing import Any
 
@@ -74,54 +76,82 @@ SCHEMA_VERSION = max(MIGRATIONS)
 SYNC_MODES = ("off", "normal", "full", "extra")
 
 
-def _columns(*names: str) -> str:
-    return ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(names)))
+# A batch's rows go to SQLite as bound parameters of one multi-row VALUES per statement, not as
+# JSON: binding is a C loop over the values, where JSON cost the store's thread (which holds the
+# GIL meanwhile) an encoding of every string (channel keys' U+001F is escaped as \u001f), and
+# SQLite a parse and an extraction per column. One statement per table, scope and chunk of
+# rows: sqlite3 lets go of the GIL around every statement it runs, and each time the loop's
+# thread, busy with messages, may keep it for a switch interval (5 ms); a row at a time, this
+# thread fell behind under load. A statement's rows come in a few fixed sizes, padded with rows
+# that its LIMIT leaves out, so that each size is compiled once (sqlite3 caches statements by
+# their text). In each template, ?1.. are the parameters every row shares, the next one the
+# LIMIT (the rows given), and {rows} the VALUES.
+_CHUNKS = (16, 64, 256, 1024)
 
-
-# No check for circular references: rows are tuples of strings and the entries' plain dicts
-# (the check costs a dict insertion and removal per list and dict, in the store's thread, which
-# holds the GIL while it encodes).
-_rows = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
-
-
-# Each takes its rows as a JSON array of arrays (?1) and the scope they all belong to (?2); the
-# message tables also the time they were written (?3): what every row of a batch shares is one
-# parameter, not a column of every row to encode and parse again. ("WHERE true" parses the
-# upsert after a SELECT.)
 _UPSERT_STATE = (
-    f"INSERT INTO state (scope, key, value) SELECT ?2, {_columns('k', 'v')} FROM json_each(?1)"
-    " WHERE true ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value"
+    "INSERT INTO state (scope, key, value) SELECT ?1, column1, column2 FROM (VALUES {rows})"
+    " WHERE true LIMIT ?2 ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value"
 )
-_DELETE_STATE = "DELETE FROM state WHERE scope = ?2 AND key IN (SELECT value FROM json_each(?1))"
+_DELETE_STATE = (
+    "DELETE FROM state WHERE scope = ?1 AND key IN (SELECT column1 FROM (VALUES {rows}) LIMIT ?2)"
+)
 _UPSERT_MESSAGES = (
-    "INSERT INTO messages (scope, key, entry, created)"
-    f" SELECT ?2, {_columns('k', 'e')}, ?3 FROM json_each(?1)"
-    " WHERE true ON CONFLICT (scope, key) DO UPDATE SET entry = excluded.entry"
+    "INSERT INTO messages (scope, key, entry, created) SELECT ?1, column1, column2, ?2"
+    " FROM (VALUES {rows}) WHERE true LIMIT ?3"
+    " ON CONFLICT (scope, key) DO UPDATE SET entry = excluded.entry"
 )
 _UPSERT_IDS = (
     "INSERT INTO message_ids (scope, channel, id, key, created)"
-    f" SELECT ?2, {_columns('c', 'i', 'k')}, ?3 FROM json_each(?1)"
-    " WHERE true ON CONFLICT (scope, channel, id)"
-    " DO UPDATE SET key = excluded.key, created = excluded.created"
+    " SELECT ?1, column1, column2, column3, ?2 FROM (VALUES {rows}) WHERE true LIMIT ?3"
+    " ON CONFLICT (scope, channel, id) DO UPDATE SET key = excluded.key, created = excluded.created"
 )
 
 _DELETE_JOURNAL = (
-    f"DELETE FROM journal WHERE (namespace, key) IN (SELECT {_columns('n', 'k')} FROM json_each(?))"
+    "DELETE FROM journal WHERE namespace = ?1"
+    " AND key IN (SELECT column1 FROM (VALUES {rows}) LIMIT ?2)"
 )
 _DELETE_DELIVERIES = (
-    "DELETE FROM journal_deliveries WHERE (namespace, entry) IN"
-    f" (SELECT {_columns('n', 'e')} FROM json_each(?))"
+    "DELETE FROM journal_deliveries WHERE namespace = ?1"
+    " AND entry IN (SELECT column1 FROM (VALUES {rows}) LIMIT ?2)"
 )
-# json_each keeps the array's order, so seq follows the order the entries were journaled in.
+# VALUES gives its rows in order (and the chunks run in order), so seq follows the order the
+# entries were journaled in.
 _INSERT_JOURNAL = (
     "INSERT OR IGNORE INTO journal (namespace, key, created, message)"
-    f" SELECT {_columns('n', 'k', 'c', 'm')} FROM json_each(?) ORDER BY json_each.key"
+    " SELECT ?1, column1, column2, column3 FROM (VALUES {rows}) LIMIT ?2"
 )
 _UPSERT_DELIVERIES = (
     "INSERT INTO journal_deliveries (namespace, entry, delivery, state)"
-    f" SELECT {_columns('n', 'e', 'd', 's')} FROM json_each(?)"
-    " WHERE true ON CONFLICT (namespace, entry, delivery) DO UPDATE SET state = excluded.state"
+    " SELECT ?1, column1, column2, column3 FROM (VALUES {rows}) WHERE true LIMIT ?2"
+    " ON CONFLICT (namespace, entry, delivery) DO UPDATE SET state = excluded.state"
 )
+_WIDEST = 3  # values per row, at most, in the statements above
+# Padding: 0, not None, which sqlite3 binds only after looking for an adapter (thousands of
+# instructions per value).
+_PADDING = (0,) * (_CHUNKS[-1] * _WIDEST)
+
+
+@functools.cache
+def _statement(template: str, width: int, shared: int, rows: int) -> str:
+    """``template`` with ``rows`` rows of ``width`` parameters, numbered after ``shared`` + 1."""
+    numbers = iter(range(shared + 2, shared + 2 + rows * width))
+    values = ",".join("(" + ",".join(f"?{next(numbers)}" for _ in range(width)) + ")"
+                      for _ in range(rows))  # fmt: skip
+    return template.format(rows=values)
+
+
+# A message entry's JSON text, made by the C encoder directly: JSONEncoder.encode is Python,
+# and builds an encoder on every call (once per entry here, in the thread that holds the GIL
+# while it encodes). No check for circular references: entries are plain JSON-ready dicts.
+if c_make_encoder is not None:
+    _encoder = c_make_encoder(None, None, encode_basestring, None, ":", ",", False, False, True)
+
+    def _encode(entry: Any) -> str:
+        return "".join(_encoder(entry, 0))
+else:  # pragma: no cover - a Python built without _json
+    _encode = json.JSONEncoder(
+        ensure_ascii=False, separators=(",", ":"), check_circular=False
+    ).encode
 
 
 class SQLiteStore(ThreadedStore):
@@ -147,6 +177,7 @@ class SQLiteStore(ThreadedStore):
         self.synchronous = synchronous.lower()
         self.busy_timeout = float(busy_timeout)
         self._scopes: dict[str, int] = {}
+        self._chunks = _CHUNKS  # rows per statement (see _CHUNKS), within this SQLite's limit
 
     @classmethod
     def from_url(cls, url: str, base: Path | None, **options: Any) -> SQLiteStore:
@@ -189,6 +220,9 @@ class SQLiteStore(ThreadedStore):
             conn.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
             if mode.lower() != "wal":
                 log.warning("Store %s: journal mode is %s, not WAL", self.path, mode)
+            # Before SQLite 3.32, at most 999 parameters per statement (and 2 shared + a LIMIT).
+            most = (conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) - 3) // _WIDEST
+            self._chunks = tuple(sorted({min(size, most) for size in _CHUNKS}))
         except sqlite3.Error as exc:
             conn.close()
             raise self._unusable(exc)
@@ -249,36 +283,34 @@ class SQLiteStore(ThreadedStore):
 
     def write(self, conn: sqlite3.Connection, batch: WriteBatch) -> None:
         now = time.time()
-        # Per scope (one per plug or hook that wrote): {scope: [puts, deletes, entries, ids]}.
+        # Per scope (one per plug or hook that wrote): {scope: [puts, deletes, entries, ids]},
+        # each the rows' values one after another (see _rows).
         scopes: dict[str, list[list]] = {}
         for (area, key), text in batch.state.items():
             rows = scopes.get(area) or scopes.setdefault(area, [[], [], [], []])
             if text is None:
                 rows[1].append(key)
             else:
-                rows[0].append((key, text))
+                rows[0] += (key, text)
         for (area, key), (entry, indexed) in batch.messages.items():
             rows = scopes.get(area) or scopes.setdefault(area, [[], [], [], []])
-            # (json_extract gives the entry back as JSON text: encoded once, with the rest)
-            rows[2].append((key, entry() if callable(entry) else entry))
-            if indexed:
-                rows[3].extend([(channel, id, key) for channel, id in indexed])
+            if callable(entry):
+                entry = entry()
+            rows[2] += (key, entry if entry.__class__ is str else _encode(entry))
+            for channel, id in indexed:
+                rows[3] += (channel, id, key)
         conn.execute("BEGIN")
         try:
-            # One statement per table and scope, its rows as one JSON parameter: sqlite3 lets
-            # go of the GIL around every statement it runs, and each time the loop's thread,
-            # busy with messages, may keep it for a switch interval (5 ms); a row at a time,
-            # this thread fell behind under load.
             for area, (puts, deletes, entries, ids) in scopes.items():
                 scope = self._scope(conn, area, True)
                 if puts:
-                    conn.execute(_UPSERT_STATE, (_rows(puts), scope))
+                    self._rows(conn, _UPSERT_STATE, 2, puts, scope)
                 if deletes:
-                    conn.execute(_DELETE_STATE, (_rows(deletes), scope))
+                    self._rows(conn, _DELETE_STATE, 1, deletes, scope)
                 if entries:
-                    conn.execute(_UPSERT_MESSAGES, (_rows(entries), scope, now))
+                    self._rows(conn, _UPSERT_MESSAGES, 2, entries, scope, now)
                 if ids:
-                    conn.execute(_UPSERT_IDS, (_rows(ids), scope, now))
+                    self._rows(conn, _UPSERT_IDS, 3, ids, scope, now)
             if batch.journal:
                 self._write_journal(conn, batch.journal)
             conn.execute("COMMIT")
@@ -288,20 +320,43 @@ class SQLiteStore(ThreadedStore):
                 conn.execute("ROLLBACK")
             raise
 
+    def _rows(self, conn: sqlite3.Connection, template: str, width: int, values: list,
+              *shared: Any) -> None:  # fmt: skip
+        """Run ``template`` (see _CHUNKS) over rows of ``width`` values, one after another."""
+        count = len(values) // width
+        chunks = self._chunks
+        done = 0
+        while done < count:
+            left = count - done
+            size = chunks[-1]
+            for fits in chunks:
+                if fits >= left:
+                    size = fits
+                    break
+            take = min(left, size)
+            params = (*shared, take, *values[done * width : (done + take) * width])
+            if take < size:
+                params += _PADDING[: (size - take) * width]
+            conn.execute(_statement(template, width, len(shared), size), params)
+            done += take
+
     def _write_journal(self, conn: sqlite3.Connection, journal) -> None:
         ns = self.namespace
         if journal.done:
-            done = _rows([[ns, entry] for entry in journal.done])
-            conn.execute(_DELETE_JOURNAL, (done,))
-            conn.execute(_DELETE_DELIVERIES, (done,))
+            done = list(journal.done)
+            self._rows(conn, _DELETE_JOURNAL, 1, done, ns)
+            self._rows(conn, _DELETE_DELIVERIES, 1, done, ns)
         if journal.entries:
-            conn.execute(_INSERT_JOURNAL, (_rows([[ns, key, created, text() if callable(text)
-                                                   else text] for key, (created, text)
-                                                  in journal.entries.items()]),))  # fmt: skip
+            rows = []
+            for key, (created, text) in journal.entries.items():
+                rows += (key, created, text() if callable(text) else text)
+            self._rows(conn, _INSERT_JOURNAL, 3, rows, ns)
         if journal.deliveries:
-            rows = [[ns, entry, delivery, state] for entry, states in journal.deliveries.items()
-                    for delivery, state in states.items()]  # fmt: skip
-            conn.execute(_UPSERT_DELIVERIES, (_rows(rows),))
+            rows = []
+            for entry, states in journal.deliveries.items():
+                for delivery, state in states.items():
+                    rows += (entry, delivery, state)
+            self._rows(conn, _UPSERT_DELIVERIES, 3, rows, ns)
 
     def read_journal(self, conn: sqlite3.Connection):
         entries = conn.execute(

@@ -78,14 +78,18 @@ class WriteBatch:
         return self.count
 
     def add(self, op: tuple) -> None:
-        self.count += 1
         if op[0] == "state":
+            self.count += 1
             self.state[(op[1], op[2])] = op[3]
-            return
-        if op[0] == "journal":
+        elif op[0] == "journal":
+            self.count += 1
             self.journal.merge(op[1])
-            return
-        _, area, key, entry, ids = op
+        else:
+            self.add_message(*op[1:])
+
+    def add_message(self, area: str, key: str, entry: Any, ids: list[tuple[str, str]]) -> None:
+        """``add(("message", area, key, entry, ids))``, without the tuple."""
+        self.count += 1
         slot = (area, key)
         known = self.messages.get(slot)
         if known is None:
@@ -116,8 +120,11 @@ class WriteBatch:
         self.count += newer.count
         return self
 
-    def entries(self) -> list[tuple[str, str, dict, list]]:
-        """``(area, key, entry, ids)`` of each message entry (made now if given as a function)."""
+    def entries(self) -> list[tuple[str, str, dict | str, list]]:
+        """
+        ``(area, key, entry, ids)`` of each message entry (made now if given as a function); an
+        entry is a dict or its JSON text (see :meth:`immp.MessageMap.put`).
+        """
         return [(area, key, entry() if callable(entry) else entry, ids)
                 for (area, key), (entry, ids) in self.messages.items()]  # fmt: skip
 
@@ -266,15 +273,28 @@ class ThreadedStore(Store):
             writes = self._writes
             writes.add(op)
             if writes.count > self.max_queue:
-                # Only while the database is unreachable can the queue grow this far.
-                self._writes.drop_oldest()
-                self._dropped += 1
-                if not self._full_said:
-                    self._full_said = True
-                    log.error("Store %s: %d writes queued; dropping the oldest until it is back",
-                              self.describe(), self.max_queue)  # fmt: skip
+                self._overflow()
             if self._sleeping:
                 self._cond.notify()
+
+    def _write_message(self, area: str, key: str, entry: Any, ids: list) -> None:
+        # _write without the op tuple and its dispatch: one per bridged message.
+        with self._lock:
+            writes = self._writes
+            writes.add_message(area, key, entry, ids)
+            if writes.count > self.max_queue:
+                self._overflow()
+            if self._sleeping:
+                self._cond.notify()
+
+    def _overflow(self) -> None:
+        # Only while the database is unreachable can the queue grow this far (under _lock).
+        self._writes.drop_oldest()
+        self._dropped += 1
+        if not self._full_said:
+            self._full_said = True
+            log.error("Store %s: %d writes queued; dropping the oldest until it is back",
+                      self.describe(), self.max_queue)  # fmt: skip
 
     # -- the thread -----------------------------------------------------------------------------
 

@@ -13,8 +13,10 @@ that channel has others), and ``deleted`` is there only when true.
 
 from __future__ import annotations
 
+import json
 from collections import deque
 from functools import partial
+from json.encoder import encode_basestring
 
 import immp
 
@@ -162,14 +164,18 @@ class StoreCopyMap(MemoryCopyMap):
     def __init__(self, size: int, hook: immp.Hook):
         super().__init__(size)
         self._hook = hook
-        # Channel -> immp.channel_key(channel): worked out once per channel, not per copy.
+        # Channel -> immp.channel_key(channel): worked out once per channel, not per copy; and
+        # the key as JSON text, kept in step with it (the only one _entry reads).
         self._keys: dict[immp.Channel, str] = {}
+        self._texts: dict[immp.Channel, str] = {}
 
-    def _key(self, channel: immp.Channel) -> str:
-        key = self._keys.get(channel)
-        if key is None:
-            key = self._keys[channel] = immp.channel_key(channel)
-        return key
+    def _key(self, channel: immp.Channel, key: str | None = None) -> str:
+        known = self._keys.get(channel)
+        if known is None or (key is not None and key != known):
+            known = key or immp.channel_key(channel)
+            self._texts[channel] = encode_basestring(known)
+            self._keys[channel] = known
+        return known
 
     # A new entry is written once, when its copies are known (one store write per bridged
     # message, not one more per copy): ``add`` holds it (``pending`` is 1), the hook counts
@@ -240,25 +246,37 @@ class StoreCopyMap(MemoryCopyMap):
         hook = self._hook
         hook.host.store.messages.put(hook.name, copies.stored_as, partial(self._entry, copies), ids)
 
-    def _entry(self, copies: Copies) -> dict:
-        get = self._keys.get
+    def _entry(self, copies: Copies, text=encode_basestring) -> str:
+        # The entry's JSON text, put together here from each channel key's text (encoded once
+        # per channel): this runs in the store's thread, which holds the GIL while it does, and
+        # a dict of the same for the store to encode cost about twice as much. ``text`` encodes
+        # one ID (json.dumps, if a plug gave an ID that is not a string).
+        code = self._texts.get
         channel, id = copies.origin
-        origin = get(channel)
-        ids = {}
-        # (a list of the items is taken at once, whatever the other thread does meanwhile)
-        for copy, copy_ids in list(copies.ids.items()):
-            key = get(copy)
-            if key is not None:
-                ids[key] = copy_ids
-        # What _revive knows without being told is left out: the origin's own ID (it is in
-        # "origin") and "deleted" while it is false. A shorter entry is less to encode, parse
-        # and store for every message.
-        if ids.get(origin) == (id,):
-            del ids[origin]
-        entry = {"origin": [origin, id], "ids": ids}
-        if copies.deleted:
-            entry["deleted"] = True
-        return entry
+        origin = code(channel) or "null"
+        own = (id,)
+        try:
+            parts = []
+            # (a list of the items is taken at once, whatever the other thread does meanwhile)
+            for copy, copy_ids in list(copies.ids.items()):
+                key = code(copy)
+                if key is None:
+                    continue
+                # What _revive knows without being told is left out: the origin's own ID (it
+                # is in "origin") and "deleted" while it is false. A shorter entry is less to
+                # encode, parse and store for every message.
+                if copy_ids == own and key == origin:
+                    continue
+                if len(copy_ids) == 1:
+                    parts.append(f"{key}:[{text(copy_ids[0])}]")
+                else:
+                    parts.append(f"{key}:[{','.join(map(text, copy_ids))}]")
+            entry = f'{{"origin":[{origin},{text(id)}],"ids":{{{",".join(parts)}}}'
+        except TypeError:
+            if text is encode_basestring:
+                return self._entry(copies, partial(json.dumps, ensure_ascii=False))
+            raise
+        return entry + (',"deleted":true}' if copies.deleted else "}")
 
     def _revive(self, entry: dict) -> Copies | None:
         plugs = self._hook.host.plugs
@@ -275,12 +293,12 @@ class StoreCopyMap(MemoryCopyMap):
                 return None
             copies = Copies(origin, origin_id)
             copies.stored_as = immp.message_key(origin_key, origin_id)
-            self._keys[origin] = origin_key
+            self._key(origin, origin_key)
             for key, ids in entry["ids"].items():
                 channel = channel_of(key)
                 if channel is not None:
                     copies.ids[channel] = tuple(ids)
-                    self._keys[channel] = key
+                    self._key(channel, key)
             copies.deleted = bool(entry.get("deleted"))
         except (KeyError, TypeError, ValueError):
             return None  # not an entry this map wrote

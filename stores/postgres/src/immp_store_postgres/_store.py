@@ -232,7 +232,7 @@ class PostgresStore(immp.ThreadedStore):
         ids: dict[tuple, tuple] = {}  # one row per (scope, channel, id): an upsert may not
         for area, key, entry, indexed in batch.entries():  # touch a row twice
             scope = self._scopes[area]
-            entries.append((scope, key, _encode(entry), now))
+            entries.append((scope, key, entry if isinstance(entry, str) else _encode(entry), now))
             for channel, id in indexed:
                 ids[(scope, channel, id)] = (scope, channel, id, key, now)
         # One statement per table and batch, the rows as arrays (unnest): psycopg sends each
