@@ -105,21 +105,22 @@ _UPSERT_IDS = (
     " DO UPDATE SET key = excluded.key, created = excluded.created"
 )
 
+# The journal's: the namespace every row shares is one parameter (?2), as the scope is above.
 _DELETE_JOURNAL = (
-    f"DELETE FROM journal WHERE (namespace, key) IN (SELECT {_columns('n', 'k')} FROM json_each(?))"
+    "DELETE FROM journal WHERE namespace = ?2 AND key IN (SELECT value FROM json_each(?1))"
 )
 _DELETE_DELIVERIES = (
-    "DELETE FROM journal_deliveries WHERE (namespace, entry) IN"
-    f" (SELECT {_columns('n', 'e')} FROM json_each(?))"
+    "DELETE FROM journal_deliveries WHERE namespace = ?2"
+    " AND entry IN (SELECT value FROM json_each(?1))"
 )
 # json_each keeps the array's order, so seq follows the order the entries were journaled in.
 _INSERT_JOURNAL = (
     "INSERT OR IGNORE INTO journal (namespace, key, created, message)"
-    f" SELECT {_columns('n', 'k', 'c', 'm')} FROM json_each(?) ORDER BY json_each.key"
+    f" SELECT ?2, {_columns('k', 'c', 'm')} FROM json_each(?1) ORDER BY json_each.key"
 )
 _UPSERT_DELIVERIES = (
     "INSERT INTO journal_deliveries (namespace, entry, delivery, state)"
-    f" SELECT {_columns('n', 'e', 'd', 's')} FROM json_each(?)"
+    f" SELECT ?2, {_columns('e', 'd', 's')} FROM json_each(?1)"
     " WHERE true ON CONFLICT (namespace, entry, delivery) DO UPDATE SET state = excluded.state"
 )
 
@@ -291,17 +292,19 @@ class SQLiteStore(ThreadedStore):
     def _write_journal(self, conn: sqlite3.Connection, journal) -> None:
         ns = self.namespace
         if journal.done:
-            done = _rows([[ns, entry] for entry in journal.done])
-            conn.execute(_DELETE_JOURNAL, (done,))
-            conn.execute(_DELETE_DELIVERIES, (done,))
+            done = _rows(list(journal.done))
+            conn.execute(_DELETE_JOURNAL, (done, ns))
+            conn.execute(_DELETE_DELIVERIES, (done, ns))
         if journal.entries:
-            conn.execute(_INSERT_JOURNAL, (_rows([[ns, key, created, text() if callable(text)
-                                                   else text] for key, (created, text)
-                                                  in journal.entries.items()]),))  # fmt: skip
+            # A message given as a function is JSON-ready data: encoded here, once, with its
+            # row, and json_extract gives its text back (as for the message map's entries).
+            rows = [(key, created, message() if callable(message) else message)
+                    for key, (created, message) in journal.entries.items()]  # fmt: skip
+            conn.execute(_INSERT_JOURNAL, (_rows(rows), ns))
         if journal.deliveries:
-            rows = [[ns, entry, delivery, state] for entry, states in journal.deliveries.items()
+            rows = [(entry, delivery, state) for entry, states in journal.deliveries.items()
                     for delivery, state in states.items()]  # fmt: skip
-            conn.execute(_UPSERT_DELIVERIES, (_rows(rows),))
+            conn.execute(_UPSERT_DELIVERIES, (_rows(rows), ns))
 
     def read_journal(self, conn: sqlite3.Connection):
         entries = conn.execute(
