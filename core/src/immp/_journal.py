@@ -201,7 +201,10 @@ class Journal:
         # Made into JSON-ready data only if still open at the store's next commit, and then in
         # the store's thread (which encodes it with its row): a received message is not
         # changed after this.
-        self._batch_now().entries[key] = (time.time(), partial(_message, sent))
+        batch = self._batch
+        if batch is None:
+            batch = self._batch_now()
+        batch.entries[key] = (time.time(), partial(_message, sent))
         if self._token is None:  # outside a run
             self.submit()
         return key
@@ -221,13 +224,36 @@ class Journal:
         entry = sent.key
         if not self.enabled or entry is None:
             return [None] * len(channels)
-        known = self._replayed.pop(entry, None)
+        if self._replayed:
+            known = self._replayed.pop(entry, None)
+            if known is not None:
+                return self._route_replayed(sent, channels, known)
+        # Nothing is written: a delivery without a row is pending, which is what a replay takes
+        # it for (only what is done or in doubt is written, as it happens). The key is
+        # f"{entry}/{channel_key(channel)}", spelled out: it is made for every copy.
+        keys: list[str | None] = [f"{entry}/{channel.plug.name}\x1f{channel.source}"
+                                  for channel in channels]  # fmt: skip
+        rows = self._open.get(entry)
+        if rows is not None:  # routed before (by another hook)
+            rows.update(dict.fromkeys(keys, PENDING))
+        elif keys:
+            self._open[entry] = dict.fromkeys(keys, PENDING)
+        else:
+            self.done(entry)  # nowhere to go
+        return keys
+
+    def _route_replayed(
+        self, sent: SentMessage, channels: list[Channel], known: dict[str, int]
+    ) -> list[str | None]:
+        # route() for an entry of the last run: what its rows say is done is not sent again,
+        # nor what is in doubt under the "drop" policy.
+        entry = sent.key
         rows = self._open.setdefault(entry, {})
         keys: list[str | None] = []
         for channel in channels:
             delivery = f"{entry}/{channel_key(channel)}"
-            state = known.get(delivery, PENDING) if known is not None else PENDING
-            if known is not None and delivery in known and state == DONE:
+            state = known.get(delivery, PENDING)
+            if state == DONE:
                 keys.append(None)
                 continue
             if state == WRITING and self.in_doubt == "drop":
@@ -238,8 +264,6 @@ class Journal:
                 self._batch_now().deliveries.setdefault(entry, {})[delivery] = DONE
                 keys.append(None)
                 continue
-            # (Not written: a delivery without a row is pending, which is what a replay takes
-            # it for. Only what is done or in doubt is written, as it happens.)
             rows[delivery] = PENDING
             keys.append(delivery)
         if not rows:
@@ -275,11 +299,15 @@ class Journal:
         if rows is None or rows.pop(delivery, None) is None:
             return
         if rows:
-            self._batch_now().deliveries.setdefault(entry, {})[delivery] = DONE
+            batch = self._batch
+            if batch is None:
+                batch = self._batch_now()
+            batch.deliveries.setdefault(entry, {})[delivery] = DONE
             if self._token is None:  # outside a run
                 self.submit()
-        else:
-            self._finish(entry)
+        else:  # the last: the entry is done
+            del self._open[entry]
+            self.done(entry)
 
     def _finish(self, entry: str) -> None:
         self._open.pop(entry, None)
@@ -288,8 +316,11 @@ class Journal:
     def done(self, entry: str) -> None:
         """Forget an entry and its deliveries (everything went out, or it expired)."""
         if self.enabled:
-            batch = self._batch_now()
-            batch.deliveries.pop(entry, None)
+            batch = self._batch
+            if batch is None:
+                batch = self._batch_now()
+            if batch.deliveries:
+                batch.deliveries.pop(entry, None)
             if batch.entries.pop(entry, None) is None:
                 batch.done.add(entry)
             if self._token is None:  # outside a run

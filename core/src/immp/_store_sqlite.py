@@ -114,9 +114,12 @@ _DELETE_DELIVERIES = (
     " AND entry IN (SELECT value FROM json_each(?1))"
 )
 # json_each keeps the array's order, so seq follows the order the entries were journaled in.
+# The time created comes in microseconds, a whole number: Python's repr of a float such as
+# time.time() (dtoa) costs the store's thread more than encoding the rest of the row.
 _INSERT_JOURNAL = (
     "INSERT OR IGNORE INTO journal (namespace, key, created, message)"
-    f" SELECT ?2, {_columns('k', 'c', 'm')} FROM json_each(?1) ORDER BY json_each.key"
+    " SELECT ?2, json_extract(value, '$[0]'), json_extract(value, '$[1]') / 1000000.0,"
+    " json_extract(value, '$[2]') FROM json_each(?1) ORDER BY json_each.key"
 )
 _UPSERT_DELIVERIES = (
     "INSERT INTO journal_deliveries (namespace, entry, delivery, state)"
@@ -298,7 +301,7 @@ class SQLiteStore(ThreadedStore):
         if journal.entries:
             # A message given as a function is JSON-ready data: encoded here, once, with its
             # row, and json_extract gives its text back (as for the message map's entries).
-            rows = [(key, created, message() if callable(message) else message)
+            rows = [(key, int(created * 1000000), message() if callable(message) else message)
                     for key, (created, message) in journal.entries.items()]  # fmt: skip
             conn.execute(_INSERT_JOURNAL, (_rows(rows), ns))
         if journal.deliveries:
