@@ -31,14 +31,17 @@ async def test_entries_and_deliveries_outlive_the_store_in_the_order_written(new
     store.journal_write([("entry", "r.10", 100.5, '{"n":10}'), ("entry", "r.9", 99.0, '{"n":9}'),
                          ("delivery", "r.10", "r.10/b", PENDING),
                          ("delivery", "r.10", "r.10/c", PENDING)])  # fmt: skip
-    store.journal_write([("entry", "r.11", 101.0, lambda: '{"n":11}')])  # encoded when written
+    store.journal_write([("entry", "r.11", 101.0, lambda: '{"n":11}')])  # made when written
+    # A function may give the message as JSON-ready data instead: stored as its JSON text.
+    store.journal_write([("entry", "r.12", 102.0, lambda: {"n": 12, "t": 'é "\\\x1f', "at": 0.1})])
     await store.flush()
     store.journal_write([("delivery", "r.10", "r.10/b", WRITING),
                          ("delivery", "r.10", "r.10/c", DONE),
                          ("delivery", "r.9", "r.9/b", PENDING), ("done", "r.11")])  # fmt: skip
     await store.close()
     entries, deliveries = await _load(new_store())
-    assert entries == [("r.10", 100.5, '{"n":10}'), ("r.9", 99.0, '{"n":9}')]
+    assert entries == [("r.10", 100.5, '{"n":10}'), ("r.9", 99.0, '{"n":9}'),
+                       ("r.12", 102.0, '{"n":12,"t":"é \\"\\\\\\u001f","at":0.1}')]  # fmt: skip
     assert sorted(deliveries) == [("r.10", "r.10/b", WRITING), ("r.10", "r.10/c", DONE),
                                   ("r.9", "r.9/b", PENDING)]  # fmt: skip
 

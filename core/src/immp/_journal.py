@@ -11,8 +11,10 @@ message with the journal on::
     plug: await self.taken()       -> returns once the entry is queued in the store, so that a
                                       cursor the plug saves after it (Matrix's sync token, the
                                       demo's input offset) lands in the same or a later commit
-    sync hook: journal.route(sent, channels) -> one delivery row per target; the delivery key
-                                      of each (None where a replay finds it done)
+    sync hook: journal.route(sent, channels) -> one delivery per target, the delivery key of
+                                      each (None where a replay finds it done); a delivery
+                                      gets a row only once it is done or in doubt (no row:
+                                      pending, which is what a replay takes it for)
     Pipeline.send(channel, msg)    -> msg.key is the delivery key: a plug that sends
                                       idempotently uses it (Matrix: the txnId); when put()
                                       returns the delivery is marked done, unless the plug
@@ -117,8 +119,8 @@ class Journal:
             rows = by_entry.get(key, {})
             if created < cutoff:
                 self.expired += 1
-                waiting = [d for d, state in rows.items() if state != DONE]
-                note = f" ({len(waiting)} deliveries not done)" if waiting else ""
+                done = sum(1 for state in rows.values() if state == DONE)
+                note = f" (delivered to {done} of its targets already)" if done else ""
                 where = message.get("channel")
                 log.warning("Journal: expired (older than %ss, not replayed): %s in %s: %s%s",
                             self.age, key, where, _excerpt(message), note)  # fmt: skip
@@ -127,9 +129,9 @@ class Journal:
             self._replay.append((key, message))
             self._replayed[key] = rows
         if entries:
-            waiting = sum(1 for rows in by_entry.values() for s in rows.values() if s != DONE)
-            log.warning("Journal: %d entries from the last run (%d deliveries not done), "
-                        "%d expired", len(self._replay), waiting, self.expired)  # fmt: skip
+            doubt = sum(1 for rows in by_entry.values() for s in rows.values() if s == WRITING)
+            log.warning("Journal: %d entries from the last run (%d deliveries in doubt), "
+                        "%d expired", len(self._replay), doubt, self.expired)  # fmt: skip
 
     async def replay(self, process) -> None:
         """
@@ -196,9 +198,13 @@ class Journal:
             return None
         key = f"{self._run}.{next(self._count)}"
         sent.key = key
-        # Encoded only if still open at the store's next commit (most are done by then), and
-        # then in the store's thread: a received message is not changed after this.
-        self._batch_now().entries[key] = (time.time(), partial(encode, sent))
+        # Made into JSON-ready data only if still open at the store's next commit, and then in
+        # the store's thread (which encodes it with its row): a received message is not
+        # changed after this.
+        batch = self._batch
+        if batch is None:
+            batch = self._batch_now()
+        batch.entries[key] = (time.time(), partial(_message, sent))
         if self._token is None:  # outside a run
             self.submit()
         return key
@@ -209,7 +215,8 @@ class Journal:
 
     def route(self, sent: SentMessage, channels: list[Channel]) -> list[str | None]:
         """
-        Record where ``sent`` goes: one delivery row per channel. Gives the delivery key to set
+        Record where ``sent`` goes: one delivery per channel (written once it is done or in
+        doubt; until then a replay takes it for pending, as it is). Gives the delivery key to set
         on each copy (:attr:`Message.key <immp.Message.key>`), or ``None`` for a channel it
         must not go to: off, not journaled, or (a replay) delivered already or in doubt under
         the ``drop`` policy.
@@ -217,14 +224,36 @@ class Journal:
         entry = sent.key
         if not self.enabled or entry is None:
             return [None] * len(channels)
-        known = self._replayed.pop(entry, None)
+        if self._replayed:
+            known = self._replayed.pop(entry, None)
+            if known is not None:
+                return self._route_replayed(sent, channels, known)
+        # Nothing is written: a delivery without a row is pending, which is what a replay takes
+        # it for (only what is done or in doubt is written, as it happens). The key is
+        # f"{entry}/{channel_key(channel)}", spelled out: it is made for every copy.
+        keys: list[str | None] = [f"{entry}/{channel.plug.name}\x1f{channel.source}"
+                                  for channel in channels]  # fmt: skip
+        rows = self._open.get(entry)
+        if rows is not None:  # routed before (by another hook)
+            rows.update(dict.fromkeys(keys, PENDING))
+        elif keys:
+            self._open[entry] = dict.fromkeys(keys, PENDING)
+        else:
+            self.done(entry)  # nowhere to go
+        return keys
+
+    def _route_replayed(
+        self, sent: SentMessage, channels: list[Channel], known: dict[str, int]
+    ) -> list[str | None]:
+        # route() for an entry of the last run: what its rows say is done is not sent again,
+        # nor what is in doubt under the "drop" policy.
+        entry = sent.key
         rows = self._open.setdefault(entry, {})
-        written = self._batch_now().deliveries
         keys: list[str | None] = []
         for channel in channels:
             delivery = f"{entry}/{channel_key(channel)}"
-            state = known.get(delivery, PENDING) if known is not None else PENDING
-            if known is not None and delivery in known and state == DONE:
+            state = known.get(delivery, PENDING)
+            if state == DONE:
                 keys.append(None)
                 continue
             if state == WRITING and self.in_doubt == "drop":
@@ -232,12 +261,10 @@ class Journal:
                 log.warning("Journal: in doubt, not sent again (journal-in-doubt: drop): %s to "
                             "%s: %s", entry, channel_key(channel).replace("\x1f", ":"),
                             sent.render())  # fmt: skip
-                (written.get(entry) or written.setdefault(entry, {}))[delivery] = DONE
+                self._batch_now().deliveries.setdefault(entry, {})[delivery] = DONE
                 keys.append(None)
                 continue
             rows[delivery] = PENDING
-            if known is None or delivery not in known:
-                (written.get(entry) or written.setdefault(entry, {}))[delivery] = PENDING
             keys.append(delivery)
         if not rows:
             self._finish(entry)
@@ -272,11 +299,15 @@ class Journal:
         if rows is None or rows.pop(delivery, None) is None:
             return
         if rows:
-            self._batch_now().deliveries.setdefault(entry, {})[delivery] = DONE
+            batch = self._batch
+            if batch is None:
+                batch = self._batch_now()
+            batch.deliveries.setdefault(entry, {})[delivery] = DONE
             if self._token is None:  # outside a run
                 self.submit()
-        else:
-            self._finish(entry)
+        else:  # the last: the entry is done
+            del self._open[entry]
+            self.done(entry)
 
     def _finish(self, entry: str) -> None:
         self._open.pop(entry, None)
@@ -285,8 +316,11 @@ class Journal:
     def done(self, entry: str) -> None:
         """Forget an entry and its deliveries (everything went out, or it expired)."""
         if self.enabled:
-            batch = self._batch_now()
-            batch.deliveries.pop(entry, None)
+            batch = self._batch
+            if batch is None:
+                batch = self._batch_now()
+            if batch.deliveries:
+                batch.deliveries.pop(entry, None)
             if batch.entries.pop(entry, None) is None:
                 batch.done.add(entry)
             if self._token is None:  # outside a run
@@ -424,6 +458,11 @@ def _uncontent(data: dict, host: Host) -> dict:
 
 def encode(sent: SentMessage) -> str:
     """A received message as JSON text (see :func:`decode`)."""
+    return _encode(_message(sent))
+
+
+def _message(sent: SentMessage) -> dict:
+    # What encode() writes, as JSON-ready data (the journal hands this to the store).
     data = _content(sent)
     data["channel"] = [sent.channel.plug.name, sent.channel.source]
     data["id"] = sent.id
@@ -432,7 +471,12 @@ def encode(sent: SentMessage) -> str:
         data["revision"] = sent.revision
     if sent.deleted:
         data["deleted"] = True
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return data
+
+
+# One encoder for every entry (json.dumps with options makes one per call); no check for
+# circular references, as the data is lists and dicts made fresh by _content.
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
 
 
 def decode(data: dict, host: Host) -> SentMessage:

@@ -470,11 +470,12 @@ class MemoryStore(Store):
 class JournalBatch:
     """
     Journal writes merged as they are queued, to their net effect: an entry added and done
-    before the next commit is never written at all (most are, under load). An entry's text may
-    be a function that gives it, called only when it is written. ``entries`` are
-    ``{key: (created, text)}`` to insert (in order), ``deliveries`` ``{entry: {delivery:
-    state}}`` to upsert, ``done`` the entries to delete (with their deliveries). The memory
-    store keeps one as its journal.
+    before the next commit is never written at all. ``entries`` are ``{key: (created,
+    message)}`` to insert (in order), ``deliveries`` ``{entry: {delivery: state}}`` to upsert,
+    ``done`` the entries to delete (with their deliveries). An entry's message is its JSON text,
+    or a function that gives it as JSON-ready data, called only when it is written (so that a
+    backend that builds JSON anyway encodes it once, with its rows; :meth:`entry_rows` gives
+    the text). The memory store keeps one as its journal.
     """
 
     __slots__ = ("deliveries", "done", "entries")
@@ -500,7 +501,11 @@ class JournalBatch:
                 self.done.add(entry)
 
     def merge(self, newer: JournalBatch) -> None:
-        """Apply ``newer`` (queued later) on top of this batch."""
+        """Apply ``newer`` (queued later) on top of this batch; ``newer`` is this batch's now."""
+        if not (self.entries or self.deliveries or self.done):
+            # The usual case (one hand-over per round of the store's thread): taken whole.
+            self.entries, self.deliveries, self.done = newer.entries, newer.deliveries, newer.done
+            return
         for entry in newer.done:
             self.deliveries.pop(entry, None)
             if self.entries.pop(entry, None) is None:
@@ -509,13 +514,26 @@ class JournalBatch:
         for entry, rows in newer.deliveries.items():
             self.deliveries.setdefault(entry, {}).update(rows)
 
+    def entry_rows(self) -> list[tuple[str, float, str]]:
+        """``(key, created, text)`` of each entry to insert, in order (made now if a function)."""
+        return [(key, created, _journal_text(message))
+                for key, (created, message) in self.entries.items()]  # fmt: skip
+
     def rows(self):
         """As :meth:`Store.journal_load` gives them (for the memory store)."""
-        entries = [(key, created, text() if callable(text) else text)
-                   for key, (created, text) in self.entries.items()]  # fmt: skip
+        entries = self.entry_rows()
         deliveries = [(entry, delivery, state) for entry, rows in self.deliveries.items()
                       for delivery, state in rows.items()]  # fmt: skip
         return entries, deliveries
+
+
+def _journal_text(message: Any) -> str:
+    if callable(message):
+        message = message()
+    return message if isinstance(message, str) else _journal_json(message)
+
+
+_journal_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 # -- the store: config key ---------------------------------------------------------------------

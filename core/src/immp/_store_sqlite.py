@@ -106,6 +106,7 @@ _UPSERT_IDS = (
     " ON CONFLICT (scope, channel, id) DO UPDATE SET key = excluded.key, created = excluded.created"
 )
 
+# The journal's: the namespace every row shares is one parameter (?1), as the scope is above.
 _DELETE_JOURNAL = (
     "DELETE FROM journal WHERE namespace = ?1"
     " AND key IN (SELECT column1 FROM (VALUES {rows}) LIMIT ?2)"
@@ -348,8 +349,8 @@ class SQLiteStore(ThreadedStore):
             self._rows(conn, _DELETE_DELIVERIES, 1, done, ns)
         if journal.entries:
             rows = []
-            for key, (created, text) in journal.entries.items():
-                rows += (key, created, text() if callable(text) else text)
+            for row in journal.entry_rows():  # (a message given as data is encoded here)
+                rows += row
             self._rows(conn, _INSERT_JOURNAL, 3, rows, ns)
         if journal.deliveries:
             rows = []

@@ -258,8 +258,7 @@ class PostgresStore(immp.ThreadedStore):
             conn.execute(_DELETE_JOURNAL, (ns, done))
             conn.execute(_DELETE_DELIVERIES, (ns, done))
         if journal.entries:
-            rows = [(key, created, text() if callable(text) else text)
-                    for key, (created, text) in journal.entries.items()]  # fmt: skip
+            rows = journal.entry_rows()
             conn.execute(_INSERT_JOURNAL, (ns, *_columns(rows, 3)))
         if journal.deliveries:
             rows = [(entry, delivery, state) for entry, states in journal.deliveries.items()
