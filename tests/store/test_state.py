@@ -113,3 +113,19 @@ async def test_host_stats_include_the_store(tmp_path):
     assert stats["backend"] == "sqlite" and stats["flushes"] >= 1
     assert stats["queue_depth"] == 0 and stats["flush_seconds_total"] > 0
     assert stats["last_flush_seconds"] > 0 and stats["reachable"]
+
+
+def test_a_full_write_queue_drops_its_oldest_writes_first_and_keeps_the_newest():
+    # What the store does while its database is unreachable and the queue reached max_queue.
+    batch = immp.WriteBatch()
+    for n in range(100):
+        batch.add(("message", "sync", f"m{n}", {"n": n}, [("a\x1froom", str(n))]))
+    for n in range(10):
+        batch.add(("state", "plug", f"s{n}", str(n)))
+    assert batch.drop_oldest(30) == 30
+    assert [key for _, key in batch.messages] == [f"m{n}" for n in range(30, 100)]
+    assert len(batch) == 80
+    # Message entries go before state; what is asked beyond what is queued is not invented.
+    assert batch.drop_oldest(75) == 75
+    assert not batch.messages and [key for _, key in batch.state] == ["s5", "s6", "s7", "s8", "s9"]
+    assert batch.drop_oldest(50) == 5 and len(batch) == 0

@@ -12,7 +12,8 @@ except on a lookup that missed the cache:
                                            then the lookups, then wakes the waiting tasks with
                                            one TrioToken.run_sync_soon call per round
 
-While the database is unreachable, writes stay queued (the oldest dropped beyond ``max_queue``,
+While the database is unreachable, writes stay queued (beyond ``max_queue``, the oldest
+sixteenth of them dropped at once,
 counted in ``stats()["dropped"]``) and are retried every ``retry_interval`` seconds; lookups
 answer at once as not found, so callers fall back to what they have in memory. This is said once
 when it is lost and once when it is back.
@@ -23,6 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from itertools import islice
 from typing import Any
 
 import trio
@@ -99,12 +101,21 @@ class WriteBatch:
             if ids:
                 known[1].extend(ids)
 
-    def drop_oldest(self) -> None:
-        """Forget the oldest key's writes (the queue is full)."""
-        table = self.messages or self.state
-        if table:
-            del table[next(iter(table))]
-        self.count = max(0, self.count - 1)
+    def drop_oldest(self, keys: int) -> int:
+        """
+        Forget the writes of the ``keys`` oldest keys, message entries first (the queue is
+        full); returns how many it forgot. In one go: iterating a dict starts with the holes
+        its earlier deletions left at its front, and one key at a time cost a scan of them all
+        for each write (89 us a write with 100,000 queued).
+        """
+        dropped = 0
+        for table in (self.messages, self.state):
+            oldest = list(islice(table, keys - dropped))
+            for slot in oldest:
+                del table[slot]
+            dropped += len(oldest)
+        self.count = max(0, self.count - dropped)
+        return dropped
 
     def put_back(self, newer: WriteBatch) -> WriteBatch:
         """This batch, not written, with the writes queued since (``newer``) merged after it."""
@@ -288,9 +299,9 @@ class ThreadedStore(Store):
                 self._cond.notify()
 
     def _overflow(self) -> None:
-        # Only while the database is unreachable can the queue grow this far (under _lock).
-        self._writes.drop_oldest()
-        self._dropped += 1
+        # Only while the database is unreachable can the queue grow this far (under _lock):
+        # the oldest sixteenth goes at once, so that dropping costs little per write.
+        self._dropped += self._writes.drop_oldest(max(1, self.max_queue // 16))
         if not self._full_said:
             self._full_said = True
             log.error("Store %s: %d writes queued; dropping the oldest until it is back",
