@@ -64,6 +64,10 @@ IN_DOUBT_POLICIES = ("drop", "resend")
 # Delivery states, as stored.
 PENDING, WRITING, DONE = 0, 1, 2
 
+#: Seconds between looks for entries that no hook routed within ``age`` (at most; the age if
+#: shorter), which are then let go (see Journal.add).
+SWEEP_INTERVAL = 30.0
+
 
 class Journal:
     """
@@ -91,6 +95,11 @@ class Journal:
         self.replayed = 0
         self.expired = 0
         self.dropped_in_doubt = 0
+        # entry key -> when added, of entries no hook routed yet (most are routed at once):
+        # what _sweep lets go once older than age. And when it looks next.
+        self._unrouted: dict[str, float] = {}
+        self._sweep_at = 0.0
+        self.unrouted = 0
         # Writes of this trio tick, merged as they are made and handed to the store in one go
         # (see _batch_now).
         self._batch: JournalBatch | None = None
@@ -107,6 +116,8 @@ class Journal:
         self._open = {}
         self._replayed = {}
         self._replay = []
+        self._unrouted = {}
+        self._sweep_at = 0.0
         if not self.enabled:
             return
         entries, deliveries = await self.host.store.journal_load()
@@ -149,9 +160,10 @@ class Journal:
             sent = decode(message, self.host)
             sent.key = key
             self.replayed += 1
+            self._unrouted[key] = time.time()  # a new age to be routed in (see add())
             await process(plug, sent, replayed=True)
         # (Hooks may route them later, from their own queues: route() answers from
-        # _replayed until then. An entry no hook routes stays until the next start.)
+        # _replayed until then, or until an entry no hook routes is let go.)
 
     def close(self) -> None:
         """The host stopped: what is left stays journaled for the next start."""
@@ -204,10 +216,31 @@ class Journal:
         batch = self._batch
         if batch is None:
             batch = self._batch_now()
-        batch.entries[key] = (time.time(), partial(_message, sent))
+        now = time.time()
+        batch.entries[key] = (now, partial(_message, sent))
+        # Until a hook routes it (route(), even to nowhere). A message that no hook routes
+        # within the age limit (one in a channel no sync hook bridges) is let go then, as it
+        # would expire at the next start: else every such message stayed in the store for as
+        # long as the process ran, and was handed to the hooks again at each start.
+        self._unrouted[key] = now
+        if now >= self._sweep_at:
+            self._sweep(now)
         if self._token is None:  # outside a run
             self.submit()
         return key
+
+    def _sweep(self, now: float) -> None:
+        self._sweep_at = now + min(self.age, SWEEP_INTERVAL)
+        cutoff = now - self.age
+        old = [key for key, added in self._unrouted.items() if added <= cutoff]
+        for key in old:
+            del self._unrouted[key]
+            self._replayed.pop(key, None)
+            self.done(key)
+        if old:
+            self.unrouted += len(old)
+            log.debug("Journal: %d entries no hook routed within %ss let go", len(old),
+                      self.age)  # fmt: skip
 
     def replaying(self, sent: SentMessage) -> bool:
         """Whether ``sent`` is an entry of the last run handed to the hooks again."""
@@ -224,6 +257,7 @@ class Journal:
         entry = sent.key
         if not self.enabled or entry is None:
             return [None] * len(channels)
+        self._unrouted.pop(entry, None)
         if self._replayed:
             known = self._replayed.pop(entry, None)
             if known is not None:
@@ -341,6 +375,7 @@ class Journal:
             "replayed": self.replayed,
             "expired": self.expired,
             "dropped_in_doubt": self.dropped_in_doubt,
+            "unrouted": self.unrouted,
         }
 
 

@@ -103,7 +103,8 @@ HOST_SECTION = {
         bool,
     Optional("journal-age", _HOST["journal_age"], doc=(
         "seconds a journaled message may wait: older ones are not delivered at start (a long "
-        "downtime gives no old backlog) and are logged as expired")):
+        "downtime gives no old backlog) and are logged as expired; one that no hook routed "
+        "(nothing bridges its channel) is let go once this old")):
         Positive(),
     Optional("journal-in-doubt", _HOST["journal_in_doubt"], doc=(
         "at start, what happens to a delivery written to a network without idempotent sends "
