@@ -28,6 +28,7 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from json.encoder import c_make_encoder, encode_basestring
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
@@ -414,9 +415,7 @@ class MemoryStore(Store):
         row = self._entries.get((area, key))
         if row is None:
             return None
-        entry = row[0]() if callable(row[0]) else row[0]
-        # A copy, as read back from a database (a str is the entry's JSON text).
-        return json.loads(entry if isinstance(entry, str) else json.dumps(entry))
+        return json.loads(json_text(row[0]))  # a copy, as read back from a database
 
     async def _read_journal(self):
         return self._journal.rows()
@@ -516,24 +515,47 @@ class JournalBatch:
 
     def entry_rows(self) -> list[tuple[str, float, str]]:
         """``(key, created, text)`` of each entry to insert, in order (made now if a function)."""
-        return [(key, created, _journal_text(message))
+        return [(key, created, json_text(message))
                 for key, (created, message) in self.entries.items()]  # fmt: skip
+
+    def delivery_rows(self) -> list[tuple[str, str, int]]:
+        """``(entry, delivery, state)`` of each delivery to upsert."""
+        return [(entry, delivery, state) for entry, rows in self.deliveries.items()
+                for delivery, state in rows.items()]  # fmt: skip
 
     def rows(self):
         """As :meth:`Store.journal_load` gives them (for the memory store)."""
-        entries = self.entry_rows()
-        deliveries = [(entry, delivery, state) for entry, rows in self.deliveries.items()
-                      for delivery, state in rows.items()]  # fmt: skip
-        return entries, deliveries
+        return self.entry_rows(), self.delivery_rows()
 
 
-def _journal_text(message: Any) -> str:
-    if callable(message):
-        message = message()
-    return message if isinstance(message, str) else _journal_json(message)
+def json_text(value: Any) -> str:
+    """
+    The JSON text a store keeps for a message-map entry or a journal entry: ``value`` as it was
+    queued, which is its text already (a ``str``), JSON-ready data, or a function that gives
+    either (called now). Runs in a store's thread, which holds the GIL while it encodes.
+    """
+    if callable(value):
+        value = value()
+    return value if value.__class__ is str else _encode(value)
 
 
-_journal_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+def _unencodable(value: Any) -> Any:
+    raise TypeError(f"{type(value).__name__} is not JSON-ready data")
+
+
+# The C encoder made once, and called directly: json.dumps and JSONEncoder.encode are Python and
+# build one per call (once per entry). No check for circular references: entries are plain
+# JSON-ready data.
+if c_make_encoder is not None:
+    _encoder = c_make_encoder(None, _unencodable, encode_basestring, None, ":", ",", False,
+                              False, True)  # fmt: skip
+
+    def _encode(value: Any) -> str:
+        return "".join(_encoder(value, 0))
+else:  # pragma: no cover - a Python built without _json
+    _encode = json.JSONEncoder(
+        ensure_ascii=False, separators=(",", ":"), check_circular=False
+    ).encode
 
 
 # -- the store: config key ---------------------------------------------------------------------

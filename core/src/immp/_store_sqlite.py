@@ -30,12 +30,11 @@ import logging
 import os
 import sqlite3
 import time
-from json.encoder import c_make_encoder, encode_basestring
 from pathlib import Path
 from typing import Any
 
 from ._errors import ConfigError
-from ._store import StoreError, message_key
+from ._store import StoreError, json_text, message_key
 from ._store_thread import ThreadedStore, WriteBatch
 
 log = logging.getLogger("immp.store")
@@ -139,20 +138,6 @@ def _statement(template: str, width: int, shared: int, rows: int) -> str:
     values = ",".join("(" + ",".join(f"?{next(numbers)}" for _ in range(width)) + ")"
                       for _ in range(rows))  # fmt: skip
     return template.format(rows=values)
-
-
-# A message entry's JSON text, made by the C encoder directly: JSONEncoder.encode is Python,
-# and builds an encoder on every call (once per entry here, in the thread that holds the GIL
-# while it encodes). No check for circular references: entries are plain JSON-ready dicts.
-if c_make_encoder is not None:
-    _encoder = c_make_encoder(None, None, encode_basestring, None, ":", ",", False, False, True)
-
-    def _encode(entry: Any) -> str:
-        return "".join(_encoder(entry, 0))
-else:  # pragma: no cover - a Python built without _json
-    _encode = json.JSONEncoder(
-        ensure_ascii=False, separators=(",", ":"), check_circular=False
-    ).encode
 
 
 class SQLiteStore(ThreadedStore):
@@ -295,9 +280,7 @@ class SQLiteStore(ThreadedStore):
                 rows[0] += (key, text)
         for (area, key), (entry, indexed) in batch.messages.items():
             rows = scopes.get(area) or scopes.setdefault(area, [[], [], [], []])
-            if callable(entry):
-                entry = entry()
-            rows[2] += (key, entry if entry.__class__ is str else _encode(entry))
+            rows[2] += (key, json_text(entry))
             for channel, id in indexed:
                 rows[3] += (channel, id, key)
         conn.execute("BEGIN")
@@ -354,9 +337,8 @@ class SQLiteStore(ThreadedStore):
             self._rows(conn, _INSERT_JOURNAL, 3, rows, ns)
         if journal.deliveries:
             rows = []
-            for entry, states in journal.deliveries.items():
-                for delivery, state in states.items():
-                    rows += (entry, delivery, state)
+            for row in journal.delivery_rows():
+                rows += row
             self._rows(conn, _UPSERT_DELIVERIES, 3, rows, ns)
 
     def read_journal(self, conn: sqlite3.Connection):

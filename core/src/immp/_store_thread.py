@@ -30,7 +30,7 @@ from typing import Any
 import trio
 
 from ._errors import describe_error
-from ._store import MAX_QUEUE, PRUNE_INTERVAL, JournalBatch, Store, StoreError
+from ._store import MAX_QUEUE, PRUNE_INTERVAL, JournalBatch, Store, StoreError, json_text
 
 log = logging.getLogger("immp.store")
 
@@ -131,12 +131,9 @@ class WriteBatch:
         self.count += newer.count
         return self
 
-    def entries(self) -> list[tuple[str, str, dict | str, list]]:
-        """
-        ``(area, key, entry, ids)`` of each message entry (made now if given as a function); an
-        entry is a dict or its JSON text (see :meth:`immp.MessageMap.put`).
-        """
-        return [(area, key, entry() if callable(entry) else entry, ids)
+    def entries(self) -> list[tuple[str, str, str, list]]:
+        """``(area, key, entry, ids)`` of each message entry, the entry as its JSON text."""
+        return [(area, key, json_text(entry), ids)
                 for (area, key), (entry, ids) in self.messages.items()]  # fmt: skip
 
 
@@ -281,26 +278,25 @@ class ThreadedStore(Store):
 
     def _write(self, op: tuple) -> None:
         with self._lock:
-            writes = self._writes
-            writes.add(op)
-            if writes.count > self.max_queue:
-                self._overflow()
-            if self._sleeping:
-                self._cond.notify()
+            self._writes.add(op)
+            self._queued()
 
     def _write_message(self, area: str, key: str, entry: Any, ids: list) -> None:
         # _write without the op tuple and its dispatch: one per bridged message.
         with self._lock:
-            writes = self._writes
-            writes.add_message(area, key, entry, ids)
-            if writes.count > self.max_queue:
-                self._overflow()
-            if self._sleeping:
-                self._cond.notify()
+            self._writes.add_message(area, key, entry, ids)
+            self._queued()
+
+    def _queued(self) -> None:
+        # After a write was queued (under _lock): wake the thread if it sleeps. Only while the
+        # database is unreachable can the queue grow past max_queue: then the oldest sixteenth
+        # goes at once, so that dropping costs little per write.
+        if self._writes.count > self.max_queue:
+            self._overflow()
+        if self._sleeping:
+            self._cond.notify()
 
     def _overflow(self) -> None:
-        # Only while the database is unreachable can the queue grow this far (under _lock):
-        # the oldest sixteenth goes at once, so that dropping costs little per write.
         self._dropped += self._writes.drop_oldest(max(1, self.max_queue // 16))
         if not self._full_said:
             self._full_said = True

@@ -221,10 +221,7 @@ class DemoPlug(immp.Plug):
             user=user or self.bot,
             **fields,
         )
-        self._messages[sent.id] = sent  # (_remember inline)
-        self._order.append(sent.id)
-        if len(self._order) > self.config["history"]:
-            self._messages.pop(self._order.popleft(), None)
+        self._remember(sent)
         if not self.host.offer(self, sent):  # (self.offer(), a call less) full: wait for room
             await self.queue(sent)
         return sent
@@ -307,10 +304,7 @@ class DemoPlug(immp.Plug):
             os.write(self._output, (json.dumps(row, ensure_ascii=False) + "\n").encode())
             if msg.key is not None:
                 self._written[msg.key] = sent.id
-        self._messages[sent.id] = sent  # (_remember inline)
-        self._order.append(sent.id)
-        if len(self._order) > self.config["history"]:
-            self._messages.pop(self._order.popleft(), None)
+        self._remember(sent)
         if self.config["echo"]:
             try:
                 # Nothing waiting on the wire and room in the host's inbox: hand the echo

@@ -40,11 +40,6 @@ import immp
 
 log = logging.getLogger("immp.store")
 
-# One encoder for every entry (json.dumps with options builds one per call), without the check
-# for circular references (entries are plain JSON-ready dicts): this runs in the store's thread,
-# which holds the GIL while it encodes.
-_encode = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
-
 #: Statements that bring a database from version N-1 to N, each version in one transaction.
 #: Never edit a version that has shipped; add one.
 MIGRATIONS: dict[int, list[str]] = {
@@ -232,7 +227,7 @@ class PostgresStore(immp.ThreadedStore):
         ids: dict[tuple, tuple] = {}  # one row per (scope, channel, id): an upsert may not
         for area, key, entry, indexed in batch.entries():  # touch a row twice
             scope = self._scopes[area]
-            entries.append((scope, key, entry if isinstance(entry, str) else _encode(entry), now))
+            entries.append((scope, key, entry, now))  # (entries() gives the JSON text)
             for channel, id in indexed:
                 ids[(scope, channel, id)] = (scope, channel, id, key, now)
         # One statement per table and batch, the rows as arrays (unnest): psycopg sends each
@@ -261,9 +256,7 @@ class PostgresStore(immp.ThreadedStore):
             rows = journal.entry_rows()
             conn.execute(_INSERT_JOURNAL, (ns, *_columns(rows, 3)))
         if journal.deliveries:
-            rows = [(entry, delivery, state) for entry, states in journal.deliveries.items()
-                    for delivery, state in states.items()]  # fmt: skip
-            conn.execute(_UPSERT_DELIVERIES, (ns, *_columns(rows, 3)))
+            conn.execute(_UPSERT_DELIVERIES, (ns, *_columns(journal.delivery_rows(), 3)))
 
     def read_journal(self, conn: psycopg.Connection):
         entries = conn.execute(
