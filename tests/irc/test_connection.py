@@ -378,3 +378,17 @@ async def test_a_wrong_sasl_password_goes_on_when_not_required(caplog):
             assert plug.open_state is immp.OpenState.active
         nursery.cancel_scope.cancel()
     assert any("SASL login as alice failed (904" in r.getMessage() for r in caplog.records)
+
+
+async def test_our_own_quit_is_not_logged_as_a_server_error(server, caplog):
+    # ngircd answers our QUIT with ERROR ("Disconnecting"): that is the goodbye, not a fault.
+    caplog.set_level(logging.INFO, logger="immp_irc")
+    async with irc_host(plug_config(server.port)) as (host, _, _):
+        async with RawClient.connected(server.port, "alice") as alice:
+            await alice.join("#test")
+            await _wait_until_in_channel(alice, "bot", "#test")
+            await host.stop("irc")
+            await alice.expect(":bot!", "QUIT")
+    messages = [r.getMessage() for r in caplog.records if r.name.startswith("immp_irc")]
+    assert not any("Server error" in m for m in messages)
+    assert any("Server closed the link after our QUIT" in m for m in messages)

@@ -499,8 +499,11 @@ class Connection:
             self.outgoing.acknowledge(params[-1])
         elif command == "ERROR":
             # After our own QUIT the server says goodbye with ERROR: not a problem then.
-            report = self.log.info if self._closing else self.log.warning
-            report("Server error: %s", params[-1] if params else "")
+            text = params[-1] if params else ""
+            if self._closing:
+                self.log.info("Server closed the link after our QUIT: %s", text)
+            else:
+                self.log.warning("Server error: %s", text)
         elif not session.ready:
             await session.registration.handle(line)
             if session.registration.done and not session.ready:
