@@ -432,6 +432,29 @@ async def test_running_hosts_tune_the_garbage_collector_and_the_last_to_stop_res
         gc.set_threshold(*before)
 
 
+async def test_while_messages_stream_the_young_generation_is_collected_less_often(monkeypatch):
+    # Ticks of 20 ms; 20 messages in one make it busy.
+    monkeypatch.setattr(immp._host._Collector, "TICK", 0.02)
+    monkeypatch.setattr(immp._host._Collector, "BUSY_MESSAGES", 20)
+    host, plug = make_host()
+    hook = host.add_hook(RecordingHook("seen", host=host))
+    async with running(host):
+        quiet = gc.get_threshold()[0]
+        assert quiet >= immp._host._Collector.YOUNG_THRESHOLD
+        thresholds = set()
+        for n in range(400):  # a stream: 400 messages over about 80 ms
+            await plug.inject(str(n))
+            if n % 20 == 0:
+                await trio.sleep(0.004)
+                thresholds.add(gc.get_threshold()[0])
+        await hook.wait_for(400)
+        assert immp._host._Collector.BUSY_THRESHOLD in thresholds
+        # A quiet tick after the stream: the young generation is collected as often as before.
+        await trio.sleep(0.1)
+        assert gc.get_threshold()[0] == quiet
+    assert len(hook.seen) == 400
+
+
 # -- stopping and starting again ---------------------------------------------------------------
 
 

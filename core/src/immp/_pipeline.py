@@ -164,6 +164,10 @@ class Pipeline:
         inbox = self.line(plug).inbox = Queue(INBOX_SIZE)
         return inbox
 
+    def received_total(self) -> int:
+        """How many messages the plugs' pumps have taken in so far, all plugs together."""
+        return sum(line.received for line in self._lines.values())
+
     def waiting(self, plug: Plug) -> int:
         """How many received messages wait in a plug's inbox."""
         inbox = self.line(plug).inbox
