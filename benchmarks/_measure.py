@@ -49,21 +49,30 @@ def rss() -> int:
 
 
 async def measure(
-    inject: Callable[[int, int], Awaitable[None]], outs: Sequence, n: int
+    inject: Callable[[int, int], Awaitable[None]],
+    outs: Sequence,
+    n: int,
+    settle: Callable[[], Awaitable[None]] | None = None,
 ) -> dict[str, float]:
     """
     ``await inject(start, stop)`` posts messages ``start`` to ``stop`` and returns once every
     target has them. Times N messages, then measures memory growth over N more (the first N fill
-    every bounded history, so what grows after them is what would grow forever).
+    every bounded history, so what grows after them is what would grow forever). ``settle``, if
+    given, is awaited before each reading of RSS: a store's flush, so that the writes still
+    queued for its thread (bounded, and gone a moment later) are not counted as growth.
     """
     started = time.perf_counter()
     await inject(0, n)
     elapsed = time.perf_counter() - started
     delivered = sum(out.put_count for out in outs)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if settle is not None:
+        await settle()
     gc.collect()
     warm = rss()
     await inject(n, 2 * n)
+    if settle is not None:
+        await settle()
     gc.collect()
     end = rss()
     return {

@@ -78,7 +78,9 @@ async def scenario(n: int, k: int, store: str = "memory", journal: bool = False)
         def post(i: int):
             return source.receive(f"message {i}", user=user)
 
-        result = await measure(lambda start, stop: inject(post, outs, start, stop), outs, n)
+        result = await measure(
+            lambda start, stop: inject(post, outs, start, stop), outs, n, host.store.flush
+        )
         host.quit()
     return {
         "impl": f"IMMP on trio, {host.store.scheme} store" + (", journal" if journal else ""),
