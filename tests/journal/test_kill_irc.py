@@ -5,7 +5,8 @@ started again on the same store. IRC gets every line at most once and in order; 
 missing are those in doubt (written, not acknowledged when the process died), each logged with
 its text (``journal-in-doubt: drop``): at most the one message in flight. With
 ``journal-in-doubt: resend`` it is the other way round: nothing is missing, and the one line in
-flight may come twice, in its place.
+flight may come twice, in its place. Each policy runs three times on SQLite and once on the
+session's PostgreSQL server.
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ from tests.ngircd import NgircdServer, RawClient
 N = 80
 
 
-def _config(tmp_path, port: int, in_doubt: str = "drop") -> dict:
+def _config(tmp_path, port: int, in_doubt: str = "drop", store: str | None = None) -> dict:
     return {
         "path": [ROOT],
-        "store": f"sqlite:///{tmp_path / 'bridge.db'}",
+        "store": store or f"sqlite:///{tmp_path / 'bridge.db'}",
         "host": {"journal": True, "journal-in-doubt": in_doubt},
         "plugs": {
             "src": {
@@ -52,13 +53,14 @@ def _config(tmp_path, port: int, in_doubt: str = "drop") -> dict:
     }
 
 
-async def _killed_run(tmp_path, immp_exe, clean_env, seed: int, in_doubt: str = "drop"):
+async def _killed_run(tmp_path, immp_exe, clean_env, seed: int, in_doubt: str = "drop",
+                      store: str | None = None):  # fmt: skip
     """Stream N lines, kill the bridge at a random point, start it again: (got, before, stderr)."""
     async with NgircdServer.running(tmp_path / "ngircd") as server:
         async with RawClient.connected(server.port, "watcher") as watcher:
             await watcher.join("#town")
             bridge = Bridge(tmp_path, immp_exe, clean_env)
-            config = _config(tmp_path, server.port, in_doubt)
+            config = _config(tmp_path, server.port, in_doubt, store)
             (tmp_path / "bridge.yaml").write_text(yaml.safe_dump(config))
             got: list[int] = []
 
@@ -87,39 +89,53 @@ async def _killed_run(tmp_path, immp_exe, clean_env, seed: int, in_doubt: str = 
     return got, before, bridge.stderr(2)
 
 
-@pytest.mark.parametrize("seed", range(3))
+#: Three runs on SQLite, one on the session's PostgreSQL server.
+RUNS = [(0, "sqlite"), (1, "sqlite"), (2, "sqlite"), (3, "postgresql")]
+
+
+def _store(request, kind: str) -> str | None:
+    return request.getfixturevalue("pg_url") if kind == "postgresql" else None
+
+
+@pytest.mark.parametrize(("seed", "store"), RUNS)
 async def test_killed_while_lines_stream_irc_gets_each_at_most_once_in_order(
     ngircd_available,  # noqa: F811
     tmp_path,
     immp_exe,
     clean_env,
+    request,
     seed,
+    store,
 ):
-    got, before, stderr = await _killed_run(tmp_path, immp_exe, clean_env, seed)
+    got, before, stderr = await _killed_run(tmp_path, immp_exe, clean_env, seed, "drop",
+                                            _store(request, store))  # fmt: skip
     doubted = in_doubt(stderr)
     missing = sorted(set(range(N)) - set(got))
-    print("irc kill run:", {"seed": seed, "before_kill": before, "in_doubt": doubted,
-                            "missing": missing})  # fmt: skip
+    print("irc kill run:", {"seed": seed, "store": store, "before_kill": before,
+                            "in_doubt": doubted, "missing": missing})  # fmt: skip
     assert got == sorted(set(got)), got  # in order, none twice
     assert set(missing) <= set(doubted), (missing, doubted)  # nothing lost but what was in doubt
     assert len(doubted) <= 1  # only the message in flight (each is acknowledged before the next)
 
 
-@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize(("seed", "store"), RUNS)
 async def test_killed_with_resend_irc_gets_every_line_and_only_the_one_in_doubt_twice(
     ngircd_available,  # noqa: F811
     tmp_path,
     immp_exe,
     clean_env,
+    request,
     seed,
+    store,
 ):
-    got, before, stderr = await _killed_run(tmp_path, immp_exe, clean_env, seed, "resend")
+    got, before, stderr = await _killed_run(tmp_path, immp_exe, clean_env, seed, "resend",
+                                            _store(request, store))  # fmt: skip
     # What the restarted process found: "... (D deliveries in doubt) ...".
     found = re.search(r"entries from the last run \((\d+) deliveries in doubt\)", stderr)
     doubted = int(found.group(1)) if found else 0
     twice = sorted(n for n in set(got) if got.count(n) > 1)
-    print("irc kill run, resend:", {"seed": seed, "before_kill": before, "in_doubt": doubted,
-                                    "twice": twice})  # fmt: skip
+    print("irc kill run, resend:", {"seed": seed, "store": store, "before_kill": before,
+                                    "in_doubt": doubted, "twice": twice})  # fmt: skip
     assert sorted(set(got)) == list(range(N)), got  # nothing lost, in doubt or not
     assert got == sorted(got), got  # in order: a line sent again comes in its own place
     assert len(twice) <= doubted <= 1, (twice, doubted)  # only the line in flight, at most once
