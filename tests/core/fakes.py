@@ -7,6 +7,7 @@ import itertools
 import trio
 
 import immp
+from immp.testing import Recorder
 
 
 class FakePlug(immp.Plug):
@@ -67,25 +68,20 @@ class FakePlug(immp.Plug):
         return channel.source.startswith("@")
 
 
-class RecordingHook(immp.Hook):
-    """Records every on_receive as (hook name, text, is echo, primary) into a shared list."""
+class RecordingHook(Recorder):
+    """
+    :class:`immp.testing.Recorder` that also logs each message as ``(hook name, text, is echo,
+    primary)`` into :attr:`log`, a list that several hooks may share (to see in which order
+    they ran), after sleeping ``delay`` seconds (a slow hook).
+    """
 
     def __init__(self, name, config=None, host=None, priority=None, log=None, delay=0.0):
         super().__init__(name, config, host, priority=priority)
-        self.seen: list = log if log is not None else []
+        self.log: list = log if log is not None else []
         self.delay = delay
-        self.received = trio.Event()
-        self.count = 0
 
     async def on_receive(self, sent, source, primary):
         if self.delay:
             await trio.sleep(self.delay)
-        self.seen.append((self.name, str(sent.text), sent is not source, primary))
-        self.count += 1
-        self.received.set()
-
-    async def wait_for(self, count, timeout=5):
-        with trio.fail_after(timeout):
-            while self.count < count:
-                self.received = trio.Event()
-                await self.received.wait()
+        self.log.append((self.name, str(sent.text), sent is not source, primary))
+        await super().on_receive(sent, source, primary)

@@ -129,7 +129,7 @@ async def test_plugs_and_hooks_added_and_removed_while_running():
                 await trio.sleep(0.01)
         await late.inject("from the new plug")
         await hook.wait_for(1)
-        assert hook.seen[0][1] == "from the new plug"
+        assert hook.log[0][1] == "from the new plug"
         await host.remove("late")
         assert late.events == ["open", "close"]
         assert "late" not in host.plugs and "late-room" not in host.channels
@@ -190,7 +190,7 @@ async def test_before_receive_runs_by_priority_and_can_replace_or_drop():
         await plug.inject("hello")
         await rec.wait_for(1)
     assert order == ["drop", "drop", "upper", "last"]
-    assert rec.seen == [("rec", "HELLO", False, True)]
+    assert rec.log == [("rec", "HELLO", False, True)]
 
 
 async def test_on_receive_levels_run_in_order_then_unprioritised_hooks():
@@ -238,7 +238,7 @@ async def test_a_hanging_before_receive_is_cut_off_after_its_timeout(caplog):
         await plug.inject("goes through")
         await rec.wait_for(1)
     # A cut-off filter neither drops nor blocks the message.
-    assert rec.seen[0][1] == "goes through"
+    assert rec.log[0][1] == "goes through"
     assert "Hook hangs: before_receive timed out after 0.05s" in caplog.text
 
 
@@ -256,7 +256,7 @@ async def test_a_slow_hook_does_not_hold_up_a_fast_one_beyond_its_buffer():
         for n in range(100):
             await plug.inject(f"m{n}")
         await fast.wait_for(100)
-        assert [entry[1] for entry in fast.seen] == [f"m{n}" for n in range(100)]
+        assert [entry[1] for entry in fast.log] == [f"m{n}" for n in range(100)]
         gate.set()
 
 
@@ -269,7 +269,7 @@ async def test_messages_reach_each_hook_in_order_under_a_burst():
         for hook in hooks:
             await hook.wait_for(2000)
     for hook in hooks:
-        assert [int(entry[1]) for entry in hook.seen] == list(range(2000))
+        assert [int(entry[1]) for entry in hook.log] == list(range(2000))
 
 
 # -- the send path and echoes ------------------------------------------------------------------
@@ -308,7 +308,7 @@ async def test_echoes_of_our_own_messages_carry_the_original_as_source():
         await plug.inject("typed by a person")
         await rec.wait_for(3)
     # Two parts of one sent message: both echoes, only the first primary.
-    assert rec.seen == [
+    assert rec.log == [
         ("rec", "bridged", True, True),
         ("rec", "bridged", True, False),
         ("rec", "typed by a person", False, True),
@@ -406,9 +406,9 @@ async def test_wants_lets_a_hook_skip_messages_before_its_inbox():
         await plug.inject("typed by a person")
         await everything.wait_for(2)
         await picky.wait_for(1)
-    assert [entry[1] for entry in everything.seen] == ["sent by a hook", "typed by a person"]
-    assert picky.seen == [("picky", "typed by a person", False, True)]
-    assert picky_first.seen == [("picky-first", "typed by a person", False, True)]
+    assert [entry[1] for entry in everything.log] == ["sent by a hook", "typed by a person"]
+    assert picky.log == [("picky", "typed by a person", False, True)]
+    assert picky_first.log == [("picky-first", "typed by a person", False, True)]
 
 
 # -- the garbage collector ---------------------------------------------------------------------
@@ -452,7 +452,7 @@ async def test_while_messages_stream_the_young_generation_is_collected_less_ofte
         # A quiet tick after the stream: the young generation is collected as often as before.
         await trio.sleep(0.1)
         assert gc.get_threshold()[0] == quiet
-    assert len(hook.seen) == 400
+    assert len(hook.log) == 400
 
 
 # -- stopping and starting again ---------------------------------------------------------------
@@ -467,7 +467,7 @@ async def test_a_stopped_hook_still_handles_what_was_queued_for_it():
         await hook.wait_for(1)  # the host has passed them on: they wait in the hook's queue
         await host.stop("slow")
         # Nothing queued for the hook was thrown away when it closed.
-        assert [text for _, text, _, _ in hook.seen] == [str(n) for n in range(100)]
+        assert [text for _, text, _, _ in hook.log] == [str(n) for n in range(100)]
 
 
 async def test_starting_a_hook_that_is_still_closing_waits_for_it_and_runs_once():

@@ -206,13 +206,13 @@ async def test_an_observer_that_raises_is_logged_once_and_removed(caplog):
             await rec.wait_for(2)
     assert bad.calls == 1
     assert caplog.text.count("ValueError: oops") == 1
-    assert [t for _, t, _, _ in rec.seen] == ["one", "two"]  # the stream went on
+    assert [t for _, t, _, _ in rec.log] == ["one", "two"]  # the stream went on
 
 
 async def test_stats_count_per_plug_and_hook_and_include_hook_extras():
     class Counting(RecordingHook):
         def stats(self):
-            return {"seen": self.count}
+            return {"seen": len(self.seen)}
 
     host = immp.Host()
     plug = host.add_plug(FakePlug("net", {}, host))
