@@ -3,7 +3,8 @@ The journal on Matrix: a real ``immp`` process bridging two rooms of a real Syna
 SIGKILL while messages stream into one of them and started again on the same store. Every
 message arrives in the other room exactly once and in order: the sync token moves only after
 the batch is journaled, and a send repeated after the crash reuses the txnId derived from the
-journal's delivery key, so Synapse gives back the event of the first.
+journal's delivery key, so Synapse gives back the event of the first. Two runs on SQLite, one
+on the session's PostgreSQL server.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from tests.matrix.conftest import alice, bob, plug_config, synapse  # noqa: F401
 N = 30
 
 
-@pytest.mark.parametrize("seed", range(2))
+@pytest.mark.parametrize(("seed", "store"), [(0, "sqlite"), (1, "sqlite"), (2, "postgresql")])
 async def test_killed_while_messages_stream_matrix_gets_each_once_in_order(
     synapse,  # noqa: F811
     alice,  # noqa: F811
@@ -31,8 +32,12 @@ async def test_killed_while_messages_stream_matrix_gets_each_once_in_order(
     tmp_path,
     immp_exe,
     clean_env,
+    request,
     seed,
+    store,
 ):
+    url = (request.getfixturevalue("pg_url") if store == "postgresql"
+           else f"sqlite:///{tmp_path / 'immp.db'}")  # fmt: skip
     bot = await synapse.register("jbot")
     try:
         room_a = await room_with(alice, bot)
@@ -44,7 +49,7 @@ async def test_killed_while_messages_stream_matrix_gets_each_once_in_order(
                 "b": {"plug": "matrix", "source": room_b},
             },
             "hooks": {"sync": {"path": "sync", "config": {"channels": {"bridge": ["a", "b"]}}}},
-            "store": f"sqlite:///{tmp_path / 'immp.db'}",
+            "store": url,
             "host": {"journal": True},
             "logging": LOGGING,
         }
