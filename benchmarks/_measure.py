@@ -66,15 +66,16 @@ async def measure(
     elapsed = time.perf_counter() - started
     delivered = sum(out.put_count for out in outs)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    if settle is not None:
-        await settle()
-    gc.collect()
-    warm = rss()
+
+    async def settled_rss() -> int:
+        if settle is not None:
+            await settle()
+        gc.collect()
+        return rss()
+
+    warm = await settled_rss()
     await inject(n, 2 * n)
-    if settle is not None:
-        await settle()
-    gc.collect()
-    end = rss()
+    end = await settled_rss()
     return {
         "n": n,
         "seconds": elapsed,

@@ -56,6 +56,12 @@ def in_doubt(stderr: str) -> list[int]:
     return [int(n) for n in re.findall(r"in doubt, not sent again.*m(\d+)\n", stderr)]
 
 
+def doubt_count(stderr: str) -> int:
+    """How many deliveries a restarted process found in doubt (its journal's start-up line)."""
+    found = re.search(r"entries from the last run \((\d+) deliveries in doubt\)", stderr)
+    return int(found.group(1)) if found else 0
+
+
 async def ready(proc: ImmpProcess, timeout: float = 60) -> None:
     """Wait until the process logged that every plug is open."""
     with trio.fail_after(timeout):

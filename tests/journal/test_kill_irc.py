@@ -12,25 +12,25 @@ session's PostgreSQL server.
 from __future__ import annotations
 
 import random
-import re
 import threading
+from functools import partial
 
 import pytest
 import trio
 import yaml
 
 from tests.irc.conftest import ngircd_available  # noqa: F401 (a fixture)
-from tests.journal.servers import in_doubt, irc_plug, read_numbers
+from tests.journal.servers import doubt_count, in_doubt, irc_plug, read_numbers
 from tests.journal.test_kill import ROOT, Bridge, _stream
 from tests.ngircd import NgircdServer, RawClient
 
 N = 80
 
 
-def _config(tmp_path, port: int, in_doubt: str = "drop", store: str | None = None) -> dict:
+def _config(tmp_path, port: int, in_doubt: str, store: str) -> dict:
     return {
         "path": [ROOT],
-        "store": store or f"sqlite:///{tmp_path / 'bridge.db'}",
+        "store": store,
         "host": {"journal": True, "journal-in-doubt": in_doubt},
         "plugs": {
             "src": {
@@ -53,8 +53,7 @@ def _config(tmp_path, port: int, in_doubt: str = "drop", store: str | None = Non
     }
 
 
-async def _killed_run(tmp_path, immp_exe, clean_env, seed: int, in_doubt: str = "drop",
-                      store: str | None = None):  # fmt: skip
+async def _killed_run(tmp_path, immp_exe, clean_env, store: str, seed: int, in_doubt: str):
     """Stream N lines, kill the bridge at a random point, start it again: (got, before, stderr)."""
     async with NgircdServer.running(tmp_path / "ngircd") as server:
         async with RawClient.connected(server.port, "watcher") as watcher:
@@ -89,53 +88,45 @@ async def _killed_run(tmp_path, immp_exe, clean_env, seed: int, in_doubt: str = 
     return got, before, bridge.stderr(2)
 
 
-#: Three runs on SQLite, one on the session's PostgreSQL server.
-RUNS = [(0, "sqlite"), (1, "sqlite"), (2, "sqlite"), (3, "postgresql")]
+#: Three runs on SQLite, one on the session's PostgreSQL server (``store_url``, indirect).
+RUNS = pytest.mark.parametrize(
+    ("seed", "store_url"),
+    [(0, "sqlite"), (1, "sqlite"), (2, "sqlite"), (3, "postgresql")],
+    indirect=["store_url"],
+)
 
 
-def _store(request, kind: str) -> str | None:
-    return request.getfixturevalue("pg_url") if kind == "postgresql" else None
+@pytest.fixture
+def killed_run(ngircd_available, tmp_path, immp_exe, clean_env, store_url):  # noqa: F811
+    """``await killed_run(seed, in_doubt)``: :func:`_killed_run` on the test's store."""
+    return partial(_killed_run, tmp_path, immp_exe, clean_env, store_url)
 
 
-@pytest.mark.parametrize(("seed", "store"), RUNS)
+@RUNS
 async def test_killed_while_lines_stream_irc_gets_each_at_most_once_in_order(
-    ngircd_available,  # noqa: F811
-    tmp_path,
-    immp_exe,
-    clean_env,
-    request,
-    seed,
-    store,
+    killed_run, store_url, seed
 ):
-    got, before, stderr = await _killed_run(tmp_path, immp_exe, clean_env, seed, "drop",
-                                            _store(request, store))  # fmt: skip
+    got, before, stderr = await killed_run(seed, "drop")
     doubted = in_doubt(stderr)
     missing = sorted(set(range(N)) - set(got))
-    print("irc kill run:", {"seed": seed, "store": store, "before_kill": before,
-                            "in_doubt": doubted, "missing": missing})  # fmt: skip
+    print("irc kill run:", {"seed": seed, "store": store_url.partition(":")[0],
+                            "before_kill": before, "in_doubt": doubted,
+                            "missing": missing})  # fmt: skip
     assert got == sorted(set(got)), got  # in order, none twice
     assert set(missing) <= set(doubted), (missing, doubted)  # nothing lost but what was in doubt
     assert len(doubted) <= 1  # only the message in flight (each is acknowledged before the next)
 
 
-@pytest.mark.parametrize(("seed", "store"), RUNS)
+@RUNS
 async def test_killed_with_resend_irc_gets_every_line_and_only_the_one_in_doubt_twice(
-    ngircd_available,  # noqa: F811
-    tmp_path,
-    immp_exe,
-    clean_env,
-    request,
-    seed,
-    store,
+    killed_run, store_url, seed
 ):
-    got, before, stderr = await _killed_run(tmp_path, immp_exe, clean_env, seed, "resend",
-                                            _store(request, store))  # fmt: skip
-    # What the restarted process found: "... (D deliveries in doubt) ...".
-    found = re.search(r"entries from the last run \((\d+) deliveries in doubt\)", stderr)
-    doubted = int(found.group(1)) if found else 0
+    got, before, stderr = await killed_run(seed, "resend")
+    doubted = doubt_count(stderr)
     twice = sorted(n for n in set(got) if got.count(n) > 1)
-    print("irc kill run, resend:", {"seed": seed, "store": store, "before_kill": before,
-                                    "in_doubt": doubted, "twice": twice})  # fmt: skip
+    print("irc kill run, resend:", {"seed": seed, "store": store_url.partition(":")[0],
+                                    "before_kill": before, "in_doubt": doubted,
+                                    "twice": twice})  # fmt: skip
     assert sorted(set(got)) == list(range(N)), got  # nothing lost, in doubt or not
     assert got == sorted(got), got  # in order: a line sent again comes in its own place
     assert len(twice) <= doubted <= 1, (twice, doubted)  # only the line in flight, at most once

@@ -24,7 +24,11 @@ from tests.matrix.conftest import alice, bob, plug_config, synapse  # noqa: F401
 N = 30
 
 
-@pytest.mark.parametrize(("seed", "store"), [(0, "sqlite"), (1, "sqlite"), (2, "postgresql")])
+@pytest.mark.parametrize(
+    ("seed", "store_url"),
+    [(0, "sqlite"), (1, "sqlite"), (2, "postgresql")],
+    indirect=["store_url"],
+)
 async def test_killed_while_messages_stream_matrix_gets_each_once_in_order(
     synapse,  # noqa: F811
     alice,  # noqa: F811
@@ -32,12 +36,9 @@ async def test_killed_while_messages_stream_matrix_gets_each_once_in_order(
     tmp_path,
     immp_exe,
     clean_env,
-    request,
+    store_url,
     seed,
-    store,
 ):
-    url = (request.getfixturevalue("pg_url") if store == "postgresql"
-           else f"sqlite:///{tmp_path / 'immp.db'}")  # fmt: skip
     bot = await synapse.register("jbot")
     try:
         room_a = await room_with(alice, bot)
@@ -49,7 +50,7 @@ async def test_killed_while_messages_stream_matrix_gets_each_once_in_order(
                 "b": {"plug": "matrix", "source": room_b},
             },
             "hooks": {"sync": {"path": "sync", "config": {"channels": {"bridge": ["a", "b"]}}}},
-            "store": url,
+            "store": store_url,
             "host": {"journal": True},
             "logging": LOGGING,
         }

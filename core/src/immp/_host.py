@@ -605,7 +605,7 @@ class _Collector:
     - The youngest generation is collected every ``YOUNG_THRESHOLD`` allocations instead of
       Python's 700, which a burst of a few dozen messages in flight crosses over and over:
       each collection costs about 1 ms instead of 0.2, and most messages are gone by then.
-    - While messages stream (a host took ``BUSY_MESSAGES`` or more in the last ``TICK``
+    - While messages stream (a host received ``BUSY_MESSAGES`` or more in the last ``TICK``
       seconds), every ``BUSY_THRESHOLD`` allocations instead. Nearly nothing a bridge makes per
       message is freed by the collector (reference counting frees it: 27 objects in 40,000
       bridged messages), so each collection only walked what the histories and the store's
@@ -649,13 +649,13 @@ class _Collector:
 
     async def watch(self, host: Host) -> None:
         """Tell busy ticks of ``host`` from quiet ones, while it runs (a task of its own)."""
-        taken = host._pipeline.received_total()
+        received = host._pipeline.received_total()
         try:
             while True:
                 await trio.sleep(self.TICK)
                 now = host._pipeline.received_total()
-                self.busy(id(host), now - taken >= self.BUSY_MESSAGES)
-                taken = now
+                self.busy(id(host), now - received >= self.BUSY_MESSAGES)
+                received = now
         finally:
             self.busy(id(host), False)
 
