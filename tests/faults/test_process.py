@@ -17,9 +17,10 @@ import pytest
 import trio
 import yaml
 
-from immp_irc.redact import redact
+from immp_irc.redact import Redactor, redact
 from tests.conftest import ROOT
 from tests.irc.conftest import irc_host, plug_config
+from tests.irc.inspircd import IRCV3_MODULES, inspircd
 from tests.irc.test_connection import ScriptedPeer
 from tests.ngircd import NgircdServer, RawClient
 
@@ -29,12 +30,15 @@ SERVER_PASSWORD = "srv-Pa55-7f3a9c"
 SASL_PASSWORD = "sasl-Pa55-e1d0b2"
 NICKSERV_PASSWORD = "ns-Pa55-4c8e21"
 OPER_PASSWORD = "oper-Pa55-90ab7d"
+# A login by a verb the redaction does not know (QuakeNet-style services have others).
+LOGON_PASSWORD = "logon-Pa55-5d17ce"
 QUIT = "Bye from the faults suite"
 # Services logins as people write them in ``perform``; ngircd has no services and answers
 # "no such nick" or "unknown command", which shows the line went out.
 PERFORM = [f"PRIVMSG NickServ :IDENTIFY bot {NICKSERV_PASSWORD}",
-           f"NS IDENTIFY {NICKSERV_PASSWORD}", f"OPER bot {OPER_PASSWORD}"]  # fmt: skip
-SECRETS = (SERVER_PASSWORD, SASL_PASSWORD, NICKSERV_PASSWORD, OPER_PASSWORD)
+           f"NS IDENTIFY {NICKSERV_PASSWORD}", f"PRIVMSG Q@CServe.test :LOGON bot {LOGON_PASSWORD}",
+           f"OPER bot {OPER_PASSWORD}"]  # fmt: skip
+SECRETS = (SERVER_PASSWORD, SASL_PASSWORD, NICKSERV_PASSWORD, OPER_PASSWORD, LOGON_PASSWORD)
 
 
 def bridge_config(port: int) -> dict:
@@ -95,7 +99,8 @@ async def test_sigterm_during_a_burst_quits_politely_and_leaks_no_secret(ngircd_
                     r"<< :irc\.test 001 bot :", r"<< :irc\.test 376 bot ", r">> JOIN #bridge$",
                     r">> PRIVMSG #bridge :.*burst$", r"<< PING |<< :irc\.test PONG ",
                     r">> PRIVMSG NickServ :IDENTIFY \*\*\*$", r">> NS IDENTIFY \*\*\*$",
-                    r">> OPER bot \*\*\*$", r"<< :irc\.test 401 bot NickServ ",
+                    r">> PRIVMSG Q@CServe\.test :\*\*\*$", r">> OPER bot \*\*\*$",
+                    r"<< :irc\.test 401 bot NickServ ",
                     r"<< :irc\.test 421 bot NS ", r">> QUIT :"):  # fmt: skip
         assert re.search(f"^{irc}(?:{pattern})", err, re.MULTILINE), pattern
     # ... and never a secret, at any level.
@@ -136,12 +141,38 @@ async def test_sasl_and_perform_secrets_stay_out_of_debug_logs():
     for expected in (">> AUTHENTICATE PLAIN", "<< AUTHENTICATE +", ">> AUTHENTICATE ***",
                      "<< :peer 903 bot :SASL authentication successful", ">> CAP END",
                      ">> PRIVMSG NickServ :IDENTIFY ***", ">> NS IDENTIFY ***",
-                     ">> OPER bot ***"):  # fmt: skip
+                     ">> PRIVMSG Q@CServe.test :***", ">> OPER bot ***"):  # fmt: skip
         assert f"immp_irc.plug.IRCPlug.irc: {expected}" in lines, expected
     # ... and no record holds a secret, the payload or a piece of it, at any level.
     text = catcher.text()
     for secret in (*SECRETS, payload, payload[:24], payload[-24:]):
         assert secret not in text, secret
+
+
+async def test_a_perform_line_echoed_by_a_real_server_stays_out_of_the_log(tmp_path):
+    # InspIRCd with echo-message sends the bot its own PRIVMSG back: the perform line's text
+    # arrives a second time, in a line the plug reads (and logs at DEBUG).
+    login = f"PRIVMSG alice :LOGON bot {LOGON_PASSWORD}"
+    catcher, undo = catch_logs()
+    try:
+        async with inspircd(tmp_path / "inspircd", modules=IRCV3_MODULES) as port:
+            async with RawClient.connected(port, "alice") as alice:
+                async with irc_host(plug_config(port, perform=[login]), channels=()) as hosted:
+                    plug = hosted[1]
+                    # The line reached alice, whole: it went out as written.
+                    line = await alice.expect(":bot!", "PRIVMSG alice", LOGON_PASSWORD, timeout=20)
+                    assert line.endswith(f":LOGON bot {LOGON_PASSWORD}")
+                    assert "echo-message" in plug.connection.state.agreed_caps
+                    with trio.fail_after(10):  # the echo was read (and logged)
+                        while not any("<< " in r.getMessage() and "PRIVMSG alice" in
+                                      r.getMessage() for r in catcher.records):  # fmt: skip
+                            await trio.sleep(0.02)
+    finally:
+        undo()
+    lines = [r.getMessage() for r in catcher.records if r.name.startswith("immp_irc")]
+    assert ">> PRIVMSG alice :***" in lines
+    assert any(ln.startswith("<< ") and ln.endswith("PRIVMSG alice :***") for ln in lines), lines
+    assert LOGON_PASSWORD not in catcher.text()
 
 
 @pytest.mark.parametrize(("line", "logged"), [
@@ -166,6 +197,42 @@ async def test_sasl_and_perform_secrets_stay_out_of_debug_logs():
 ])  # fmt: skip
 def test_redact(line, logged):
     assert redact(line) == logged
+
+
+def test_a_perform_line_is_hidden_after_its_command_and_wherever_it_comes_back():
+    redactor = Redactor()
+    for line in (
+        "PRIVMSG Q@CServe.test :LOGON bot hunter2",
+        "PRIVMSG NickServ :IDENTIFY bot pw42",
+        "LOGIN bot hunter3",
+        "MODE bot +x",
+        "AWAY :hi",
+        "PRIVMSG #ops :good morning",
+    ):
+        redactor.keep_out(line)
+    # The lines as written: what follows the command (or a PRIVMSG's target) is hidden, even
+    # for a verb redact() does not know; a known one keeps its verb, as redact() has it.
+    assert redactor("PRIVMSG Q@CServe.test :LOGON bot hunter2") == "PRIVMSG Q@CServe.test :***"
+    assert redactor("PRIVMSG NickServ :IDENTIFY bot pw42") == "PRIVMSG NickServ :IDENTIFY ***"
+    assert redactor("LOGIN bot hunter3") == "LOGIN ***"
+    assert redactor("MODE bot +x") == "MODE ***"
+    # What the server sends back with the text (an echo-message, a services error quoting it).
+    assert redactor(":bot!b@h PRIVMSG Q@CServe.test :LOGON bot hunter2") == (
+        ":bot!b@h PRIVMSG Q@CServe.test :***"
+    )
+    assert redactor(":Q!s@h NOTICE bot :Unknown: LOGON bot hunter2.") == (
+        ":Q!s@h NOTICE bot :Unknown: ***."
+    )
+    assert "hunter3" not in redactor(":irc.test 421 bot LOGIN :bot hunter3")
+    # Said in a channel is public, and its words stay visible elsewhere; a short secret is only
+    # hidden in its own line, not in every line that happens to contain it.
+    assert redactor("PRIVMSG #ops :good morning") == "PRIVMSG #ops :good morning"
+    assert redactor("PRIVMSG #c :good morning all") == "PRIVMSG #c :good morning all"
+    assert redactor("AWAY :hi") == "AWAY :***"
+    assert redactor(":n!u@h PRIVMSG #c :hi there") == ":n!u@h PRIVMSG #c :hi there"
+    # Everything else is redact()'s, escapes included.
+    assert redactor("PASS hunter4") == "PASS ***"
+    assert redactor("PRIVMSG #c :a\r\nb") == "PRIVMSG #c :a\\x0d\\x0ab"
 
 
 def test_a_secret_in_a_broken_config_stays_out_of_the_error(tmp_path, immp_command, clean_env):

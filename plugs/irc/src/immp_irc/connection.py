@@ -16,7 +16,8 @@ other end sent), registration timed out, or disconnected (with why).
 The plug sees the connection through a small :class:`Handler` contract (see there).
 
 At DEBUG, every raw line is logged as it is read (``<< ...``) and written (``>> ...``), one
-record per line, with secrets cut out first by :func:`.redact.redact` (``PASS ***``).
+record per line, with secrets cut out first by the connection's :class:`.redact.Redactor`
+(``PASS ***``, and the text of ``perform`` lines).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from immp import describe_error
 from .formatting import scrub
 from .nick import NickRegain
 from .outgoing import Outgoing, OutgoingQueue
-from .redact import redact
+from .redact import Redactor
 from .registration import Registration
 
 # Bytes of one incoming line before we give up on it (IRCv3 allows 8191 for tags plus 512).
@@ -162,9 +163,10 @@ class Session:
     """
 
     def __init__(self, stream: trio.abc.Stream, settings: Settings, queue: OutgoingQueue,
-                 log: logging.Logger):  # fmt: skip
+                 log: logging.Logger, redact: Redactor):  # fmt: skip
         self.stream: trio.abc.Stream | None = stream
         self.log = log
+        self.redact = redact
         #: Server, channel and user state, from this connection's lines.
         self.state = ircstates.Server(settings.host)
         s = settings
@@ -196,7 +198,7 @@ class Session:
             encoded = line.encode("utf-8")
             if any(ch in line for ch in "\r\n\0") or len(encoded) > MAX_LINE:
                 self.log.warning("Not writing a line with CR, LF or NUL or over %d bytes (%d): "
-                                 "%s", MAX_LINE, len(encoded), redact(line[:80]))  # fmt: skip
+                                 "%s", MAX_LINE, len(encoded), self.redact(line)[:80])  # fmt: skip
                 continue
             data += encoded + b"\r\n"
         stream = self.stream
@@ -207,7 +209,7 @@ class Session:
         async with self._write_lock:
             if self.log.isEnabledFor(logging.DEBUG):
                 for line in data.decode("utf-8").split("\r\n")[:-1]:
-                    self.log.debug(">> %s", redact(line))
+                    self.log.debug(">> %s", self.redact(line))
             await stream.send_all(data)
 
     def end(self) -> None:
@@ -226,6 +228,9 @@ class Connection:
         self.settings = settings
         self.handler = handler
         self.log = log
+        #: What every line logged goes through (see :mod:`.redact`): tell it the lines
+        #: that hold secrets it cannot know (``redact.keep_out(line)``).
+        self.redact = Redactor()
         #: Every line waiting to be written; outlives sessions.
         self.outgoing = OutgoingQueue(burst=settings.send_burst, delay=settings.send_delay,
                                       size=settings.queue_size, log=log)  # fmt: skip
@@ -348,7 +353,9 @@ class Connection:
     async def _session_loop(self) -> None:
         stream = await self._connect()
         self.log.info("Connected to %s%s", self.where, " (TLS)" if self.settings.tls else "")
-        session = self._session = Session(stream, self.settings, self.outgoing, self.log)
+        session = self._session = Session(
+            stream, self.settings, self.outgoing, self.log, self.redact
+        )
         async with stream, trio.open_nursery() as nursery:
             nursery.start_soon(self.outgoing.write_control, session.write)
             nursery.start_soon(self.outgoing.write_lines, session.write, self.handler.on_sent)
@@ -448,7 +455,7 @@ class Connection:
                 if not raw.strip():
                     continue
                 if debug:
-                    self.log.debug("<< %s", redact(raw.decode("utf-8", "backslashreplace")))
+                    self.log.debug("<< %s", self.redact(raw.decode("utf-8", "backslashreplace")))
                 try:
                     line = irctokens.tokenise(raw)
                 except Exception as exc:

@@ -17,7 +17,8 @@ account-notify), otherwise ``nick!user@host``; ``nick!*@*`` when the user and ho
 yet. Never a bare nick, so a nick change cannot take over someone's permissions.
 
 Logging: at DEBUG every raw line read (``<< ...``) and written (``>> ...``), one record per
-line, with passwords cut out (``PASS ***``; see :func:`immp_irc.redact.redact`).
+line, with passwords cut out (``PASS ***``; see :mod:`immp_irc.redact`), and the text of every
+``perform`` line kept out wherever it appears.
 """
 
 from __future__ import annotations
@@ -81,7 +82,9 @@ SCHEMA = immp.Schema({
                   "password, a server without SASL PLAIN) stops the plug with a one-line error; "
                   "false: go on without the account after a warning."): bool,
     immp.Optional("perform", [], doc="Raw lines sent after each registration (e.g. a NickServ "
-                  "identify on servers without SASL); line breaks are removed."): [str],
+                  "identify on servers without SASL); line breaks are removed. What follows a "
+                  "line's command (a PRIVMSG's text, to a nick) is never logged, nor is it "
+                  "anywhere the server repeats it."): [str],
     immp.Optional("quit", "Disconnecting", doc="Quit message."): str,
     immp.Optional("accept-invites", False, doc="Join channels the bot is invited to."): bool,
     immp.Optional("colour-nicks", False, doc="Colour relayed authors' names, stably per "
@@ -318,6 +321,8 @@ class IRCPlug(immp.Plug):
         for line in self.config["perform"]:
             line = scrub(line).strip()
             if line:
+                # The operator's own line, often a services login: its text is never logged.
+                self.connection.redact.keep_out(line)
                 self.connection.outgoing.send_priority(line)
         for source in self._configured_channels().values():
             self._join(source)
