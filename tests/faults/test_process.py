@@ -33,6 +33,7 @@ OPER_PASSWORD = "oper-Pa55-90ab7d"
 # A login by a verb the redaction does not know (QuakeNet-style services have others).
 LOGON_PASSWORD = "logon-Pa55-5d17ce"
 QUIT = "Bye from the faults suite"
+REPLY = "alice says hi"
 # Services logins as people write them in ``perform``; ngircd has no services and answers
 # "no such nick" or "unknown command", which shows the line went out.
 PERFORM = [f"PRIVMSG NickServ :IDENTIFY bot {NICKSERV_PASSWORD}",
@@ -167,11 +168,39 @@ async def test_a_perform_line_echoed_by_a_real_server_stays_out_of_the_log(tmp_p
                         while not any("<< " in r.getMessage() and "PRIVMSG alice" in
                                       r.getMessage() for r in catcher.records):  # fmt: skip
                             await trio.sleep(0.02)
+                    # alice's answer comes after the echo: by then the echo reached the hooks,
+                    # had it been let through.
+                    await alice.send(f"PRIVMSG bot :{REPLY}")
+                    await hosted[2].wait_for(lambda sent: str(sent.text) == REPLY)
+                    seen = [str(sent.text) for sent in hosted[2].messages]
     finally:
         undo()
     lines = [r.getMessage() for r in catcher.records if r.name.startswith("immp_irc")]
     assert ">> PRIVMSG alice :***" in lines
     assert any(ln.startswith("<< ") and ln.endswith("PRIVMSG alice :***") for ln in lines), lines
+    assert LOGON_PASSWORD not in catcher.text()
+    # The echo is the perform line, not a message the hooks could relay (or log) with its text.
+    assert seen == [REPLY]
+
+
+async def test_a_warning_that_quotes_a_bad_line_hides_the_perform_secret_in_it():
+    login = f"PRIVMSG Q@CServe.test :LOGON bot {LOGON_PASSWORD}"
+    # A line with no command, which irctokens cannot parse, quoting the password.
+    peer = ScriptedPeer(caps="", welcome=(f"@a=b :{LOGON_PASSWORD}",))
+    catcher, undo = catch_logs()
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(peer.serve)
+            async with irc_host(plug_config(peer.port, perform=[login]), channels=()):
+                with trio.fail_after(10):
+                    while not any("unparseable" in r.getMessage() for r in catcher.records):
+                        await trio.sleep(0.02)
+            nursery.cancel_scope.cancel()
+    finally:
+        undo()
+    assert login in peer.connections[0]  # the line went out as written
+    warnings = [r.getMessage() for r in catcher.records if "unparseable" in r.getMessage()]
+    assert warnings[0].startswith('Ignoring unparseable line "@a=b :***": ')
     assert LOGON_PASSWORD not in catcher.text()
 
 
@@ -191,6 +220,7 @@ async def test_a_perform_line_echoed_by_a_real_server_stays_out_of_the_log(tmp_p
     ("@time=x :s!u@h PASS hunter2", "@time=x :s!u@h PASS ***"),
     # Not secrets: kept whole.
     ("PRIVMSG #chan :identify hunter2", "PRIVMSG #chan :identify hunter2"),
+    ("PRIVMSG @#chan :identify hunter2", "PRIVMSG @#chan :identify hunter2"),
     (":n!u@h JOIN #a account :Real Name", ":n!u@h JOIN #a account :Real Name"),
     (":irc.test 001 bot :Welcome", ":irc.test 001 bot :Welcome"), ("PING :x", "PING :x"),
     ("PRIVMSG #c :a\x03\r\x00b", "PRIVMSG #c :a\\x03\\x0d\\x00b"),
@@ -205,30 +235,52 @@ def test_a_perform_line_is_hidden_after_its_command_and_wherever_it_comes_back()
         "PRIVMSG Q@CServe.test :LOGON bot hunter2",
         "PRIVMSG NickServ :IDENTIFY bot pw42",
         "LOGIN bot hunter3",
+        "HS ON",
+        "PRIVMSG ChanServ :INVITE #hideout",
+        "NS GHOST mybot",
+        "MODE #ops +k opskey1",
         "MODE bot +x",
         "AWAY :hi",
+        "JOIN #ops",
         "PRIVMSG #ops :good morning",
+        "PRIVMSG @#ops :hello ops",
     ):
-        redactor.keep_out(line)
+        redactor.keep_out(line, public=["mybot"])
     # The lines as written: what follows the command (or a PRIVMSG's target) is hidden, even
     # for a verb redact() does not know; a known one keeps its verb, as redact() has it.
     assert redactor("PRIVMSG Q@CServe.test :LOGON bot hunter2") == "PRIVMSG Q@CServe.test :***"
     assert redactor("PRIVMSG NickServ :IDENTIFY bot pw42") == "PRIVMSG NickServ :IDENTIFY ***"
     assert redactor("LOGIN bot hunter3") == "LOGIN ***"
-    assert redactor("MODE bot +x") == "MODE ***"
-    # What the server sends back with the text (an echo-message, a services error quoting it).
+    assert redactor("HS ON") == "HS ***"
+    assert redactor("MODE #ops +k opskey1") == "MODE #ops +k ***"
+    # What the server sends back with the text (an echo-message, a services error quoting it,
+    # the password alone, in another case).
     assert redactor(":bot!b@h PRIVMSG Q@CServe.test :LOGON bot hunter2") == (
         ":bot!b@h PRIVMSG Q@CServe.test :***"
     )
     assert redactor(":Q!s@h NOTICE bot :Unknown: LOGON bot hunter2.") == (
         ":Q!s@h NOTICE bot :Unknown: ***."
     )
+    assert redactor(":Q!s@h NOTICE bot :Wrong 'HUNTER2' for bot") == (
+        ":Q!s@h NOTICE bot :Wrong '***' for bot"
+    )
     assert "hunter3" not in redactor(":irc.test 421 bot LOGIN :bot hunter3")
-    # Said in a channel is public, and its words stay visible elsewhere; a short secret is only
-    # hidden in its own line, not in every line that happens to contain it.
+    assert redactor(":op!u@h MODE #ops +k opskey1") == ":op!u@h MODE #ops +k ***"
+    # Only as a word: a longer word that contains it is someone else's.
+    assert redactor("PRIVMSG #c :hunter22 here") == "PRIVMSG #c :hunter22 here"
+    # A channel, the bot's own nick and commands that carry no secret stay visible, in their
+    # lines and everywhere else; so does text said in a channel, to all or to its ops.
+    assert redactor("PRIVMSG ChanServ :INVITE #hideout") == "PRIVMSG ChanServ :***"
+    assert redactor(":s!u@h JOIN #hideout") == ":s!u@h JOIN #hideout"
+    assert redactor("NS GHOST mybot") == "NS GHOST ***"
+    assert redactor(":mybot!u@h PRIVMSG #c :hi") == ":mybot!u@h PRIVMSG #c :hi"
+    assert redactor("MODE bot +x") == "MODE bot +x"
+    assert redactor("AWAY :hi") == "AWAY :hi"
+    assert redactor("JOIN #ops") == "JOIN #ops"
+    assert redactor(":s!u@h PRIVMSG #ops :hi from #ops") == ":s!u@h PRIVMSG #ops :hi from #ops"
     assert redactor("PRIVMSG #ops :good morning") == "PRIVMSG #ops :good morning"
     assert redactor("PRIVMSG #c :good morning all") == "PRIVMSG #c :good morning all"
-    assert redactor("AWAY :hi") == "AWAY :***"
+    assert redactor("PRIVMSG @#ops :hello ops") == "PRIVMSG @#ops :hello ops"
     assert redactor(":n!u@h PRIVMSG #c :hi there") == ":n!u@h PRIVMSG #c :hi there"
     # Everything else is redact()'s, escapes included.
     assert redactor("PASS hunter4") == "PASS ***"

@@ -209,13 +209,15 @@ async def test_server_password(ngircd_available, tmp_path):
 class ScriptedPeer:
     """
     A tiny IRC server for what ngircd lacks: speaks the IRCv3 CAP LS 302 / SASL PLAIN exchange
-    and, if asked, stops answering PINGs. Records every line it receives per connection.
+    and, if asked, stops answering PINGs or sends more lines after the MOTD. Records every line
+    it receives per connection.
     """
 
     def __init__(self, *, caps: str = "sasl=PLAIN,EXTERNAL server-time multi-prefix",
                  accept: tuple[str, str] = ("alice", "s3cret"),
-                 answer_pings: bool = True):  # fmt: skip
+                 answer_pings: bool = True, welcome: tuple[str, ...] = ()):  # fmt: skip
         self.caps = caps
+        self.welcome = welcome  # more lines to send after the MOTD
         self.accept = accept
         self.answer_pings = answer_pings
         self.connections: list[list[str]] = []
@@ -275,6 +277,8 @@ class ScriptedPeer:
                         ended_caps = False
                         await send(f":peer 001 {nick} :Welcome")
                         await send(f":peer 376 {nick} :End of MOTD")
+                        for extra in self.welcome:
+                            await send(extra)
                         self.registered.set()
 
 

@@ -461,9 +461,7 @@ class Connection:
                 except Exception as exc:
                     if not session.spoke_irc:
                         raise NotIRC(_shown(session.first_bytes)) from None
-                    self.log.warning(
-                        "Ignoring unparseable line %r: %s", raw[:200], describe_error(exc)
-                    )
+                    self._warn("Ignoring unparseable", raw, exc)
                     continue
                 if not session.spoke_irc:
                     # An HTTP status line, an SSH banner: the other end is no IRC server.
@@ -472,28 +470,33 @@ class Connection:
                     session.spoke_irc = True
                 await self._dispatch(session, line, raw)
 
+    def _warn(self, what: str, raw: bytes, exc: Exception) -> None:
+        """Log ``what`` went wrong with a received line, quoted redacted and cut to 200 chars."""
+        quoted = self.redact(raw.decode("utf-8", "backslashreplace"))[:200]
+        self.log.warning('%s line "%s": %s', what, quoted, describe_error(exc))
+
     async def _dispatch(self, session: Session, line: irctokens.Line, raw: bytes) -> None:
         prepared = None
         if session.ready:
             try:
                 prepared = self.handler.prepare(line)
             except Exception as exc:
-                self.log.warning("Could not handle line %r: %s", raw[:200], describe_error(exc))
+                self._warn("Could not handle", raw, exc)
         try:
             session.state.parse_tokens(line)
         except Exception as exc:
-            self.log.warning("State tracking failed on line %r: %s", raw[:200], describe_error(exc))
+            self._warn("State tracking failed on", raw, exc)
         try:
             await self._protocol(session, line)
         except (Disconnected, OSError, trio.BrokenResourceError, immp.PlugError):
             raise
         except Exception as exc:
-            self.log.warning("Could not handle line %r: %s", raw[:200], describe_error(exc))
+            self._warn("Could not handle", raw, exc)
         if session.ready:
             try:
                 await self.handler.handle(line, prepared)
             except Exception as exc:
-                self.log.warning("Could not handle line %r: %s", raw[:200], describe_error(exc))
+                self._warn("Could not handle", raw, exc)
 
     async def _protocol(self, session: Session, line: irctokens.Line) -> None:
         """The connection's own business: pings, acknowledgements, registration, the nick."""

@@ -17,8 +17,8 @@ account-notify), otherwise ``nick!user@host``; ``nick!*@*`` when the user and ho
 yet. Never a bare nick, so a nick change cannot take over someone's permissions.
 
 Logging: at DEBUG every raw line read (``<< ...``) and written (``>> ...``), one record per
-line, with passwords cut out (``PASS ***``; see :mod:`immp_irc.redact`), and the text of every
-``perform`` line kept out wherever it appears.
+line, with passwords cut out (``PASS ***``; see :mod:`immp_irc.redact`), and the secrets of
+``perform`` lines kept out wherever they appear.
 """
 
 from __future__ import annotations
@@ -217,6 +217,8 @@ class IRCPlug(immp.Plug):
         self._awaiting_echo: immp.BoundedCache[tuple[str, str], deque[_Line]] = (
             immp.BoundedCache(ECHOES_AWAITED))  # fmt: skip
         self._echo_send: trio.MemorySendChannel | None = None
+        # (folded target, text) of the perform lines that are messages, to know their echoes.
+        self._perform_echoes: set[tuple[str, str] | None] = set()
         if c["puppet"]:
             self.log.warning("%s: puppets are not supported yet; relaying as the bot", name)
 
@@ -318,11 +320,16 @@ class IRCPlug(immp.Plug):
     # -- the connection's handler contract ------------------------------------------------------
 
     async def on_ready(self) -> None:
+        user = self.config["user"]
+        public = [user["nick"], self._state.nickname or "", user["username"] or "",
+                  *self._configured_channels().values()]  # fmt: skip
         for line in self.config["perform"]:
             line = scrub(line).strip()
             if line:
-                # The operator's own line, often a services login: its text is never logged.
-                self.connection.redact.keep_out(line)
+                # The operator's own line, often a services login: its text is never logged,
+                # and its echo (echo-message) is no message for the hooks.
+                self.connection.redact.keep_out(line, public)
+                self._perform_echoes.add(self._message_key(line))
                 self.connection.outgoing.send_priority(line)
         for source in self._configured_channels().values():
             self._join(source)
@@ -457,6 +464,8 @@ class IRCPlug(immp.Plug):
         target, text = line.params[0], line.params[1]
         target = target.lstrip("".join(self._state.isupport.statusmsg or []))
         own = self._state.is_me(nick)
+        if own and (self._fold(target), line.params[1]) in self._perform_echoes:
+            return  # a perform line of ours, not a message put() sent
         action = False
         if text.startswith(CTCP):
             verb, _, args = text.strip(CTCP).partition(" ")
@@ -480,6 +489,17 @@ class IRCPlug(immp.Plug):
         sent = immp.SentMessage(ident, channel, at=_server_time(line.tags), text=from_irc(text),
                                 user=user, action=action, raw=line)  # fmt: skip
         await self.queue(sent)
+
+    def _message_key(self, line: str) -> tuple[str, str] | None:
+        """(folded target, text) of a PRIVMSG or NOTICE line as written, as its echo has them."""
+        try:
+            parsed = irctokens.tokenise(line)
+        except ValueError:
+            return None
+        if parsed.command not in ("PRIVMSG", "NOTICE") or len(parsed.params) < 2:
+            return None
+        target = parsed.params[0].lstrip("".join(self._state.isupport.statusmsg or []))
+        return self._fold(target), parsed.params[1]
 
     def _echo_id(self, target: str, text: str, msgid: str | None) -> str | None:
         """The ID of our own line echoed back: the server's msgid if put() is still waiting."""

@@ -4,13 +4,16 @@ keys, services logins), and control characters escaped so that a line cannot fak
 
 :func:`redact` knows the protocol's secrets and the usual services verbs. A ``perform`` line is
 the operator's own and may log in with a verb it does not know (``PRIVMSG Q :LOGON user pw``):
-a :class:`Redactor` is told each such line (:meth:`Redactor.keep_out`) and hides its text
-wherever it appears, in the line itself and in what the server sends back (an echo of it).
+a :class:`Redactor` is told each such line (:meth:`Redactor.keep_out`) and hides its secret
+(the text of a message to a nick, the arguments of an unknown command) in the line itself and
+wherever it or its last word appears again: in what the server sends back (an echo of it, a
+services error quoting it) and in the warnings that quote a line.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 # Words after which a services command carries a password (``NS IDENTIFY pw``, ``PRIVMSG
 # NickServ :IDENTIFY account pw``, ``PRIVMSG Q@CServe.quakenet.org :AUTH user pw``).
@@ -19,9 +22,20 @@ SECRET_VERBS = frozenset({"IDENTIFY", "ID", "LOGIN", "AUTH", "REGISTER", "GHOST"
 # AUTHENTICATE arguments that are not a payload: mechanism names, "+" (empty), "*" (abort).
 SASL_WORDS = frozenset({"PLAIN", "EXTERNAL", "SCRAM-SHA-1", "SCRAM-SHA-256", "SCRAM-SHA-512",
                         "+", "*"})  # fmt: skip
+# Commands whose arguments are never a secret (a JOIN's keys are redact()'s): a ``perform``
+# line of one of these is logged whole.
+PUBLIC_COMMANDS = frozenset({"JOIN", "PART", "NICK", "AWAY", "TOPIC", "INVITE", "KICK", "WHO",
+                             "WHOIS", "WHOWAS", "NAMES", "LIST", "QUIT", "PING", "PONG", "CAP",
+                             "USERHOST", "ISON", "MONITOR", "SETNAME", "MOTD", "VERSION",
+                             "TIME", "LUSERS", "CHATHISTORY"})  # fmt: skip
 # Control characters shown escaped in the log, so a line cannot fake or hide log output.
 _LOG_ESCAPES = {c: f"\\x{c:02x}" for c in [*range(32), 127]}
 _WORD = re.compile(r"\S+")
+
+
+def _is_channel(target: str) -> bool:
+    """``target`` names a channel, or its members of a rank (STATUSMSG ``@#chan``, ``+#chan``)."""
+    return target.lstrip("@%~")[:1] in ("#", "&", "+", "!")
 
 
 def _secret_from(words: list[str], from_server: bool) -> int | None:
@@ -34,7 +48,7 @@ def _secret_from(words: list[str], from_server: bool) -> int | None:
     if command == "OPER" or (command == "JOIN" and not from_server):  # name password; keys
         return 2
     if command in ("PRIVMSG", "NOTICE"):
-        if len(words) < 3 or words[1][:1] in ("#", "&", "+", "!"):
+        if len(words) < 3 or _is_channel(words[1]):
             return None  # to a channel: relayed text, never a services login
         candidates: tuple[int, ...] = (2,)
     else:  # NS IDENTIFY pw, NICKSERV IDENTIFY pw, IDENTIFY pw, MSG NickServ IDENTIFY pw
@@ -83,17 +97,25 @@ def redact(line: str) -> str:
 def perform_secret(line: str) -> str | None:
     """
     What of a ``perform`` line must never be logged: what :func:`redact` would hide if it
-    knows the verb, else everything after the target of a ``PRIVMSG``/``NOTICE`` to a nick
-    (its text) or after the command of anything else. ``None`` for a line of one word, and for
-    text to a channel (said in public, and hiding it would hide those words in every line).
+    knows the verb, else the text of a ``PRIVMSG``/``NOTICE`` to a nick, or everything after
+    the command of one it does not know (``CS``, ``HS``, a network's own services verb).
+    ``None`` for a command that carries no secret (:data:`PUBLIC_COMMANDS`, ``MODE`` without
+    a key), for a line of one word, and for text to a channel (said in public).
     """
     line = line.translate(_LOG_ESCAPES).strip()
     start = _secret_start(line)
     if start is None:
         words = [match.group() for match in _WORD.finditer(line)]
+        command = words[0].upper() if words else ""
         keep = 1
-        if words and words[0].upper() in ("PRIVMSG", "NOTICE"):
-            if len(words) > 1 and words[1][:1] in ("#", "&", "+", "!"):
+        if command in PUBLIC_COMMANDS:
+            return None
+        if command == "MODE":  # only a channel key (+k key) is secret
+            if len(words) < 4 or "k" not in words[2]:
+                return None
+            keep = 3
+        elif command in ("PRIVMSG", "NOTICE"):
+            if len(words) > 1 and _is_channel(words[1]):
                 return None
             keep = 2
         if len(words) <= keep:
@@ -105,8 +127,10 @@ def perform_secret(line: str) -> str | None:
 
 class Redactor:
     """
-    :func:`redact`, and the text of the lines it was told to keep out of the log (see the
-    module docstring) replaced by ``***`` wherever it appears, in lines either way.
+    :func:`redact`, and the secrets of the lines it was told to keep out of the log (see the
+    module docstring) replaced by ``***`` wherever they appear, in lines either way: the whole
+    secret and its last word (``pw`` of ``LOGON user pw``, which a services reply may quote
+    alone), as words, in any case.
     """
 
     #: Shorter secrets are not looked for in other lines (``+i`` would hide every mode change);
@@ -115,15 +139,28 @@ class Redactor:
 
     def __init__(self):
         self._lines: set[str] = set()  # as given, to know them again when written
-        self._secrets: list[str] = []  # longest first, so that a longer one is hidden whole
+        self._words: set[str] = set()  # what is looked for elsewhere, case-folded
+        self._search: re.Pattern | None = None
 
-    def keep_out(self, line: str) -> None:
-        """``line`` (a ``perform`` line, as it will be written) holds a secret: hide it."""
+    def keep_out(self, line: str, public: Iterable[str] = ()) -> None:
+        """
+        ``line`` (a ``perform`` line, as it will be written) holds a secret: hide it. Words in
+        ``public`` (the bot's nicks) and channel names are hidden in ``line`` itself only, not
+        looked for in every other line.
+        """
         self._lines.add(line)
         secret = perform_secret(line)
-        if secret and len(secret) >= self.SHORTEST and secret not in self._secrets:
-            self._secrets.append(secret)
-            self._secrets.sort(key=len, reverse=True)
+        if not secret:
+            return
+        shown = {word.casefold() for word in public}
+        for word in (secret, secret.split()[-1]):
+            folded = word.casefold()
+            if len(word) >= self.SHORTEST and folded not in shown and word[:1] != "#":
+                self._words.add(folded)
+        if self._words:
+            words = sorted(self._words, key=len, reverse=True)  # a longer one hidden whole
+            alternatives = "|".join(re.escape(word) for word in words)
+            self._search = re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)
 
     def __call__(self, line: str) -> str:
         if line in self._lines:
@@ -132,7 +169,6 @@ class Redactor:
                 escaped = line.translate(_LOG_ESCAPES).strip()
                 return escaped[: len(escaped) - len(secret)] + "***"
         line = redact(line)
-        for secret in self._secrets:
-            if secret in line:
-                line = line.replace(secret, "***")
+        if self._search is not None:
+            line = self._search.sub("***", line)
         return line
