@@ -394,6 +394,8 @@ class Host:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
+                if self.journal.enabled:
+                    nursery.start_soon(self.journal.run)
                 if not self._loaded:
                     for hook in list(self.hooks.values()):
                         self._load(hook)

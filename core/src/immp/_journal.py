@@ -104,6 +104,8 @@ class Journal:
         # (see _batch_now).
         self._batch: JournalBatch | None = None
         self._token: trio.lowlevel.TrioToken | None = None
+        # Set to have run() hand the batch over (while the host runs it).
+        self._wake: trio.Event | None = None
 
     # -- lifetime ------------------------------------------------------------------------------
 
@@ -171,18 +173,36 @@ class Journal:
         if self.enabled and self._open:
             log.warning("Journal: %s", self.summary())
 
+    async def run(self) -> None:
+        """
+        Hand each tick's writes to the store, while the host runs (a task of its own; see
+        _batch_now). Cancelled with the host; :meth:`close` hands over what is left.
+        """
+        try:
+            while True:
+                self._wake = trio.Event()
+                await self._wake.wait()
+                self.submit()
+        finally:
+            self._wake = None
+
     def _batch_now(self) -> JournalBatch:
         # One hand-over to the store per trio tick (the store's queue takes a lock per call):
-        # the first write of a tick asks to be called back once the scheduler has run the
-        # tasks that are ready, and everything written by then goes in one batch, merged to
-        # its net effect as it is written (an entry added and done meanwhile is not written).
+        # the first write of a tick wakes run(), which runs once the scheduler has run the tasks
+        # that are ready, and everything written by then goes in one batch, merged to its net
+        # effect as it is written (an entry added and done meanwhile is not written). Without
+        # run() (before it started), a callback does it: the same, but through trio's wakeup
+        # socket, two system calls a tick.
         batch = self._batch
         if batch is None:
             batch = self._batch = JournalBatch()
-            try:
-                self._token.run_sync_soon(self.submit)
-            except (AttributeError, trio.RunFinishedError):
-                self._token = None  # outside a run: each write is handed over at once
+            if self._wake is not None:
+                self._wake.set()
+            else:
+                try:
+                    self._token.run_sync_soon(self.submit)
+                except (AttributeError, trio.RunFinishedError):
+                    self._token = None  # outside a run: each write is handed over at once
         return batch
 
     def submit(self) -> None:
