@@ -82,9 +82,9 @@ SCHEMA = immp.Schema({
                   "password, a server without SASL PLAIN) stops the plug with a one-line error; "
                   "false: go on without the account after a warning."): bool,
     immp.Optional("perform", [], doc="Raw lines sent after each registration (e.g. a NickServ "
-                  "identify on servers without SASL); line breaks are removed. What follows a "
-                  "line's command (a PRIVMSG's text, to a nick) is never logged, nor is it "
-                  "anywhere the server repeats it."): [str],
+                  "identify on servers without SASL); line breaks are removed. Their secrets (what "
+                  "follows the command, or a PRIVMSG's text to a nick) are never logged, nor "
+                  "anywhere the server repeats them; see \"Debug logging\"."): [str],
     immp.Optional("quit", "Disconnecting", doc="Quit message."): str,
     immp.Optional("accept-invites", False, doc="Join channels the bot is invited to."): bool,
     immp.Optional("colour-nicks", False, doc="Colour relayed authors' names, stably per "
