@@ -287,6 +287,21 @@ def test_a_perform_line_is_hidden_after_its_command_and_wherever_it_comes_back()
     assert redactor("PRIVMSG #c :a\r\nb") == "PRIVMSG #c :a\\x0d\\x0ab"
 
 
+def test_what_is_a_channel_is_the_servers_word_not_a_guess():
+    # A server whose only channel prefix is "#" (CHANTYPES=#): "&hunter5" is a password
+    # there, not a channel, and is hidden wherever it comes back; "#hideout" stays a channel.
+    redactor = Redactor()
+    redactor.keep_out("PRIVMSG Q :LOGON bot &hunter5", is_channel=lambda word: word[:1] == "#")
+    redactor.keep_out("PRIVMSG ChanServ :INVITE #hideout", is_channel=lambda w: w[:1] == "#")
+    assert redactor(":Q!s@h NOTICE bot :Bad password &hunter5") == (
+        ":Q!s@h NOTICE bot :Bad password ***"
+    )
+    assert redactor(":s!u@h JOIN #hideout") == ":s!u@h JOIN #hideout"
+    # Logged again, a perform line is hidden as it was the first time.
+    assert redactor("PRIVMSG Q :LOGON bot &hunter5") == "PRIVMSG Q :***"
+    assert redactor("PRIVMSG Q :LOGON bot &hunter5") == "PRIVMSG Q :***"
+
+
 def test_a_secret_in_a_broken_config_stays_out_of_the_error(tmp_path, immp_command, clean_env):
     file = tmp_path / "immp.yaml"
     file.write_text(yaml.safe_dump({"plugs": {"irc": {"path": "irc", "config": {

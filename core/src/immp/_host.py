@@ -395,7 +395,7 @@ class Host:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 if self.journal.enabled:
-                    nursery.start_soon(self.journal.run)
+                    await nursery.start(self.journal.run)
                 if not self._loaded:
                     for hook in list(self.hooks.values()):
                         self._load(hook)

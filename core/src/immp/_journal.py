@@ -173,15 +173,18 @@ class Journal:
         if self.enabled and self._open:
             log.warning("Journal: %s", self.summary())
 
-    async def run(self) -> None:
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """
-        Hand each tick's writes to the store, while the host runs (a task of its own; see
-        _batch_now). Cancelled with the host; :meth:`close` hands over what is left.
+        Hand each tick's writes to the store, while the host runs (a task of its own, started
+        with ``nursery.start``: ready once it listens; see _batch_now). Cancelled with the host;
+        :meth:`close` hands over what is left.
         """
+        self._wake = trio.Event()
+        task_status.started()
         try:
             while True:
-                self._wake = trio.Event()
                 await self._wake.wait()
+                self._wake = trio.Event()
                 self.submit()
         finally:
             self._wake = None
@@ -191,8 +194,8 @@ class Journal:
         # the first write of a tick wakes run(), which runs once the scheduler has run the tasks
         # that are ready, and everything written by then goes in one batch, merged to its net
         # effect as it is written (an entry added and done meanwhile is not written). Without
-        # run() (before it started), a callback does it: the same, but through trio's wakeup
-        # socket, two system calls a tick.
+        # run() (a journal used outside a host), a callback does it: the same, but through
+        # trio's wakeup socket, two system calls a tick.
         batch = self._batch
         if batch is None:
             batch = self._batch = JournalBatch()

@@ -218,7 +218,7 @@ class IRCPlug(immp.Plug):
             immp.BoundedCache(ECHOES_AWAITED))  # fmt: skip
         self._echo_send: trio.MemorySendChannel | None = None
         # (folded target, text) of the perform lines that are messages, to know their echoes.
-        self._perform_echoes: set[tuple[str, str] | None] = set()
+        self._perform_echoes: set[tuple[str, str]] = set()
         if c["puppet"]:
             self.log.warning("%s: puppets are not supported yet; relaying as the bot", name)
 
@@ -323,14 +323,18 @@ class IRCPlug(immp.Plug):
         user = self.config["user"]
         public = [user["nick"], self._state.nickname or "", user["username"] or "",
                   *self._configured_channels().values()]  # fmt: skip
-        for line in self.config["perform"]:
-            line = scrub(line).strip()
-            if line:
-                # The operator's own line, often a services login: its text is never logged,
-                # and its echo (echo-message) is no message for the hooks.
-                self.connection.redact.keep_out(line, public)
-                self._perform_echoes.add(self._message_key(line))
-                self.connection.outgoing.send_priority(line)
+        statusmsg = "".join(self._state.isupport.statusmsg or [])
+
+        def is_channel(word: str) -> bool:  # a channel, or its members of a rank (@#chan)
+            return self._is_channel_name(word.lstrip(statusmsg))
+
+        lines = [line for line in (scrub(line).strip() for line in self.config["perform"]) if line]
+        # The operator's own lines, often a services login: their text is never logged, and
+        # their echoes (echo-message) are no messages for the hooks.
+        self._perform_echoes = {key for key in map(self._message_key, lines) if key is not None}
+        for line in lines:
+            self.connection.redact.keep_out(line, public, is_channel)
+            self.connection.outgoing.send_priority(line)
         for source in self._configured_channels().values():
             self._join(source)
         if self.connection.registrations == 1:

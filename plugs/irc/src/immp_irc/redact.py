@@ -13,7 +13,7 @@ services error quoting it) and in the warnings that quote a line.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 # Words after which a services command carries a password (``NS IDENTIFY pw``, ``PRIVMSG
 # NickServ :IDENTIFY account pw``, ``PRIVMSG Q@CServe.quakenet.org :AUTH user pw``).
@@ -138,24 +138,25 @@ class Redactor:
     SHORTEST = 4
 
     def __init__(self):
-        self._lines: set[str] = set()  # as given, to know them again when written
+        self._secrets: dict[str, str | None] = {}  # line as given -> its secret, when written
         self._words: set[str] = set()  # what is looked for elsewhere, case-folded
         self._search: re.Pattern | None = None
 
-    def keep_out(self, line: str, public: Iterable[str] = ()) -> None:
+    def keep_out(self, line: str, public: Iterable[str] = (),
+                 is_channel: Callable[[str], bool] = _is_channel) -> None:  # fmt: skip
         """
         ``line`` (a ``perform`` line, as it will be written) holds a secret: hide it. Words in
-        ``public`` (the bot's nicks) and channel names are hidden in ``line`` itself only, not
-        looked for in every other line.
+        ``public`` (the bot's nicks) and channel names (by ``is_channel``, the plug's test from
+        what the server announced) are hidden in ``line`` itself only, not looked for in every
+        other line.
         """
-        self._lines.add(line)
-        secret = perform_secret(line)
+        secret = self._secrets[line] = perform_secret(line)
         if not secret:
             return
         shown = {word.casefold() for word in public}
         for word in (secret, secret.split()[-1]):
             folded = word.casefold()
-            if len(word) >= self.SHORTEST and folded not in shown and word[:1] != "#":
+            if len(word) >= self.SHORTEST and folded not in shown and not is_channel(word):
                 self._words.add(folded)
         if self._words:
             words = sorted(self._words, key=len, reverse=True)  # a longer one hidden whole
@@ -163,11 +164,10 @@ class Redactor:
             self._search = re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)
 
     def __call__(self, line: str) -> str:
-        if line in self._lines:
-            secret = perform_secret(line)
-            if secret is not None:
-                escaped = line.translate(_LOG_ESCAPES).strip()
-                return escaped[: len(escaped) - len(secret)] + "***"
+        secret = self._secrets.get(line)
+        if secret is not None:
+            escaped = line.translate(_LOG_ESCAPES).strip()
+            return escaped[: len(escaped) - len(secret)] + "***"
         line = redact(line)
         if self._search is not None:
             line = self._search.sub("***", line)
