@@ -31,7 +31,7 @@ def test_check_prints_warnings_as_one_line_each_and_passes(tmp_path, immp_comman
     path.write_text(yaml.safe_dump(CONFIG))
     result = immp_command("--check", str(path), env=clean_env)
     assert result.returncode == 0, result.stderr
-    assert result.stdout == f"{path}: OK (1 plugs, 2 channels, 0 groups, 0 hooks)\n"
+    assert result.stdout == f"{path}: OK (1 plug, 2 channels, 0 groups, 0 hooks)\n"
     assert sorted(result.stderr.splitlines()) == [
         f"immp: warning: {path}: channels.bad.source: no '#': this is a private chat",
         f"immp: warning: {path}: plugs.p.config.size: size is odd",

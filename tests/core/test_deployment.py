@@ -43,7 +43,7 @@ def test_the_startup_line_names_every_distribution_in_use_and_no_other(tmp_path,
         f"{name} {metadata.version(name)}"
         for name in ("immp-core", "immp-hook-sync", "immp-plug-demo")
     )
-    assert line.endswith(f"(2 plugs, 1 hooks; {used})"), line
+    assert line.endswith(f"(2 plugs, 1 hook; {used})"), line
     assert "immp-plug-irc" not in line and "immp-hook-commands" not in line
 
 

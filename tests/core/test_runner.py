@@ -83,7 +83,7 @@ DEMO = """\
 def test_check_accepts_a_valid_config(tmp_path, immp_command):
     result = immp_command("--check", str(write(tmp_path / "c.yaml", DEMO)))
     assert result.returncode == 0
-    assert result.stdout.strip().endswith("OK (1 plugs, 1 channels, 0 groups, 0 hooks)")
+    assert result.stdout.strip().endswith("OK (1 plug, 1 channel, 0 groups, 0 hooks)")
 
 
 def test_a_config_error_is_one_line_exit_2_and_no_traceback(tmp_path, immp_command):

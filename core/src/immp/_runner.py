@@ -78,6 +78,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _count(number: int, noun: str) -> str:
+    """``1 plug``, ``2 plugs``, ``0 hooks``."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 def _version() -> str:
     try:
         return metadata.version("immp-core")
@@ -367,10 +372,10 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)  # fmt: skip
         _setup_logging(data.get("logging"), file, args.log_format)
         if args.check:
-            print(
-                f"{file}: OK ({len(host.plugs)} plugs, {len(host.channels)} channels, "
-                f"{len(host.groups)} groups, {len(host.hooks)} hooks)"
-            )
+            counts = ", ".join(_count(len(items), noun) for items, noun in (
+                (host.plugs, "plug"), (host.channels, "channel"), (host.groups, "group"),
+                (host.hooks, "hook")))  # fmt: skip
+            print(f"{file}: OK ({counts})")
             return EXIT_OK
     except ConfigError as exc:
         print(f"immp: error: {exc}", file=sys.stderr)
@@ -384,11 +389,11 @@ def main(argv: list[str] | None = None) -> int:
             log.info("Removed %s, left by a write that was cut off", stale)
         host.on_config_change(config.save)
     log.info(
-        "Starting IMMP %s with %s (%d plugs, %d hooks; %s)",
+        "Starting IMMP %s with %s (%s, %s; %s)",
         _version(),
         file,
-        len(host.plugs),
-        len(host.hooks),
+        _count(len(host.plugs), "plug"),
+        _count(len(host.hooks), "hook"),
         ", ".join(_distributions_in_use(host)),
     )
     log.info("Store: %s", host.store.describe())
