@@ -38,6 +38,13 @@ class Hook(Openable):
     :meth:`stats` may add a hook's own figures to :meth:`Host.stats <immp.Host.stats>`.
     """
 
+    #: Whether this hook records where the messages it is handed go through the journal
+    #: (``host.journal.route``, as the sync hook does): the journal keeps an entry until every
+    #: such hook was done with it (its ``on_receive`` returned) and its deliveries are done,
+    #: and only such hooks are handed the entries of the last run again at start. Others
+    #: (commands, logging) see each message once, as it arrives, never again after a restart.
+    journaled: bool = False
+
     def __init__(self, name: str, config, host: Host, priority: int | None = None):
         super().__init__(name, config, host)
         self.priority = priority

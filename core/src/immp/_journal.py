@@ -11,6 +11,9 @@ message with the journal on::
     plug: await self.taken()       -> returns once the entry is queued in the store, so that a
                                       cursor the plug saves after it (Matrix's sync token, the
                                       demo's input offset) lands in the same or a later commit
+    Pipeline.process               -> journal.hold(entry) for itself and for each journaled
+                                      hook (Hook.journaled: the sync hook) it hands the entry
+                                      to, journal.release(entry) as each is done with it
     sync hook: journal.route(sent, channels) -> one delivery per target, the delivery key of
                                       each (None where a replay finds it done); a delivery
                                       gets a row only once it is done or in doubt (no row:
@@ -20,7 +23,12 @@ message with the journal on::
                                       returns the delivery is marked done, unless the plug
                                       confirms deliveries itself (IRC: an intent mark before
                                       the write, done when the server acknowledged it)
-    all deliveries of an entry done -> the entry is deleted
+    every hook done with the entry and all its deliveries done -> the entry is deleted
+
+An entry is done only once no hook holds it *and* every delivery routed is done: two sync
+hooks on one channel each route it (one may finish before the other started), and one that
+routes it nowhere (an edit it does not copy) does not end it for the other. A message no
+journaled hook wants is done when the pipeline lets go of it.
 
 Every write goes through the store's write queue, committed in one transaction per round of its
 thread (group commit; never one fsync per message). What survives what depends on the store
@@ -64,8 +72,8 @@ IN_DOUBT_POLICIES = ("drop", "resend")
 # Delivery states, as stored.
 PENDING, WRITING, DONE = 0, 1, 2
 
-#: Seconds between looks for entries that no hook routed within ``age`` (at most; the age if
-#: shorter), which are then let go (see Journal.add).
+#: Seconds between looks for entries older than ``age`` (at most; the age if shorter), which
+#: are then let go (see Journal._sweep).
 SWEEP_INTERVAL = 30.0
 
 
@@ -89,17 +97,24 @@ class Journal:
         self._count = itertools.count(1)
         # entry key -> {delivery key: state} of deliveries not done
         self._open: dict[str, dict[str, int]] = {}
-        # entry keys handed to the hooks again by replay(): route() answers from what is known
+        # entry key -> how many hold it: the pipeline while it hands it out, and each journaled
+        # hook handed it, until that hook is done with it (see hold())
+        self._holds: dict[str, int] = {}
+        # entry key -> when added (or handed out again), of every entry not done, oldest first:
+        # what _sweep lets go once older than age
+        self._since: dict[str, float] = {}
+        # entry keys handed to the hooks again by replay(): route() answers from what is known,
+        # to every hook that routes it, until the entry is done
         self._replayed: dict[str, dict[str, int]] = {}
         self._replay: list[tuple[str, dict]] = []
         self.replayed = 0
         self.expired = 0
         self.dropped_in_doubt = 0
-        # entry key -> when added, of entries no hook routed yet (most are routed at once):
-        # what _sweep lets go once older than age. And when it looks next.
-        self._unrouted: dict[str, float] = {}
+        # When _sweep looks next; entries it let go: routed nowhere yet (a hook held them that
+        # long), and with deliveries not confirmed (a target that keeps failing).
         self._sweep_at = 0.0
         self.unrouted = 0
+        self.abandoned = 0
         # Writes of this trio tick, merged as they are made and handed to the store in one go
         # (see _batch_now).
         self._batch: JournalBatch | None = None
@@ -116,9 +131,10 @@ class Journal:
         self._run = _base36(int(time.time() * 1000))
         self._count = itertools.count(1)
         self._open = {}
+        self._holds = {}
+        self._since = {}
         self._replayed = {}
         self._replay = []
-        self._unrouted = {}
         self._sweep_at = 0.0
         if not self.enabled:
             return
@@ -158,19 +174,20 @@ class Journal:
             if plug is None:
                 log.warning("Journal: %s is from plug %s, which is not in the config; kept",
                             key, message["channel"][0])  # fmt: skip
+                self._replayed.pop(key, None)
                 continue
             sent = decode(message, self.host)
             sent.key = key
             self.replayed += 1
-            self._unrouted[key] = time.time()  # a new age to be routed in (see add())
+            self._since[key] = time.time()  # a new age to be delivered in (see _sweep)
             await process(plug, sent, replayed=True)
         # (Hooks may route them later, from their own queues: route() answers from
-        # _replayed until then, or until an entry no hook routes is let go.)
+        # _replayed until each entry is done.)
 
     def close(self) -> None:
         """The host stopped: what is left stays journaled for the next start."""
         self.submit()
-        if self.enabled and self._open:
+        if self.enabled and (self._open or self._holds):
             log.warning("Journal: %s", self.summary())
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -217,9 +234,14 @@ class Journal:
 
     def summary(self) -> str:
         """One line: what is left undelivered (kept for the next start), or that nothing is."""
-        left = sum(len(rows) for rows in self._open.values())
         if not self.enabled:
             return "off"
+        left = sum(len(rows) for rows in self._open.values())
+        unhandled = sum(1 for entry in self._holds if not self._open.get(entry))
+        if unhandled:  # taken in, but a hook had not routed it yet (its queue, a cut-off call)
+            return (f"{len(self._open) + unhandled} messages not delivered ({left} deliveries "
+                    f"not confirmed, {unhandled} messages not yet handled by a hook); kept for "
+                    "the next start")  # fmt: skip
         if left:
             return (f"{left} deliveries of {len(self._open)} messages not confirmed; kept for "
                     "the next start")  # fmt: skip
@@ -241,11 +263,7 @@ class Journal:
             batch = self._batch_now()
         now = time.time()
         batch.entries[key] = (now, partial(_message, sent))
-        # Until a hook routes it (route(), even to nowhere). A message that no hook routes
-        # within the age limit (one in a channel no sync hook bridges) is let go then, as it
-        # would expire at the next start: else every such message stayed in the store for as
-        # long as the process ran, and was handed to the hooks again at each start.
-        self._unrouted[key] = now
+        self._since[key] = now
         if now >= self._sweep_at:
             self._sweep(now)
         if self._token is None:  # outside a run
@@ -253,17 +271,66 @@ class Journal:
         return key
 
     def _sweep(self, now: float) -> None:
+        # Entries older than the age limit are let go while the process runs, as they would
+        # expire at the next start: else a target that keeps failing (or a hook that never gets
+        # to an entry) kept one entry per message, in memory and in the store, for as long as
+        # the process ran. What is still queued for a target goes out all the same, untracked.
         self._sweep_at = now + min(self.age, SWEEP_INTERVAL)
         cutoff = now - self.age
-        old = [key for key, added in self._unrouted.items() if added <= cutoff]
+        old = []
+        for key, added in self._since.items():  # oldest first
+            if added > cutoff:
+                break
+            old.append(key)
+        targets: dict[str, int] = {}
+        abandoned = 0
         for key in old:
-            del self._unrouted[key]
-            self._replayed.pop(key, None)
-            self.done(key)
-        if old:
-            self.unrouted += len(old)
+            rows = self._open.get(key)
+            if rows:
+                abandoned += 1
+                for delivery in rows:
+                    where = delivery.partition("/")[2].replace("\x1f", ":")
+                    targets[where] = targets.get(where, 0) + 1
+            else:
+                self.unrouted += 1
+            self._finish(key)
+        self.abandoned += abandoned
+        if targets:
+            where = ", ".join(f"to {target} ({count})" for target, count in targets.items())
+            log.warning("Journal: %d entries older than %ss let go with deliveries not "
+                        "confirmed (a crash would not replay them, as a start would not): %s",
+                        abandoned, self.age, where)  # fmt: skip
+        elif old:
             log.debug("Journal: %d entries no hook routed within %ss let go", len(old),
                       self.age)  # fmt: skip
+
+    # -- hooks holding an entry ----------------------------------------------------------------
+
+    def hold(self, entry: str | None) -> None:
+        """
+        ``entry`` is handed to a hook that routes through the journal (or is being handed out
+        by the pipeline): it is not done before a matching :meth:`release`, whatever its
+        deliveries say so far.
+        """
+        if entry is not None:
+            holds = self._holds
+            holds[entry] = holds.get(entry, 0) + 1
+
+    def release(self, entry: str | None) -> None:
+        """A hook is done with ``entry`` (it routed it, or chose not to): done if it was the last
+        holder and every delivery routed is done."""
+        if entry is None:
+            return
+        holds = self._holds
+        count = holds.get(entry)
+        if count is None:
+            return  # let go meanwhile (see _sweep)
+        if count > 1:
+            holds[entry] = count - 1
+            return
+        del holds[entry]
+        if not self._open.get(entry):
+            self._finish(entry)
 
     def replaying(self, sent: SentMessage) -> bool:
         """Whether ``sent`` is an entry of the last run handed to the hooks again."""
@@ -278,11 +345,10 @@ class Journal:
         the ``drop`` policy.
         """
         entry = sent.key
-        if not self.enabled or entry is None:
-            return [None] * len(channels)
-        self._unrouted.pop(entry, None)
+        if not self.enabled or entry is None or entry not in self._since:
+            return [None] * len(channels)  # off, not journaled, or let go (see _sweep)
         if self._replayed:
-            known = self._replayed.pop(entry, None)
+            known = self._replayed.get(entry)
             if known is not None:
                 return self._route_replayed(sent, channels, known)
         # Nothing is written: a delivery without a row is pending, which is what a replay takes
@@ -295,8 +361,8 @@ class Journal:
             rows.update(dict.fromkeys(keys, PENDING))
         elif keys:
             self._open[entry] = dict.fromkeys(keys, PENDING)
-        else:
-            self.done(entry)  # nowhere to go
+        elif entry not in self._holds:
+            self._finish(entry)  # nowhere to go, and routed by no hook holding it
         return keys
 
     def _route_replayed(
@@ -323,7 +389,7 @@ class Journal:
                 continue
             rows[delivery] = PENDING
             keys.append(delivery)
-        if not rows:
+        if not rows and entry not in self._holds:
             self._finish(entry)
         if self._token is None:  # outside a run
             self.submit()
@@ -355,19 +421,24 @@ class Journal:
         rows = self._open.get(entry)
         if rows is None or rows.pop(delivery, None) is None:
             return
-        if rows:
+        if rows or entry in self._holds:  # more to deliver, or a hook may route it further
             batch = self._batch
             if batch is None:
                 batch = self._batch_now()
             batch.deliveries.setdefault(entry, {})[delivery] = DONE
             if self._token is None:  # outside a run
                 self.submit()
-        else:  # the last: the entry is done
+        if not rows:
             del self._open[entry]
-            self.done(entry)
+            if entry not in self._holds:  # the last, and no hook holds it: the entry is done
+                self._finish(entry)
 
     def _finish(self, entry: str) -> None:
         self._open.pop(entry, None)
+        self._holds.pop(entry, None)
+        self._since.pop(entry, None)
+        if self._replayed:
+            self._replayed.pop(entry, None)
         self.done(entry)
 
     def done(self, entry: str) -> None:
@@ -399,6 +470,7 @@ class Journal:
             "expired": self.expired,
             "dropped_in_doubt": self.dropped_in_doubt,
             "unrouted": self.unrouted,
+            "abandoned": self.abandoned,
         }
 
 

@@ -111,7 +111,7 @@ class _Plan:
         *,
         before_receive: list[Hook],
         levels: list[list[tuple[Hook, Callable | None]]],
-        workers: list[tuple[Worker, Callable | None]],
+        workers: list[tuple[Worker, Callable | None, bool]],
         before_send: list[Hook],
     ):
         self.before_receive = before_receive
@@ -241,7 +241,7 @@ class Pipeline:
         for hook in hooks:
             worker = self._workers.get(hook.name)
             if worker is not None:
-                workers.append((worker, _wants(hook)))
+                workers.append((worker, _wants(hook), worker.journaled))
         self._plan = _Plan(
             before_receive=_by_priority(hooks, "before_receive"),
             levels=[levels[priority] for priority in sorted(levels)],
@@ -267,17 +267,40 @@ class Pipeline:
         def on_timeout() -> None:
             log.error("Hook %s: on_receive timed out after %ss", hook.name, hook.timeout)
 
+        handle, on_dropped = hook.on_receive, None
+        journaled = hook.journaled and self.journal.enabled
+        if journaled:
+            # The hook holds each journaled entry it is handed (see process()) until its
+            # on_receive returned or failed, or the item was dropped for a stuck worker. One
+            # cut off (a timeout, the host stopping) or left in a closed worker's queue stays
+            # held: kept for the next start, or let go once older than the age limit.
+            journal, on_receive = self.journal, hook.on_receive
+
+            async def handle(sent: SentMessage, source: Message, primary: bool) -> None:
+                try:
+                    await on_receive(sent, source, primary)
+                except Exception:
+                    journal.release(sent.key)
+                    raise
+                journal.release(sent.key)
+
+            def on_dropped(item: tuple) -> None:
+                if not worker.closed:
+                    journal.release(item[0].key)
+
         worker = Worker(
             f"Hook {hook.name}",
             INBOX_SIZE,
-            hook.on_receive,
+            handle,
             on_error=on_error,
             timeout=lambda: hook.timeout or None,
             on_timeout=on_timeout,
             stuck_after=self.host.hook_stuck_after,
             patient=True,
             log=log,
+            on_dropped=on_dropped,
         )
+        worker.journaled = journaled
         self._workers[hook.name] = worker
         self.hooks_changed()
         return worker
@@ -319,12 +342,14 @@ class Pipeline:
         echo = line.echoes.get((sent.channel, sent.id))
         if echo is None and line.in_flight:
             echo = await self._match_echo(line, sent)
+        held = None  # the journal entry, held while it is handed out (see Journal.hold)
         if replayed:
             source, primary = sent, True
+            held = sent.key
         elif echo is None:
             source, primary = sent, True
             if self.journal.enabled:
-                self.journal.add(sent)  # before it counts as taken (see taken())
+                held = self.journal.add(sent)  # before it counts as taken (see taken())
         else:
             source, primary, split = echo
             if split and primary:
@@ -337,6 +362,8 @@ class Pipeline:
                 line.taken_event.set()
                 line.taken_event = None
         plan = self._plan or self._make_plan()
+        if held is not None:
+            return await self._process_journaled(plan, sent, source, primary, echo, replayed)
         for hook in plan.before_receive:
             result = await self.call_hook(
                 hook, "before_receive", sent, source, primary, default=sent
@@ -360,9 +387,59 @@ class Pipeline:
                             self.call_hook, hook, "on_receive", sent, source, primary
                         )
         item = (sent, source, primary)
-        for worker, wants in plan.workers:
+        for worker, wants, _ in plan.workers:
             if (wants is None or wants(sent, source, primary)) and not worker.offer(item):
                 await worker.put(item)
+
+    async def _process_journaled(self, plan: _Plan, sent: SentMessage, source: Message,
+                                 primary: bool, echo, replayed: bool) -> None:  # fmt: skip
+        # process() for a journal entry: the pipeline holds it while it hands it out, and each
+        # journaled hook (Hook.journaled) it goes to holds it too, so that it is done only once
+        # every such hook is done with it and its deliveries are. An entry of the last run goes
+        # to journaled hooks only: a command it held is not run twice. Cut off (the host
+        # stopping), the entry stays held: kept for the next start.
+        journal, key = self.journal, sent.key
+        journal.hold(key)
+        for hook in plan.before_receive:
+            result = await self.call_hook(
+                hook, "before_receive", sent, source, primary, default=sent
+            )
+            if not result:
+                log.debug("Hook %s dropped %r", hook.name, sent)
+                journal.release(key)
+                return
+            if result is not sent and result.key is None:
+                result.key = key  # the same journal entry
+            sent = result
+            if echo is None:
+                source = sent
+        for level in plan.levels:
+            hooks = [hook for hook, wants in level
+                     if (wants is None or wants(sent, source, primary))
+                     and (hook.journaled or not replayed)]  # fmt: skip
+            for hook in hooks:
+                if hook.journaled:
+                    journal.hold(key)
+            if len(hooks) == 1:
+                await self._receive_journaled(hooks[0], sent, source, primary)
+            elif hooks:
+                async with trio.open_nursery() as nursery:
+                    for hook in hooks:
+                        nursery.start_soon(self._receive_journaled, hook, sent, source, primary)
+        item = (sent, source, primary)
+        for worker, wants, journaled in plan.workers:
+            if (journaled or not replayed) and (wants is None or wants(sent, source, primary)):
+                if journaled:
+                    journal.hold(key)
+                if not worker.offer(item):
+                    await worker.put(item)
+        journal.release(key)
+
+    async def _receive_journaled(self, hook: Hook, sent: SentMessage, source: Message,
+                                 primary: bool) -> None:  # fmt: skip
+        await self.call_hook(hook, "on_receive", sent, source, primary)
+        if hook.journaled:
+            self.journal.release(sent.key)
 
     async def _process_relaying(self, plug: Plug, sent: SentMessage, replayed: bool) -> None:
         # Observers want send latencies: what is sent while hooks handle this message (in this

@@ -283,6 +283,8 @@ class Worker:
         self.dropped = 0
         self._dropped_now = 0
         self.stuck = False
+        #: Whether the hook it feeds holds the journal entries it is handed (the pipeline's).
+        self.journaled = False
         self._held = 0.0  # seconds producers waited since the queue was last empty (not patient)
         #: Set when :meth:`run` has returned.
         self.done = trio.Event()
@@ -290,6 +292,11 @@ class Worker:
     def __len__(self) -> int:
         """Items waiting in the queue."""
         return len(self._queue)
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called (or :meth:`run` returned): items are dropped."""
+        return self._queue.closed
 
     def offer(self, item: tuple) -> bool:
         """

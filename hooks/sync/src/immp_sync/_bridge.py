@@ -137,6 +137,8 @@ class BridgeHook(immp.Hook):
     which channels go where by implementing :meth:`route`; everything else is here.
     """
 
+    journaled = True  # each delivery goes through host.journal.route
+
     def __init__(self, name, config, host, priority=None):
         super().__init__(name, config, host, priority)
         #: The message -> copies map (the latest ``history`` in memory, all of them in

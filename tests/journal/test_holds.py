@@ -1,0 +1,199 @@
+"""
+The journal with more than one hook on a channel, with hooks that do not route through it, and
+with a target that keeps failing: an entry is done only once every hook that routes through the
+journal was done with it and its deliveries are; an entry of the last run goes to those hooks
+only; and an entry older than the age limit is let go while the process runs. Each test runs on
+every store that keeps a journal (``new_store`` in conftest.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import trio
+
+import immp
+from immp._journal import DONE, encode
+from immp.testing import running
+from immp_commands import CommandHook
+from immp_demo import DemoPlug
+from immp_sync import SyncHook
+from tests.commands.helpers import ToolHook
+
+DEMO = {"interval": None, "channel": "room", "echo": False}
+
+
+class Flaky(DemoPlug):
+    """A demo plug whose network refuses what is sent (put, edit) while ``fail`` is set."""
+
+    fail = False
+
+    async def put(self, channel, msg):
+        if self.fail:
+            raise immp.PlugError("network says no")
+        return await super().put(channel, msg)
+
+    async def edit(self, receipt, msg):
+        if self.fail:
+            raise immp.PlugError("network says no")
+        return await super().edit(receipt, msg)
+
+
+class SlowSync(SyncHook):
+    """A sync hook that takes a moment per message (a backlog, a store lookup that missed)."""
+
+    async def on_receive(self, sent, source, primary):
+        await trio.sleep(0.3)
+        await super().on_receive(sent, source, primary)
+
+
+def _host(store, *, second=SyncHook, first_config=None, plugs="abc", **journal) -> immp.Host:
+    """Hook s1 bridges a and b; hook s2 bridges a and the others. Plug c is :class:`Flaky`."""
+    host = immp.Host(store=store, journal=True, close_timeout=1, **journal)
+    for name in plugs:
+        cls = Flaky if name == "c" else DemoPlug
+        host.add_plug(cls(name, DEMO, host))
+        host.add_channel(f"{name}-room", immp.Channel(host.plugs[name], "room"))
+    host.add_hook(SyncHook("s1", {"channels": {"main": ["a-room", "b-room"]},
+                                  **(first_config or {})}, host))  # fmt: skip
+    others = [f"{name}-room" for name in plugs if name != "b"]
+    host.add_hook(second("s2", {"channels": {"other": others}}, host))
+    return host
+
+
+async def _load(store: immp.Store):
+    """What the journal holds once the host stopped (its store is closed then)."""
+    await store.open()
+    try:
+        return await store.journal_load()
+    finally:
+        await store.close()
+
+
+async def test_a_delivery_of_the_slower_hook_is_kept_when_the_faster_one_finished(new_store):
+    # s1 bridges a->b, s2 (a moment slower) a->c, whose network refuses the copy. s1's delivery
+    # must not end the entry: the next start delivers c's copy.
+    host = _host(new_store(), second=SlowSync)
+    async with running(host):
+        host.plugs["c"].fail = True
+        await host.plugs["a"].receive("hello")
+        with trio.fail_after(10):
+            await host.plugs["b"].wait_puts(1)
+        await trio.sleep(0.6)  # s2 routed it, and c refused it
+        assert host.journal.stats()["deliveries"] == 1  # c's, not confirmed
+    assert "kept for the next start" in host.journal.summary()
+    entries, _ = await _load(new_store())
+    assert len(entries) == 1, "the entry with c's undelivered copy is gone from the store"
+    again = _host(new_store(), second=SlowSync)
+    async with running(again):
+        with trio.fail_after(10):
+            await again.plugs["c"].wait_puts(1)
+        await trio.sleep(0.1)
+        assert [str(m.text) for _, m in again.plugs["c"].puts] == ["hello"]
+        assert list(again.plugs["b"].puts) == []  # done before the restart: not sent again
+
+
+async def test_an_edit_one_hook_does_not_copy_still_goes_to_the_other_hooks_target(new_store):
+    # s1 does not copy edits (edits: false): it routes the edit nowhere. s2 copies it to c,
+    # whose network refuses it for now: the edit stays journaled for the next start.
+    host = _host(new_store(), second=SlowSync, first_config={"edits": False})
+    async with running(host):
+        sent = await host.plugs["a"].receive("hello")
+        with trio.fail_after(10):
+            await host.plugs["c"].wait_puts(1)
+        host.plugs["c"].fail = True
+        await host.plugs["a"].edit_message(sent.id, "hello, edited")
+        await trio.sleep(0.6)
+        assert host.journal.stats()["deliveries"] == 1  # the edit to c, not confirmed
+    assert "kept for the next start" in host.journal.summary()
+    entries, _ = await _load(new_store())
+    assert len(entries) == 1, "the edit's entry is gone from the store"
+
+
+async def test_an_entry_of_the_last_run_goes_to_every_hook_without_repeating_what_was_done(
+    new_store,
+):
+    # A killed process left one entry: delivered to b (by s1) and to c (by s2), not yet to d
+    # (s2). Each hook learns what is done: only d gets it.
+    host = _host(new_store(), plugs="abcd")
+    store = new_store()
+    await store.open()
+    a = host.plugs["a"]
+    sent = immp.SentMessage("m1", immp.Channel(a, "room"), text="left over",
+                            user=immp.User("alice", a, username="alice"))  # fmt: skip
+    store.journal_write([("entry", "e1", time.time() - 1, encode(sent)),
+                         ("delivery", "e1", "e1/b\x1froom", DONE),
+                         ("delivery", "e1", "e1/c\x1froom", DONE)])  # fmt: skip
+    await store.close()
+    async with running(host):
+        with trio.fail_after(10):
+            await host.plugs["d"].wait_puts(1)
+        await trio.sleep(0.3)
+        got = {name: [str(m.text) for _, m in host.plugs[name].puts] for name in "bcd"}
+    assert got == {"b": [], "c": [], "d": ["left over"]}
+    assert await _load(new_store()) == ([], [])
+
+
+async def test_a_command_is_not_run_again_after_a_restart(new_store):
+    # A command in a channel no bridge copies: nothing to deliver, so nothing is kept; and an
+    # entry of the last run (a crash) goes to the sync hook only, never to the commands hook.
+    def build():
+        host = immp.Host(store=new_store(), journal=True)
+        host.add_plug(DemoPlug("a", DEMO, host))
+        host.add_hook(CommandHook("commands", {}, host))
+        host.add_hook(ToolHook("tools", {}, host))
+        return host
+
+    first = build()
+    async with running(first):
+        await first.plugs["a"].receive("!ping", user=immp.User("u-2", first.plugs["a"]))
+        with trio.fail_after(10):
+            await first.plugs["a"].wait_puts(1)
+        assert [str(m.text) for _, m in first.plugs["a"].puts] == ["pong"]
+    assert await _load(new_store()) == ([], [])
+    # As a killed process would have left it: the command journaled, not yet handled.
+    store = new_store()
+    await store.open()
+    a = first.plugs["a"]
+    sent = immp.SentMessage("m9", immp.Channel(a, "room"), text="!ping",
+                            user=immp.User("u-2", a, username="u-2"))  # fmt: skip
+    store.journal_write([("entry", "e9", time.time() - 1, encode(sent))])
+    await store.close()
+    again = build()
+    async with running(again):
+        await trio.sleep(0.3)
+        assert again.hooks["tools"].calls == []
+        assert list(again.plugs["a"].puts) == []
+    assert again.journal.stats()["replayed"] == 1
+    assert await _load(new_store()) == ([], [])
+
+
+async def test_a_target_that_keeps_failing_does_not_keep_every_message(new_store, caplog):
+    # c refuses everything. Entries older than journal-age would expire at the next start
+    # anyway: the running process lets them go (once, in one line) rather than hold one per
+    # message, in memory and in the store, for as long as it runs.
+    caplog.set_level(logging.WARNING, "immp.journal")
+    host = immp.Host(store=new_store(), journal=True, journal_age=0.5)
+    for name in "ac":
+        cls = Flaky if name == "c" else DemoPlug
+        host.add_plug(cls(name, DEMO, host))
+        host.add_channel(f"{name}-room", immp.Channel(host.plugs[name], "room"))
+    host.add_hook(SyncHook("s", {"channels": {"main": ["a-room", "c-room"]}}, host))
+    async with running(host):
+        host.plugs["c"].fail = True
+        for round in range(3):
+            for n in range(100):
+                await host.plugs["a"].receive(f"m{round}.{n}")
+            await host.plugs["a"].taken()
+            await trio.sleep(0.6)  # past the age
+        await host.plugs["a"].receive("last")
+        await host.plugs["a"].taken()
+        await trio.sleep(0.1)
+        stats = host.journal.stats()
+    assert stats["open"] <= 101 and stats["abandoned"] >= 200, stats
+    entries, _ = await _load(new_store())
+    assert len(entries) <= 101
+    lines = [r.getMessage() for r in caplog.records if "let go" in r.getMessage()]
+    assert lines and all("to c:room (" in line for line in lines), lines
+    assert len(lines) <= 3  # one line per look, not one per message
