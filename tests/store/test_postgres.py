@@ -187,8 +187,28 @@ def test_unreachable_at_start_retries_then_exits_1(tmp_path, immp_command, postg
     assert "unreachable" in result.stderr and "retrying until the open timeout" in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("immp: error:")]
     assert len(errors) == 1 and "gave up at the open timeout" in errors[0]
+    assert "Connection refused" in errors[0]  # libpq's reason, not only its hint
     assert "Traceback" not in result.stderr
     assert 1.5 < took < 30
+
+
+def test_a_database_or_role_the_server_refuses_exits_2_at_once(tmp_path, immp_command,
+                                                                postgres):  # fmt: skip
+    # The server answers: the config names something it does not have. No retrying until the
+    # open timeout (a restart loop under systemd), one line that says what the server said.
+    file = tmp_path / "bridge.yaml"
+    server = f"127.0.0.1:{postgres.port}"
+    for where, words in ((f"postgres@{server}/nodb", 'database "nodb"'),
+                         (f"nobody@{server}/postgres", 'role "nobody"')):  # fmt: skip
+        file.write_text(yaml.safe_dump({"store": f"postgresql://{where}",
+                                        "plugs": {"a": {"path": "demo"}}}))  # fmt: skip
+        started = time.monotonic()
+        result = immp_command(str(file), timeout=60)
+        assert result.returncode == 2, result.stderr
+        errors = [line for line in result.stderr.splitlines() if line.startswith("immp: error:")]
+        assert len(errors) == 1 and words in errors[0] and "`store:`" in errors[0], errors
+        assert "retrying" not in result.stderr and "Traceback" not in result.stderr
+        assert time.monotonic() - started < 15
 
 
 async def test_lost_while_running_queues_writes_and_answers_from_memory(own_postgres, caplog):

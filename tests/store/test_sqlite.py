@@ -229,6 +229,64 @@ def test_locked_file_exits_non_zero_with_one_line(immp_command, tmp_path):
     assert "bridge.db" in line and "locked" in line
 
 
+def test_a_file_this_user_cannot_write_is_named_as_such_not_as_damaged(tmp_path):
+    # (Tests run as root, whom file modes do not stop: the error SQLite gives a user without
+    # write permission on the file or its folder, where the -wal file goes.)
+    store = immp.SQLiteStore(tmp_path / "bridge.db")
+    error = store._unusable(sqlite3.OperationalError("attempt to write a readonly database"))
+    assert error.status == 2  # the config's to mend, not a failure to restart from
+    assert "cannot write the store" in str(error) and "`store:`" in str(error)
+    assert "restore a backup" not in str(error)
+
+
+def _damage_table(path, table: str) -> None:
+    """Overwrite the root page of ``table`` in the SQLite file ``path`` with garbage."""
+    conn = sqlite3.connect(path)
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    (root,) = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = ?",
+                           (table,)).fetchone()  # fmt: skip
+    conn.close()
+    with open(path, "r+b") as file:
+        file.seek((root - 1) * page_size)
+        file.write(random.Random(1).randbytes(page_size))
+
+
+def test_a_file_damaged_under_a_running_bridge_is_said_once_and_fails_the_exit(
+    immp_exe, clean_env, tmp_path
+):
+    # The copy map's table is damaged (a disk error, a bad copy): the file opens, every write
+    # fails. The bridge goes on; the log says so once (not "lost", "back", "lost"... every
+    # retry); what could not be written is said at the end and the exit status is 1.
+    plugs = {"a": {"path": "demo", "config": {"interval": 0.1}},
+             "b": {"path": "demo", "config": {"interval": None}}}  # fmt: skip
+    channels = {"a-room": {"plug": "a", "source": "dummy"},
+                "b-room": {"plug": "b", "source": "dummy"}}  # fmt: skip
+    sync = {"path": "sync", "config": {"channels": {"bus": ["a-room", "b-room"]}}}
+    config = {"host": {"close-timeout": 1}, "plugs": plugs, "channels": channels,
+              "hooks": {"sync": sync}}  # fmt: skip
+    file = tmp_path / "bridge.yaml"
+    file.write_text(yaml.safe_dump(config))
+    first = subprocess.Popen([immp_exe, str(file)], stderr=subprocess.PIPE, text=True,
+                             env=clean_env)  # fmt: skip
+    time.sleep(3)  # the store made, copies written
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(20) == 0, first.stderr.read()
+    with sqlite3.connect(tmp_path / "bridge.db") as conn:
+        assert conn.execute("SELECT count(*) FROM message_ids").fetchone()[0] > 10
+    _damage_table(tmp_path / "bridge.db", "message_ids")
+    proc = subprocess.Popen([immp_exe, str(file)], stderr=subprocess.PIPE, text=True,
+                            env=clean_env)  # fmt: skip
+    time.sleep(5)  # several retries
+    proc.send_signal(signal.SIGTERM)
+    status = proc.wait(30)
+    log = proc.stderr.read()
+    assert "Traceback" not in log, log
+    assert log.count(" lost: ") == 1 and "malformed" in log, log
+    assert "is back:" not in log, log
+    assert "writes not written" in log, log
+    assert status == 1, log
+
+
 def test_a_newer_schema_refuses_to_open(immp_command, tmp_path):
     conn = sqlite3.connect(tmp_path / "bridge.db")
     conn.execute("CREATE TABLE immp_schema (version INTEGER NOT NULL)")

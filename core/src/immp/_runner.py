@@ -408,6 +408,8 @@ def main(argv: list[str] | None = None) -> int:
             return store_error.status
         log.critical("Host failed: %s", exc, exc_info=exc)
         status = EXIT_FAILED
+    if host.store.unwritten and status == EXIT_OK:  # said as an error when the store closed
+        status = EXIT_FAILED
     if args.write:
         config.save()
     if host.journal.enabled:  # (what is left was said as a warning when the host stopped)

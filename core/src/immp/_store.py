@@ -113,6 +113,8 @@ class Store:
         #: The message map (see :class:`MessageMap`).
         self.messages = MessageMap(self)
         self.is_open = False
+        #: Writes the last :meth:`close` gave up on (the backend stayed unusable): lost.
+        self.unwritten = 0
         self._cache: OrderedDict[tuple[str, str], Any] = OrderedDict()
 
     @classmethod
@@ -145,6 +147,7 @@ class Store:
         """
         if self.is_open:
             self.is_open = False
+            self.unwritten = 0
             await self._close(timeout)
 
     def behind(self) -> bool:

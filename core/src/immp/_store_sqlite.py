@@ -221,9 +221,15 @@ class SQLiteStore(ThreadedStore):
     def _unusable(self, exc: sqlite3.Error) -> StoreError:
         text = str(exc)
         if "locked" in text or "busy" in text:
-            return StoreError(f"the store {self.path} is locked by another process ({text})")
+            return StoreError(f"the store {self.path} is locked by another process ({text}); "
+                              "stop it, or raise `store:`'s busy-timeout")  # fmt: skip
+        if "readonly" in text or "read-only" in text:  # the file, or its folder (its -wal file)
+            return StoreError(f"cannot write the store {self.path} ({text}): let this user "
+                              "write the file and its folder, or set `store:` in the config to "
+                              "a writable place", 2)  # fmt: skip
         return StoreError(f"the store {self.path} is not a usable SQLite database ({text}); "
-                          "restore a backup or move it away")  # fmt: skip
+                          "restore a backup or move it away, or set `store:` in the config to "
+                          "another file")  # fmt: skip
 
     def migrate(self, conn: sqlite3.Connection) -> None:
         try:

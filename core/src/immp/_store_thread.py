@@ -16,7 +16,9 @@ While the database is unreachable, writes stay queued (beyond ``max_queue``, the
 sixteenth of them dropped at once,
 counted in ``stats()["dropped"]``) and are retried every ``retry_interval`` seconds; lookups
 answer at once as not found, so callers fall back to what they have in memory. This is said once
-when it is lost and once when it is back.
+when it is lost and once when it is back: back is when a round on a new connection worked (a
+database that answers but refuses every write, damaged or without permissions, is not back; a
+different error while it is lost is said once more).
 """
 
 from __future__ import annotations
@@ -188,6 +190,8 @@ class ThreadedStore(Store):
         self._flush_total = 0.0
         self._last_flush = 0.0
         self._reachable = True
+        self._lost_said: str | None = None  # the reason last logged while lost
+        self._back_writes = 0  # queued writes of the round on a new connection
         self._dropped = 0
         self._full_said = False
         self._pruned = 0
@@ -233,7 +237,9 @@ class ThreadedStore(Store):
                 self._abandon = True
                 left = len(self._writes) + self._in_flight
                 self._cond.notify()
-            log.warning("Store %s: closed with %d writes not written", self.describe(), left)
+            self.unwritten = left
+            log.error("Store %s: closed with %d %s not written", self.describe(), left,
+                      "write" if left == 1 else "writes")  # fmt: skip
 
     async def _flush(self) -> None:
         await self._ask("flush")
@@ -407,6 +413,12 @@ class ThreadedStore(Store):
                         self._pruned += self.prune(conn, time.time() - self.retention)
                     except Exception as exc:
                         conn = self._lost(conn, exc)
+            if conn is not None and not self._reachable:  # a whole round worked on the new one
+                self._reachable = True
+                self._full_said = False
+                self._lost_said = None
+                log.warning("Store %s is back: %d queued writes written", self.describe(),
+                            self._back_writes)  # fmt: skip
             if closing and conn is not None and not self._writes:
                 break
             if conn is None:
@@ -419,12 +431,15 @@ class ThreadedStore(Store):
             self.disconnect(conn)
 
     def _lost(self, conn: Any, exc: Exception) -> None:
+        reason = describe_error(exc, limit=300)
         if self._reachable:
             self._reachable = False
             log.error("Store %s lost: %s. Writes are queued (up to %d) and retried every %ss; "
                       "lookups answer from memory until it is back", self.describe(),
-                      describe_error(exc, limit=300), self.max_queue,
-                      self.retry_interval)  # fmt: skip
+                      reason, self.max_queue, self.retry_interval)  # fmt: skip
+        elif reason != self._lost_said:  # a new reason, not the same one every retry
+            log.error("Store %s still not usable: %s", self.describe(), reason)
+        self._lost_said = reason
         try:
             self.disconnect(conn)
         except Exception:
@@ -432,14 +447,12 @@ class ThreadedStore(Store):
         return None
 
     def _reconnect(self, queued: int) -> Any:
+        # Connected is not back yet: that is said once a round on the connection worked.
         try:
             conn = self.connect(time.monotonic())
         except Exception:
             return None
-        self._reachable = True
-        self._full_said = False
-        log.warning("Store %s is back: writing %d queued writes", self.describe(),
-                    queued + len(self._writes))  # fmt: skip
+        self._back_writes = queued
         return conn
 
     # -- what a subclass implements (in the thread) ---------------------------------------------

@@ -117,6 +117,11 @@ _UPSERT_DELIVERIES = (
 )
 
 
+# What a server says in a FATAL that passes: it is starting or stopping, or has no room now.
+_TRANSIENT = ("starting up", "shutting down", "in recovery", "too many clients",
+              "connection slots are reserved", "not yet accepting connections")  # fmt: skip
+
+
 class PostgresStore(immp.ThreadedStore):
     """A PostgreSQL database; see the module docstring. ``conninfo`` is a libpq URL or string."""
 
@@ -158,7 +163,16 @@ class PostgresStore(immp.ThreadedStore):
                     self.conninfo, autocommit=True, connect_timeout=max(1, min(10, int(left)))
                 )
             except psycopg.Error as exc:
-                reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc)
+                # libpq's text: a line per address tried, then hints ("Is the server running
+                # on that host...?"); all of it, on one line.
+                lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+                reason = "; ".join(lines)[:400] or type(exc).__name__
+                if "FATAL:" in reason and not any(word in reason for word in _TRANSIENT):
+                    # The server answered and refused (no such database or role, a password,
+                    # pg_hba.conf): trying again will not help, the config must change.
+                    raise immp.StoreError(f"PostgreSQL at {self._where} refused the "
+                                          f"connection: {reason} (check `store:` in the "
+                                          "config)", 2)  # fmt: skip
                 if time.monotonic() + 0.5 >= deadline:
                     if said or left > 0:
                         raise immp.StoreError(f"PostgreSQL at {self._where} unreachable: "
