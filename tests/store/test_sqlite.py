@@ -188,6 +188,11 @@ def test_a_folder_where_the_file_cannot_be_made_exits_2(immp_command, tmp_path):
         assert result.returncode == 2, result.stderr
         line = _one_error_line(result)
         assert path in line and "`store:`" in line
+        if "nonexistent" in url:  # (/proc looks writable to root until a file is made)
+            # --check (a unit's ExecStartPre) says so too, before a start would.
+            checked = immp_command("--check", str(tmp_path / "bridge.yaml"))
+            assert checked.returncode == 2 and "OK" not in checked.stdout, checked.stdout
+            assert _one_error_line(checked) == line
 
 
 def test_the_store_path_is_logged_at_startup(tmp_path, immp_exe, clean_env):

@@ -372,6 +372,11 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)  # fmt: skip
         _setup_logging(data.get("logging"), file, args.log_format)
         if args.check:
+            try:
+                host.store.check()
+            except StoreError as exc:
+                print(f"immp: error: {exc}", file=sys.stderr)
+                return exc.status
             counts = ", ".join(_count(len(items), noun) for items, noun in (
                 (host.plugs, "plug"), (host.channels, "channel"), (host.groups, "group"),
                 (host.hooks, "hook")))  # fmt: skip

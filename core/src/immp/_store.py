@@ -132,6 +132,13 @@ class Store:
 
     # -- lifetime -------------------------------------------------------------------------------
 
+    def check(self) -> None:
+        """
+        What :meth:`open` would refuse that can be told without opening anything (``immp
+        --check``: a folder where a file cannot be made); raises :class:`StoreError`. Default:
+        nothing.
+        """
+
     async def open(self, timeout: float = 30.0) -> None:
         """
         Connect, create or migrate the schema. Raises :class:`StoreError` (one line) if the store

@@ -185,7 +185,7 @@ class SQLiteStore(ThreadedStore):
 
     # -- in the store's thread ------------------------------------------------------------------
 
-    def connect(self, deadline: float) -> sqlite3.Connection:
+    def check(self) -> None:
         folder = self.path.parent
         if not self.path.exists():
             reason = None
@@ -195,6 +195,12 @@ class SQLiteStore(ThreadedStore):
                 reason = "the folder is not writable"
             if reason:
                 raise self._uncreatable(reason)
+        elif not (os.access(self.path, os.R_OK | os.W_OK) and os.access(folder, os.W_OK)):
+            raise self._unusable(sqlite3.OperationalError("attempt to write a readonly database"))
+
+    def connect(self, deadline: float) -> sqlite3.Connection:
+        if not self.path.exists():
+            self.check()
         try:
             conn = sqlite3.connect(
                 self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=True
