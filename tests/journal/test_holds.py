@@ -197,3 +197,28 @@ async def test_a_target_that_keeps_failing_does_not_keep_every_message(new_store
     lines = [r.getMessage() for r in caplog.records if "let go" in r.getMessage()]
     assert lines and all("to c:room (" in line for line in lines), lines
     assert len(lines) <= 3  # one line per look, not one per message
+
+
+async def test_a_backlog_older_than_the_age_is_still_bridged(new_store):
+    # The sync hook is behind by more than journal-age: what it has queued is still its to
+    # route, and goes out (the age lets go of what no hook holds, not of a hook's backlog).
+    host = immp.Host(store=new_store(), journal=True, journal_age=0.3, close_timeout=1)
+    for name in "ab":
+        host.add_plug(DemoPlug(name, DEMO, host))
+        host.add_channel(f"{name}-room", immp.Channel(host.plugs[name], "room"))
+
+    class Slower(SyncHook):
+        async def on_receive(self, sent, source, primary):
+            await trio.sleep(0.4)
+            await super().on_receive(sent, source, primary)
+
+    host.add_hook(Slower("s", {"channels": {"main": ["a-room", "b-room"]}}, host))
+    async with running(host):
+        for n in range(4):
+            await host.plugs["a"].receive(f"m{n}")
+            await host.plugs["a"].taken()
+            await trio.sleep(0.15)
+        with trio.fail_after(10):
+            await host.plugs["b"].wait_puts(4)
+        got = [str(m.text) for _, m in host.plugs["b"].puts]
+    assert got == ["m0", "m1", "m2", "m3"], got

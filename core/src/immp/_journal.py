@@ -278,10 +278,12 @@ class Journal:
         self._sweep_at = now + min(self.age, SWEEP_INTERVAL)
         cutoff = now - self.age
         old = []
+        holds = self._holds
         for key, added in self._since.items():  # oldest first
             if added > cutoff:
                 break
-            old.append(key)
+            if key not in holds:  # a hook still has it queued (bounded by its queue): kept
+                old.append(key)
         targets: dict[str, int] = {}
         abandoned = 0
         for key in old:
