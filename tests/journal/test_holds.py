@@ -20,6 +20,7 @@ from immp_commands import CommandHook
 from immp_demo import DemoPlug
 from immp_sync import SyncHook
 from tests.commands.helpers import ToolHook
+from tests.journal.helpers import load_journal
 
 DEMO = {"interval": None, "channel": "room", "echo": False}
 
@@ -62,15 +63,6 @@ def _host(store, *, second=SyncHook, first_config=None, plugs="abc", **journal) 
     return host
 
 
-async def _load(store: immp.Store):
-    """What the journal holds once the host stopped (its store is closed then)."""
-    await store.open()
-    try:
-        return await store.journal_load()
-    finally:
-        await store.close()
-
-
 async def test_a_delivery_of_the_slower_hook_is_kept_when_the_faster_one_finished(new_store):
     # s1 bridges a->b, s2 (a moment slower) a->c, whose network refuses the copy. s1's delivery
     # must not end the entry: the next start delivers c's copy.
@@ -83,7 +75,7 @@ async def test_a_delivery_of_the_slower_hook_is_kept_when_the_faster_one_finishe
         await trio.sleep(0.6)  # s2 routed it, and c refused it
         assert host.journal.stats()["deliveries"] == 1  # c's, not confirmed
     assert "kept for the next start" in host.journal.summary()
-    entries, _ = await _load(new_store())
+    entries, _ = await load_journal(new_store())
     assert len(entries) == 1, "the entry with c's undelivered copy is gone from the store"
     again = _host(new_store(), second=SlowSync)
     async with running(again):
@@ -107,7 +99,7 @@ async def test_an_edit_one_hook_does_not_copy_still_goes_to_the_other_hooks_targ
         await trio.sleep(0.6)
         assert host.journal.stats()["deliveries"] == 1  # the edit to c, not confirmed
     assert "kept for the next start" in host.journal.summary()
-    entries, _ = await _load(new_store())
+    entries, _ = await load_journal(new_store())
     assert len(entries) == 1, "the edit's entry is gone from the store"
 
 
@@ -132,7 +124,7 @@ async def test_an_entry_of_the_last_run_goes_to_every_hook_without_repeating_wha
         await trio.sleep(0.3)
         got = {name: [str(m.text) for _, m in host.plugs[name].puts] for name in "bcd"}
     assert got == {"b": [], "c": [], "d": ["left over"]}
-    assert await _load(new_store()) == ([], [])
+    assert await load_journal(new_store()) == ([], [])
 
 
 async def test_a_command_is_not_run_again_after_a_restart(new_store):
@@ -151,7 +143,7 @@ async def test_a_command_is_not_run_again_after_a_restart(new_store):
         with trio.fail_after(10):
             await first.plugs["a"].wait_puts(1)
         assert [str(m.text) for _, m in first.plugs["a"].puts] == ["pong"]
-    assert await _load(new_store()) == ([], [])
+    assert await load_journal(new_store()) == ([], [])
     # As a killed process would have left it: the command journaled, not yet handled.
     store = new_store()
     await store.open()
@@ -166,7 +158,7 @@ async def test_a_command_is_not_run_again_after_a_restart(new_store):
         assert again.hooks["tools"].calls == []
         assert list(again.plugs["a"].puts) == []
     assert again.journal.stats()["replayed"] == 1
-    assert await _load(new_store()) == ([], [])
+    assert await load_journal(new_store()) == ([], [])
 
 
 async def test_a_target_that_keeps_failing_does_not_keep_every_message(new_store, caplog):
@@ -192,7 +184,7 @@ async def test_a_target_that_keeps_failing_does_not_keep_every_message(new_store
         await trio.sleep(0.1)
         stats = host.journal.stats()
     assert stats["open"] <= 101 and stats["abandoned"] >= 200, stats
-    entries, _ = await _load(new_store())
+    entries, _ = await load_journal(new_store())
     assert len(entries) <= 101
     lines = [r.getMessage() for r in caplog.records if "let go" in r.getMessage()]
     assert lines and all("to c:room (" in line for line in lines), lines

@@ -17,6 +17,7 @@ from immp._journal import WRITING, encode
 from immp.testing import running
 from immp_demo import DemoPlug
 from immp_sync import SyncHook
+from tests.journal.helpers import load_journal
 
 DEMO = {"interval": None, "channel": "room", "echo": False}
 
@@ -45,15 +46,6 @@ async def _left(store: immp.Store, host: immp.Host, entries) -> None:
     await store.close()
 
 
-async def _load(store: immp.Store):
-    """What the journal holds once the host stopped (its store is closed then)."""
-    await store.open()
-    try:
-        return await store.journal_load()
-    finally:
-        await store.close()
-
-
 @pytest.mark.parametrize("policy", ["drop", "resend"])
 async def test_in_doubt_expired_and_pending_at_start(new_store, policy, caplog):
     host = _host(new_store(), journal_age=60, journal_in_doubt=policy)
@@ -74,7 +66,7 @@ async def test_in_doubt_expired_and_pending_at_start(new_store, policy, caplog):
     assert "expired (older than 60" in logs and "too old" in logs
     if policy == "drop":
         assert "in doubt, not sent again" in logs and "in doubt" in logs
-    entries, deliveries = await _load(new_store())
+    entries, deliveries = await load_journal(new_store())
     assert entries == [] and deliveries == []  # everything done or dropped
     assert host.journal.summary() == "every journaled message was delivered"
 
@@ -97,7 +89,7 @@ async def test_journal_off_leaves_no_key_and_writes_nothing(new_store):
         with trio.fail_after(10):
             await host.plugs["b"].wait_puts(1)
         assert host.plugs["b"].puts[0][1].key is None
-    assert await _load(new_store()) == ([], [])
+    assert await load_journal(new_store()) == ([], [])
 
 
 async def test_a_message_no_hook_routes_is_done_at_once(new_store):
@@ -111,4 +103,4 @@ async def test_a_message_no_hook_routes_is_done_at_once(new_store):
         with trio.fail_after(10):
             await host.plugs["b"].wait_puts(1)
     assert host.journal.summary() == "every journaled message was delivered"
-    assert await _load(new_store()) == ([], [])
+    assert await load_journal(new_store()) == ([], [])

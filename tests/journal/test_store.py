@@ -11,16 +11,9 @@ import pytest
 from immp._journal import DONE, PENDING, WRITING
 
 from .conftest import DURABLE
+from .helpers import load_journal
 
 durable = pytest.mark.parametrize("new_store", DURABLE, indirect=True)
-
-
-async def _load(store):
-    await store.open()
-    try:
-        return await store.journal_load()
-    finally:
-        await store.close()
 
 
 @durable
@@ -39,7 +32,7 @@ async def test_entries_and_deliveries_outlive_the_store_in_the_order_written(new
                          ("delivery", "r.10", "r.10/c", DONE),
                          ("delivery", "r.9", "r.9/b", PENDING), ("done", "r.11")])  # fmt: skip
     await store.close()
-    entries, deliveries = await _load(new_store())
+    entries, deliveries = await load_journal(new_store())
     assert entries == [("r.10", 100.5, '{"n":10}'), ("r.9", 99.0, '{"n":9}'),
                        ("r.12", 102.0, '{"n":12,"t":"é \\"\\\\\\u001f","at":0.1}')]  # fmt: skip
     assert sorted(deliveries) == [("r.10", "r.10/b", WRITING), ("r.10", "r.10/c", DONE),
@@ -63,7 +56,7 @@ async def test_done_deletes_an_entry_with_its_deliveries_and_one_done_in_its_rou
     await store.flush()
     assert store.stats()["flushes"] == flushes + 1
     await store.close()
-    assert await _load(new_store()) == ([], [])
+    assert await load_journal(new_store()) == ([], [])
 
 
 @durable
@@ -79,10 +72,10 @@ async def test_two_namespaces_on_one_database_never_see_each_others_rows(new_sto
     west.journal_write([("delivery", "k.1", "k.1/b", WRITING)])
     for store in (east, west):
         await store.close()
-    assert await _load(new_store("east")) == ([("k.2", 2.0, "{}")], [])
-    assert await _load(new_store("west")) == (
+    assert await load_journal(new_store("east")) == ([("k.2", 2.0, "{}")], [])
+    assert await load_journal(new_store("west")) == (
         [("k.1", 1.0, '"west"'), ("k.2", 2.0, "{}")], [("k.1", "k.1/b", WRITING)])  # fmt: skip
-    assert await _load(new_store("north")) == ([], [])
+    assert await load_journal(new_store("north")) == ([], [])
 
 
 @durable

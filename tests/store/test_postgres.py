@@ -211,6 +211,25 @@ def test_a_database_or_role_the_server_refuses_exits_2_at_once(tmp_path, immp_co
         assert time.monotonic() - started < 15
 
 
+def test_a_refusal_that_may_pass_is_retried_until_the_open_timeout(tmp_path, immp_command,
+                                                                    postgres):  # fmt: skip
+    # "too many connections for role": the old process's connections still closing after a
+    # restart. It may pass, so it is retried (exit 1 after the open timeout, which systemd
+    # restarts), not taken for a config error (exit 2, which it would not).
+    with psycopg.connect(f"postgresql://postgres@127.0.0.1:{postgres.port}/postgres",
+                         autocommit=True) as conn:  # fmt: skip
+        conn.execute("DROP ROLE IF EXISTS busy")
+        conn.execute("CREATE ROLE busy LOGIN CONNECTION LIMIT 0")
+    file = tmp_path / "bridge.yaml"
+    file.write_text(yaml.safe_dump({
+        "store": f"postgresql://busy@127.0.0.1:{postgres.port}/postgres",
+        "host": {"open-timeout": 2}, "plugs": {"a": {"path": "demo"}}}))  # fmt: skip
+    result = immp_command(str(file), timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert "too many connections" in result.stderr and "retrying" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 async def test_lost_while_running_queues_writes_and_answers_from_memory(own_postgres, caplog):
     caplog.set_level(logging.INFO, "immp.store")
     url = own_postgres.create_database("lost")

@@ -110,10 +110,9 @@ class Journal:
         self.replayed = 0
         self.expired = 0
         self.dropped_in_doubt = 0
-        # When _sweep looks next; entries it let go: routed nowhere yet (a hook held them that
-        # long), and with deliveries not confirmed (a target that keeps failing).
+        # When _sweep looks next; entries it let go with deliveries not confirmed (a target that
+        # keeps failing).
         self._sweep_at = 0.0
-        self.unrouted = 0
         self.abandoned = 0
         # Writes of this trio tick, merged as they are made and handed to the store in one go
         # (see _batch_now).
@@ -272,9 +271,11 @@ class Journal:
 
     def _sweep(self, now: float) -> None:
         # Entries older than the age limit are let go while the process runs, as they would
-        # expire at the next start: else a target that keeps failing (or a hook that never gets
-        # to an entry) kept one entry per message, in memory and in the store, for as long as
-        # the process ran. What is still queued for a target goes out all the same, untracked.
+        # expire at the next start: else a target that keeps failing kept one entry per message,
+        # in memory and in the store, for as long as the process ran. What is still queued for
+        # a target goes out all the same, untracked. An entry a hook holds (its backlog, bounded
+        # by its queue) is the hook's to route: kept. One that neither a hook holds nor has a
+        # delivery open is done already, so each one let go has deliveries not confirmed.
         self._sweep_at = now + min(self.age, SWEEP_INTERVAL)
         cutoff = now - self.age
         old = []
@@ -282,29 +283,21 @@ class Journal:
         for key, added in self._since.items():  # oldest first
             if added > cutoff:
                 break
-            if key not in holds:  # a hook still has it queued (bounded by its queue): kept
+            if key not in holds:
                 old.append(key)
+        if not old:
+            return
         targets: dict[str, int] = {}
-        abandoned = 0
         for key in old:
-            rows = self._open.get(key)
-            if rows:
-                abandoned += 1
-                for delivery in rows:
-                    where = delivery.partition("/")[2].replace("\x1f", ":")
-                    targets[where] = targets.get(where, 0) + 1
-            else:
-                self.unrouted += 1
+            for delivery in self._open.get(key, ()):
+                where = delivery.partition("/")[2].replace("\x1f", ":")
+                targets[where] = targets.get(where, 0) + 1
             self._finish(key)
-        self.abandoned += abandoned
-        if targets:
-            where = ", ".join(f"to {target} ({count})" for target, count in targets.items())
-            log.warning("Journal: %d entries older than %ss let go with deliveries not "
-                        "confirmed (a crash would not replay them, as a start would not): %s",
-                        abandoned, self.age, where)  # fmt: skip
-        elif old:
-            log.debug("Journal: %d entries no hook routed within %ss let go", len(old),
-                      self.age)  # fmt: skip
+        self.abandoned += len(old)
+        where = ", ".join(f"to {target} ({count})" for target, count in targets.items())
+        log.warning("Journal: %d entries older than %ss let go with deliveries not confirmed "
+                    "(a crash would not replay them, as a start would not): %s", len(old),
+                    self.age, where)  # fmt: skip
 
     # -- hooks holding an entry ----------------------------------------------------------------
 
@@ -347,8 +340,10 @@ class Journal:
         the ``drop`` policy.
         """
         entry = sent.key
-        if not self.enabled or entry is None or entry not in self._since:
-            return [None] * len(channels)  # off, not journaled, or let go (see _sweep)
+        if not self.enabled or entry is None:
+            return [None] * len(channels)
+        if entry not in self._since:  # done or let go (see _sweep): sent, but not tracked
+            return [f"{entry}/{channel_key(channel)}" for channel in channels]
         if self._replayed:
             known = self._replayed.get(entry)
             if known is not None:
@@ -471,7 +466,6 @@ class Journal:
             "replayed": self.replayed,
             "expired": self.expired,
             "dropped_in_doubt": self.dropped_in_doubt,
-            "unrouted": self.unrouted,
             "abandoned": self.abandoned,
         }
 

@@ -264,25 +264,38 @@ class Pipeline:
             log.error("Hook %s: on_receive failed: %s", hook.name, describe_error(exc))
             log.debug("Traceback of hook %s", hook.name, exc_info=exc)
 
+        handle, on_dropped, journal = hook.on_receive, None, self.journal
+        journaled = hook.journaled and journal.enabled
+        under_way: str | None = None  # the journal entry of the on_receive call under way
+
+        def finished() -> None:
+            # The hook is done with the entry it was handed: released (see process()).
+            nonlocal under_way
+            key, under_way = under_way, None
+            journal.release(key)
+
         def on_timeout() -> None:
             log.error("Hook %s: on_receive timed out after %ss", hook.name, hook.timeout)
+            if journaled:
+                finished()  # cut off: done with it, as a prioritised hook is (call_hook)
 
-        handle, on_dropped = hook.on_receive, None
-        journaled = hook.journaled and self.journal.enabled
         if journaled:
-            # The hook holds each journaled entry it is handed (see process()) until its
-            # on_receive returned or failed, or the item was dropped for a stuck worker. One
-            # cut off (a timeout, the host stopping) or left in a closed worker's queue stays
-            # held: kept for the next start, or let go once older than the age limit.
-            journal, on_receive = self.journal, hook.on_receive
+            # The hook holds each journaled entry it is handed until its on_receive returned,
+            # failed or was cut off by the hook's timeout, or the item was dropped for a stuck
+            # worker. Cancelled with the host, or left in a closed worker's queue, the entry
+            # stays held: kept for the next start.
+            on_receive = hook.on_receive
 
             async def handle(sent: SentMessage, source: Message, primary: bool) -> None:
+                nonlocal under_way
+                under_way = key = sent.key
                 try:
                     await on_receive(sent, source, primary)
                 except Exception:
-                    journal.release(sent.key)
+                    finished()
                     raise
-                journal.release(sent.key)
+                under_way = None  # finished(), inline: once per message
+                journal.release(key)
 
             def on_dropped(item: tuple) -> None:
                 if not worker.closed:
@@ -361,85 +374,56 @@ class Pipeline:
             if line.taken_event is not None:
                 line.taken_event.set()
                 line.taken_event = None
-        plan = self._plan or self._make_plan()
+        # A journal entry is held by the pipeline while it hands it out, and by each journaled
+        # hook (Hook.journaled) it goes to, so that it is done only once every such hook is done
+        # with it and its deliveries are. An entry of the last run goes to journaled hooks only
+        # (a command is not run twice). Cut off (the host stopping), it stays held: kept for the
+        # next start.
+        journal = self.journal
         if held is not None:
-            return await self._process_journaled(plan, sent, source, primary, echo, replayed)
+            journal.hold(held)
+        plan = self._plan or self._make_plan()
         for hook in plan.before_receive:
             result = await self.call_hook(
                 hook, "before_receive", sent, source, primary, default=sent
             )
             if not result:
                 log.debug("Hook %s dropped %r", hook.name, sent)
+                journal.release(held)
                 return
-            if result is not sent and result.key is None:
+            if result is not sent and (result.key is None or held is not None):
                 result.key = sent.key  # the same journal entry
-            sent = result
-            if echo is None:
-                source = sent
-        for level in plan.levels:
-            hooks = [hook for hook, wants in level if wants is None or wants(sent, source, primary)]
-            if len(hooks) == 1:  # no nursery and task for a level of one
-                await self.call_hook(hooks[0], "on_receive", sent, source, primary)
-            elif hooks:
-                async with trio.open_nursery() as nursery:
-                    for hook in hooks:
-                        nursery.start_soon(
-                            self.call_hook, hook, "on_receive", sent, source, primary
-                        )
-        item = (sent, source, primary)
-        for worker, wants, _ in plan.workers:
-            if (wants is None or wants(sent, source, primary)) and not worker.offer(item):
-                await worker.put(item)
-
-    async def _process_journaled(self, plan: _Plan, sent: SentMessage, source: Message,
-                                 primary: bool, echo, replayed: bool) -> None:  # fmt: skip
-        # process() for a journal entry: the pipeline holds it while it hands it out, and each
-        # journaled hook (Hook.journaled) it goes to holds it too, so that it is done only once
-        # every such hook is done with it and its deliveries are. An entry of the last run goes
-        # to journaled hooks only: a command it held is not run twice. Cut off (the host
-        # stopping), the entry stays held: kept for the next start.
-        journal, key = self.journal, sent.key
-        journal.hold(key)
-        for hook in plan.before_receive:
-            result = await self.call_hook(
-                hook, "before_receive", sent, source, primary, default=sent
-            )
-            if not result:
-                log.debug("Hook %s dropped %r", hook.name, sent)
-                journal.release(key)
-                return
-            if result is not sent and result.key is None:
-                result.key = key  # the same journal entry
             sent = result
             if echo is None:
                 source = sent
         for level in plan.levels:
             hooks = [hook for hook, wants in level
                      if (wants is None or wants(sent, source, primary))
-                     and (hook.journaled or not replayed)]  # fmt: skip
-            for hook in hooks:
-                if hook.journaled:
-                    journal.hold(key)
-            if len(hooks) == 1:
-                await self._receive_journaled(hooks[0], sent, source, primary)
+                     and not (replayed and not hook.journaled)]  # fmt: skip
+            if held is not None:
+                for hook in hooks:
+                    if hook.journaled:
+                        journal.hold(held)
+            if len(hooks) == 1:  # no nursery and task for a level of one
+                await self._receive(hooks[0], sent, source, primary, held)
             elif hooks:
                 async with trio.open_nursery() as nursery:
                     for hook in hooks:
-                        nursery.start_soon(self._receive_journaled, hook, sent, source, primary)
+                        nursery.start_soon(self._receive, hook, sent, source, primary, held)
         item = (sent, source, primary)
         for worker, wants, journaled in plan.workers:
-            if (journaled or not replayed) and (wants is None or wants(sent, source, primary)):
-                if journaled:
-                    journal.hold(key)
+            if (wants is None or wants(sent, source, primary)) and not (replayed and not journaled):
+                if journaled and held is not None:
+                    journal.hold(held)
                 if not worker.offer(item):
                     await worker.put(item)
-        journal.release(key)
+        journal.release(held)
 
-    async def _receive_journaled(self, hook: Hook, sent: SentMessage, source: Message,
-                                 primary: bool) -> None:  # fmt: skip
+    async def _receive(self, hook: Hook, sent: SentMessage, source: Message, primary: bool,
+                       held: str | None) -> None:  # fmt: skip
         await self.call_hook(hook, "on_receive", sent, source, primary)
-        if hook.journaled:
-            self.journal.release(sent.key)
+        if held is not None and hook.journaled:
+            self.journal.release(held)  # returned, failed or cut off: done with it
 
     async def _process_relaying(self, plug: Plug, sent: SentMessage, replayed: bool) -> None:
         # Observers want send latencies: what is sent while hooks handle this message (in this

@@ -196,11 +196,10 @@ class SQLiteStore(ThreadedStore):
             if reason:
                 raise self._uncreatable(reason)
         elif not (os.access(self.path, os.R_OK | os.W_OK) and os.access(folder, os.W_OK)):
-            raise self._unusable(sqlite3.OperationalError("attempt to write a readonly database"))
+            raise self._unwritable("this user cannot write it or its folder")
 
     def connect(self, deadline: float) -> sqlite3.Connection:
-        if not self.path.exists():
-            self.check()
+        self.check()
         try:
             conn = sqlite3.connect(
                 self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=True
@@ -224,15 +223,18 @@ class SQLiteStore(ThreadedStore):
         return StoreError(f"cannot create the store {self.path}: {reason} (set `store:` in the "
                           "config to a writable place)", 2)  # fmt: skip
 
+    def _unwritable(self, reason: str) -> StoreError:
+        return StoreError(f"cannot write the store {self.path} ({reason}): let this user write "
+                          "the file and its folder, or set `store:` in the config to a writable "
+                          "place", 2)  # fmt: skip
+
     def _unusable(self, exc: sqlite3.Error) -> StoreError:
         text = str(exc)
         if "locked" in text or "busy" in text:
             return StoreError(f"the store {self.path} is locked by another process ({text}); "
                               "stop it, or raise `store:`'s busy-timeout")  # fmt: skip
         if "readonly" in text or "read-only" in text:  # the file, or its folder (its -wal file)
-            return StoreError(f"cannot write the store {self.path} ({text}): let this user "
-                              "write the file and its folder, or set `store:` in the config to "
-                              "a writable place", 2)  # fmt: skip
+            return self._unwritable(text)
         return StoreError(f"the store {self.path} is not a usable SQLite database ({text}); "
                           "restore a backup or move it away, or set `store:` in the config to "
                           "another file")  # fmt: skip

@@ -189,7 +189,8 @@ class ThreadedStore(Store):
         self._flushes = 0
         self._flush_total = 0.0
         self._last_flush = 0.0
-        self._reachable = True
+        self._reachable = True  # said to be: a round worked since it was last lost
+        self._connected = True  # the thread holds a connection (to write a backlog on)
         self._lost_said: str | None = None  # the reason last logged while lost
         self._back_writes = 0  # queued writes of the round on a new connection
         self._dropped = 0
@@ -252,7 +253,7 @@ class ThreadedStore(Store):
             await self._room.wait()
 
     def behind(self) -> bool:
-        return self._writes.count >= self.max_queue // 2 and self._reachable and self.is_open
+        return self._writes.count >= self.max_queue // 2 and self._connected and self.is_open
 
     def _wake_room(self, always: bool = False) -> None:
         event = self._room
@@ -364,6 +365,7 @@ class ThreadedStore(Store):
                 writes, self._writes = self._writes, WriteBatch()
                 requests, self._requests = self._requests, []
                 closing, abandon = self._closing, self._abandon
+                worked = bool(writes) or bool(requests)  # a round that tries the database
                 self._in_flight = len(writes)
             if abandon:
                 with self._cond:
@@ -413,7 +415,7 @@ class ThreadedStore(Store):
                         self._pruned += self.prune(conn, time.time() - self.retention)
                     except Exception as exc:
                         conn = self._lost(conn, exc)
-            if conn is not None and not self._reachable:  # a whole round worked on the new one
+            if conn is not None and not self._reachable and worked:  # a round on the new one
                 self._reachable = True
                 self._full_said = False
                 self._lost_said = None
@@ -432,6 +434,7 @@ class ThreadedStore(Store):
 
     def _lost(self, conn: Any, exc: Exception) -> None:
         reason = describe_error(exc, limit=300)
+        self._connected = False
         if self._reachable:
             self._reachable = False
             log.error("Store %s lost: %s. Writes are queued (up to %d) and retried every %ss; "
@@ -452,6 +455,7 @@ class ThreadedStore(Store):
             conn = self.connect(time.monotonic())
         except Exception:
             return None
+        self._connected = True
         self._back_writes = queued
         return conn
 

@@ -328,7 +328,7 @@ class IRCPlug(immp.Plug):
         def is_channel(word: str) -> bool:  # a channel, or its members of a rank (@#chan)
             return self._is_channel_name(word.lstrip(statusmsg))
 
-        lines = [line for line in (scrub(line).strip() for line in self.config["perform"]) if line]
+        lines = [text for text in (scrub(raw).strip() for raw in self.config["perform"]) if text]
         # The operator's own lines, often a services login: their text is never logged, and
         # their echoes (echo-message) are no messages for the hooks.
         self._perform_echoes = {key for key in map(self._message_key, lines) if key is not None}

@@ -117,9 +117,12 @@ _UPSERT_DELIVERIES = (
 )
 
 
-# What a server says in a FATAL that passes: it is starting or stopping, or has no room now.
-_TRANSIENT = ("starting up", "shutting down", "in recovery", "too many clients",
-              "connection slots are reserved", "not yet accepting connections")  # fmt: skip
+# What a server says when it refuses the config's database, role or password: a retry will not
+# help. Any other refusal (starting up, too many connections, a timeout, another language) is
+# retried until the open timeout.
+_REFUSED = ("does not exist", "password authentication failed", "no pg_hba.conf entry",
+            "not permitted to log in", "permission denied for database",
+            "no password supplied")  # fmt: skip
 
 
 class PostgresStore(immp.ThreadedStore):
@@ -167,7 +170,7 @@ class PostgresStore(immp.ThreadedStore):
                 # on that host...?"); all of it, on one line.
                 lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
                 reason = "; ".join(lines)[:400] or type(exc).__name__
-                if "FATAL:" in reason and not any(word in reason for word in _TRANSIENT):
+                if any(words in reason for words in _REFUSED):
                     # The server answered and refused (no such database or role, a password,
                     # pg_hba.conf): trying again will not help, the config must change.
                     raise immp.StoreError(f"PostgreSQL at {self._where} refused the "
