@@ -214,3 +214,31 @@ async def test_a_backlog_older_than_the_age_is_still_bridged(new_store):
             await host.plugs["b"].wait_puts(4)
         got = [str(m.text) for _, m in host.plugs["b"].puts]
     assert got == ["m0", "m1", "m2", "m3"], got
+
+
+async def test_a_call_cut_off_by_the_hooks_timeout_is_done_with(new_store):
+    # The sync hook hangs on a message past its timeout: the host gave up on it, as it does for
+    # a prioritised hook, so the entry is not held for ever (nor replayed at every start).
+    host = immp.Host(store=new_store(), journal=True, close_timeout=1)
+    for name in "ab":
+        host.add_plug(DemoPlug(name, DEMO, host))
+        host.add_channel(f"{name}-room", immp.Channel(host.plugs[name], "room"))
+
+    class Hangs(SyncHook):
+        async def on_receive(self, sent, source, primary):
+            if sent.text is not None and str(sent.text) == "hang":
+                await trio.sleep_forever()
+            await super().on_receive(sent, source, primary)
+
+    hook = Hangs("s", {"channels": {"main": ["a-room", "b-room"]}}, host)
+    hook.timeout = 0.2
+    host.add_hook(hook)
+    async with running(host):
+        await host.plugs["a"].receive("hang")
+        await host.plugs["a"].receive("after")
+        with trio.fail_after(10):
+            await host.plugs["b"].wait_puts(1)
+        await trio.sleep(0.1)
+    assert [str(m.text) for _, m in host.plugs["b"].puts] == ["after"]
+    assert host.journal.summary() == "every journaled message was delivered"
+    assert await load_journal(new_store()) == ([], [])
