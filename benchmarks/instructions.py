@@ -54,6 +54,8 @@ def _counts(command: list[str], folder: str) -> list[int]:
         ["valgrind", "--tool=callgrind", "--separate-threads=yes",
          f"--callgrind-out-file={out}", *command],
         cwd=HERE, capture_output=True, text=True, check=False,
+        # The same hashes and the same schedule in every run (see bus.py's IMMP_BENCH_SEED).
+        env={**os.environ, "PYTHONHASHSEED": "0", "IMMP_BENCH_SEED": "1"},
     )  # fmt: skip
     if done.returncode:
         sys.exit(f"{' '.join(command)} failed under valgrind:\n{done.stderr[-3000:]}")

@@ -514,3 +514,30 @@ async def test_a_sync_target_held_up_by_two_producers_drops_rather_than_fails(au
         await worker.put((5,))
         assert worker.dropped == 1
         worker.close()
+
+
+async def test_a_workers_call_is_cut_off_after_its_timeout_never_before(autojump_clock):
+    # The watchdog looks every eighth of the limit: a call is cut off once it ran for the limit
+    # (at most an eighth later), and one that ends just inside it is never cut off.
+    ended, timeouts = [], []
+
+    async def handle(seconds):
+        started = trio.current_time()
+        try:
+            await trio.sleep(seconds)
+        finally:
+            ended.append((seconds, round(trio.current_time() - started, 3)))
+
+    worker = immp.Worker("w", 10, handle, on_error=print, timeout=lambda: 0.8,
+                         on_timeout=lambda: timeouts.append(trio.current_time()),
+                         stuck_after=60, patient=True, log=logging.getLogger("test"))  # fmt: skip
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(worker.run)
+        for seconds in (0.79, 5, 0.5, 5):
+            await worker.put((seconds,))
+        worker.close()
+    assert [s for s, _ in ended] == [0.79, 5, 0.5, 5]
+    assert ended[0][1] == 0.79 and ended[2][1] == 0.5  # inside the limit: never cut off
+    for _, ran in (ended[1], ended[3]):
+        assert 0.8 <= ran <= 0.9 + 1e-9  # cut off at the limit, at most an eighth late
+    assert len(timeouts) == 2

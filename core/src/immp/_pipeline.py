@@ -389,7 +389,8 @@ class Pipeline:
             )
             if not result:
                 log.debug("Hook %s dropped %r", hook.name, sent)
-                journal.release(held)
+                if held is not None:
+                    journal.release(held)
                 return
             if result is not sent and (result.key is None or held is not None):
                 result.key = sent.key  # the same journal entry
@@ -417,7 +418,8 @@ class Pipeline:
                     journal.hold(held)
                 if not worker.offer(item):
                     await worker.put(item)
-        journal.release(held)
+        if held is not None:  # (a call less for each echo and each message not journaled)
+            journal.release(held)
 
     async def _receive(self, hook: Hook, sent: SentMessage, source: Message, primary: bool,
                        held: str | None) -> None:  # fmt: skip
