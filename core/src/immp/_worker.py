@@ -110,7 +110,8 @@ class Watchdog:
                     self._scope.cancel()
             else:
                 seen = 0
-            await trio.sleep(max(limit / self.LOOKS, 0.001) if limit != math.inf else self.IDLE_LOOK)
+            look = self.IDLE_LOOK if limit == math.inf else max(limit / self.LOOKS, 0.001)
+            await trio.sleep(look)
 
 
 async def take(receive: trio.MemoryReceiveChannel):
