@@ -251,8 +251,11 @@ async def test_lost_while_running_queues_writes_and_answers_from_memory(own_post
     with pytest.raises(immp.StoreError):
         await store.flush()
     assert store.stats()["queue_depth"] >= 100
-    lost = [r for r in caplog.records if "lost" in r.getMessage()]
+    lost = [r for r in caplog.records if ") lost: " in r.getMessage()]
     assert len(lost) == 1 and "queued" in lost[0].getMessage()
+    await trio.sleep(1.0)  # five more tries to connect, each refused the same way
+    still = [r.getMessage() for r in caplog.records if "still not usable" in r.getMessage()]
+    assert len(still) <= 1, still  # the server's going away, then its absence: said once
     await trio.to_thread.run_sync(own_postgres.start)
     with trio.fail_after(30):
         while not store.stats()["reachable"] or store.stats()["queue_depth"]:
@@ -306,3 +309,40 @@ def test_two_immp_processes_on_one_database(pg_url, tmp_path, immp_exe, clean_en
             "SELECT DISTINCT namespace FROM immp_scopes ORDER BY 1"
         ).fetchall()
     assert namespaces == [("east",), ("west",)]
+
+
+async def test_a_new_reason_while_lost_is_said_once(own_postgres, caplog):
+    # Lost, then the server answers again but refuses the database (renamed meanwhile): the
+    # operator is told the new reason once, not at every retry, and it is back once renamed back.
+    caplog.set_level(logging.INFO, "immp.store")
+    url = own_postgres.create_database("moving")
+    store = _store(url)
+    store.retry_interval = 0.2
+    await store.open()
+    store.set("plug", "before", 1)
+    await store.flush()
+    admin = own_postgres.url()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                     "WHERE datname = 'moving'")  # fmt: skip
+        conn.execute('ALTER DATABASE "moving" RENAME TO "moved"')
+    store.set("plug", "during", 2)
+    with trio.fail_after(20):
+        while store.stats()["reachable"]:
+            await trio.sleep(0.05)
+    await trio.sleep(1.5)  # seven more tries, each refused
+    messages = [r.getMessage() for r in caplog.records if r.name == "immp.store"]
+    still = [m for m in messages if "still not usable" in m]
+    assert len(still) == 1, messages
+    assert 'database "moving" does not exist' in still[0]
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute('ALTER DATABASE "moved" RENAME TO "moving"')
+    with trio.fail_after(30):
+        while not store.stats()["reachable"] or store.stats()["queue_depth"]:
+            await trio.sleep(0.05)
+    assert any("is back" in r.getMessage() for r in caplog.records)
+    await store.close()
+    again = _store(url)
+    await again.open()
+    assert await again.get("plug", "during") == 2
+    await again.close()

@@ -433,27 +433,35 @@ class ThreadedStore(Store):
             self.disconnect(conn)
 
     def _lost(self, conn: Any, exc: Exception) -> None:
-        reason = describe_error(exc, limit=300)
         self._connected = False
         if self._reachable:
+            reason = self._lost_said = describe_error(exc, limit=300)
             self._reachable = False
             log.error("Store %s lost: %s. Writes are queued (up to %d) and retried every %ss; "
                       "lookups answer from memory until it is back", self.describe(),
                       reason, self.max_queue, self.retry_interval)  # fmt: skip
-        elif reason != self._lost_said:  # a new reason, not the same one every retry
-            log.error("Store %s still not usable: %s", self.describe(), reason)
-        self._lost_said = reason
+        else:
+            self._still_lost(exc)
         try:
             self.disconnect(conn)
         except Exception:
             pass
         return None
 
+    def _still_lost(self, exc: Exception) -> None:
+        # Said once per reason, not at every retry: a server that went from "not running" to
+        # "password authentication failed" says so, once.
+        reason = describe_error(exc, limit=300)
+        if reason != self._lost_said:
+            self._lost_said = reason
+            log.error("Store %s still not usable: %s", self.describe(), reason)
+
     def _reconnect(self, queued: int) -> Any:
         # Connected is not back yet: that is said once a round on the connection worked.
         try:
             conn = self.connect(time.monotonic())
-        except Exception:
+        except Exception as exc:
+            self._still_lost(exc)
             return None
         self._connected = True
         self._back_writes = queued
