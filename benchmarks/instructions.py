@@ -3,7 +3,7 @@ The bus scenario counted in CPU instructions per bridged message, ours and the o
 0.12.1's, with the ratio: a figure that does not swing with the machine's load.
 
     hatch run bench-instructions [-k 2] [--store memory|sqlite|postgres] [--journal]
-                                 [--small 1000] [--large 3000]
+                                 [--small 1000] [--large 3000] [--seeds 1] [--ours-only]
 
 The messages-per-second ratio of ``bench-bus --compare`` is what a user sees, but on a shared
 machine single runs of it swing by a quarter, and it moves from one machine to another (on a
@@ -14,6 +14,12 @@ messages (the original with a third of them: it does several times the work per 
 the difference of the totals over the difference of the messages is what one more message
 costs: start-up and imports cancel out. Each scenario posts 2N messages
 (N timed, N more for the memory reading), and that is what the counts are divided by.
+
+Ours runs with ``PYTHONHASHSEED=0`` and trio's scheduler seeded (``IMMP_BENCH_SEED``, see
+``bus.py``): one tree gives the same count run after run. A change to the code changes which
+tasks run in which order, and with it how many items each worker finds queued at once: over
+three seeds one tree's count spread over 4% (245.4k-255.7k). To compare two trees, give
+``--seeds 3`` (the mean over three schedules; three times as long).
 
 Printed per thread: the trio thread (what every message's Python runs in) and the store's (a
 database store's thread, which holds the GIL while its Python runs; SQLite's own work in it runs
@@ -47,15 +53,16 @@ def _original_python() -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
-def _counts(command: list[str], folder: str) -> list[int]:
+def _counts(command: list[str], folder: str, seed: int = 1) -> list[int]:
     """Run ``command`` under callgrind; the instructions of each thread, in thread order."""
     out = os.path.join(folder, "callgrind.out")
     done = subprocess.run(
         ["valgrind", "--tool=callgrind", "--separate-threads=yes",
          f"--callgrind-out-file={out}", *command],
         cwd=HERE, capture_output=True, text=True, check=False,
-        # The same hashes and the same schedule in every run (see bus.py's IMMP_BENCH_SEED).
-        env={**os.environ, "PYTHONHASHSEED": "0", "IMMP_BENCH_SEED": "1"},
+        # The same hashes and the same schedule in every run of a seed (see bus.py's
+        # IMMP_BENCH_SEED; the original ignores it).
+        env={**os.environ, "PYTHONHASHSEED": "0", "IMMP_BENCH_SEED": str(seed)},
     )  # fmt: skip
     if done.returncode:
         sys.exit(f"{' '.join(command)} failed under valgrind:\n{done.stderr[-3000:]}")
@@ -70,19 +77,27 @@ def _counts(command: list[str], folder: str) -> list[int]:
     return counts
 
 
-def _per_message(command: list[str], small: int, large: int) -> list[float]:
-    """Instructions per posted message of each thread: the long run less the short, per message."""
-    with tempfile.TemporaryDirectory(prefix="immp-instr-") as folder:
-        runs = []
-        with ThreadPoolExecutor(2) as pool:
-            for n in (small, large):
-                where = os.path.join(folder, str(n))
-                os.mkdir(where)
-                runs.append(pool.submit(_counts, [*command, "-n", str(n), "--json"], where))
-        few, many = (run.result() for run in runs)
-    if len(few) != len(many):
-        sys.exit(f"the runs had {len(few)} and {len(many)} threads: give --small a larger N")
-    return [(b - a) / (2 * (large - small)) for a, b in zip(few, many, strict=True)]
+def _per_message(command: list[str], small: int, large: int, seeds: int = 1) -> list[float]:
+    """
+    Instructions per posted message of each thread: the long run less the short, per message,
+    the mean over ``seeds`` schedules.
+    """
+    means: list[float] = []
+    for seed in range(1, seeds + 1):
+        with tempfile.TemporaryDirectory(prefix="immp-instr-") as folder:
+            runs = []
+            with ThreadPoolExecutor(2) as pool:
+                for n in (small, large):
+                    where = os.path.join(folder, str(n))
+                    os.mkdir(where)
+                    runs.append(pool.submit(_counts, [*command, "-n", str(n), "--json"], where,
+                                            seed))  # fmt: skip
+            few, many = (run.result() for run in runs)
+        if len(few) != len(many):
+            sys.exit(f"the runs had {len(few)} and {len(many)} threads: give --small a larger N")
+        per = [(b - a) / (2 * (large - small)) for a, b in zip(few, many, strict=True)]
+        means = per if not means else [m + p for m, p in zip(means, per, strict=True)]
+    return [m / seeds for m in means]
 
 
 def main() -> None:
@@ -94,6 +109,8 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=1000, help="messages of the short run")
     parser.add_argument("--large", type=int, default=3000, help="messages of the long run")
     parser.add_argument("--ours-only", action="store_true", help="leave the original out")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="schedules to average ours over (3 to compare two trees)")  # fmt: skip
     args = parser.parse_args()
     if args.large <= args.small:
         parser.error("--large must be more than --small")
@@ -102,9 +119,10 @@ def main() -> None:
     ours_cmd = [sys.executable, "bus.py", "-k", str(args.k), "--store", args.store,
                 *(["--journal"] if args.journal else [])]  # fmt: skip
     print(f"ours: {args.small} and {args.large} messages under callgrind...", file=sys.stderr)
-    ours = _per_message(ours_cmd, args.small, args.large)
+    ours = _per_message(ours_cmd, args.small, args.large, max(1, args.seeds))
     label = f"IMMP on trio, {args.store} store" + (", journal" if args.journal else "")
-    print(f"{label}, K={args.k}: instructions per bridged message")
+    seeds = f" (mean of {args.seeds} schedules)" if args.seeds > 1 else ""
+    print(f"{label}, K={args.k}: instructions per bridged message{seeds}")
     print(f"  trio thread:   {ours[0] / 1000:8.1f}k")
     for index, count in enumerate(ours[1:], 1):
         print(f"  thread {index + 1}:      {count / 1000:8.1f}k  (the store's)")
