@@ -264,47 +264,30 @@ class Pipeline:
             log.error("Hook %s: on_receive failed: %s", hook.name, describe_error(exc))
             log.debug("Traceback of hook %s", hook.name, exc_info=exc)
 
-        handle, on_dropped, journal = hook.on_receive, None, self.journal
-        journaled = hook.journaled and journal.enabled
-        under_way: str | None = None  # the journal entry of the on_receive call under way
-
-        def finished() -> None:
-            # The hook is done with the entry it was handed: released (see process()).
-            nonlocal under_way
-            key, under_way = under_way, None
-            journal.release(key)
+        on_dropped = finished = None
+        journal = self.journal
 
         def on_timeout() -> None:
             log.error("Hook %s: on_receive timed out after %ss", hook.name, hook.timeout)
-            if journaled:
-                finished()  # cut off: done with it, as a prioritised hook is (call_hook)
 
-        if journaled:
+        if hook.journaled and journal.enabled:
             # The hook holds each journaled entry it is handed until its on_receive returned,
-            # failed or was cut off by the hook's timeout, or the item was dropped for a stuck
-            # worker. Cancelled with the host, or left in a closed worker's queue, the entry
-            # stays held: kept for the next start.
-            on_receive = hook.on_receive
+            # failed or was cut off by the hook's timeout (as a prioritised hook's call_hook), or
+            # the item was dropped for a stuck worker. Cancelled with the host, or left in a
+            # closed worker's queue, the entry stays held: kept for the next start.
+            release = journal.release
 
-            async def handle(sent: SentMessage, source: Message, primary: bool) -> None:
-                nonlocal under_way
-                under_way = key = sent.key
-                try:
-                    await on_receive(sent, source, primary)
-                except Exception:
-                    finished()
-                    raise
-                under_way = None  # finished(), inline: once per message
-                journal.release(key)
+            def finished(item: tuple) -> None:
+                release(item[0].key)
 
             def on_dropped(item: tuple) -> None:
                 if not worker.closed:
-                    journal.release(item[0].key)
+                    release(item[0].key)
 
         worker = Worker(
             f"Hook {hook.name}",
             INBOX_SIZE,
-            handle,
+            hook.on_receive,
             on_error=on_error,
             timeout=lambda: hook.timeout or None,
             on_timeout=on_timeout,
@@ -312,8 +295,9 @@ class Pipeline:
             patient=True,
             log=log,
             on_dropped=on_dropped,
+            finished=finished,
         )
-        worker.journaled = journaled
+        worker.journaled = finished is not None
         self._workers[hook.name] = worker
         self.hooks_changed()
         return worker

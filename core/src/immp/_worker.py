@@ -240,6 +240,8 @@ class Worker:
       until it has emptied its queue, items for the worker are dropped at once, counted, and
       logged (``label`` names it in the log). ``on_dropped(item)``, if given, is called for
       each item dropped, then or because the worker was closed.
+    - ``finished(item)``, if given, is called once the call for an item returned, raised or
+      was cut off, before the next item (not for a call cancelled with the worker's task).
 
     Start :meth:`run` in a nursery; :meth:`close` lets it finish what is queued and return.
     """
@@ -257,6 +259,7 @@ class Worker:
         patient: bool,
         log: logging.Logger,
         on_dropped: Callable[[tuple], None] | None = None,
+        finished: Callable[[tuple], None] | None = None,
     ):
         self.label = label
         self.stuck_after = stuck_after
@@ -267,6 +270,7 @@ class Worker:
         self._timeout = timeout
         self._on_timeout = on_timeout
         self._on_dropped = on_dropped
+        self._finished = finished
         self._queue = Queue(size)
         #: Items taken from the queue so far: the worker's sign of progress.
         self.taken = 0
@@ -364,7 +368,9 @@ class Worker:
         # The loop of the module docstring. This runs once per message per hook and per sync
         # target, so the calls are inline: take(), handle(), on_error().
         queue, handle, on_error = self._queue, self._handle, self._on_error
+        finished = self._finished
         items, pop = queue.items, queue.pop
+        current = None  # the item whose call is under way
         checkpoint = trio.lowlevel.checkpoint_if_cancelled
         watchdog = Watchdog(self._timeout)
         relayed = False  # whether this task's `relaying` is set
@@ -395,16 +401,23 @@ class Worker:
                             relaying.set(None)
                             relayed = False
                         watchdog.calls += 1  # under way (see Watchdog)
+                        current = item
                         try:
                             await handle(*item)
                         except Exception as exc:
                             on_error(exc)
                         finally:
                             watchdog.calls += 1
+                        current = None
+                        if finished is not None:
+                            finished(item)
                         if self.stuck or self._held:
                             self._check_caught_up()
                     done = True  # closed and empty
                 if not done:
+                    if current is not None and finished is not None:
+                        finished(current)  # cut off
+                    current = None
                     self._on_timeout()
                     if self.stuck or self._held:
                         self._check_caught_up()
