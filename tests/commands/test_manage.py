@@ -175,7 +175,7 @@ async def test_management_commands_are_admin_only():
         assert host.plugs["b"].open_state is immp.OpenState.active
 
 
-async def test_changes_from_chat_survive_a_restart_without_write_back():
+async def test_changes_from_chat_survive_a_restart_without_write_back(caplog):
     store = immp.MemoryStore()  # one store, two lifetimes of the same config (no -w)
 
     def start():
@@ -190,8 +190,14 @@ async def test_changes_from_chat_survive_a_restart_without_write_back():
         assert await ask(a, "!disable b", admin) == ["Disabled plug b."]
         assert await ask(a, "!channel-add side a side-room", admin)
     host = start()
+    caplog.clear()
     async with running(host):
         assert host.plugs["b"].open_state is immp.OpenState.disabled
+        # Not what the file says: the log says why.
+        assert (
+            "plug b disabled, as a command left it (the config file says it is enabled); a "
+            "command or an edit of the file changes it"
+        ) in caplog.text
         assert host.channels["side"] == immp.Channel(host.plugs["a"], "side-room")
         admin, _ = people(host)
         assert await ask(host.plugs["a"], "!enable b", admin) == ["Enabled plug b: active."]

@@ -188,8 +188,11 @@ async def test_reload_command_changes_and_removes_a_hook(server, tmp_path, immp_
             # A broken file: the answer says why, and the bridge goes on as it was.
             file.write_text(file.read_text() + "hooks: {}\n")  # a second `hooks`
             answer = await command("!reload")
-            assert answer.startswith("Not reloaded, nothing changed: "), answer
+            assert answer.startswith("Reload failed, nothing changed: "), answer
             assert "duplicate key 'hooks'" in answer, answer
+            # ...and the log says it too, in the same words (not only the chat that asked).
+            line = await trio.to_thread.run_sync(proc.wait_for, "Reload failed")
+            assert answer in line, line
             await watcher.privmsg("#alpha", "three")
             assert await relayed(watcher, "botb", "#beta", "three") == "<watcher (via alpha)> three"
 

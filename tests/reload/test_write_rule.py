@@ -45,7 +45,9 @@ def test_w_keeps_edits_until_a_reload_takes_them_in(tmp_path, immp_exe, clean_en
         text = file.read_text()
 
         # A change from chat now is not written over the edit (IMMP has not read it yet).
-        say("!channel-add side chat side", "Added channel side: chat side.")
+        say("!channel-add side chat side", "Added channel side: chat side. Not written to the "
+            "config file: immp.yaml was changed since IMMP last read it; reload it (SIGHUP or the "
+            "reload command).")  # fmt: skip
         assert file.read_text() == text
 
         # SIGHUP reads the edit in; then the file holds the edit and the runtime changes.

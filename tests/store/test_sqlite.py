@@ -402,3 +402,21 @@ async def test_room_waits_while_the_store_is_behind(tmp_path):
     await store.flush()
     assert [await store.get("a", f"k{n}") for n in (0, 7)] == [0, 7]
     await store.close()
+
+
+async def test_a_new_store_file_is_readable_by_its_owner_only(tmp_path):
+    # It holds chat text (the journal) and who said what: not for other users of the machine,
+    # whatever the umask (022 outside systemd).
+    path = tmp_path / "bridge.db"
+    old = os.umask(0o022)
+    try:
+        store = immp.SQLiteStore(path, namespace="one")
+        await store.open()
+        store.set("plug", "key", "value")
+        await store.flush()
+        modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
+        await store.close()
+    finally:
+        os.umask(old)
+    assert modes["bridge.db"] == 0o600
+    assert modes.get("bridge.db-wal", 0o600) == 0o600 and "bridge.db-wal" in modes

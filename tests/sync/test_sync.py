@@ -10,6 +10,7 @@ import trio
 
 import immp
 from immp.testing import Recorder, running
+from immp_demo.plug import DemoPlug
 from immp_sync import SyncedMessage, SyncHook
 
 from .helpers import BrokenPlug, NoEditPlug, make_host, settle, texts
@@ -562,3 +563,71 @@ async def test_a_long_burst_never_comes_back_to_its_source_with_small_histories(
         await settle()
     assert src.put_count == 0
     assert [out.put_count for out in outs] == [3000, 3000]
+
+
+async def test_a_disabled_plug_is_skipped_quietly_and_gets_copies_again_once_enabled(caplog):
+    # `!disable c` (or `enabled: false`) is the operator's choice, not a failure: no error per
+    # message, no send-failure count; one line when it starts and one when it ends.
+    caplog.set_level(logging.INFO)
+    host = make_host("a", "b", "c")
+    host.add_hook(SyncHook("sync", {"channels": {"main": ["#a", "#b", "#c"]}}, host))
+    a, b, c = (host.plugs[name] for name in "abc")
+    async with running(host):
+        await host.stop("c", disable=True)
+        for n in range(20):
+            await a.receive(f"while off {n}")
+        await b.wait_puts(20)
+        await settle()
+        assert texts(c) == []
+        stats = host.stats()
+        assert stats["hooks"]["sync"]["extra"]["targets"]["#c"]["skipped"] == 20
+        assert stats["plugs"]["c"]["send_failures"] == 0
+        await host.start("c")
+        await a.receive("back on")
+        await c.wait_puts(1)
+        await b.wait_puts(21)
+    assert texts(c) == ["back on"]
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("immp_sync")]
+    assert lines.count("Not sending to #c while plug c is disabled") == 1
+    assert "Sending to #c again (20 messages were not sent while plug c was disabled)" in lines
+
+
+class SlowPlug(DemoPlug):
+    """A demo network that takes 0.3 s per message (a rate-limited homeserver)."""
+
+    async def put(self, channel, msg):
+        await trio.sleep(0.3)
+        return await super().put(channel, msg)
+
+
+@pytest.mark.parametrize(("close_timeout", "delivered"), [(12.0, 25), (2.0, None)])
+async def test_a_stop_lets_queued_copies_go_out_within_close_timeout_and_says_what_is_left(
+    autojump_clock, caplog, close_timeout, delivered
+):
+    # 25 copies at 0.3 s each need 7.5 s: within a close-timeout of 12 s all go out (the hook
+    # used to give up after 5 s whatever the setting, and said nothing); within 2 s some are left,
+    # and the log says how many and that they are lost without the journal.
+    caplog.set_level(logging.WARNING)
+    host = make_host("a", "b", classes={"b": SlowPlug})
+    host.close_timeout = close_timeout
+    host.add_hook(SyncHook("sync", {"channels": {"main": ["#a", "#b"]}}, host))
+    b = host.plugs["b"]
+    async with running(host):
+        for n in range(25):
+            await host.plugs["a"].receive(f"m{n}")
+        await trio.sleep(0.1)
+    warnings = [r.getMessage() for r in caplog.records if "not sent within close-timeout" in
+                r.getMessage()]  # fmt: skip
+    if delivered:
+        assert texts(b) == [f"m{n}" for n in range(25)]
+        assert warnings == []
+    else:
+        sent = len(texts(b))
+        assert 3 <= sent < 25
+        [warning] = warnings
+        assert (
+            f"up to {25 - sent} copies not sent within close-timeout (2.0s): {25 - sent} to #b"
+            in warning
+        )
+        assert warning.endswith("lost (`host: journal: true` keeps them across a stop)")

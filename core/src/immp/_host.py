@@ -101,6 +101,10 @@ class Host:
         self.queue = self._pipeline.queue
         self.taken = self._pipeline.taken
         self._config_listeners: list[Callable[[object], None]] = []
+        #: Why the live config's last change is not in the config file, set by the runner under
+        #: ``immp -w`` (the write failed, or was held back over an edit): ``None`` once written,
+        #: and always without ``-w``. A command that changed the config says it in its answer.
+        self.config_unsaved: str | None = None
         self._reloader: Callable[[], Awaitable[str]] | None = None
         # The plugs each hook added in its on_load (the sync hook's virtual plug), by hook name:
         # they go when the hook is removed.
@@ -417,19 +421,19 @@ class Host:
                 async with trio.open_nursery() as readying:
                     for hook in opened:
                         readying.start_soon(self._pipeline.call_hook, hook, "on_ready")
-                log.info(
-                    "Ready: %d plugs, %d hooks open",
-                    sum(p.open_state is OpenState.active for p in self.plugs.values()),
-                    len(opened),
-                )
+                plugs = sum(p.open_state is OpenState.active for p in self.plugs.values())
+                log.info("Ready: %d plug%s, %d hook%s open", plugs, "" if plugs == 1 else "s",
+                         len(opened), "" if len(opened) == 1 else "s")  # fmt: skip
                 _collector.host_ready()
                 tuned = True
                 nursery.start_soon(_collector.watch, self)
                 self.ready.set()
                 await self._quit.wait()
+                self._pipeline.closing = True
                 await self._close_all()
                 nursery.cancel_scope.cancel()
         finally:
+            self._pipeline.closing = False
             self.journal.close()
             with trio.CancelScope(shield=True):
                 await self.store.close(self.close_timeout)

@@ -186,8 +186,13 @@ class Journal:
     def close(self) -> None:
         """The host stopped: what is left stays journaled for the next start."""
         self.submit()
-        if self.enabled and (self._open or self._holds):
+        if self.undelivered:
             log.warning("Journal: %s", self.summary())
+
+    @property
+    def undelivered(self) -> bool:
+        """Whether any journaled message is not delivered yet (then kept for the next start)."""
+        return self.enabled and bool(self._open or self._holds)
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """

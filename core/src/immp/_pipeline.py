@@ -140,6 +140,8 @@ class Pipeline:
         # Which hooks run at each step, worked out once and forgotten whenever a hook is added,
         # removed or changes state (see hooks_changed).
         self._plan: _Plan | None = None
+        #: Set by the host once it is closing: its hooks take no more messages (see process).
+        self.closing = False
         self._observers: list[object] = []
         # Per observer method, the bound methods to call: empty lists cost one truth test.
         self._notify: dict[str, list[Callable]] = {name: [] for name in OBSERVER_METHODS}
@@ -366,6 +368,11 @@ class Pipeline:
         journal = self.journal
         if held is not None:
             journal.hold(held)
+            if self.closing and not replayed:
+                # The host is closing, and its hooks take nothing more: the entry stays held,
+                # kept for the next start (with no hook to hold it, it was done at once, and the
+                # plug saved its position past a message nobody bridged).
+                return
         plan = self._plan or self._make_plan()
         for hook in plan.before_receive:
             result = await self.call_hook(
@@ -457,6 +464,10 @@ class Pipeline:
                 return []
             channel, msg = result
         plug = channel.plug
+        if plug.open_state is not OpenState.active and plug.open_state in _NOT_OPEN:
+            # Else the plug's put ran on a closed plug (and its echo said "received a message
+            # while not open"): say what is wrong with the send itself.
+            raise PlugError(f"plug {plug.name} is {plug.open_state.value}: not sent")
         line = self._lines.get(plug) or self.line(plug)
         token = next(self._tokens)
         in_flight = line.in_flight
@@ -586,6 +597,11 @@ class Pipeline:
             "hooks": hooks,
             "store": store.stats() if store is not None else None,
         }
+
+
+# States in which a plug takes no message to send: it is not open (a plug that is starting or
+# stopping may: its put waits or drains as the plug sees fit).
+_NOT_OPEN = frozenset((OpenState.disabled, OpenState.inactive, OpenState.failed))
 
 
 def _whole(part: SentMessage, source: Message) -> SentMessage:

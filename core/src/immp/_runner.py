@@ -31,6 +31,7 @@ from ._config import (
 from ._errors import ConfigError, ConfigWarning, describe_error
 from ._host import Host
 from ._logs import JsonFormatter
+from ._openable import OpenState
 from ._store import StoreError
 from .plugins import Plugins
 
@@ -78,9 +79,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _count(number: int, noun: str) -> str:
-    """``1 plug``, ``2 plugs``, ``0 hooks``."""
-    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+def _count(number: int, noun: str, items=None) -> str:
+    """``1 plug``, ``2 plugs``, ``0 hooks``; with ``items``, ``3 plugs (1 disabled)``."""
+    out = f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+    off = sum(1 for item in (items or {}).values() if item.open_state is OpenState.disabled)
+    return f"{out} ({off} disabled)" if off else out
 
 
 def _version() -> str:
@@ -225,14 +228,21 @@ class ConfigFile:
                     "(SIGHUP, or the reload command) and it is written with the changes made "
                     "while running", self.path)  # fmt: skip
             self.held = True
+            name = os.path.basename(self.path)
+            self.host.config_unsaved = (f"{name} was changed since IMMP last read it; reload it "
+                                        "(SIGHUP or the reload command)")  # fmt: skip
             return False
         try:
             write_config(self.path, dump_config(self.host, self.plugins))
             self.base, self.digest = load_file(self.path), _digest(self.path)
         except (OSError, ConfigError) as exc:
             log.error("Could not write config back to %s: %s", self.path, exc)
+            self.host.config_unsaved = (
+                f"could not write {os.path.basename(self.path)}: {exc} (see the log)"
+            )
             return False
         self.held = False
+        self.host.config_unsaved = None
         return True
 
     async def serve(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -261,6 +271,9 @@ class ConfigFile:
         async def work() -> None:
             try:
                 outcome["summary"] = await self._reload()
+            except ConfigError as exc:  # logged whoever asked (SIGHUP, or !reload in a chat)
+                log.error("Reload failed, nothing changed: %s", exc)
+                outcome["error"] = exc
             except Exception as exc:
                 outcome["error"] = exc
             finally:
@@ -296,8 +309,8 @@ class ConfigFile:
         """:meth:`reload`, for SIGHUP: a failure is one log line and the process goes on."""
         try:
             await self.reload()
-        except ConfigError as exc:
-            log.error("Reload failed, nothing changed: %s", exc)
+        except ConfigError:
+            pass  # logged by reload()
         except Exception as exc:
             log.error("Reload of %s failed: %s", self.path, describe_error(exc))
             log.debug("Traceback of the reload", exc_info=exc)
@@ -397,8 +410,8 @@ def main(argv: list[str] | None = None) -> int:
         "Starting IMMP %s with %s (%s, %s; %s)",
         _version(),
         file,
-        _count(len(host.plugs), "plug"),
-        _count(len(host.hooks), "hook"),
+        _count(len(host.plugs), "plug", host.plugs),
+        _count(len(host.hooks), "hook", host.hooks),
         ", ".join(_distributions_in_use(host)),
     )
     log.info("Store: %s", host.store.describe())
@@ -417,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
         status = EXIT_FAILED
     if args.write:
         config.save()
-    if host.journal.enabled:  # (what is left was said as a warning when the host stopped)
+    if host.journal.enabled and not host.journal.undelivered:  # (else said as a warning)
         log.info("Journal: %s", host.journal.summary())
     log.info("Stopped")
     return status

@@ -201,6 +201,15 @@ class SQLiteStore(ThreadedStore):
     def connect(self, deadline: float) -> sqlite3.Connection:
         self.check()
         try:
+            # A new file is made readable by its owner only, whatever the umask: it holds chat
+            # text (the journal) and who said what. SQLite gives its -wal and -shm files the
+            # database file's mode.
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            pass
+        except OSError:
+            pass  # sqlite3.connect says why, below
+        try:
             conn = sqlite3.connect(
                 self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=True
             )

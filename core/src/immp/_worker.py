@@ -72,7 +72,8 @@ class Watchdog:
     or ``math.inf``: never); see the module docstring. The worker adds one to :attr:`calls` as a
     call starts and one as it ends. ``timeout`` is read at each look, so it may change: a new
     limit counts from the next look (within an eighth of the old one; within a second of an
-    infinite one).
+    infinite one), and time a call spent under an infinite limit does not count towards a finite
+    one that follows (a sync target's limit is infinite while its plug is disconnected).
     """
 
     __slots__ = ("_scope", "_timeout", "calls")
@@ -101,7 +102,9 @@ class Watchdog:
             if limit is None:
                 limit = math.inf
             calls = self.calls
-            if calls & 1:
+            if calls & 1 and limit == math.inf:
+                seen = 0  # time under an infinite limit does not count once it is finite again
+            elif calls & 1:
                 now = trio.current_time()
                 if calls != seen:
                     seen, since = calls, now  # it started at most a look ago: never early

@@ -95,6 +95,12 @@ class HostCommands:
             if item is None or configured["items"].get(name) != was:
                 del switched[name]  # gone, or the config changed it since: the config wins
             elif was != enabled:
+                # The file says otherwise (the change was not written to it: no -w, or held back
+                # over an edit): said, so that what runs is not a mystery.
+                self.log.warning("%s %s %s, as a command left it (the config file says %s); "
+                                 "a command or an edit of the file changes it", _kind(item),
+                                 name, "enabled" if enabled else "disabled",
+                                 "enabled: false" if not was else "it is enabled")  # fmt: skip
                 if enabled:
                     await self.host.start(name)
                 else:
@@ -165,12 +171,14 @@ class HostCommands:
         self.host.config_changed(item)
         await self._switched(item, True)
         if opened:
-            await self.reply(msg, f"Enabled {_kind(item)} {name}: {item.open_state.value}.")
+            await self.reply(
+                msg, f"Enabled {_kind(item)} {name}: {item.open_state.value}.{self._unsaved()}"
+            )
         else:
             await self.reply(
                 msg,
                 f"Enabled {_kind(item)} {name}, but it did not open: "
-                f"{item.open_state.value} (see the log).",
+                f"{item.open_state.value} (see the log).{self._unsaved()}",
             )
 
     @immp.command("disable", role=_ADMIN)
@@ -182,7 +190,7 @@ class HostCommands:
         await self.host.stop(name, disable=True)
         self.host.config_changed(item)
         await self._switched(item, False)
-        await self.reply(msg, f"Disabled {_kind(item)} {name}.")
+        await self.reply(msg, f"Disabled {_kind(item)} {name}.{self._unsaved()}")
 
     @immp.command("restart", role=_ADMIN)
     async def restart(self, msg, name):
@@ -203,7 +211,7 @@ class HostCommands:
         try:
             summary = await self.host.reload()
         except immp.ConfigError as exc:
-            await self.reply(msg, f"Not reloaded, nothing changed: {exc}")
+            await self.reply(msg, f"Reload failed, nothing changed: {exc}")  # as logged
             return
         except RuntimeError as exc:
             await self.reply(msg, f"Cannot reload: {exc}.")
@@ -227,7 +235,7 @@ class HostCommands:
         self.host.add_channel(name, immp.Channel(target, source))
         self.host.config_changed(self.host)
         await self._channel_changed(name, [plug, source])
-        await self.reply(msg, f"Added channel {name}: {plug} {source}.")
+        await self.reply(msg, f"Added channel {name}: {plug} {source}.{self._unsaved()}")
 
     @immp.command("channel-remove", role=_ADMIN)
     async def channel_remove(self, msg, name):
@@ -242,7 +250,12 @@ class HostCommands:
         await self.host.remove(name)
         self.host.config_changed(self.host)
         await self._channel_changed(name, None)
-        await self.reply(msg, f"Removed channel {name}.")
+        await self.reply(msg, f"Removed channel {name}.{self._unsaved()}")
+
+    def _unsaved(self) -> str:
+        """What an answer adds when ``immp -w`` could not write the change to the file."""
+        note = self.host.config_unsaved
+        return f" Not written to the config file: {note}." if note else ""
 
     def _channel_user(self, name: str) -> str | None:
         """The config key that refers to channel ``name``, if any (from the config schemas)."""

@@ -28,8 +28,9 @@ from ._names import NameStyle, compile_template
 if TYPE_CHECKING:
     from ._plug import SyncPlug
 
-# How long closing a hook waits for queued copies to go out.
-DRAIN_TIMEOUT = 5.0
+# Seconds of the host's close-timeout that closing a hook keeps for itself after waiting for
+# queued copies to go out (to say what is left, before the host cuts it off).
+CLOSE_MARGIN = 0.5
 
 # Channel titles cached for name-format, at most this many (the oldest goes first).
 TITLE_CACHE = 1024
@@ -152,20 +153,32 @@ class BridgeHook(immp.Hook):
         self.plug: SyncPlug | None = None
 
     async def close(self) -> None:
-        # Let what is queued go out (each send still has its timeout), within a limit.
+        # Let what is queued go out (each send still has its timeout), within the host's
+        # close-timeout; what is left is said, as kept (journal) or lost.
         targets = list(self._targets.values())
         self._retire_targets(set())
-        with trio.move_on_after(DRAIN_TIMEOUT):
+        with trio.move_on_after(max(0.0, self.host.close_timeout - CLOSE_MARGIN)):
             for target in targets:
                 await target.done.wait()
+        left = {t.name: len(t) + 1 for t in targets if not t.done.is_set()}  # + the one under way
+        if left:
+            total = sum(left.values())
+            where = ", ".join(f"{count} to {name}" for name, count in left.items())
+            fate = ("kept in the journal for the next start" if self.host.journal.enabled
+                    else "lost (`host: journal: true` keeps them across a stop)")  # fmt: skip
+            self.log.warning("Closed with up to %d %s not sent within close-timeout (%ss): %s; "
+                             "%s", total, "copy" if total == 1 else "copies",
+                             self.host.close_timeout, where, fate)  # fmt: skip
 
     def stats(self) -> dict:
         """
         For :meth:`Host.stats <immp.Host.stats>`: per target channel (by name) that copies
         went to, ``queue_depth`` (copies waiting), ``dropped`` (copies dropped while it was
-        stuck; from 0 again if the target is retired and comes back) and ``stuck``.
+        stuck; from 0 again if the target is retired and comes back), ``stuck`` and
+        ``skipped`` (copies not sent while the target's plug is disabled, since it last was not).
         """
-        return {"targets": {t.name: {"queue_depth": len(t), "dropped": t.dropped, "stuck": t.stuck}
+        return {"targets": {t.name: {"queue_depth": len(t), "dropped": t.dropped, "stuck": t.stuck,
+                                     "skipped": t.skipped}
                             for t in self._targets.values()}}  # fmt: skip
 
     # -- routes and targets -----------------------------------------------------------------
@@ -338,8 +351,15 @@ class BridgeHook(immp.Hook):
     ) -> None:
         channel = target.channel
         plug = channel.plug
-        ids = copies.ids.get(channel)
         done = self.host.journal.delivered  # what does not go through channel.send
+        if plug.open_state is immp.OpenState.disabled:
+            self._skip(target, copies, key)  # the operator's choice: not a failure
+            return
+        if target.skipped:
+            self.log.info("Sending to %s again (%d messages were not sent while plug %s was "
+                          "disabled)", target.name, target.skipped, plug.name)  # fmt: skip
+            target.skipped = 0
+        ids = copies.ids.get(channel)
         if sent.deleted:
             if not ids:
                 done(key)
@@ -379,6 +399,17 @@ class BridgeHook(immp.Hook):
             ids = (receipts[0].id,) if len(receipts) == 1 else tuple(r.id for r in receipts)
             self.copies.add_copy(copies, channel, ids)
         elif copies.pending:
+            self.copies.settle(copies)
+
+    def _skip(self, target: Target, copies: Copies, key: str | None) -> None:
+        # A target whose plug is disabled (config `enabled: false`, or `!disable`) gets nothing:
+        # said once, counted, and its delivery is done (it is not kept for when it is enabled).
+        if not target.skipped:
+            self.log.info("Not sending to %s while plug %s is disabled", target.name,
+                          target.channel.plug.name)  # fmt: skip
+        target.skipped += 1
+        self.host.journal.delivered(key)
+        if copies.pending:
             self.copies.settle(copies)
 
     def _copy(

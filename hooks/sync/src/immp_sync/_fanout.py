@@ -45,6 +45,8 @@ class Target(immp.Worker):
         self.timeout = math.inf if timeout is None else timeout
         #: Per-target settings the hook caches here (which plug options apply).
         self.options: Any = None
+        #: Copies not sent since the target's plug was disabled (see BridgeHook._skip).
+        self.skipped = 0
 
         def on_error(exc: Exception) -> None:
             # A plug's own error says enough; anything else gets a traceback.
@@ -59,7 +61,11 @@ class Target(immp.Worker):
             size,
             partial(deliver, self),
             on_error=on_error,
-            timeout=lambda: self.timeout,
+            # While the plug says its network is down, its sends wait for it (the Matrix plug
+            # retries, the IRC plug queues): that time is the outage's, not a hanging send's,
+            # and cutting the send off would drop the copy (or, journaled, send it out of order
+            # at the next start).
+            timeout=lambda: self.timeout if channel.plug.connected else math.inf,
             on_timeout=on_timeout,
             stuck_after=STUCK_AFTER,
             patient=False,
