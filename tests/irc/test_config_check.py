@@ -53,3 +53,30 @@ def test_numbers_out_of_range_are_errors(irc, error, tmp_path, immp_command, cle
     path, result = _check(tmp_path, immp_command, clean_env, _config("#room", **irc))
     assert result.returncode == 2
     assert result.stderr.startswith(f"immp: error: {path}: plugs.net.config.{error}, got ")
+
+
+@pytest.mark.parametrize(
+    ("source", "problem"),
+    [
+        ("#e1,0", "has a comma"),  # JOIN #e1,0 would join #e1 and 0 ("part all" on some servers)
+        ("#a b", "has a space"),
+        ("#bell\x07", "has a control character"),
+        ("#nul\x00", "has a control character"),
+        ("#cr\r", "has a control character"),
+        ("#lf\nJOIN #x", "has a control character"),
+        ("nick,other", "has a comma"),  # a nick (private chat) is checked the same way
+        (":x", "starts with a colon"),
+        ("", "is empty"),
+    ],
+)
+def test_a_source_that_is_no_irc_name_is_a_one_line_error(
+    source, problem, tmp_path, immp_command, clean_env
+):
+    config = _config("#ok")
+    config["channels"]["evil1"] = {"plug": "net", "source": source}
+    path, result = _check(tmp_path, immp_command, clean_env, config)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == (
+        f"immp: error: {path}: channels.evil1.source: expected an IRC channel name or nick (no "
+        f"commas, spaces or control characters): {source!r} {problem}\n"
+    )

@@ -1,7 +1,8 @@
 """
 How a connection that fails says so: one short line per kind of failure, against real listeners
 on loopback (nothing listening, a real HTTP server, a socket with an SSH banner, a silent one),
-and the reconnect backoff against a real ngircd that is stopped and started again.
+and the reconnect backoff and the end of an outage against a real ngircd that is stopped and
+started again.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from functools import partial
 import pytest
 import trio
 
+import immp
 from immp_irc.connection import CONNECT_RETRY_MAX
 from tests.ngircd import RawClient, free_port
 
@@ -32,6 +34,18 @@ async def _first_failure(caplog, timeout: float = 15.0) -> str:
         while not _failures(caplog):
             await trio.sleep(0.02)
     return _failures(caplog)[0]
+
+
+def _back(caplog) -> list[logging.LogRecord]:
+    """The plug's records that say the link is up again after failures."""
+    return [r for r in caplog.records if r.name.startswith("immp_irc")
+            and re.match(r"Back on |Connected to \S+ after ", r.getMessage())]  # fmt: skip
+
+
+async def _until(check, timeout: float = 30.0) -> None:
+    with trio.fail_after(timeout):
+        while not check():
+            await trio.sleep(0.02)
 
 
 @pytest.fixture
@@ -151,3 +165,62 @@ async def test_backoff_while_refused_stays_short_so_a_restarted_server_is_used_s
             await alice.send("NAMES #test")
             assert "bot" in await alice.expect(" 353 ", "#test")
     logging.getLogger(__name__).warning("reconnected %.1fs after the server was back", took)
+
+
+async def test_the_end_of_an_outage_is_a_warning_saying_how_long_and_what_goes_out(server, logs):
+    async with irc_host(plug_config(server.port)) as (host, plug, _):
+        await _until(lambda: plug.connection.ready)
+        assert _back(logs) == []  # a normal start: the usual INFO lines, nothing more
+        before = trio.current_time()
+        await server.stop()
+        await _until(lambda: not plug.connection.ready)
+        await host.channels["chan0"].send(immp.Message("while away"))
+        await _until(lambda: any("; 1 line waiting; " in line for line in _failures(logs)))
+        await server.start()
+        await _until(lambda: plug.connection.ready)
+        most = trio.current_time() - before
+        async with RawClient.connected(server.port, "alice") as alice:
+            await alice.join("#test")
+            await alice.send("NAMES #test")
+            assert "bot" in await alice.expect(" 353 ", "#test")
+    failures = [r for r in logs.records if r.getMessage().startswith("Disconnected from")]
+    [back] = _back(logs)
+    assert back.levelno == logging.WARNING and back.name == failures[0].name
+    match = re.fullmatch(rf"Back on 127\.0\.0\.1:{server.port} after (\d+\.\d)s out; "
+                         r"sending 1 queued line", back.getMessage())  # fmt: skip
+    assert match, back.getMessage()
+    assert 0 < float(match[1]) <= most + 0.1
+    assert not any("1 lines" in r.getMessage() for r in logs.records)
+
+
+async def test_a_start_whose_first_attempts_failed_says_when_it_is_connected(server, logs):
+    await server.stop()
+    started = trio.current_time()
+    async with irc_host(plug_config(server.port)) as (host, plug, _):
+        await _first_failure(logs)
+        for text in ("one", "two"):
+            await host.channels["chan0"].send(immp.Message(text))
+        await _until(lambda: any("; 2 lines waiting; " in line for line in _failures(logs)))
+        await server.start()
+        await _until(lambda: plug.connection.ready)
+        most = trio.current_time() - started
+        assert await plug.connection.outgoing.drain(10)
+    [back] = _back(logs)
+    assert back.levelno == logging.WARNING
+    match = re.fullmatch(rf"Connected to 127\.0\.0\.1:{server.port} after (\d+\.\d)s of "
+                         r"failed attempts; sending 2 queued lines", back.getMessage())  # fmt: skip
+    assert match, back.getMessage()
+    assert 0 < float(match[1]) <= most + 0.1
+
+
+async def test_a_full_queue_says_one_line_waiting_in_the_singular(logs):
+    # Nothing listening: the one line the queue holds stays there.
+    config = plug_config(free_port(), **{"queue-size": 1, "queue-timeout": 0.2})
+    async with irc_host(config) as (host, plug, _):
+        channel = host.channels["chan0"]
+        await plug.put(channel, immp.Message("first"))
+        with pytest.raises(immp.PlugError) as info:
+            await plug.put(channel, immp.Message("second"))
+        await _until(lambda: any("; 1 line waiting; " in line for line in _failures(logs)))
+    assert str(info.value) == ("irc: message to #test not sent, the outgoing queue stayed full "
+                               "(1 line waiting)")  # fmt: skip

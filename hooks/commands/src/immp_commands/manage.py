@@ -232,6 +232,14 @@ class HostCommands:
         if target is None or target.virtual:
             await self.reply(msg, f"No plug named {plug!r}.")
             return
+        if target.source_schema is not None:  # as the config file's channels are checked
+            try:
+                immp.Schema(target.source_schema).validate(
+                    source, f"channels.{name}.source", warn=lambda w: self.log.warning("%s", w)
+                )
+            except immp.ConfigError as exc:
+                await self.reply(msg, f"Not added: {exc}.")
+                return
         self.host.add_channel(name, immp.Channel(target, source))
         self.host.config_changed(self.host)
         await self._channel_changed(name, [plug, source])

@@ -11,7 +11,11 @@ nothing is reset by hand. Only the outgoing queue outlives sessions.
 A failure says what happened in one line: could not connect (refused, unreachable, no such
 host: retried every few seconds at most, since a refused connection costs the server nothing
 and a restarted server should be used at once), not an IRC server (with the first bytes the
-other end sent), registration timed out, or disconnected (with why).
+other end sent), registration timed out, or disconnected (with why). The end of an outage is a
+warning too, so that a log read at the default level does not end on the failure: back after
+how long, and how many queued lines go out now (``Back on HOST:PORT after 12.3s out; sending 2
+queued lines``; at the first connection only if its first attempts failed: ``Connected to
+HOST:PORT after 8.2s of failed attempts; ...``).
 
 The plug sees the connection through a small :class:`Handler` contract (see there).
 
@@ -40,7 +44,7 @@ from immp import describe_error
 
 from .formatting import scrub
 from .nick import NickRegain
-from .outgoing import Outgoing, OutgoingQueue
+from .outgoing import Outgoing, OutgoingQueue, count_lines
 from .redact import Redactor
 from .registration import Registration
 
@@ -240,6 +244,10 @@ class Connection:
         self._no_state = ircstates.Server(settings.host)
         self._closing = False
         self._link_down = False  # the handler was told the link is down
+        # When the current outage began (None while registered), and whether it followed a
+        # registration in this run (a reconnect) or the run's first attempts failed.
+        self._down_since: float | None = None
+        self._down_after_registration = False
 
     @property
     def state(self) -> ircstates.Server:
@@ -268,6 +276,9 @@ class Connection:
         self._closing = False
         delay = self.settings.reconnect_delay
         last_failure = None
+        started = trio.current_time()
+        self._down_since, self._down_after_registration = None, False
+        registered_in_run = False
         while True:
             registered = False
             try:
@@ -288,12 +299,16 @@ class Connection:
                     registered = self._session.registration.registered
                     self._session.end()
                 self.outgoing.end_session()
+            registered_in_run = registered_in_run or registered
             if self._closing:
                 self.log.info("%s; closing, so not reconnecting", failure)
                 return
             if not self._link_down:
                 self._link_down = True
                 self.handler.on_link(False, failure)
+            if self._down_since is None:
+                self._down_since = trio.current_time() if registered_in_run else started
+                self._down_after_registration = registered_in_run
             if registered:
                 delay, last_failure = self.settings.reconnect_delay, None
             longest = self.settings.reconnect_max
@@ -301,7 +316,8 @@ class Connection:
                 longest = min(longest, CONNECT_RETRY_MAX)
             delay = min(delay, longest)
             wait = random.uniform(delay / 2, delay)
-            waiting = f"{self.outgoing.pending} lines waiting; " if self.outgoing.pending else ""
+            pending = self.outgoing.pending
+            waiting = f"{count_lines(pending)} waiting; " if pending else ""
             # The first of a run of the same failure is a warning; its repeats are not news.
             report = self.log.info if failure == last_failure else self.log.warning
             report("%s; %sretrying in %.1fs", failure, waiting, wait)
@@ -382,9 +398,9 @@ class Connection:
         pending = self.outgoing.pending
         if self.ready and pending:
             if not await self.outgoing.drain(timeout):
-                self.log.warning("Closing with %d lines not sent", self.outgoing.pending)
+                self.log.warning("Closing with %s not sent", count_lines(self.outgoing.pending))
         elif pending:
-            self.log.warning("Closing while disconnected: %d lines not sent", pending)
+            self.log.warning("Closing while disconnected: %s not sent", count_lines(pending))
         self._closing = True
         session = self._session
         if session is not None and session.stream is not None:
@@ -411,10 +427,27 @@ class Connection:
         self.registrations += 1
         await self.handler.on_ready()
         session.regain.start(invalid=session.registration.nick_invalid)
+        self._report_back()
         self.outgoing.start_data()
         if self._link_down:
             self._link_down = False
             self.handler.on_link(True, None)
+
+    def _report_back(self) -> None:
+        """After an outage (or failed first attempts), say that the link is up again: a warning,
+        like the failure it ends, so that both show at the default level."""
+        since, self._down_since = self._down_since, None
+        if since is None:
+            return
+        took = trio.current_time() - since
+        pending = self.outgoing.pending
+        noun = "line" if pending == 1 else "lines"
+        sending = f"sending {pending} queued {noun}" if pending else "no lines queued"
+        if self._down_after_registration:
+            self.log.warning("Back on %s after %.1fs out; %s", self.where, took, sending)
+        else:
+            self.log.warning("Connected to %s after %.1fs of failed attempts; %s", self.where,
+                             took, sending)  # fmt: skip
 
     async def _keepalive(self, session: Session) -> None:
         interval, timeout = self.settings.ping_interval, self.settings.ping_timeout

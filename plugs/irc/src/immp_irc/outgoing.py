@@ -54,6 +54,11 @@ MAX_REPLIES = 8
 Write = Callable[[str], Awaitable[None]]
 
 
+def count_lines(count: int) -> str:
+    """``1 line``, ``2 lines``: a number of lines as the log and errors say it."""
+    return f"{count} line" if count == 1 else f"{count} lines"
+
+
 class QueueFull(Exception):
     """The outgoing queue stayed full for longer than the plug was willing to wait."""
 
@@ -155,7 +160,7 @@ class OutgoingQueue:
             self._data.extend(items)
             self._poke()
             return
-        raise QueueFull(f"{len(self._data)} lines waiting")
+        raise QueueFull(f"{count_lines(len(self._data))} waiting")
 
     def send_priority(self, line: str) -> None:
         """Queue a line (a join, a ``perform`` line) ahead of data lines, flood-controlled."""

@@ -7,7 +7,10 @@ is generated from it (``hatch run docs``).
 The plug's channels are the host's named channels on this plug whose source is an IRC channel
 name (any CHANTYPES prefix), plus channels a hook sends to; one added while running is joined at
 once, one removed is parted. A channel whose source is a nick is a private conversation with
-that user: legal, but a source without any of the prefixes ``# & + !`` is a config warning.
+that user: legal, but a source without any of the prefixes ``# & + !`` is a config warning. A
+source that is no IRC name at all (a comma, which would make ``JOIN #a,0`` join two channels, a
+space, a control character, a leading colon, or empty) is a config error, and one added while
+running (``!channel-add``) is never joined: the plug logs an error naming it.
 
 Message IDs: the server's ``msgid`` where it sends one (also for our own lines, with
 ``echo-message``); otherwise the plug's own, unique per run (see the README, "Message IDs").
@@ -129,6 +132,38 @@ SCHEMA = immp.Schema({
 KNOWN_CHANTYPES = "#&+!"
 
 
+# What a source may not contain: a comma separates JOIN's targets (``#a,0`` joins ``#a`` and
+# ``0``, which parts every channel on some servers), a space ends the parameter, and a control
+# character (BEL, NUL, CR, LF...) is refused by servers or breaks the line.
+SOURCE_RULE = "no commas, spaces or control characters"
+
+
+def _source_problem(source: str) -> str | None:
+    """
+    What makes ``source`` no IRC channel name or nick (``has a comma``, ``is empty``), or
+    ``None`` if it can be one.
+    """
+    if not source:
+        return "is empty"
+    if any(ord(c) < 32 or c == "\x7f" for c in source):
+        return "has a control character"
+    if "," in source:
+        return "has a comma"
+    if " " in source:
+        return "has a space"
+    if source.startswith(":"):
+        return "starts with a colon"
+    return None
+
+
+def _checked_source(source: str) -> str:
+    """``source`` if it can be an IRC channel or nick; raises ``ValueError`` saying why not."""
+    problem = _source_problem(source)
+    if problem:
+        raise ValueError(f"{source!r} {problem}")
+    return source
+
+
 def _source_warning(source: str) -> str | None:
     """A channel source without a channel prefix is legal (a private chat) but rarely meant."""
     if source[:1] in KNOWN_CHANTYPES:
@@ -177,7 +212,10 @@ class IRCPlug(immp.Plug):
     """A connection to one IRC server; see the module docstring for its config."""
 
     schema = SCHEMA
-    source_schema = immp.Warn(str, _source_warning)
+    source_schema = immp.Warn(
+        immp.Check(_checked_source, f"an IRC channel name or nick ({SOURCE_RULE})"),
+        _source_warning,
+    )
     network_name = "IRC"
     # A delivery is done when the server acknowledged its lines (PING/PONG), not when put()
     # queued them; an intent mark goes before the write (see outgoing.py).
@@ -241,7 +279,12 @@ class IRCPlug(immp.Plug):
 
     async def on_channel_added(self, channel: immp.Channel) -> None:
         """A named channel added while running is joined at once (or at the next registration)."""
-        if channel.plug is not self or not self._is_channel_name(channel.source):
+        if channel.plug is not self:
+            return
+        if not self._joinable(channel.source):
+            self._refuse_source(channel)
+            return
+        if not self._is_channel_name(channel.source):
             return
         if self.connection.ready and not self._state.has_channel(channel.source):
             self.log.info("Channel %s added; joining", channel.source)
@@ -277,12 +320,23 @@ class IRCPlug(immp.Plug):
     def _is_channel_name(self, name: str) -> bool:
         return name[:1] in (self._state.isupport.chantypes or ["#", "&"])
 
+    def _joinable(self, source: str) -> bool:
+        return _source_problem(source) is None
+
+    def _refuse_source(self, channel: immp.Channel) -> None:
+        """Say that a named channel's source is no IRC name, so it is never joined."""
+        name = self.host.named_channel(channel) if self.host else None
+        self.log.error("channels.%s.source: %r is not an IRC channel name or nick (it %s; %s); "
+                       "not joining it", name or "?", channel.source,
+                       _source_problem(channel.source), SOURCE_RULE)  # fmt: skip
+
     def _configured_channels(self) -> dict[str, str]:
         """Folded name -> source of every channel the plug should be in."""
         out = {}
         for channel in self.host.channels.values() if self.host else ():
-            if channel.plug is self and self._is_channel_name(channel.source):
-                out[self._fold(channel.source)] = channel.source
+            source = channel.source
+            if channel.plug is self and self._joinable(source) and self._is_channel_name(source):
+                out[self._fold(source)] = source
         out.update(self._extra_channels)
         return out
 
@@ -341,11 +395,19 @@ class IRCPlug(immp.Plug):
             self._warn_about_sources()
 
     def _warn_about_sources(self) -> None:
-        """A named channel whose prefix this server does not take is a nick here: say so once."""
+        """
+        A named channel whose prefix this server does not take is a nick here, and one whose
+        source is no IRC name is not joined (a host built without a config file can have one):
+        say so once.
+        """
         chantypes = "".join(self._state.isupport.chantypes or [])
         for name, channel in self.host.channels.items() if self.host else ():
             source = channel.source
-            if channel.plug is self and source[:1] in KNOWN_CHANTYPES:
+            if channel.plug is not self:
+                continue
+            if not self._joinable(source):
+                self._refuse_source(channel)
+            elif source[:1] in KNOWN_CHANTYPES:
                 if not self._is_channel_name(source):
                     self.log.warning("Channel %s: %r is not a channel on this server (its "
                                      "prefixes are %s), so it is a private chat with the nick "
@@ -434,11 +496,13 @@ class IRCPlug(immp.Plug):
             await self._event(line, line.params[0], user=self._line_user(line),
                               title=line.params[1])  # fmt: skip
         elif command == "INVITE" and len(line.params) >= 2 and line.source:
-            if self.config["accept-invites"] and self._is_channel_name(line.params[1]):
-                self.log.info("Invited to %s by %s; joining", line.params[1],
+            invited = line.params[1]
+            if (self.config["accept-invites"] and self._is_channel_name(invited)
+                    and self._joinable(invited)):  # fmt: skip
+                self.log.info("Invited to %s by %s; joining", invited,
                               line.hostmask.nickname)  # fmt: skip
-                self._extra_channels[self._fold(line.params[1])] = line.params[1]
-                self._join(line.params[1])
+                self._extra_channels[self._fold(invited)] = invited
+                self._join(invited)
         elif command == "474" and len(line.params) >= 2:
             self.log.warning("Banned from %s; not rejoining", line.params[1])
             self._extra_channels.pop(self._fold(line.params[1]), None)
@@ -535,8 +599,10 @@ class IRCPlug(immp.Plug):
 
     async def put(self, channel: immp.Channel, msg: immp.Message) -> list[immp.Receipt]:
         target = channel.source
-        if not _valid_name(target) or any(ord(c) < 32 for c in target):
-            raise immp.PlugError(f"{self.name}: {target!r} is not an IRC channel or nick")
+        problem = _source_problem(target)
+        if problem:
+            raise immp.PlugError(f"{self.name}: {target!r} is not an IRC channel or nick "
+                                 f"(it {problem})")  # fmt: skip
         if isinstance(msg, immp.SentMessage) and msg.deleted:
             self.host.journal.delivered(msg.key)
             return []
