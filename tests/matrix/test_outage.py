@@ -85,3 +85,76 @@ async def test_outage_holds_sends_and_loses_nothing(synapse, alice, bot, caplog)
     assert (await alice.texts(room, bot.user_id)) == ["sent while down"]
     assert [str(m.text) for m in rec.seen if m.text] == ["before", "during"]
     assert "Homeserver unreachable" in caplog.text and "reachable again" in caplog.text
+
+
+async def test_unreachable_at_start_is_said_once(synapse, bot, caplog):
+    # Nothing listens on the proxy's port for the first seconds: the login is retried (about
+    # ten times at retry-max 0.3), and the log says so once, without the cause repeated.
+    proxy = Proxy(synapse.port)
+    config = plug_config(
+        synapse,
+        bot,
+        homeserver=f"http://127.0.0.1:{proxy.port}",
+        **{"retry-max": 0.3, "request-timeout": 3, "sync-timeout": 1},
+    )
+
+    async def serve_later(nursery):
+        await trio.sleep(3)
+        await nursery.start(proxy.serve)
+
+    with caplog.at_level(logging.DEBUG):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(serve_later, nursery)
+            async with matrix_host(config) as (_, plug, _rec):
+                assert plug.connected and plug.disconnect_reason is None
+            proxy.cut()
+    retries = [r for r in caplog.records if "retrying in" in r.getMessage()]
+    assert len(retries) >= 5 and all(r.levelno == logging.DEBUG for r in retries)
+    warnings = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno >= logging.WARNING and r.name.startswith("immp")
+    ]
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith("Homeserver unreachable, retrying: ConnectError: ")
+    assert warnings[0].count("ConnectError") == 1, warnings[0]
+    assert "Homeserver reachable again" in caplog.text
+
+
+async def test_disconnected_as_soon_as_a_send_fails(synapse, alice, bot):
+    # Cutting the proxy breaks the long poll and the send at once: the plug says it is
+    # disconnected then (what the sync hook's send-timeout relies on), not after
+    # request-timeout (30 s), and connected again as soon as a request goes through.
+    room = await alice.create_room(invite=[bot.user_id])
+    await bot.join(room)
+    proxy = Proxy(synapse.port)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(proxy.serve)
+        config = plug_config(
+            synapse,
+            bot,
+            homeserver=f"http://127.0.0.1:{proxy.port}",
+            **{"request-timeout": 30, "sync-timeout": 30, "retry-max": 1},
+        )
+        changes = []
+
+        class Observer:
+            def plug_connection_changed(self, plug, connected, reason):
+                changes.append((connected, reason))
+
+        async with matrix_host(config, [room]) as (host, plug, _rec):
+            host.add_observer(Observer())
+            proxy.cut()
+            async with trio.open_nursery() as sending:
+                sending.start_soon(plug.put, immp.Channel(plug, room), immp.Message("later"))
+                with trio.fail_after(2):
+                    while plug.connected:
+                        await trio.sleep(0.01)
+                assert plug.disconnect_reason and "Error" in plug.disconnect_reason
+                await nursery.start(proxy.serve)
+                with trio.fail_after(10):
+                    while not plug.connected:
+                        await trio.sleep(0.05)
+        proxy.cut()
+    assert [connected for connected, _ in changes[:2]] == [False, True]
+    assert "later" in await alice.texts(room, bot.user_id)

@@ -172,3 +172,23 @@ async def test_upload_attachment_from_url(synapse, alice, bot):
         nursery.cancel_scope.cancel()
     assert content["msgtype"] == "m.image" and content["body"] == "pic.png"
     assert fetched == data and mime == "image/png"
+
+
+async def test_unsafe_links_from_other_networks_become_text(synapse, alice, bot):
+    room = await _room(alice, bot)
+    text = immp.RichText(
+        [
+            immp.Segment("js", link="javascript:alert(1)"),
+            " ",
+            immp.Segment("data", link="data:text/html,<script>x</script>", bold=True),
+            " ",
+            immp.Segment("mail", link="mailto:a@example.org"),
+        ]
+    )
+    async with matrix_host(plug_config(synapse, bot), [room]) as (_, plug, _rec):
+        [receipt] = await plug.put(immp.Channel(plug, room), immp.Message(text))
+    content = (await _event(alice, room, receipt.id))["content"]
+    assert content["formatted_body"] == (
+        'js <strong>data</strong> <a href="mailto:a@example.org">mail</a>'
+    )
+    assert content["body"] == "js data mail <mailto:a@example.org>"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
 
 import pytest
@@ -230,3 +231,89 @@ async def test_real_process_restarted_on_its_sqlite_store(
     # twice, nothing lost.
     assert len(bodies) == 3
     assert [b for b in bodies if b and "while stopped" in b] == [bodies[1]]
+
+
+async def test_names_survive_a_restart(synapse, alice, bob, bot):
+    # Members are lazy-loaded: after a restart on the same device and since token, the
+    # homeserver does not send alice's member event again. Her copies keep her display name
+    # all the same (asked of the homeserver once), not her raw Matrix ID.
+    room_a = await alice.create_room(invite=[bot.user_id])
+    room_b = await bob.create_room(invite=[bot.user_id])
+    await bot.join(room_a)
+    await bot.join(room_b)
+    config = plug_config(synapse, bot)
+    store = immp.MemoryStore()
+    name = alice.user_id[1:].split(":")[0]  # Synapse's default display name
+
+    def copy_of(text):
+        return lambda ev: ev["sender"] == bot.user_id and text in ev["content"].get("body", "")
+
+    async with bridged(config, room_a, room_b, store):
+        await alice.send(room_a, "first run")
+        assert (await bob.wait_for(room_b, copy_of("first run")))["content"]["body"] == (
+            f"{name}: first run"
+        )
+    async with bridged(config, room_a, room_b, store):
+        await alice.send(room_a, "second run")
+        copy = await bob.wait_for(room_b, copy_of("second run"))
+    assert copy["content"]["body"] == f"{name}: second run"
+
+
+async def test_refused_redaction_is_one_line(synapse, alice, bob, bot, caplog):
+    # Bob (admin of B) redacts the bot's copy there; the sync hook passes the deletion on to
+    # alice's original in A, where the bot has no power to redact: one ERROR line that says
+    # what was refused and why, no traceback.
+    room_a = await alice.create_room(invite=[bot.user_id])
+    room_b = await bob.create_room(invite=[bot.user_id])
+    await bot.join(room_a)
+    await bot.join(room_b)
+    config = plug_config(synapse, bot)
+    with caplog.at_level(logging.INFO):
+        async with bridged(config, room_a, room_b, immp.MemoryStore()):
+            original = await alice.send(room_a, "redact my copy")
+            copy = await bob.wait_for(
+                room_b,
+                lambda ev: (
+                    ev["sender"] == bot.user_id
+                    and "redact my copy" in ev["content"].get("body", "")
+                ),
+            )
+            await bob.redact(room_b, copy["event_id"])
+            with trio.fail_after(20):
+                while not (
+                    refusals := [r for r in caplog.records if "cannot redact" in r.getMessage()]
+                ):
+                    await trio.sleep(0.1)
+    [record] = refusals
+    assert record.levelno == logging.ERROR and record.exc_info is None
+    line = record.getMessage()
+    assert "\n" not in line and "Traceback" not in caplog.text
+    assert f"cannot redact {original} in {room_a}: 403 M_FORBIDDEN" in line, line
+
+
+async def test_unsafe_links_are_not_bridged(synapse, alice, bob, bot):
+    room_a = await alice.create_room(invite=[bot.user_id])
+    room_b = await bob.create_room(invite=[bot.user_id])
+    await bot.join(room_a)
+    await bot.join(room_b)
+    async with bridged(plug_config(synapse, bot), room_a, room_b, immp.MemoryStore()):
+        await alice.send(
+            room_a,
+            {
+                "msgtype": "m.text",
+                "body": "js link and site",
+                "format": "org.matrix.custom.html",
+                "formatted_body": '<a href="javascript:alert(3)">js link</a> and '
+                '<a href=" JavaScript:alert(4)">another</a> and '
+                '<a href="https://example.org/">site</a>',
+            },
+        )
+        copy = await bob.wait_for(
+            room_b,
+            lambda ev: ev["sender"] == bot.user_id and "js link" in ev["content"].get("body", ""),
+        )
+    content = copy["content"]
+    assert "javascript" not in content["formatted_body"].lower()
+    assert "javascript" not in content["body"].lower()
+    assert "js link and another and " in content["formatted_body"]
+    assert '<a href="https://example.org/">site</a>' in content["formatted_body"]

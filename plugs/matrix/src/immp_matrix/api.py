@@ -4,8 +4,10 @@ The Matrix client-server API, the few endpoints the plug needs, over httpx on tr
 :class:`Client` owns the HTTP connection pool and the access token. Every request goes through
 :meth:`Client.request`, which waits out rate limits (429 / ``M_LIMIT_EXCEEDED``: the same
 request again after ``retry_after_ms``, so a send keeps its transaction ID and is never
-duplicated) and, where asked, retries 5xx answers and network errors with backoff. Anything else
-the server refuses is a :class:`MatrixError` with its ``errcode``.
+duplicated) and, where asked, retries 5xx answers and network errors with backoff: the outage is
+reported once (and again when its reason changes), each retry only at DEBUG. Anything else the
+server refuses is a :class:`MatrixError` with its ``errcode``: an :class:`immp.PlugError` of one
+line that says what was refused and why.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 import httpx
 import trio
 
-from immp import describe_error
+import immp
 
 log = logging.getLogger(__name__)
 
@@ -28,19 +30,37 @@ CLIENT = "/_matrix/client/v3"
 MEDIA = "/_matrix/client/v1/media"  # authenticated media (the old /_matrix/media/v3 is gone)
 
 
-class MatrixError(Exception):
-    """The homeserver refused a request: ``status`` is the HTTP status, ``errcode`` e.g.
-    ``M_FORBIDDEN``."""
+class MatrixError(immp.PlugError):
+    """
+    The homeserver refused a request: ``status`` is the HTTP status, ``errcode`` e.g.
+    ``M_FORBIDDEN``, ``reason`` the server's words (``403 M_FORBIDDEN You don't have ...``).
+    ``str()`` is one line: ``cannot redact $event in !room: 403 M_FORBIDDEN ...`` (``what`` is
+    the action refused, or the request's method and path).
+    """
 
     def __init__(self, status: int, errcode: str | None, error: str | None, what: str):
-        super().__init__(f"{what}: {status} {errcode or ''} {error or ''}".strip())
         self.status = status
         self.errcode = errcode
         self.error = error
+        self.what = what
+        self.reason = " ".join(str(part) for part in (status, errcode, error) if part)
+        super().__init__(f"{what}: {self.reason}")
 
 
-class Unreachable(Exception):
+class Unreachable(immp.PlugError):
     """The homeserver could not be reached, or answered 5xx, and retrying was not asked for."""
+
+
+def describe_failure(exc: BaseException) -> str:
+    """
+    One line for a failed request: :func:`immp.describe_error`, without a cause that only
+    repeats it (httpx wraps httpcore's ``ConnectError`` in its own, with the same words).
+    """
+    cause = exc.__cause__
+    if cause is not None and " ".join(str(cause).split()) == " ".join(str(exc).split()):
+        text = " ".join(str(exc).split())
+        return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return immp.describe_error(exc)
 
 
 def quote(part: str) -> str:
@@ -67,8 +87,9 @@ class Backoff:
 
 class Client:
     """
-    An authenticated client of one homeserver. ``on_reachable(bool, reason)`` is told when
-    requests start failing with network errors or 5xx and when they work again.
+    An authenticated client of one homeserver. ``on_reachable(bool, reason)`` is told as soon
+    as a request fails with a network error or 5xx, again when the reason changes, and when a
+    request works again; without it, the client logs that itself.
     """
 
     def __init__(
@@ -89,6 +110,9 @@ class Client:
         )
         self._on_reachable = on_reachable
         self.reachable = True
+        #: Why the homeserver is unreachable (``None`` while it is reachable).
+        self.reason: str | None = None
+        self._reasons: set[str] = set()  # reported during this outage
         #: Rate-limit waits so far (for tests and benchmarks).
         self.rate_limited = 0
 
@@ -96,10 +120,22 @@ class Client:
         await self.http.aclose()
 
     def _set_reachable(self, reachable: bool, reason: str | None = None) -> None:
-        if reachable != self.reachable:
-            self.reachable = reachable
-            if self._on_reachable is not None:
-                self._on_reachable(reachable, reason)
+        if reachable and self.reachable:
+            return
+        if not reachable and not self.reachable and reason in self._reasons:
+            return  # said already (a sync and a send failing by turns must not repeat it)
+        self.reachable = reachable
+        self.reason = reason
+        if reachable:
+            self._reasons.clear()
+        else:
+            self._reasons.add(reason)
+        if self._on_reachable is not None:
+            self._on_reachable(reachable, reason)
+        elif reachable:
+            log.info("%s reachable again", self.homeserver)
+        else:
+            log.warning("%s unreachable: %s", self.homeserver, reason)
 
     async def request(
         self,
@@ -113,15 +149,19 @@ class Client:
         retry: bool = True,
         timeout: float | None = None,
         raw: bool = False,
+        action: str | None = None,
     ) -> Any:
         """
         One API call; the JSON answer (or the :class:`httpx.Response` with ``raw``). Waits out
         rate limits; with ``retry``, retries network errors and 5xx with backoff until it works
         (cancel the caller to give up), else raises :class:`Unreachable`. Raises
-        :class:`MatrixError` for other refusals. Cancellation abandons the request; a send
-        repeated later with the same transaction ID is answered with the same event.
+        :class:`MatrixError` for other refusals, named by ``action`` (``redact $e in !r``:
+        "cannot redact $e in !r: 403 ...") or else by the method and path. Cancellation
+        abandons the request; a send repeated later with the same transaction ID is answered
+        with the same event.
         """
-        what = f"{method} {path.split('?')[0]}"
+        request = f"{method} {path.split('?')[0]}"
+        what = f"cannot {action}" if action else request
         backoff = Backoff(self.retry_max)
         all_headers = dict(headers or {})
         if self.token:
@@ -138,22 +178,22 @@ class Client:
                     timeout=timeout if timeout is not None else self.timeout,
                 )
             except httpx.TransportError as exc:
-                reason = describe_error(exc)
-                if not retry:
-                    self._set_reachable(False, reason)
-                    raise Unreachable(f"{what}: {reason}") from exc
+                reason = describe_failure(exc)
                 self._set_reachable(False, reason)
+                if not retry:
+                    raise Unreachable(f"{request}: {reason}") from None
                 delay = backoff.next()
-                log.warning("%s failed (%s); retrying in %.1f s", what, reason, delay)
+                # The outage itself was reported (once, and again if its reason changes).
+                log.debug("%s failed (%s); retrying in %.1f s", request, reason, delay)
                 await trio.sleep(delay)
                 continue
             if reply.status_code >= 500:
                 reason = f"HTTP {reply.status_code}"
                 self._set_reachable(False, reason)
                 if not retry:
-                    raise Unreachable(f"{what}: {reason}")
+                    raise Unreachable(f"{request}: {reason}")
                 delay = backoff.next()
-                log.warning("%s answered %d; retrying in %.1f s", what, reply.status_code, delay)
+                log.debug("%s answered %d; retrying in %.1f s", request, reply.status_code, delay)
                 await trio.sleep(delay)
                 continue
             self._set_reachable(True)
@@ -161,7 +201,7 @@ class Client:
             if reply.status_code == 429 or error.get("errcode") == "M_LIMIT_EXCEEDED":
                 self.rate_limited += 1
                 wait = _retry_after(reply, error)
-                log.debug("%s rate-limited; retrying in %.2f s", what, wait)
+                log.debug("%s rate-limited; retrying in %.2f s", request, wait)
                 await trio.sleep(wait)
                 continue
             if reply.status_code >= 400:
@@ -179,7 +219,7 @@ class Client:
         }
         if device:
             body["device_id"] = device
-        answer = await self.request("POST", f"{CLIENT}/login", body)
+        answer = await self.request("POST", f"{CLIENT}/login", body, action=f"log in as {user}")
         self.token = answer["access_token"]
         return answer
 
@@ -188,7 +228,9 @@ class Client:
 
     async def create_filter(self, user_id: str, definition: dict) -> str:
         path = f"{CLIENT}/user/{quote(user_id)}/filter"
-        return (await self.request("POST", path, definition))["filter_id"]
+        return (await self.request("POST", path, definition, action="create a sync filter"))[
+            "filter_id"
+        ]
 
     async def sync(self, *, since: str | None, filter: str, timeout_ms: int) -> dict:
         params = {"filter": filter, "timeout": str(timeout_ms)}
@@ -213,29 +255,40 @@ class Client:
             params["to"] = stop
         if filter:
             params["filter"] = _json(filter)
-        return await self.request("GET", f"{CLIENT}/rooms/{quote(room_id)}/messages", params=params)
+        return await self.request(
+            "GET",
+            f"{CLIENT}/rooms/{quote(room_id)}/messages",
+            params=params,
+            action=f"read the history of {room_id}",
+        )
 
     async def join(self, room: str) -> str:
-        return (await self.request("POST", f"{CLIENT}/join/{quote(room)}", {}))["room_id"]
+        path = f"{CLIENT}/join/{quote(room)}"
+        return (await self.request("POST", path, {}, action=f"join {room}"))["room_id"]
 
     async def leave(self, room_id: str) -> None:
-        await self.request("POST", f"{CLIENT}/rooms/{quote(room_id)}/leave", {})
+        path = f"{CLIENT}/rooms/{quote(room_id)}/leave"
+        await self.request("POST", path, {}, action=f"leave {room_id}")
 
     async def resolve_alias(self, alias: str) -> str:
-        return (await self.request("GET", f"{CLIENT}/directory/room/{quote(alias)}"))["room_id"]
+        path = f"{CLIENT}/directory/room/{quote(alias)}"
+        return (await self.request("GET", path, action=f"resolve {alias}"))["room_id"]
 
     async def send(self, room_id: str, type: str, txn_id: str, content: dict) -> str:
         path = f"{CLIENT}/rooms/{quote(room_id)}/send/{quote(type)}/{quote(txn_id)}"
-        return (await self.request("PUT", path, content))["event_id"]
+        action = f"send {type} to {room_id}"
+        return (await self.request("PUT", path, content, action=action))["event_id"]
 
     async def redact(self, room_id: str, event_id: str, txn_id: str) -> str:
         path = f"{CLIENT}/rooms/{quote(room_id)}/redact/{quote(event_id)}/{quote(txn_id)}"
-        return (await self.request("PUT", path, {}))["event_id"]
+        action = f"redact {event_id} in {room_id}"
+        return (await self.request("PUT", path, {}, action=action))["event_id"]
 
     async def state(self, room_id: str, type: str, key: str = "") -> dict | None:
         path = f"{CLIENT}/rooms/{quote(room_id)}/state/{quote(type)}/{quote(key)}"
         try:
-            return await self.request("GET", path)
+            action = f"read {type}{f' of {key}' if key else ''} in {room_id}"
+            return await self.request("GET", path, action=action)
         except MatrixError as exc:
             if exc.status == 404:
                 return None
@@ -274,6 +327,7 @@ class Client:
             content=data,
             params=params,
             headers={"Content-Type": content_type},
+            action=f"upload {filename or 'media'}",
         )
         return answer["content_uri"]
 
@@ -290,7 +344,7 @@ class Client:
         if parsed is None:
             raise ValueError(f"not an mxc:// URI: {mxc!r}")
         path = f"{MEDIA}/download/{quote(parsed[0])}/{quote(parsed[1])}"
-        reply = await self.request("GET", path, raw=True)
+        reply = await self.request("GET", path, raw=True, action=f"download {mxc}")
         if len(reply.content) > max_size:
             raise ValueError(f"{mxc}: {len(reply.content)} bytes, more than {max_size}")
         return reply.content, reply.headers.get("content-type", "application/octet-stream")

@@ -6,7 +6,9 @@ Matrix sends ``body`` (plain text) and optionally ``formatted_body`` in ``org.ma
 links, user pills, line breaks, paragraphs, lists and quotes) and drops the rest, keeping its
 text; the ``<mx-reply>`` reply fallback is dropped whole. :func:`to_html` writes rich text as
 HTML where every piece of text is escaped: text from other networks is only ever text (a ``<b>``
-typed on IRC arrives as the characters ``<b>``).
+typed on IRC arrives as the characters ``<b>``). Both pass on only links of :data:`SAFE_SCHEMES`
+(see :func:`safe_link`): any other link (``javascript:``, ``data:``, a relative one) is reduced
+to its text, so that a bridge never turns a click on a copy into a script.
 """
 
 from __future__ import annotations
@@ -15,11 +17,14 @@ import html
 import re
 import urllib.parse
 from collections.abc import Callable
+from dataclasses import replace
 from html.parser import HTMLParser
 
 import immp
 
 MATRIX_TO = "https://matrix.to/#/"
+#: The schemes of links passed on (``https://matrix.to/#/...`` is an https link).
+SAFE_SCHEMES = frozenset({"http", "https", "mailto", "matrix"})
 _STYLE_TAGS = {
     "b": "bold",
     "strong": "bold",
@@ -49,6 +54,23 @@ _BLOCK_TAGS = {
     "table",
     "tr",
 }
+
+
+def safe_link(href: str | None) -> str | None:
+    """
+    ``href`` if it is an absolute link of one of :data:`SAFE_SCHEMES`, else ``None``. Browsers
+    ignore surrounding spaces, and tabs or newlines inside a scheme (``java&#9;script:``), so
+    those are taken out before the scheme is read.
+    """
+    if not href:
+        return None
+    # What the WHATWG URL parser drops too: C0 controls and spaces around, tabs and newlines.
+    cleaned = re.sub(r"[\t\n\r]", "", href)
+    cleaned = re.sub(r"^[\x00-\x20]+|[\x00-\x20]+$", "", cleaned)
+    scheme, colon, _ = cleaned.partition(":")
+    if not colon or scheme.lower() not in SAFE_SCHEMES:
+        return None
+    return cleaned
 
 
 def user_of_pill(href: str | None) -> str | None:
@@ -97,7 +119,7 @@ class _Reader(HTMLParser):
         elif tag == "blockquote":
             self.segments.append(immp.Segment("> "))
         if tag == "a":
-            href = dict(attrs).get("href")
+            href = safe_link(dict(attrs).get("href"))
             user_id = user_of_pill(href)
             if user_id is not None:
                 self.pill = (user_id, [])
@@ -201,23 +223,27 @@ def to_html(rich: immp.RichText, pill: Callable[[immp.User], str | None]) -> str
         ):
             if getattr(seg, flag):
                 text = f"<{tag}>{text}</{tag}>"
-        if seg.link:
-            text = f'<a href="{html.escape(seg.link)}">{text}</a>'
+        link = safe_link(seg.link)
+        if link:
+            text = f'<a href="{html.escape(link)}">{text}</a>'
         out.append(text)
     return "".join(out)
 
 
 def to_plain(rich: immp.RichText) -> str:
-    """``body`` for rich text: the text, with a link's URL after it where the text differs."""
+    """
+    ``body`` for rich text: the text, with a (safe) link's URL after it where the text differs.
+    """
     out: list[str] = []
     for seg in rich.normalise():
         out.append(seg.text)
-        if seg.link and seg.link != seg.text and seg.mention is None:
-            out.append(f" <{seg.link}>")
+        link = safe_link(seg.link)
+        if link and link != seg.text and seg.mention is None:
+            out.append(f" <{link}>")
     return "".join(out)
 
 
 def is_plain(rich: immp.RichText) -> bool:
     """Whether rich text has no formatting at all (then no ``formatted_body`` is needed)."""
     plain = immp.Segment()
-    return all(seg.same_format(plain) for seg in rich)
+    return all(replace(seg, link=safe_link(seg.link)).same_format(plain) for seg in rich)

@@ -19,6 +19,7 @@ import hashlib
 import html
 import logging
 import mimetypes
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,6 +99,7 @@ class Room:
     name: str | None = None
     alias: str | None = None
     members: dict[str, str | None] = field(default_factory=dict)  # user ID -> display name
+    looked_up: set[str] = field(default_factory=set)  # members asked of the homeserver once
     encrypted: bool = False
     warned: bool = False
 
@@ -112,8 +114,18 @@ class MatrixPlug(immp.Plug):
 
     def __init__(self, name, config, host):
         super().__init__(name, config, host)
+        homeserver = self.config["homeserver"]
+        parts = urllib.parse.urlsplit(homeserver)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            # httpx would take it, and fail every request as if the network were down.
+            raise immp.ConfigError(
+                f"must be an http:// or https:// URL, e.g. https://matrix.example.org, "
+                f"got {homeserver!r}",
+                "homeserver",
+            )
         if (self.config["password"] is None) == (self.config["token"] is None):
-            raise immp.ConfigError(f"plugs.{name}.config: give exactly one of password and token")
+            # No path: the host names the plug's config (plugs.<name>.config) itself.
+            raise immp.ConfigError("give exactly one of password and token")
         self.client: Client | None = None
         self.user_id: str = self.config["user"]
         self.device_id: str | None = None
@@ -136,13 +148,20 @@ class MatrixPlug(immp.Plug):
     # -- lifetime -------------------------------------------------------------------------------
 
     def _reachable(self, reachable: bool, reason: str | None) -> None:
+        # The client says so as soon as a request fails, once per reason, and when one works.
         if reachable:
             self.log.info("Homeserver reachable again")
+        elif self.disconnect_reason is not None:
+            self.log.warning("Homeserver still unreachable, now: %s", reason)
         else:
-            self.log.warning("Homeserver unreachable: %s", reason)
+            self.log.warning("Homeserver unreachable, retrying: %s", reason)
         self.connection_changed(reachable, None if reachable else reason)
 
     async def open(self):
+        if self.disconnect_reason is not None:
+            # Closed while unreachable: the new client starts out reachable, and says only
+            # when that changes.
+            self.connection_changed(True)
         self.client = Client(
             self.config["homeserver"],
             timeout=self.config["request-timeout"],
@@ -163,8 +182,12 @@ class MatrixPlug(immp.Plug):
     async def _start(self) -> None:
         try:
             await self._log_in()
-        except (MatrixError, Unreachable) as exc:
+        except MatrixError as exc:
             # One line, never the secret: MatrixError carries the server's words only.
+            raise immp.PlugError(
+                f"{self.name}: cannot log in as {self.user_id}: {exc.reason}"
+            ) from None
+        except Unreachable as exc:
             raise immp.PlugError(f"{self.name}: cannot log in as {self.user_id}: {exc}") from None
         boot = int(await self.state.get("boot", 0)) + 1
         await self.state.set("boot", boot)
@@ -215,7 +238,7 @@ class MatrixPlug(immp.Plug):
         try:
             room_id = await self.client.join(source)
         except MatrixError as exc:
-            self.log.error("Cannot join %s: %s", source, exc)
+            self.log.error("%s", exc)  # "cannot join #room:server: 403 M_FORBIDDEN ..."
             return None
         self._sources[source] = room_id
         self._channel_of[room_id] = source
@@ -236,7 +259,7 @@ class MatrixPlug(immp.Plug):
         try:
             await self.client.leave(room_id)
         except MatrixError as exc:
-            self.log.warning("Cannot leave %s: %s", channel.source, exc)
+            self.log.warning("%s", exc)
 
     # -- receiving ------------------------------------------------------------------------------
 
@@ -290,6 +313,7 @@ class MatrixPlug(immp.Plug):
             elif timeline.get("limited") and timeline.get("prev_batch") and since:
                 events = await self._fill_gap(room_id, timeline["prev_batch"], since) + events
             for event in events:
+                await self._know_sender(room, event)
                 sent = self._to_message(room, event)
                 if sent is not None:
                     await self.queue(sent)
@@ -323,6 +347,30 @@ class MatrixPlug(immp.Plug):
         missing.reverse()  # pages run backwards in time
         self.log.debug("Filled %d events missing from a limited sync of %s", len(missing), room_id)
         return missing
+
+    async def _know_sender(self, room: Room, event: dict) -> None:
+        """
+        Make sure the sender of an event is among the room's members, asking the homeserver
+        once per member and run where not. Members are lazy-loaded: the homeserver sends a
+        member's event once per device, so after a restart (same device, resumed ``since``) it
+        never sends again those of members who have not changed since, and their names would be
+        lost for good.
+        """
+        sender = event.get("sender")
+        if not sender or sender in room.members or sender in room.looked_up:
+            return
+        if event.get("type") == "m.room.member" and event.get("state_key") == sender:
+            return  # the event is the member's own (a join): it says it all
+        if (event.get("unsigned") or {}).get("transaction_id") is not None:
+            return  # our own echo, never handed on
+        room.looked_up.add(sender)
+        try:
+            member = await self.client.state(room.id, "m.room.member", sender)
+        except MatrixError as exc:
+            self.log.debug("No member info for %s: %s", sender, exc)
+            return
+        if member and member.get("membership") == "join":
+            room.members[sender] = member.get("displayname")
 
     def _apply_state(self, room: Room, event: dict) -> None:
         type_ = event.get("type")
@@ -774,7 +822,7 @@ class MatrixPlug(immp.Plug):
     async def channel_rename(self, channel, title):
         room_id = await self.room_id(channel)
         path = f"/_matrix/client/v3/rooms/{quote(room_id)}/state/m.room.name/"
-        await self.client.request("PUT", path, {"name": title})
+        await self.client.request("PUT", path, {"name": title}, action=f"rename {room_id}")
 
 
 logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request otherwise
