@@ -73,3 +73,27 @@ async def test_a_file_that_cannot_be_applied_changes_nothing(change, key):
             assert "restart" in str(caught.value)
         assert {**host.plugs, **host.hooks} == items and host.channels == channels
         assert all(i.open_state is immp.OpenState.active for i in items.values())
+
+
+async def test_a_hook_that_fails_to_open_is_named_in_the_summary():
+    # "restarted hook metrics" alone read as a success while the hook had failed (its port was
+    # taken): the summary says what did not open.
+    import socket
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    try:
+        host = immp.build_host(copy.deepcopy(BASE))
+        async with running(host):
+            new = copy.deepcopy(BASE)
+            new["hooks"]["metrics"] = {"path": "metrics", "config": {"listen": f"127.0.0.1:{port}"}}
+            plan = plan_reload(host, new, BASE)
+            await plan.apply()
+            assert host.hooks["metrics"].open_state is immp.OpenState.failed
+            assert plan.describe() == (
+                "added hook metrics; FAILED to open metrics (see the error above)"
+            )
+    finally:
+        taken.close()

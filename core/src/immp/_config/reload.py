@@ -36,6 +36,7 @@ import trio
 from .._channel import Group
 from .._errors import ConfigError
 from .._hook import ResourceHook
+from .._openable import OpenState
 from .._host import Host
 from ..plugins import Plugins
 from .build import SETTINGS, build_host, create_channel, create_item, validate_sections
@@ -72,6 +73,14 @@ class Reload:
                 if names:
                     kind = section[:-1] + ("s" if len(names) > 1 else "")
                     parts.append(f"{verb} {kind} {', '.join(names)}")
+        # Applied: a plug or hook that did not open is not "added" or "restarted" and nothing
+        # more (its error was logged when it failed).
+        items = {**self.host.plugs, **self.host.hooks}
+        failed = [name for section in ("plugs", "hooks")
+                  for table in (self.added, self.changed) for name in table.get(section, ())
+                  if name in items and items[name].open_state is OpenState.failed]  # fmt: skip
+        if failed:
+            parts.append(f"FAILED to open {', '.join(failed)} (see the error above)")
         return "; ".join(parts) or "no changes"
 
     async def apply(self) -> None:
