@@ -36,8 +36,8 @@ import trio
 from .._channel import Group
 from .._errors import ConfigError
 from .._hook import ResourceHook
-from .._openable import OpenState
 from .._host import Host
+from .._openable import OpenState
 from ..plugins import Plugins
 from .build import SETTINGS, build_host, create_channel, create_item, validate_sections
 from .sections import KNOWN_SECTIONS
