@@ -263,7 +263,7 @@ async def test_a_message_received_while_the_host_closes_is_kept_for_the_next_sta
         first.quit()
         with trio.fail_after(10):
             while first.hooks["s1"].open_state is not immp.OpenState.inactive:
-                await trio.sleep(0)
+                await trio.lowlevel.checkpoint()
         assert first.plugs["a"].open_state is immp.OpenState.active  # still reading
         await first.plugs["a"].receive("late")
         await first.plugs["a"].taken()  # where a plug saves its position
