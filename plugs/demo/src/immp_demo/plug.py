@@ -55,7 +55,9 @@ SCHEMA = immp.Schema({
                                      "read is kept in the store, saved only once the host took "
                                      "the messages in (journaled, with `host: journal: true`), "
                                      "so a process killed while reading neither loses nor "
-                                     "repeats a line"): immp.Nullable(str),
+                                     "repeats a line (`user` is the plug's own: the commands "
+                                     "hook does not answer these lines, as it does not answer "
+                                     "a bot)"): immp.Nullable(str),
     immp.Optional("output", None, doc="a file that every message sent to this plug is appended "
                                       "to, one JSON line each (`key`, `id`, `text`); like a "
                                       "network with idempotent sends (Matrix's txnId), a "
