@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 import trio
@@ -11,6 +12,7 @@ import immp
 from immp.testing import running
 from immp_demo import DemoPlug
 from immp_metrics import MetricsHook
+from tests.faults.helpers import catch_logs
 
 from .test_metrics import samples, value
 
@@ -110,3 +112,72 @@ async def test_a_stuck_hook_makes_health_503_and_its_drops_are_counted():
     assert value(found, "immp_hook_stuck", hook="stuck") == 1
     assert value(found, "immp_messages_dropped_total", hook="stuck") >= 1
     assert value(found, "immp_hook_queue_depth", hook="stuck") > 0
+
+
+@pytest.mark.parametrize(("listen", "problem"), [
+    ("192.0.2.1:9464", "not an address of this machine (cannot assign requested address)"),
+    ("no-such-host.invalid:9464", "cannot resolve 'no-such-host.invalid': "),
+])  # fmt: skip
+async def test_an_address_it_cannot_listen_on_fails_the_hook_with_the_key_and_address(
+    listen, problem
+):
+    host = immp.build_host({
+        "plugs": {"demo": {"path": "demo", "config": {"interval": None}}},
+        "hooks": {"web": {"path": "metrics", "config": {"listen": listen}}},
+    })  # fmt: skip
+    catcher, undo = catch_logs()
+    try:
+        async with running(host):
+            pass
+    finally:
+        undo()
+    [line] = [line for line in catcher.lines(logging.ERROR) if "hook web" in line]
+    assert line.startswith(
+        "ERROR immp._host: Failed to open hook web: ConfigError: hooks.web.config.listen: "
+        f"cannot listen on {listen}: {problem}"
+    ), line
+    assert "Errno" not in line
+
+
+async def test_hook_up_is_1_while_a_hook_is_active_0_once_stopped_and_gone_when_disabled():
+    host = immp.build_host({
+        "plugs": {"chat": {"path": "demo", "config": {"interval": None, "channel": "room"}}},
+        "channels": {"room": {"plug": "chat", "source": "room"}},
+        "hooks": {
+            "sync": {"path": "sync", "config": {"channels": {"main": ["room"]}}},
+            "spare": {"path": "tests.faults.helpers.BadHook"},
+            "off": {"path": "tests.faults.helpers.BadHook", "enabled": False},
+            "metrics": {"path": "metrics", "config": {"listen": "127.0.0.1:0"}},
+        },
+    })  # fmt: skip
+    hook = host.hooks["metrics"]
+    async with running(host):
+        found = samples((await http_get(hook.address, "/metrics"))[1].decode())
+        assert value(found, "immp_hook_up", hook="metrics") == 1
+        assert value(found, "immp_hook_up", hook="sync") == 1
+        assert value(found, "immp_hook_up", hook="spare") == 1
+        assert ("immp_hook_up", (("hook", "off"),)) not in found
+        await host.stop("sync")
+        found = samples((await http_get(hook.address, "/metrics"))[1].decode())
+        assert value(found, "immp_hook_up", hook="sync") == 0
+        await host.stop("spare", disable=True)
+        found = samples((await http_get(hook.address, "/metrics"))[1].decode())
+        assert ("immp_hook_up", (("hook", "spare"),)) not in found
+        assert value(found, "immp_hook_up", hook="metrics") == 1
+
+
+async def test_the_log_names_the_bound_port_of_an_ipv6_listen_in_brackets():
+    host = immp.Host()
+    hook = host.add_hook(MetricsHook("metrics", {"listen": "[::1]:0"}, host))
+    catcher, undo = catch_logs()
+    try:
+        async with running(host):
+            assert (await http_get(hook.address, "/health"))[0] == 200
+    finally:
+        undo()
+    port = hook.address[1]
+    assert port != 0
+    assert (
+        f"INFO immp_metrics.hook: Metrics on http://[::1]:{port}/metrics, health on /health"
+        in catcher.lines()
+    )

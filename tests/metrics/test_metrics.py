@@ -6,7 +6,9 @@ traffic, /health while everything is up, when one server is stopped, and when it
 from __future__ import annotations
 
 import json
+import re
 import signal
+import socket
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -72,6 +74,20 @@ def value(found: dict, name: str, **labels) -> float:
     return found[(name, tuple(sorted(labels.items())))]
 
 
+async def logged(proc: ImmpProcess, text: str, timeout: float = 30) -> str:
+    """The first line of the process's stderr so far with ``text`` in it, once there is one."""
+    with trio.fail_after(timeout):
+        while True:
+            for line in list(proc.err):
+                if text in line:
+                    return line
+            await trio.sleep(0.1)
+
+
+def moved_since(before: dict, after: dict, name: str, **labels) -> float:
+    return value(after, name, **labels) - value(before, name, **labels)
+
+
 async def wait_health(base: str, status: int, timeout: float = 40) -> dict:
     with trio.fail_after(timeout):
         while True:
@@ -129,12 +145,13 @@ async def test_metrics_count_exactly_what_was_sent_and_health_follows_a_server(
             def moved(name, **labels):
                 return value(after, name, **labels) - value(before, name, **labels)
 
-            # What alice and bob said reached the hooks; the bridge's own copies (echoes)
-            # may count too, so received is at least what they said, sent exactly the copies.
+            # Received is what each network's users said plus the bridge's own copies to it,
+            # which come back as the plug's echoes (README: "what the message counters
+            # count"); sent is exactly the copies.
             assert moved("immp_messages_sent_total", plug="net2") == 5
             assert moved("immp_messages_sent_total", plug="net1") == 3
-            assert moved("immp_messages_received_total", plug="net1") >= 5
-            assert moved("immp_messages_received_total", plug="net2") >= 3
+            assert moved("immp_messages_received_total", plug="net1") == 5 + 3
+            assert moved("immp_messages_received_total", plug="net2") == 3 + 5
             assert moved("immp_send_failures_total", plug="net1") == 0
             assert moved("immp_send_failures_total", plug="net2") == 0
             assert value(after, "immp_relay_latency_seconds_count", plug="net2") == 5
@@ -155,9 +172,32 @@ async def test_metrics_count_exactly_what_was_sent_and_health_follows_a_server(
             assert value(down, "immp_plug_up", plug="net2") == 0
             assert value(down, "immp_plug_up", plug="net1") == 1
 
-            # Back: the plug reconnects by itself, and /health is 200 again.
+            # A copy for the network that is down: the IRC plug queues it, and it counts as
+            # sent (and its latency as observed) now, while nothing can be written.
+            await alice.privmsg("#bridge", "while away")
+            with trio.fail_after(20):
+                while True:
+                    queued = samples((await get(f"{base}/metrics"))[2])
+                    if value(queued, "immp_messages_sent_total", plug="net2") > value(
+                        after, "immp_messages_sent_total", plug="net2"
+                    ):
+                        break
+                    await trio.sleep(0.1)
+            assert value(queued, "immp_plug_up", plug="net2") == 0
+            assert moved_since(after, queued, "immp_messages_sent_total", plug="net2") == 1
+            assert moved_since(after, queued, "immp_relay_latency_seconds_count", plug="net2") == 1
+            assert moved_since(after, queued, "immp_send_failures_total", plug="net2") == 0
+
+            # Back: the plug reconnects by itself, and /health is 200 again. The queued line
+            # is written now, and does not count again.
             await server2.start()
             assert (await wait_health(base, 200))["status"] == "ok"
+            back = await logged(proc, "Back on ")
+            assert back.rstrip().endswith("sending 1 queued line"), back
+            await trio.sleep(0.5)
+            again = samples((await get(f"{base}/metrics"))[2])
+            assert moved_since(queued, again, "immp_messages_sent_total", plug="net2") == 0
+            assert moved_since(queued, again, "immp_relay_latency_seconds_count", plug="net2") == 0
 
             proc.proc.send_signal(signal.SIGTERM)
             assert await trio.to_thread.run_sync(proc.finish) == 0, proc.stderr()
@@ -203,3 +243,58 @@ def test_a_bad_listen_value_is_a_config_error(tmp_path, immp_command):
     result = immp_command("--check", str(config))
     assert result.returncode == 2
     assert "hooks.metrics.config.listen" in result.stderr and "HOST:PORT" in result.stderr
+
+
+async def test_port_0_logs_the_bound_port_and_a_taken_port_names_key_and_address(
+    tmp_path, immp_exe, clean_env
+):
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({
+        "plugs": {"demo": {"path": "demo", "config": {"interval": None}}},
+        "hooks": {
+            "metrics": {"path": "metrics", "config": {"listen": "localhost:0"}},
+            "blocked": {"path": "metrics", "config": {"listen": f"127.0.0.1:{port}"}},
+            "spare": {"path": "metrics", "enabled": False},
+        },
+        # The hook says where it listens at INFO (production.md's logging section).
+        "logging": {
+            "version": 1,
+            "formatters": {"plain": {"format": "%(levelname)s %(name)s: %(message)s"}},
+            "handlers": {"err": {"class": "logging.StreamHandler", "formatter": "plain"}},
+            "loggers": {"immp_metrics": {"level": "INFO"}},
+            "root": {"level": "WARNING", "handlers": ["err"]},
+        },
+    }))  # fmt: skip
+    proc = ImmpProcess([immp_exe, str(config)], env=clean_env)
+    try:
+        with taken:
+            # Both open at once: either line may come first.
+            failed = await logged(proc, "Failed to open hook blocked")
+            assert failed.rstrip().endswith(
+                "ConfigError: hooks.blocked.config.listen: "
+                f"cannot listen on 127.0.0.1:{port}: address already in use"
+            ), failed
+            opened = await logged(proc, "Metrics on http://")
+            match = re.fullmatch(
+                r"INFO immp_metrics.hook: Metrics on http://(127\.0\.0\.1):(\d+)"
+                r"/metrics, health on /health\n",
+                opened,
+            )
+            assert match and int(match[2]) != 0, opened
+            base = f"http://{match[1]}:{match[2]}"
+            found = samples((await get(f"{base}/metrics"))[2])
+            assert value(found, "immp_hook_up", hook="metrics") == 1
+            assert value(found, "immp_hook_up", hook="blocked") == 0
+            assert ("immp_hook_up", (("hook", "spare"),)) not in found
+            code, _, body = await get(f"{base}/health")
+            assert code == 503 and json.loads(body)["reasons"] == ["hook blocked failed"]
+        proc.proc.send_signal(signal.SIGTERM)
+        assert await trio.to_thread.run_sync(proc.finish) == 0, proc.stderr()
+    finally:
+        if proc.proc.poll() is None:
+            proc.proc.kill()
+            proc.proc.wait()

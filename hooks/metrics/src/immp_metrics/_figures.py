@@ -27,8 +27,8 @@ class StatsCollector:
 
         plugs = stats["plugs"]
         for key, name, doc in (
-            ("received", "immp_messages_received", "Messages a plug received that reached hooks"),
-            ("sent", "immp_messages_sent", "Messages sent to a plug successfully"),
+            ("received", "immp_messages_received", "Messages from a plug, echoes included"),
+            ("sent", "immp_messages_sent", "Messages a plug's put accepted (returned from)"),
             ("send_failures", "immp_send_failures", "Sends to a plug that raised an error"),
         ):
             family(CounterMetricFamily, name, doc, ["plug"],
@@ -38,6 +38,9 @@ class StatsCollector:
                           if line["state"] != "disabled"])  # fmt: skip
 
         hooks = stats["hooks"]
+        family(GaugeMetricFamily, "immp_hook_up", "1 while a hook is active, else 0",
+               ["hook"], [([hook], int(line["state"] == "active")) for hook, line in hooks.items()
+                          if line["state"] != "disabled"])  # fmt: skip
         for kind, name, doc, value in (
             (GaugeMetricFamily, "immp_hook_queue_depth", "Messages waiting for a hook",
              lambda line: line["queue_depth"]),

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
+import socket
 from functools import partial
 
 import trio
@@ -43,14 +46,31 @@ def _check_listen(value: object) -> str:
     return value
 
 
+def _netloc(host: str, port: int) -> str:
+    """``host:port`` for a URL, an IPv6 address in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _listen_problem(exc: OSError, host: str) -> str:
+    """A few words for why listening failed: ``address already in use``."""
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve {host!r}: {(exc.strerror or str(exc)).lower()}"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return "not an address of this machine (cannot assign requested address)"
+    if exc.errno:
+        return os.strerror(exc.errno).lower()
+    return str(exc) or type(exc).__name__
+
+
 class MetricsHook(immp.Hook):
     """Serves Prometheus metrics and a health check over HTTP; see the package docstring."""
 
     schema = immp.Schema({
         immp.Optional("listen", "127.0.0.1:9464", doc=(
-            "`HOST:PORT` to serve on (`[::1]:9464` for IPv6; port 0: any free one). Loopback "
-            "by default: another address (`0.0.0.0:9464` in a container) lets whoever can "
-            "reach it read the figures, so it is your explicit choice")):
+            "`HOST:PORT` to serve on (`[::1]:9464` for IPv6; port 0: any free one, which the "
+            "hook logs at INFO). Loopback by default: another address (`0.0.0.0:9464` in a "
+            "container) lets whoever can reach it read the figures, so it is your explicit "
+            "choice")):
             immp.Check(_check_listen, "HOST:PORT"),
     })  # fmt: skip
 
@@ -60,22 +80,40 @@ class MetricsHook(immp.Hook):
         self.registry.register(StatsCollector(host))
         self.latency = Histogram(
             "immp_relay_latency_seconds",
-            "Seconds from a message's arrival at the host to the send of a copy of it",
+            "Seconds from the host taking a message from its plug to a copy's put returning",
             ["plug"],
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
         self._latency_by_plug: dict[str, object] = {}
-        #: Where the server listens once open: ``(host, port)`` (the port is real with ``:0``).
+        #: Every ``(host, port)`` the server listens on once open (the port is the one bound
+        #: with ``:0``; a name such as ``localhost`` may give one per address, each with its own
+        #: port then), and the first of them as :attr:`address`.
+        self.addresses: list[tuple[str, int]] = []
         self.address: tuple[str, int] | None = None
 
     async def open(self):
+        """
+        Listen and serve. Raises :class:`immp.ConfigError` naming ``listen`` and its value if
+        the address cannot be listened on (in use, not this machine's, a name that does not
+        resolve): the host logs that one line and marks the hook failed.
+        """
         host, port = parse_listen(self.config["listen"])
         serve = partial(trio.serve_tcp, self._connection, port, host=host)
-        listeners = await self.nursery.start(serve)
-        self.address = listeners[0].socket.getsockname()[:2]
+        try:
+            listeners = await self.nursery.start(serve)
+        except OSError as exc:
+            # Not "from exc": the host's log line would repeat the errno text in brackets;
+            # the OSError stays the context, in the traceback the host logs at DEBUG.
+            raise immp.ConfigError(
+                f"cannot listen on {self.config['listen']}: {_listen_problem(exc, host)}",
+                f"hooks.{self.name}.config.listen",
+            )
+        self.addresses = [listener.socket.getsockname()[:2] for listener in listeners]
+        self.address = self.addresses[0]
         self.host.add_observer(self)
-        log.info("Metrics on http://%s/metrics, health on /health", self.config["listen"])
+        urls = " and ".join(f"http://{_netloc(*address)}/metrics" for address in self.addresses)
+        log.info("Metrics on %s, health on /health", urls)
 
     async def close(self):
         self.host.remove_observer(self)
