@@ -40,15 +40,17 @@ def describe_error(exc: BaseException, limit: int | None = None) -> str:
     """
     One line for a log or a user: ``Type: message``, looking inside single-exception groups
     (what a nursery raises around one failure) and adding the cause in brackets (trio wraps a
-    TLS failure in ``BrokenResourceError``). Whitespace is folded; ``limit`` cuts it to that
-    many characters with an ellipsis.
+    TLS failure in ``BrokenResourceError``), unless the cause only repeats the message (httpx
+    wraps httpcore's ``ConnectError`` in its own, with the same words). Whitespace is folded;
+    ``limit`` cuts it to that many characters with an ellipsis.
     """
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
         exc = exc.exceptions[0]
     text = " ".join(str(exc).split())
     out = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    if exc.__cause__ is not None:
-        out += f" ({describe_error(exc.__cause__)})"
+    cause = exc.__cause__
+    if cause is not None and " ".join(str(cause).split()) != text:
+        out += f" ({describe_error(cause)})"
     if limit is not None and len(out) > limit:
         out = out[: limit - 1] + "…"
     return out

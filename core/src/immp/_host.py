@@ -16,6 +16,7 @@ from ._channel import Channel, Group
 from ._errors import ConfigError, describe_error
 from ._hook import Hook, ResourceHook
 from ._journal import DEFAULT_AGE, Journal
+from ._logs import counted
 from ._message import Message, Receipt, SentMessage
 from ._openable import Openable, OpenState
 from ._pipeline import INBOX_SIZE, Pipeline
@@ -422,8 +423,7 @@ class Host:
                     for hook in opened:
                         readying.start_soon(self._pipeline.call_hook, hook, "on_ready")
                 plugs = sum(p.open_state is OpenState.active for p in self.plugs.values())
-                log.info("Ready: %d plug%s, %d hook%s open", plugs, "" if plugs == 1 else "s",
-                         len(opened), "" if len(opened) == 1 else "s")  # fmt: skip
+                log.info("Ready: %s, %s open", counted(plugs, "plug"), counted(len(opened), "hook"))
                 _collector.host_ready()
                 tuned = True
                 nursery.start_soon(_collector.watch, self)

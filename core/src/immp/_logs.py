@@ -1,7 +1,8 @@
 """
 Log lines for machines: :class:`JsonFormatter` writes each record as one JSON object per line,
 for log shippers (journald's JSON export, Loki, Elasticsearch, Vector...). ``immp --log-format
-json`` uses it; a ``logging:`` section can name it as ``"()": immp.JsonFormatter``.
+json`` uses it; a ``logging:`` section can name it as ``"()": immp.JsonFormatter``. And for
+people: :func:`counted` words a count in a log line (``1 plug``, ``2 plugs``).
 """
 
 from __future__ import annotations
@@ -9,6 +10,11 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, datetime
+
+
+def counted(number: int, noun: str, plural: str | None = None) -> str:
+    """``1 plug``, ``2 plugs``, ``0 hooks`` (``plural`` where it is not ``noun`` + s)."""
+    return f"{number} {noun}" if number == 1 else f"{number} {plural or noun + 's'}"
 
 
 class JsonFormatter(logging.Formatter):

@@ -30,7 +30,7 @@ from ._config import (
 )
 from ._errors import ConfigError, ConfigWarning, describe_error
 from ._host import Host
-from ._logs import JsonFormatter
+from ._logs import JsonFormatter, counted
 from ._openable import OpenState
 from ._store import StoreError
 from .plugins import Plugins
@@ -81,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _count(number: int, noun: str, items=None) -> str:
     """``1 plug``, ``2 plugs``, ``0 hooks``; with ``items``, ``3 plugs (1 disabled)``."""
-    out = f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+    out = counted(number, noun)
     off = sum(1 for item in (items or {}).values() if item.open_state is OpenState.disabled)
     return f"{out} ({off} disabled)" if off else out
 

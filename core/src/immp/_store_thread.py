@@ -32,6 +32,7 @@ from typing import Any
 import trio
 
 from ._errors import describe_error
+from ._logs import counted
 from ._store import MAX_QUEUE, PRUNE_INTERVAL, JournalBatch, Store, StoreError, json_text
 
 log = logging.getLogger("immp.store")
@@ -239,8 +240,8 @@ class ThreadedStore(Store):
                 left = len(self._writes) + self._in_flight
                 self._cond.notify()
             self.unwritten = left
-            log.error("Store %s: closed with %d %s not written", self.describe(), left,
-                      "write" if left == 1 else "writes")  # fmt: skip
+            log.error("Store %s: closed with %s not written", self.describe(),
+                      counted(left, "write"))  # fmt: skip
 
     async def _flush(self) -> None:
         await self._ask("flush")

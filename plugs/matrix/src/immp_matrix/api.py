@@ -51,18 +51,6 @@ class Unreachable(immp.PlugError):
     """The homeserver could not be reached, or answered 5xx, and retrying was not asked for."""
 
 
-def describe_failure(exc: BaseException) -> str:
-    """
-    One line for a failed request: :func:`immp.describe_error`, without a cause that only
-    repeats it (httpx wraps httpcore's ``ConnectError`` in its own, with the same words).
-    """
-    cause = exc.__cause__
-    if cause is not None and " ".join(str(cause).split()) == " ".join(str(exc).split()):
-        text = " ".join(str(exc).split())
-        return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    return immp.describe_error(exc)
-
-
 def quote(part: str) -> str:
     """One path segment (room IDs, aliases, event and transaction IDs), fully escaped."""
     return urllib.parse.quote(part, safe="")
@@ -178,7 +166,7 @@ class Client:
                     timeout=timeout if timeout is not None else self.timeout,
                 )
             except httpx.TransportError as exc:
-                reason = describe_failure(exc)
+                reason = immp.describe_error(exc)
                 self._set_reachable(False, reason)
                 if not retry:
                     raise Unreachable(f"{request}: {reason}") from None
