@@ -23,14 +23,20 @@ class NoEditPlug(DemoPlug):
 
 
 class BrokenPlug(DemoPlug):
-    """A demo network whose sends fail (``mode = "raise"``) or never return (``"hang"``)."""
+    """
+    A demo network whose sends fail (``mode = "raise"``, with ``reason``), never return
+    (``"hang"``) or work (``"ok"``).
+    """
 
     mode = "raise"
+    reason = "the network is down"
 
     async def put(self, channel, msg):
         if self.mode == "hang":
             await trio.sleep_forever()
-        raise immp.PlugError("the network is down")
+        if self.mode == "ok":
+            return await super().put(channel, msg)
+        raise immp.PlugError(self.reason)
 
 
 def make_host(*plugs: str, cls=DemoPlug, classes=None, **more_channels) -> immp.Host:

@@ -490,8 +490,51 @@ async def test_a_failing_target_does_not_stop_the_others(caplog):
         await host.plugs["c"].wait_puts(50)
         await settle()
     assert texts(host.plugs["b"]) == texts(host.plugs["c"]) == expected
+    assert host.stats()["plugs"]["bad"]["send_failures"] == 50  # each one counted
     failures = [r for r in caplog.records if "Sending to #bad failed" in r.getMessage()]
-    assert len(failures) == 50
+    # Said once, not once per message: the same reason again within REPEAT_AFTER is counted.
+    assert [(r.levelno, r.getMessage()) for r in failures] == [
+        (logging.ERROR, "Sending to #bad failed: PlugError: the network is down")
+    ]
+
+
+async def test_a_failing_target_says_when_it_fails_anew_and_when_it_works_again(
+    caplog, monkeypatch
+):
+    monkeypatch.setattr("immp_sync._fanout.REPEAT_AFTER", 0.3)
+    host = make_host("a", "bad", classes={"bad": BrokenPlug})
+    add_sync(host, {"main": ["#a", "#bad"]})
+    bad = host.plugs["bad"]
+
+    async def post(*texts_: str) -> None:
+        for text in texts_:
+            await host.plugs["a"].receive(text)
+        await settle()
+
+    def said() -> list[str]:
+        lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        caplog.clear()
+        return [line for line in lines if "#bad" in line]
+
+    async with running(host):
+        await post("m1", "m2", "m3")
+        assert said() == ["Sending to #bad failed: PlugError: the network is down"]
+        await trio.sleep(0.35)  # REPEAT_AFTER later, still failing: said again, with a count
+        await post("m4")
+        assert said() == [
+            "Sending to #bad failed: PlugError: the network is down (2 more failures like the "
+            "last one since it was logged)"
+        ]
+        bad.reason = "unknown channel"  # a new reason: said at once
+        await post("m5")
+        assert said() == ["Sending to #bad failed: PlugError: unknown channel"]
+        bad.mode = "ok"
+        await post("m6", "m7")
+        assert said() == ["Sending to #bad works again, after 5 failed sends"]
+        assert texts(bad) == ["m6", "m7"]
+        bad.mode = "raise"  # a new run of failures starts afresh
+        await post("m8")
+        assert said() == ["Sending to #bad failed: PlugError: unknown channel"]
 
 
 async def test_a_hanging_target_does_not_stop_the_others(caplog, monkeypatch):

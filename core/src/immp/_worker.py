@@ -244,7 +244,8 @@ class Worker:
       logged (``label`` names it in the log). ``on_dropped(item)``, if given, is called for
       each item dropped, then or because the worker was closed.
     - ``finished(item)``, if given, is called once the call for an item returned, raised or
-      was cut off, before the next item (not for a call cancelled with the worker's task).
+      was cut off (after ``on_error`` or ``on_timeout``), before the next item (not for a call
+      cancelled with the worker's task).
 
     Start :meth:`run` in a nursery; :meth:`close` lets it finish what is queued and return.
     """
@@ -418,10 +419,10 @@ class Worker:
                             self._check_caught_up()
                     done = True  # closed and empty
                 if not done:
+                    self._on_timeout()
                     if current is not None and finished is not None:
                         finished(current)  # cut off
                     current = None
-                    self._on_timeout()
                     if self.stuck or self._held:
                         self._check_caught_up()
             nursery.cancel_scope.cancel()

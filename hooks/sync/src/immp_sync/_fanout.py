@@ -11,6 +11,8 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
+import trio
+
 import immp
 
 # How long, in total, a target's full queue may hold up the hook before the target is taken
@@ -19,6 +21,12 @@ import immp
 # once, counted and logged, and the other targets are served without waiting (immp.Worker,
 # not patient: a target that keeps everyone waiting is stuck even if it trickles along).
 STUCK_AFTER = 1.0
+
+# A target that keeps failing for the same reason says so once, then once per this many
+# seconds with the count of the failures it did not log one by one (each is counted in
+# ``send_failures`` all the same): an IRC server down for an hour made one ERROR line per
+# bridged message. A new reason is logged at once, and so is the first copy that goes out again.
+REPEAT_AFTER = 60.0
 
 
 class Target(immp.Worker):
@@ -48,13 +56,20 @@ class Target(immp.Worker):
         #: Copies not sent since the target's plug was disabled (see BridgeHook._skip).
         self.skipped = 0
 
+        #: Sends that failed (or timed out) since the last one that went out.
+        self.failures = 0
+        self._said: str | None = None  # the reason last logged, while failing
+        self._said_at = 0.0
+        self._unsaid = 0  # failures since then, not logged one by one
+        self._failed = False  # whether the call just finished failed
+
         def on_error(exc: Exception) -> None:
             # A plug's own error says enough; anything else gets a traceback.
             trace = None if isinstance(exc, immp.PlugError) else exc
-            log.error("Sending to %s failed: %s", name, immp.describe_error(exc), exc_info=trace)
+            self._failure(f"failed: {immp.describe_error(exc)}", trace)
 
         def on_timeout() -> None:
-            log.warning("Sending to %s timed out after %ss", name, self.timeout)
+            self._failure(f"timed out after {self.timeout}s")
 
         super().__init__(
             f"Target {name}",
@@ -71,4 +86,29 @@ class Target(immp.Worker):
             patient=False,
             log=log,
             on_dropped=dropped,
+            finished=self._finished_one,
         )
+        self._log = log
+
+    def _failure(self, reason: str, trace: BaseException | None = None) -> None:
+        self.failures += 1
+        self._failed = True
+        now = trio.current_time()
+        if reason == self._said and now - self._said_at < REPEAT_AFTER:
+            self._unsaid += 1
+            self._log.debug("Sending to %s %s", self.name, reason)
+            return
+        more = (f" ({self._unsaid} more {'failure' if self._unsaid == 1 else 'failures'} like the "
+                f"last one since it was logged)") if self._unsaid else ""  # fmt: skip
+        level = logging.WARNING if reason.startswith("timed out") else logging.ERROR
+        self._log.log(level, "Sending to %s %s%s", self.name, reason, more, exc_info=trace)
+        self._said, self._said_at, self._unsaid = reason, now, 0
+
+    def _finished_one(self, job: tuple) -> None:
+        # After every job: one that did not fail ends a run of failures.
+        if self._failed:
+            self._failed = False
+        elif self.failures:
+            self._log.warning("Sending to %s works again, after %d failed %s", self.name,
+                              self.failures, "send" if self.failures == 1 else "sends")  # fmt: skip
+            self.failures, self._said, self._unsaid = 0, None, 0
