@@ -268,7 +268,7 @@ async def test_a_message_received_while_the_host_closes_is_kept_for_the_next_sta
         await first.plugs["a"].receive("late")
         await first.plugs["a"].taken()  # where a plug saves its position
     assert list(first.plugs["b"].puts) == []
-    assert "1 messages not yet handled by a hook" in first.journal.summary()
+    assert "1 message not yet handled by a hook" in first.journal.summary()
     entries, _ = await load_journal(new_store())
     assert len(entries) == 1
     again = build()

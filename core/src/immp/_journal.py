@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from ._logs import counted
 from ._message import File, FileType, Location, Message, RichText, Segment, SentMessage, User
 from ._store import JournalBatch, channel_key
 
@@ -243,12 +244,14 @@ class Journal:
         left = sum(len(rows) for rows in self._open.values())
         unhandled = sum(1 for entry in self._holds if not self._open.get(entry))
         if unhandled:  # taken in, but a hook had not routed it yet (its queue, a cut-off call)
-            return (f"{len(self._open) + unhandled} messages not delivered ({left} deliveries "
-                    f"not confirmed, {unhandled} messages not yet handled by a hook); kept for "
-                    "the next start")  # fmt: skip
+            return (f"{counted(len(self._open) + unhandled, 'message')} not delivered "
+                    f"({counted(left, 'delivery', 'deliveries')} not confirmed, "
+                    f"{counted(unhandled, 'message')} not yet handled by a hook); kept for the "
+                    "next start")  # fmt: skip
         if left:
-            return (f"{left} deliveries of {len(self._open)} messages not confirmed; kept for "
-                    "the next start")  # fmt: skip
+            return (f"{counted(left, 'delivery', 'deliveries')} of "
+                    f"{counted(len(self._open), 'message')} not confirmed; kept for the next "
+                    "start")  # fmt: skip
         return "every journaled message was delivered"
 
     # -- the receive path ----------------------------------------------------------------------
