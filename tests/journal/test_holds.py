@@ -29,8 +29,11 @@ class Flaky(DemoPlug):
     """A demo plug whose network refuses what is sent (put, edit) while ``fail`` is set."""
 
     fail = False
+    refuse = False  # for good (immp.SendRefused): the bot may not post there
 
     async def put(self, channel, msg):
+        if self.refuse:
+            raise immp.SendRefused("you may not post here")
         if self.fail:
             raise immp.PlugError("network says no")
         return await super().put(channel, msg)
@@ -84,6 +87,33 @@ async def test_a_delivery_of_the_slower_hook_is_kept_when_the_faster_one_finishe
         await trio.sleep(0.1)
         assert [str(m.text) for _, m in again.plugs["c"].puts] == ["hello"]
         assert list(again.plugs["b"].puts) == []  # done before the restart: not sent again
+
+
+async def test_a_copy_the_network_refused_for_good_is_not_sent_again_at_the_next_start(
+    new_store,
+):
+    # c refuses "no" for good (SendRefused) and "later" for now (its network is down): the next
+    # start sends c the second only, and nothing is left in the journal.
+    host = _host(new_store(), plugs="ac")
+    c = host.plugs["c"]
+    async with running(host):
+        c.refuse = True
+        await host.plugs["a"].receive("no")
+        await trio.sleep(0.3)
+        c.refuse, c.fail = False, True
+        await host.plugs["a"].receive("later")
+        await trio.sleep(0.3)
+        assert host.journal.stats()["refused"] == 1
+        assert host.journal.stats()["deliveries"] == 1  # "later", not confirmed
+    assert host.journal.summary().startswith("1 delivery of 1 message not confirmed")
+    again = _host(new_store(), plugs="ac")
+    async with running(again):
+        with trio.fail_after(10):
+            await again.plugs["c"].wait_puts(1)
+        await trio.sleep(0.3)
+        assert [str(m.text) for _, m in again.plugs["c"].puts] == ["later"]
+    assert again.journal.summary() == "every journaled message was delivered"
+    assert await load_journal(new_store()) == ([], [])
 
 
 async def test_an_edit_one_hook_does_not_copy_still_goes_to_the_other_hooks_target(new_store):

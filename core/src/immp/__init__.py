@@ -25,7 +25,7 @@ from ._commands import (
     commands_of,
 )
 from ._config import build_host, dump_config, load_file, write_config
-from ._errors import ConfigError, ConfigWarning, PlugError, describe_error
+from ._errors import ConfigError, ConfigWarning, PlugError, SendRefused, describe_error
 from ._hook import Hook, ResourceHook
 from ._host import Host
 from ._journal import Journal
@@ -113,6 +113,7 @@ __all__ = [
     "SQLiteStore",
     "Schema",
     "Segment",
+    "SendRefused",
     "SentMessage",
     "State",
     "Store",

@@ -36,6 +36,16 @@ class PlugError(Exception):
     """A plug failed to talk to its network, or was asked for something it cannot do."""
 
 
+class SendRefused(PlugError):
+    """
+    The network refused one message for good: the bot may not post there, the message is too
+    large, the network rejects its content. Sending it again would be refused again, so under the
+    journal its delivery is given up (marked done, counted as ``refused``) instead of being kept
+    for the next start; an outage, an expired login or a rate limit is a plain
+    :class:`PlugError` (or the plug waits it out). A plug raises it from ``put``.
+    """
+
+
 def describe_error(exc: BaseException, limit: int | None = None) -> str:
     """
     One line for a log or a user: ``Type: message``, looking inside single-exception groups

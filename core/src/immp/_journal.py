@@ -115,6 +115,8 @@ class Journal:
         # keeps failing).
         self._sweep_at = 0.0
         self.abandoned = 0
+        #: Deliveries given up because the target network refused them for good (SendRefused).
+        self.refused = 0
         # Writes of this trio tick, merged as they are made and handed to the store in one go
         # (see _batch_now).
         self._batch: JournalBatch | None = None
@@ -438,6 +440,19 @@ class Journal:
             if entry not in self._holds:  # the last, and no hook holds it: the entry is done
                 self._finish(entry)
 
+    def give_up(self, delivery: str | None) -> None:
+        """
+        The target network refused ``delivery`` for good (:class:`immp.SendRefused`): given up,
+        marked done like a delivered one, so that the next start does not send it again.
+        """
+        if delivery is None or not self.enabled:
+            return
+        entry = delivery.partition("/")[0]
+        rows = self._open.get(entry)
+        if rows is not None and delivery in rows:
+            self.refused += 1
+            self.delivered(delivery)
+
     def _finish(self, entry: str) -> None:
         self._open.pop(entry, None)
         self._holds.pop(entry, None)
@@ -475,6 +490,7 @@ class Journal:
             "expired": self.expired,
             "dropped_in_doubt": self.dropped_in_doubt,
             "abandoned": self.abandoned,
+            "refused": self.refused,
         }
 
 

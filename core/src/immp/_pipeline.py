@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ._errors import PlugError, describe_error
+from ._errors import PlugError, SendRefused, describe_error
 from ._hook import Hook
 from ._journal import Journal
 from ._message import Message, Receipt, SentMessage
@@ -477,6 +477,8 @@ class Pipeline:
         except BaseException as exc:
             if isinstance(exc, Exception):
                 line.send_failures += 1
+                if msg.key is not None and isinstance(exc, SendRefused):
+                    self.journal.give_up(msg.key)  # not kept for the next start: refused again
                 if self._on_failed:
                     self._observe(self._on_failed, channel, msg, exc)
             raise
