@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
+import trio
+
 import immp
 from tests.ngircd import RawClient, parse_privmsg
 
@@ -189,3 +193,39 @@ async def test_sending_to_a_new_channel_or_a_nick(server):
             assert (await alice.expect("PRIVMSG #other")).endswith(":over here")
             await immp.Channel(plug, "alice").send(immp.Message("just you"))
             assert (await alice.expect("PRIVMSG alice")).endswith(":just you")
+
+
+async def test_a_moderated_channel_refusing_every_line_is_said_once_with_a_count(
+    server, caplog, monkeypatch
+):
+    # alice opens #test (ngircd makes her its operator) and moderates it: the bot, not voiced,
+    # gets 404 for every line. One warning, then one per REFUSALS_REPEAT with the count.
+    monkeypatch.setattr("immp_irc.plug.REFUSALS_REPEAT", 1.0)
+    caplog.set_level(logging.WARNING, logger="immp_irc")
+
+    def refusals() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "Cannot send to" in r.getMessage()]
+
+    async with RawClient.connected(server.port, "alice") as alice:
+        await alice.join("#test")
+        await alice.send("MODE #test +m")
+        await alice.expect("MODE", "+m")
+        async with irc_host(plug_config(server.port)) as (host, _, _):
+            await alice.expect(":bot!", "JOIN", "#test")
+            chan = host.channels["chan0"]
+            for n in range(5):
+                await chan.send(immp.Message(f"m{n}", user=DAVE))
+            with trio.fail_after(10):
+                while not refusals():
+                    await trio.sleep(0.05)
+            await trio.sleep(1.2)  # the other four refused meanwhile, and the repeat is due
+            assert [line for line in await alice.quiet(0.1) if "PRIVMSG" in line] == []
+            assert refusals() == ["Cannot send to #test: Cannot send to channel"]
+            await chan.send(immp.Message("m5", user=DAVE))
+            with trio.fail_after(10):
+                while len(refusals()) < 2:
+                    await trio.sleep(0.05)
+            assert refusals()[1] == (
+                "Cannot send to #test: Cannot send to channel (4 more lines refused since it "
+                "was said)"
+            )

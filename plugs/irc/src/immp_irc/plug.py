@@ -55,6 +55,9 @@ ECHOES_AWAITED = 1000
 # With echo-message and message-tags, put() waits this long at most for the server's msgid of
 # each line, so that the receipt is the network's own (stable) ID; under the host's echo wait.
 MSGID_WAIT = 1.0
+#: Seconds between two warnings that the server refuses our lines to one target (404 and the
+#: like); the lines refused meanwhile are counted in the next one.
+REFUSALS_REPEAT = 60.0
 
 # Seconds: from 0 (none) to a day, which no sane delay or timeout exceeds.
 SECONDS = immp.Range(immp.Number, 0, 86400)
@@ -257,6 +260,8 @@ class IRCPlug(immp.Plug):
         self._echo_send: trio.MemorySendChannel | None = None
         # (folded target, text) of the perform lines that are messages, to know their echoes.
         self._perform_echoes: set[tuple[str, str]] = set()
+        # Per target refusing our lines (404 in a moderated channel): [said at, not said since].
+        self._refusals: dict[str, list] = {}
         if c["puppet"]:
             self.log.warning("%s: puppets are not supported yet; relaying as the bot", name)
 
@@ -509,7 +514,19 @@ class IRCPlug(immp.Plug):
         elif command in ("403", "405", "471", "473", "475", "476", "477") and len(line.params) >= 2:
             self.log.warning("Cannot join %s: %s", line.params[1], line.params[-1])
         elif command in ("401", "404", "442") and len(line.params) >= 2:
-            self.log.warning("Cannot send to %s: %s", line.params[1], line.params[-1])
+            self._refused(line.params[1], line.params[-1])
+
+    def _refused(self, target: str, reason: str) -> None:
+        # Said once per target and REFUSALS_REPEAT seconds, with the count since: a moderated
+        # channel refuses every bridged line, which made one warning per line.
+        now = trio.current_time()
+        known = self._refusals.get(self._fold(target))
+        if known is not None and now - known[0] < REFUSALS_REPEAT:
+            known[1] += 1
+            return
+        more = f" ({known[1]} more lines refused since it was said)" if known and known[1] else ""
+        self.log.warning("Cannot send to %s: %s%s", target, reason, more)
+        self._refusals[self._fold(target)] = [now, 0]
 
     async def _event(self, line: irctokens.Line, channel_name: str, **fields) -> None:
         if not self._is_channel_name(channel_name):
