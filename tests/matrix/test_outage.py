@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
+import subprocess
+import time
 
 import pytest
 import trio
+import yaml
 
 import immp
+from tests.faults.helpers import ImmpProcess
 from tests.matrix.conftest import matrix_host, plug_config
 from tests.ngircd import free_port
 
@@ -119,6 +125,45 @@ async def test_unreachable_at_start_is_said_once(synapse, bot, caplog):
     assert warnings[0].startswith("Homeserver unreachable, retrying: ConnectError: ")
     assert warnings[0].count("ConnectError") == 1, warnings[0]
     assert "Homeserver reachable again" in caplog.text
+
+
+def test_sigterm_while_the_homeserver_is_unreachable_at_start(tmp_path, immp_exe, clean_env):
+    # The real immp process; nothing listens on the homeserver's port, so the login is retried
+    # until the open timeout (30 s). SIGTERM meanwhile gives up the open at once (the process
+    # used to stop only when the open had timed out).
+    file = tmp_path / "immp.yaml"
+    plug = {"homeserver": f"http://127.0.0.1:{free_port()}", "user": "@bot:localhost",
+            "password": "secret", "retry-max": 0.5}  # fmt: skip
+    file.write_text(yaml.safe_dump({
+        "host": {"open-timeout": 30},
+        "plugs": {"matrix": {"path": "matrix", "config": plug}},
+        "channels": {"room": {"plug": "matrix", "source": "!room:localhost"}},
+        "logging": {"version": 1,
+                    "formatters": {"f": {"format": "%(levelname)s %(name)s: %(message)s"}},
+                    "handlers": {"err": {"class": "logging.StreamHandler", "formatter": "f",
+                                         "stream": "ext://sys.stderr"}},
+                    "root": {"level": "INFO", "handlers": ["err"]}},
+    }))  # fmt: skip
+    proc = ImmpProcess([immp_exe, str(file)], env=clean_env)
+    try:
+        proc.wait_for("Homeserver unreachable, retrying")
+        time.sleep(0.5)  # a retry or two in
+        proc.proc.send_signal(signal.SIGTERM)
+        sent = time.monotonic()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.proc.wait(15)
+        took = time.monotonic() - sent
+    finally:
+        if proc.proc.poll() is None:
+            proc.proc.kill()
+        status = proc.finish()
+    err = proc.stderr()
+    assert status == 0, err[-3000:]
+    assert took < 2, (took, err[-3000:])
+    assert "Got SIGTERM: shutting down" in err
+    assert "Gave up opening plug matrix: shutting down" in err
+    assert "timed out" not in err and "Traceback" not in err
+    assert err.rstrip().endswith("Stopped"), err[-3000:]
 
 
 async def test_disconnected_as_soon_as_a_send_fails(synapse, alice, bot):

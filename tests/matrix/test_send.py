@@ -111,6 +111,33 @@ async def test_reply_has_relation_and_fallback(synapse, alice, bot):
     assert content["formatted_body"].endswith("</mx-reply>answer")
 
 
+async def test_a_reply_to_our_reply_quotes_it_without_its_fallback(synapse, alice, bot):
+    # Our reply carries Matrix's fallback (the question, quoted); a reply to it quotes only
+    # our answer, on the way in (reply_to) and out (its own fallback), never the fallback again.
+    room = await _room(alice, bot)
+    async with matrix_host(plug_config(synapse, bot), [room]) as (_, plug, rec):
+        channel = immp.Channel(plug, room)
+        question = await alice.send(room, "question?")
+        asked = await rec.wait_for(lambda m: m.id == question)
+        [answer] = await plug.put(channel, immp.Message("answer", reply_to=asked))
+        again = await alice.send(
+            room,
+            {
+                "msgtype": "m.text",
+                "body": f"> <{bot.user_id}> answer\n\nthanks",
+                "m.relates_to": {"m.in_reply_to": {"event_id": answer.id}},
+            },
+        )
+        thanks = await rec.wait_for(lambda m: m.id == again)
+        [welcome] = await plug.put(
+            channel, immp.Message("welcome", reply_to=immp.SentMessage(answer.id, channel))
+        )
+    assert str(thanks.text) == "thanks" and str(thanks.reply_to.text) == "answer"
+    content = (await _event(alice, room, welcome.id))["content"]
+    assert content["body"] == f"> <{bot.user_id}> answer\n\nwelcome"
+    assert "question" not in content["formatted_body"]
+
+
 async def test_same_delivery_key_lands_once(synapse, alice, bot):
     room = await _room(alice, bot)
     async with matrix_host(plug_config(synapse, bot), [room]) as (_, plug, _rec):

@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
+import urllib.parse
 
 import pytest
 import trio
 import yaml
 
 import immp
+from immp_demo.plug import DemoPlug
 from immp_sync import SyncHook
 from tests.faults.helpers import ImmpProcess
 from tests.matrix.conftest import matrix_host, plug_config
@@ -231,6 +233,100 @@ async def test_real_process_restarted_on_its_sqlite_store(
     # twice, nothing lost.
     assert len(bodies) == 3
     assert [b for b in bodies if b and "while stopped" in b] == [bodies[1]]
+
+
+async def test_a_reply_to_a_message_from_before_a_restart_quotes_it(synapse, alice, bot, caplog):
+    # The plug remembers recent events for reply quotes; one from before the restart is asked
+    # of the homeserver (once), so that the copy on the other side still quotes its text and
+    # author. Matrix's own fallback in the reply (body and <mx-reply>) stays out of the copy.
+    room = await alice.create_room(invite=[bot.user_id])
+    await bot.join(room)
+    config = plug_config(synapse, bot)
+    store = immp.MemoryStore()
+    name = alice.user_id[1:].split(":")[0]  # Synapse's default display name
+
+    @contextlib.asynccontextmanager
+    async def with_demo():
+        host = immp.Host(store=store)
+        demo = host.add_plug(DemoPlug("demo", {"interval": None, "echo": False}, host))
+        host.add_channel("demo-room", immp.Channel(demo, "room"))
+        host.add_hook(SyncHook("sync", {"channels": {"bridge": ["room0", "demo-room"]}}, host))
+        async with matrix_host(config, [room], host=host):
+            yield demo
+
+    async def copy_of(demo, text):
+        with trio.fail_after(20):
+            while True:
+                for _, msg in list(demo.puts):
+                    if msg.text is not None and text in str(msg.text):
+                        return msg
+                await demo.wait_puts(demo.put_count + 1, timeout=20)
+
+    async with with_demo() as demo:
+        original = await alice.send(room, "question\nbefore the restart")
+        await copy_of(demo, "before the restart")
+    fallback = f"> <{alice.user_id}> question\n> before the restart"
+    replies = [
+        {  # as clients send it: the fallback in both bodies
+            "msgtype": "m.text",
+            "body": f"{fallback}\n\nanswer after the restart",
+            "format": "org.matrix.custom.html",
+            "formatted_body": f'<mx-reply><blockquote><a href="https://matrix.to/#/{room}/'
+            f'{original}">In reply to</a> <a href="https://matrix.to/#/{alice.user_id}">'
+            f"{alice.user_id}</a><br>question<br>before the restart</blockquote></mx-reply>"
+            "answer after the restart",
+            "m.relates_to": {"m.in_reply_to": {"event_id": original}},
+        },
+        {  # plain, the same event again: not asked again
+            "msgtype": "m.text",
+            "body": f"{fallback}\n\nplain answer",
+            "m.relates_to": {"m.in_reply_to": {"event_id": original}},
+        },
+        {  # an event the homeserver does not have, twice: asked once, no quote
+            "msgtype": "m.text",
+            "body": "> <@nobody:localhost> lost\n\nreply to nothing 1",
+            "m.relates_to": {"m.in_reply_to": {"event_id": "$missing"}},
+        },
+        {
+            "msgtype": "m.text",
+            "body": "reply to nothing 2",
+            "m.relates_to": {"m.in_reply_to": {"event_id": "$missing"}},
+        },
+    ]
+    with caplog.at_level(logging.DEBUG):
+        async with with_demo() as demo:
+            for content in replies:
+                await alice.send(room, content)
+            answer = await copy_of(demo, "answer after the restart")
+            plain = await copy_of(demo, "plain answer")
+            lost = [await copy_of(demo, f"reply to nothing {n}") for n in (1, 2)]
+    for reply in (answer, plain):
+        assert str(reply.text) in ("answer after the restart", "plain answer")
+        assert str(reply.reply_to.text) == "question\nbefore the restart"
+        assert reply.reply_to.user.id == alice.user_id
+        assert reply.reply_to.user.real_name == name
+    assert [str(msg.text) for msg in lost] == ["reply to nothing 1", "reply to nothing 2"]
+    assert all(not (msg.reply_to and msg.reply_to.text) for msg in lost)
+    asked = [r for r in caplog.records if "No quote for a reply to $missing" in r.getMessage()]
+    assert [r.levelno for r in asked] == [logging.DEBUG]
+    assert "M_NOT_FOUND" in asked[0].getMessage()
+
+    def path_of(event_id: str) -> str:
+        parts = (urllib.parse.quote(part, safe="") for part in (room, "event", event_id))
+        return "/_matrix/client/v3/rooms/" + "/".join(parts)
+
+    def asked_by(user_id: str, event_id: str) -> int:
+        request = f'"GET {path_of(event_id)} HTTP'
+        with synapse.log_path.open(errors="replace") as log:  # one access line per request
+            return sum(1 for line in log if request in line and f"{{{user_id}}}" in line)
+
+    # Synapse writes its log in batches, in order: once alice's request is there, so is the bot's.
+    await alice.http.get(path_of("$missing"))  # 404
+    with trio.fail_after(20):
+        while not asked_by(alice.user_id, "$missing"):
+            await trio.sleep(0.2)
+    assert asked_by(bot.user_id, original) == 1
+    assert asked_by(bot.user_id, "$missing") == 1
 
 
 async def test_names_survive_a_restart(synapse, alice, bob, bot):

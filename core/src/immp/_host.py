@@ -349,7 +349,9 @@ class Host:
           plug's inbox (``None`` when it relays nothing, e.g. a timer's message);
         - ``send_failed(channel, msg, error)``: a plug's ``put`` raised ``error``;
         - ``plug_connection_changed(plug, connected, reason)``: ``plug.connected`` changed
-          (the plug opened or closed, or reported its network link down or up).
+          (the plug opened or closed, or reported its network link down or up), or a plug
+          still disconnected reported another ``reason`` (then ``connected`` is false again:
+          an outage is the change to false, not each call).
 
         With no observers, none of this costs anything on the hot path.
         """
@@ -405,30 +407,48 @@ class Host:
                     for hook in list(self.hooks.values()):
                         self._load(hook)
                     self._loaded = True
-                for phase in (
-                    list(self.resources.values()),
-                    list(self.plugs.values()),
-                    [h for h in self.hooks.values() if h.name not in self.resources],
-                ):
-                    async with trio.open_nursery() as opening:
-                        for item in phase:
-                            if item.open_state is not OpenState.disabled:
-                                opening.start_soon(self.start, item.name)
-                # What the last run journaled and did not deliver goes first, in its order,
-                # before the pumps take anything new from the plugs.
-                await self.journal.replay(self._pipeline.process)
-                self._hooks_opened.set()
-                opened = [h for h in self._active_hooks()]
-                async with trio.open_nursery() as readying:
-                    for hook in opened:
-                        readying.start_soon(self._pipeline.call_hook, hook, "on_ready")
-                plugs = sum(p.open_state is OpenState.active for p in self.plugs.values())
-                log.info("Ready: %s, %s open", counted(plugs, "plug"), counted(len(opened), "hook"))
-                _collector.host_ready()
-                tuned = True
-                nursery.start_soon(_collector.watch, self)
-                self.ready.set()
-                await self._quit.wait()
+                # A quit() while things open (SIGTERM while a network is unreachable) gives up
+                # what is still opening at once, not after open_timeout, and the rest of the
+                # start-up: what did open is closed below, as at any quit.
+                async with trio.open_nursery() as starting:
+
+                    async def give_up_on_quit() -> None:
+                        await self._quit.wait()
+                        starting.cancel_scope.cancel()
+
+                    starting.start_soon(give_up_on_quit)
+                    for phase in (
+                        list(self.resources.values()),
+                        list(self.plugs.values()),
+                        [h for h in self.hooks.values() if h.name not in self.resources],
+                    ):
+                        async with trio.open_nursery() as opening:
+                            for item in phase:
+                                if item.open_state is not OpenState.disabled:
+                                    opening.start_soon(self.start, item.name)
+                    starting.cancel_scope.cancel()  # every open ended: stop watching for quit()
+                for item in self._ordered():
+                    if item.open_state is OpenState.starting:  # its open() was cancelled
+                        item.open_state = OpenState.inactive
+                        kind = "plug" if isinstance(item, Plug) else "hook"
+                        log.info("Gave up opening %s %s: shutting down", kind, item.name)
+                if not self._quit.is_set():
+                    # What the last run journaled and did not deliver goes first, in its order,
+                    # before the pumps take anything new from the plugs.
+                    await self.journal.replay(self._pipeline.process)
+                    self._hooks_opened.set()
+                    opened = [h for h in self._active_hooks()]
+                    async with trio.open_nursery() as readying:
+                        for hook in opened:
+                            readying.start_soon(self._pipeline.call_hook, hook, "on_ready")
+                    plugs = sum(p.open_state is OpenState.active for p in self.plugs.values())
+                    log.info("Ready: %s, %s open", counted(plugs, "plug"),
+                             counted(len(opened), "hook"))  # fmt: skip
+                    _collector.host_ready()
+                    tuned = True
+                    nursery.start_soon(_collector.watch, self)
+                    self.ready.set()
+                    await self._quit.wait()
                 self._pipeline.closing = True
                 await self._close_all()
                 nursery.cancel_scope.cancel()

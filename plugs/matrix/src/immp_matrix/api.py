@@ -250,6 +250,15 @@ class Client:
             action=f"read the history of {room_id}",
         )
 
+    async def event(self, room_id: str, event_id: str) -> dict:
+        """
+        One event of a room, as the homeserver has it now (a redacted one without its content).
+        Not retried: raises :class:`Unreachable` at once for a network error or 5xx, and
+        :class:`MatrixError` (404 ``M_NOT_FOUND``) for an event the account may not see.
+        """
+        path = f"{CLIENT}/rooms/{quote(room_id)}/event/{quote(event_id)}"
+        return await self.request("GET", path, retry=False, action=f"read {event_id} in {room_id}")
+
     async def join(self, room: str) -> str:
         path = f"{CLIENT}/join/{quote(room)}"
         return (await self.request("POST", path, {}, action=f"join {room}"))["room_id"]

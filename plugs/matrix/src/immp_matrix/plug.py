@@ -88,7 +88,7 @@ _MEDIA_TYPES = {
     "m.video": immp.FileType.unknown,
     "m.audio": immp.FileType.unknown,
 }
-_RECENT = 2000  # events remembered for reply quotes and fallbacks
+_RECENT = 2000  # events remembered for reply quotes and fallbacks (and failed look-ups)
 
 
 @dataclass
@@ -139,6 +139,9 @@ class MatrixPlug(immp.Plug):
         self._txn_count = 0
         # event -> (sender, body); the oldest is forgotten first.
         self._recent: immp.BoundedCache[str, tuple[str, str]] = immp.BoundedCache(_RECENT)
+        # Events replied to that the homeserver would not give (see _know_reply): not asked
+        # again, so that a message replied to over and over costs one request at most.
+        self._unquotable: immp.BoundedCache[str, None] = immp.BoundedCache(_RECENT)
         self.synced = trio.Event()  # set after the first sync batch at open
 
     @property
@@ -314,6 +317,7 @@ class MatrixPlug(immp.Plug):
                 events = await self._fill_gap(room_id, timeline["prev_batch"], since) + events
             for event in events:
                 await self._know_sender(room, event)
+                await self._know_reply(room, event)
                 sent = self._to_message(room, event)
                 if sent is not None:
                     await self.queue(sent)
@@ -371,6 +375,38 @@ class MatrixPlug(immp.Plug):
             return
         if member and member.get("membership") == "join":
             room.members[sender] = member.get("displayname")
+
+    async def _know_reply(self, room: Room, event: dict) -> None:
+        """
+        Make sure the event a reply replies to is among the recent ones, so that the reply
+        carries its text and author: one posted before this start (or forgotten since) is asked
+        of the homeserver, once. A failure leaves the quote without text, logged at DEBUG; the
+        event is then not asked again (while :data:`_RECENT` others have not failed since).
+        """
+        if event.get("type") not in ("m.room.message", "m.sticker"):
+            return
+        if (event.get("unsigned") or {}).get("transaction_id") is not None:
+            return  # our own echo, never handed on
+        relates = (event.get("content") or {}).get("m.relates_to") or {}
+        if relates.get("rel_type") == "m.replace":
+            return  # an edit: its reply_to is not read
+        reply_id = (relates.get("m.in_reply_to") or {}).get("event_id")
+        if (
+            not isinstance(reply_id, str)
+            or reply_id in self._recent
+            or reply_id in self._unquotable
+        ):
+            return
+        try:
+            replied = await self.client.event(room.id, reply_id)
+        except (MatrixError, Unreachable) as exc:
+            self._unquotable[reply_id] = None
+            self.log.debug("No quote for a reply to %s: %s", reply_id, exc)
+            return
+        await self._know_sender(room, replied)
+        content = replied.get("content") or {}
+        text, _, _ = self._content(room, content)
+        self._remember(reply_id, replied.get("sender", ""), str(text or content.get("body", "")))
 
     def _apply_state(self, room: Room, event: dict) -> None:
         type_ = event.get("type")
@@ -671,12 +707,14 @@ class MatrixPlug(immp.Plug):
             receipts = []
             content = self._body(msg)
             if content:
+                # Remembered without the reply fallback: a reply to this one quotes only it.
+                body = content["body"]
                 if isinstance(msg.reply_to, immp.SentMessage) and msg.reply_to.channel == channel:
                     content = self._with_reply(room_id, content, msg.reply_to)
                 event_id = await self.client.send(
                     room_id, "m.room.message", self._txn(room_id, "t"), content
                 )
-                self._remember(event_id, self.user_id, content["body"])
+                self._remember(event_id, self.user_id, body)
                 receipts.append(immp.Receipt(event_id, channel))
             for index, item in enumerate(msg.attachments):
                 event_id = await self._attach(room_id, item, index, msg)
