@@ -229,10 +229,16 @@ class RawClient:
         return out
 
     async def quiet(self, seconds: float = 0.3) -> list[str]:
-        """Read whatever arrives within ``seconds``; returns the unread lines."""
+        """
+        Read whatever arrives within ``seconds`` (less if the server closes the connection);
+        returns the unread lines, those read before the close included.
+        """
         with trio.move_on_after(seconds):
-            while True:
-                await self._read_line()
+            try:
+                while True:
+                    await self._read_line()
+            except EOFError:
+                pass
         out = self.lines[self._unread :]
         self._unread = len(self.lines)
         return out
@@ -249,6 +255,17 @@ class RawClient:
     async def join(self, channel: str) -> None:
         await self.send(f"JOIN {channel}")
         await self.expect(" 366 ", channel)
+
+    async def until_in_channel(self, nick: str, channel: str) -> None:
+        """Ask ``NAMES`` until ``nick`` is in ``channel`` (it may join before or after us)."""
+        with trio.fail_after(20):
+            while True:
+                await self.send(f"NAMES {channel}")
+                names = (await self.expect(" 353 ", channel)).rpartition(":")[2].split()
+                if nick in (name.lstrip("@+~&%") for name in names):
+                    return
+                await self.expect(" 366 ", channel)
+                await trio.sleep(0.1)
 
     async def privmsg(self, target: str, text: str) -> None:
         await self.send(f"PRIVMSG {target} :{text}")

@@ -32,10 +32,7 @@ async def whois(client: RawClient, nick: str) -> str:
 async def leave(client: RawClient) -> None:
     """QUIT and wait until the server closed the connection (so the nick is free again)."""
     await client.send("QUIT :bye")
-    try:
-        await client.quiet(5)
-    except EOFError:
-        pass
+    await client.quiet(5)  # returns when the server closes the connection
 
 
 async def command(client: RawClient, text: str) -> list[str]:
