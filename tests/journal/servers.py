@@ -58,7 +58,9 @@ def in_doubt(stderr: str) -> list[int]:
 
 def doubt_count(stderr: str) -> int:
     """How many deliveries a restarted process found in doubt (its journal's start-up line)."""
-    found = re.search(r"entries from the last run \((\d+) deliveries in doubt\)", stderr)
+    found = re.search(
+        r"(?:entry|entries) from the last run \((\d+) (?:delivery|deliveries) in doubt\)", stderr
+    )
     return int(found.group(1)) if found else 0
 
 

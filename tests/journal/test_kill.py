@@ -152,7 +152,7 @@ def _one_run(tmp_path, exe, env, store: str, seed: int, *, kill_after: float) ->
 
 
 def _replayed(stderr: str) -> int:
-    found = re.search(r"Journal: (\d+) entries from the last run", stderr)
+    found = re.search(r"Journal: (\d+) (?:entry|entries) from the last run", stderr)
     return int(found.group(1)) if found else 0
 
 

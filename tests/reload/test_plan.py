@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 
 import pytest
+import trio
 
 import immp
 from immp._config import plan_reload
@@ -39,6 +40,38 @@ async def test_a_changed_plug_restarts_its_channels_and_the_hook_using_them():
         assert host.hooks["sync"] is not sync
         assert host.hooks["sync"].open_state is immp.OpenState.active
         assert host.plugs["bridge"].open_state is immp.OpenState.active
+
+
+async def test_a_plug_restarted_by_a_reload_keeps_counting():
+    # Its message counters (stats, and the metrics made of them) only grow in one process: a
+    # reload that restarts plug b goes on from what the old b counted.
+    host = immp.build_host(copy.deepcopy(BASE))
+    async with running(host):
+        await host.plugs["b"].receive("one", channel="rb")
+        await host.plugs["b"].receive("two", channel="rb")
+        await host.plugs["a"].wait_puts(2)
+        before = host.stats()["plugs"]["b"]
+        assert (before["received"], before["sent"]) == (2, 0)
+        new = copy.deepcopy(BASE)
+        new["plugs"]["b"]["config"]["interval"] = 3600
+        await plan_reload(host, new, BASE).apply()
+        await host.plugs["a"].receive("three", channel="ra")
+        await host.plugs["b"].wait_puts(1)
+        with trio.fail_after(5):  # and its echo is taken in
+            while host.stats()["plugs"]["b"]["received"] < 3:
+                await trio.sleep(0.01)
+        after = host.stats()["plugs"]["b"]
+        assert (after["received"], after["sent"]) == (3, 1)  # (received: its echo too)
+
+
+async def test_a_send_to_a_failed_plug_is_counted_as_a_failure():
+    host = immp.build_host(copy.deepcopy(BASE))
+    async with running(host):
+        b = host.plugs["b"]
+        b.open_state = immp.OpenState.failed  # as when its open() raised
+        with pytest.raises(immp.PlugError, match="plug b is failed: not sent"):
+            await host.channels["rb"].send(immp.Message("lost"))
+        assert host.stats()["plugs"]["b"]["send_failures"] == 1
 
 
 async def test_nothing_changed_is_nothing_touched():

@@ -161,8 +161,9 @@ class Journal:
             self._replayed[key] = rows
         if entries:
             doubt = sum(1 for rows in by_entry.values() for s in rows.values() if s == WRITING)
-            log.warning("Journal: %d entries from the last run (%d deliveries in doubt), "
-                        "%d expired", len(self._replay), doubt, self.expired)  # fmt: skip
+            log.warning("Journal: %s from the last run (%s in doubt), %d expired",
+                        counted(len(self._replay), "entry", "entries"),
+                        counted(doubt, "delivery", "deliveries"), self.expired)  # fmt: skip
 
     async def replay(self, process) -> None:
         """

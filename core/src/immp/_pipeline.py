@@ -73,6 +73,7 @@ class _Line:
         "inbox",
         "put_done",
         "queued",
+        "reason",
         "received",
         "send_failures",
         "sent",
@@ -94,7 +95,8 @@ class _Line:
         self.received = 0
         self.sent = 0
         self.send_failures = 0
-        self.connected = False  # what observers were last told
+        self.connected = False  # what observers were last told, and the reason with it
+        self.reason: str | None = None
         # Messages queued by the plug, and taken in by the pump (journaled, if on): see taken().
         self.queued = 0
         self.taken = 0
@@ -132,6 +134,9 @@ class Pipeline:
         #: Where deliveries are tracked (``host.journal``; off unless configured).
         self.journal = journal
         self._lines: dict[Plug, _Line] = {}
+        # The counters of plugs removed, by name: a plug replaced under the same name (a reload
+        # that changed its config) goes on counting, as counters of one process only grow.
+        self._counted: dict[str, tuple[int, int, int]] = {}
         self._tokens = itertools.count()
         # The worker (inbox and task) of each open unprioritised hook with an on_receive.
         self._workers: dict[str, Worker] = {}
@@ -155,11 +160,16 @@ class Pipeline:
         line = self._lines.get(plug)
         if line is None:
             line = self._lines[plug] = _Line(self.host.echo_history)
+            counted = self._counted.pop(plug.name, None)
+            if counted is not None:
+                line.received, line.sent, line.send_failures = counted
         return line
 
     def forget(self, plug: Plug) -> None:
-        """A plug was removed from the host."""
-        self._lines.pop(plug, None)
+        """A plug was removed from the host (its counters are kept for one of the same name)."""
+        line = self._lines.pop(plug, None)
+        if line is not None:
+            self._counted[plug.name] = (line.received, line.sent, line.send_failures)
 
     def open_inbox(self, plug: Plug) -> Queue:
         """A new inbox for a plug's lifetime; the host's pump empties it."""
@@ -168,7 +178,9 @@ class Pipeline:
 
     def received_total(self) -> int:
         """How many messages the plugs' pumps have taken in so far, all plugs together."""
-        return sum(line.received for line in self._lines.values())
+        return sum(line.received for line in self._lines.values()) + sum(
+            counted[0] for counted in self._counted.values()
+        )
 
     def waiting(self, plug: Plug) -> int:
         """How many received messages wait in a plug's inbox."""
@@ -464,11 +476,15 @@ class Pipeline:
                 return []
             channel, msg = result
         plug = channel.plug
+        line = self._lines.get(plug) or self.line(plug)
         if plug.open_state is not OpenState.active and plug.open_state in _NOT_OPEN:
             # Else the plug's put ran on a closed plug (and its echo said "received a message
-            # while not open"): say what is wrong with the send itself.
-            raise PlugError(f"plug {plug.name} is {plug.open_state.value}: not sent")
-        line = self._lines.get(plug) or self.line(plug)
+            # while not open"): say what is wrong with the send itself. A failure, counted.
+            exc = PlugError(f"plug {plug.name} is {plug.open_state.value}: not sent")
+            line.send_failures += 1
+            if self._on_failed:
+                self._observe(self._on_failed, channel, msg, exc)
+            raise exc
         token = next(self._tokens)
         in_flight = line.in_flight
         in_flight[token] = channel
@@ -555,12 +571,17 @@ class Pipeline:
                 self.remove_observer(obj)
 
     def connection_changed(self, plug: Plug, reason: str | None = None) -> None:
-        """Tell observers when ``plug.connected`` changed since they were last told."""
+        """
+        Tell observers when ``plug.connected`` changed since they were last told, and when a
+        plug still disconnected gives another ``reason`` (refused, then the TLS handshake
+        failing): then with ``connected`` false again.
+        """
         line = self.line(plug)
         connected = plug.connected
-        if connected == line.connected:
-            return
+        if connected == line.connected and (connected or not reason or reason == line.reason):
+            return  # no news (a disconnection losing its reason, as the plug closes, is none)
         line.connected = connected
+        line.reason = None if connected else reason
         methods = self._notify["plug_connection_changed"]
         if methods:
             self._observe(methods, plug, connected, reason)

@@ -356,8 +356,9 @@ class BridgeHook(immp.Hook):
             self._skip(target, copies, key)  # the operator's choice: not a failure
             return
         if target.skipped:
-            self.log.info("Sending to %s again (%d messages were not sent while plug %s was "
-                          "disabled)", target.name, target.skipped, plug.name)  # fmt: skip
+            self.log.info("Sending to %s again (%d %s not sent while plug %s was disabled)",
+                          target.name, target.skipped,
+                          "message" if target.skipped == 1 else "messages", plug.name)  # fmt: skip
             target.skipped = 0
         ids = copies.ids.get(channel)
         if sent.deleted:
