@@ -128,13 +128,15 @@ async def test_a_plug_is_connected_while_open_unless_it_reports_otherwise():
         plug.connection_changed(False, "server unreachable")
         assert not plug.connected
         assert plug.disconnect_reason == "server unreachable"
-        plug.connection_changed(False, "still unreachable")  # no change, no event
+        plug.connection_changed(False, "still unreachable")  # a new reason: told
+        plug.connection_changed(False, "still unreachable")  # the same again: no event
         plug.connection_changed(True)
         assert plug.connected
     assert not plug.connected
     assert [e for e in observer.events if e[0] == "connection"] == [
         ("connection", "net", True, None),
         ("connection", "net", False, "server unreachable"),
+        ("connection", "net", False, "still unreachable"),
         ("connection", "net", True, None),
         ("connection", "net", False, None),
     ]

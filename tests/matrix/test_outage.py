@@ -129,8 +129,8 @@ async def test_unreachable_at_start_is_said_once(synapse, bot, caplog):
 
 def test_sigterm_while_the_homeserver_is_unreachable_at_start(tmp_path, immp_exe, clean_env):
     # The real immp process; nothing listens on the homeserver's port, so the login is retried
-    # until the open timeout (30 s). SIGTERM meanwhile gives up the open at once (the process
-    # used to stop only when the open had timed out).
+    # in the background (the plug opened at once). SIGTERM meanwhile stops it at once (the
+    # process used to stop only when the open had timed out).
     file = tmp_path / "immp.yaml"
     plug = {"homeserver": f"http://127.0.0.1:{free_port()}", "user": "@bot:localhost",
             "password": "secret", "retry-max": 0.5}  # fmt: skip
@@ -161,7 +161,7 @@ def test_sigterm_while_the_homeserver_is_unreachable_at_start(tmp_path, immp_exe
     assert status == 0, err[-3000:]
     assert took < 2, (took, err[-3000:])
     assert "Got SIGTERM: shutting down" in err
-    assert "Gave up opening plug matrix: shutting down" in err
+    assert "Opened plug matrix" in err and "Failed to open" not in err
     assert "timed out" not in err and "Traceback" not in err
     assert err.rstrip().endswith("Stopped"), err[-3000:]
 
@@ -201,5 +201,7 @@ async def test_disconnected_as_soon_as_a_send_fails(synapse, alice, bot):
                     while not plug.connected:
                         await trio.sleep(0.05)
         proxy.cut()
-    assert [connected for connected, _ in changes[:2]] == [False, True]
+    # (Down, maybe told again with another reason while down, then back.)
+    ups_and_downs = [c for i, (c, _) in enumerate(changes) if i == 0 or c != changes[i - 1][0]]
+    assert ups_and_downs[:2] == [False, True]
     assert "later" in await alice.texts(room, bot.user_id)

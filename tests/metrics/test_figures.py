@@ -12,7 +12,8 @@ import immp
 from immp.testing import running
 from immp_demo import DemoPlug
 from immp_metrics import MetricsHook
-from tests.faults.helpers import catch_logs
+from tests.faults.helpers import catch_logs, demo_texts
+from tests.irc.conftest import plug_config
 
 from .test_metrics import samples, value
 
@@ -181,3 +182,103 @@ async def test_the_log_names_the_bound_port_of_an_ipv6_listen_in_brackets():
         f"INFO immp_metrics.hook: Metrics on http://[::1]:{port}/metrics, health on /health"
         in catcher.lines()
     )
+
+
+async def test_a_new_reason_while_a_plug_is_down_reaches_health_and_observers_once():
+    # Two demo networks bridged by the sync hook (an observer of plug_connection_changed), the
+    # metrics hook, and an observer that keeps what it heard, as an alerting hook would.
+    host = immp.build_host({
+        "plugs": {
+            "net1": {"path": "demo", "config": {"interval": None}},
+            "net2": {"path": "demo", "config": {"interval": None}},
+        },
+        "channels": {
+            "one": {"plug": "net1", "source": "room"},
+            "two": {"plug": "net2", "source": "room"},
+        },
+        "hooks": {
+            "sync": {"path": "sync", "config": {"channels": {"main": ["one", "two"]}}},
+            "metrics": {"path": "metrics", "config": {"listen": "127.0.0.1:0"}},
+        },
+    })  # fmt: skip
+    net1, net2, hook = host.plugs["net1"], host.plugs["net2"], host.hooks["metrics"]
+    heard = []
+
+    class Heard:
+        def plug_connection_changed(self, plug, connected, reason):
+            heard.append((plug.name, connected, reason))
+
+    async def reasons() -> list[str]:
+        status, body = await http_get(hook.address, "/health")
+        assert status == 503, body
+        return json.loads(body)["reasons"]
+
+    catcher, undo = catch_logs()
+    try:
+        async with running(host):
+            host.add_observer(Heard())
+            net2.connection_changed(False, "connection refused")
+            assert await reasons() == ["plug net2 is not connected: connection refused"]
+            net2.connection_changed(False, "TLS handshake failed")
+            assert await reasons() == ["plug net2 is not connected: TLS handshake failed"]
+            net2.connection_changed(False, "TLS handshake failed")  # the same again: no news
+            found = samples((await http_get(hook.address, "/metrics"))[1].decode())
+            assert value(found, "immp_plug_up", plug="net2") == 0
+            net2.connection_changed(True)
+            assert await http_get(hook.address, "/health") == (
+                200,
+                b'{"status": "ok", "plugs": 2, "hooks": 2}\n',
+            )
+            await net1.wait_puts(2)
+            await trio.sleep(0.2)  # a repeated notice would be sent by now
+            told = list(heard)
+    finally:
+        undo()
+    assert told == [
+        ("net2", False, "connection refused"),
+        ("net2", False, "TLS handshake failed"),
+        ("net2", True, None),
+    ]
+    # The sync hook told the other network once that net2 was down, once that it was back.
+    assert demo_texts(net1) == [
+        "network net2 is unreachable; messages to it are held",
+        "network net2 is back",
+    ]
+    assert demo_texts(net2) == []
+    assert not [line for line in catcher.lines(logging.WARNING) if "net2" in line]
+
+
+async def test_health_gives_the_latest_reason_an_irc_server_is_unreachable(server):
+    host = immp.build_host({
+        "plugs": {"net": {"path": "irc", "config": plug_config(
+            server.port, **{"reconnect-delay": 0.2, "reconnect-max": 0.5})}},
+        "hooks": {"metrics": {"path": "metrics", "config": {"listen": "127.0.0.1:0"}}},
+    })  # fmt: skip
+    hook = host.hooks["metrics"]
+
+    async def not_irc(stream: trio.SocketStream) -> None:
+        async with stream:
+            await stream.send_all(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+
+    catcher, undo = catch_logs()
+    try:
+        async with running(host), trio.open_nursery() as nursery:
+            with trio.fail_after(20):
+                while (await http_get(hook.address, "/health"))[0] != 200:
+                    await trio.sleep(0.1)
+            await server.stop()  # first reason: the server went away
+            with trio.fail_after(20):
+                while (await http_get(hook.address, "/health"))[0] != 503:
+                    await trio.sleep(0.1)
+            # Still down, for another reason: what answers on the port is no IRC server.
+            await nursery.start(trio.serve_tcp, not_irc, server.port)
+            with trio.fail_after(20):
+                while not any("is not an IRC server" in line for line in catcher.lines()):
+                    await trio.sleep(0.1)
+            status, body = await http_get(hook.address, "/health")
+            nursery.cancel_scope.cancel()
+    finally:
+        undo()
+    assert status == 503
+    [reason] = json.loads(body)["reasons"]
+    assert "is not an IRC server" in reason, reason

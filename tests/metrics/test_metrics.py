@@ -298,3 +298,50 @@ async def test_port_0_logs_the_bound_port_and_a_taken_port_names_key_and_address
         if proc.proc.poll() is None:
             proc.proc.kill()
             proc.proc.wait()
+
+
+# docs/production.md's logging section, as an operator copies it.
+PRODUCTION_LOGGING = {
+    "version": 1,
+    "formatters": {"plain": {"format": "%(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"journal": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {"immp": {"level": "INFO"}, "immp_irc": {"level": "INFO"}},
+    "root": {"level": "WARNING", "handlers": ["journal"]},
+}
+
+
+@pytest.mark.parametrize("logging_section", [None, PRODUCTION_LOGGING],
+                         ids=["default", "production.md"])  # fmt: skip
+async def test_the_address_is_logged_once_with_the_startup_lines(
+    logging_section, tmp_path, immp_exe, clean_env
+):
+    config = {
+        "plugs": {"demo": {"path": "demo", "config": {"interval": None}}},
+        "hooks": {"metrics": {"path": "metrics", "config": {"listen": "localhost:0"}}},
+    }
+    if logging_section is not None:
+        config["logging"] = logging_section
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    proc = ImmpProcess([immp_exe, str(path)], env=clean_env)
+    try:
+        # Port 0: this line is the only way to learn where to look.
+        opened = await logged(proc, "Metrics on http://")
+        match = re.search(r"INFO immp\.runner\.metrics: Metrics on (http://[^/ ]+)/metrics"
+                          r"(?: and \S+)*, health on /health$", opened.rstrip())  # fmt: skip
+        assert match and not match[1].endswith(":0"), opened
+        code, _, body = await get(f"{match[1]}/health")
+        assert (code, json.loads(body)["status"]) == (200, "ok")
+        proc.proc.send_signal(signal.SIGTERM)
+        assert await trio.to_thread.run_sync(proc.finish) == 0, proc.stderr()
+    finally:
+        if proc.proc.poll() is None:
+            proc.proc.kill()
+            proc.proc.wait()
+    err = proc.stderr()
+    assert err.count("Metrics on http://") == 1, err
+    if logging_section is None:
+        # Not noisy: at INFO the runner's own lines and this one only (no hook opening, no
+        # "Ready").
+        info = [line for line in err.splitlines() if " INFO " in line]
+        assert [line for line in info if " INFO immp.runner: " not in line] == [opened.rstrip()]

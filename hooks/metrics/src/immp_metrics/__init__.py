@@ -4,7 +4,8 @@ Metrics hook: Prometheus metrics and a health check for a running IMMP, over HTT
 Config:
     listen (str, default "127.0.0.1:9464"):
         ``HOST:PORT`` to serve on (``[::1]:9464`` for IPv6; port 0: any free one, which the
-        hook logs at INFO once open: ``Metrics on http://127.0.0.1:40123/metrics``). Loopback by
+        hook logs once open, at INFO with IMMP's startup lines, so that the default logging
+        shows it: ``immp.runner.metrics: Metrics on http://127.0.0.1:40123/metrics``). Loopback by
         default: listening on another address (``0.0.0.0:9464``) makes the figures readable by
         anyone who can reach that address, and is the user's explicit choice. An address that
         cannot be listened on fails the hook's open with one line naming this key and the

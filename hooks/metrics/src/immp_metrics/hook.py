@@ -18,6 +18,10 @@ from ._figures import StatsCollector, health
 from ._http import serve_connection
 
 log = logging.getLogger(__name__)
+# Where the hook listens is a startup line, like the runner's "Store: ..." one, and goes where
+# those go: a child of the runner's logger is shown at INFO by IMMP's default logging (which
+# shows only warnings of everything else) and by a logging section with ``immp`` at INFO.
+startup_log = logging.getLogger("immp.runner.metrics")
 
 # Relay latency buckets, seconds: a bridge over fast networks answers in milliseconds, one
 # waiting on flood control or a slow homeserver in seconds.
@@ -68,9 +72,9 @@ class MetricsHook(immp.Hook):
     schema = immp.Schema({
         immp.Optional("listen", "127.0.0.1:9464", doc=(
             "`HOST:PORT` to serve on (`[::1]:9464` for IPv6; port 0: any free one, which the "
-            "hook logs at INFO). Loopback by default: another address (`0.0.0.0:9464` in a "
-            "container) lets whoever can reach it read the figures, so it is your explicit "
-            "choice")):
+            "hook logs with IMMP's startup lines). Loopback by default: another address "
+            "(`0.0.0.0:9464` in a container) lets whoever can reach it read the figures, so it "
+            "is your explicit choice")):
             immp.Check(_check_listen, "HOST:PORT"),
     })  # fmt: skip
 
@@ -113,7 +117,10 @@ class MetricsHook(immp.Hook):
         self.address = self.addresses[0]
         self.host.add_observer(self)
         urls = " and ".join(f"http://{_netloc(*address)}/metrics" for address in self.addresses)
-        log.info("Metrics on %s, health on /health", urls)
+        # On this module's logger where a logging section shows its INFO (as README.md said to
+        # do before), so that the line is neither lost nor said twice.
+        where = log if log.isEnabledFor(logging.INFO) else startup_log
+        where.info("Metrics on %s, health on /health", urls)
 
     async def close(self):
         self.host.remove_observer(self)

@@ -119,7 +119,8 @@ class Handler(Protocol):
     ``handler.on_sent(item)`` once per queued line, just *before* its first write (so that it
     has run when the server's echo of the line can be read). A line written again after a
     reconnect is not reported again. ``handler.on_link(connected, reason)`` when the link goes
-    down (``reason`` says why, in a few words) and when it is registered again after that.
+    down (``reason`` says why, in a few words), again while down when the reason changes, and
+    when it is registered again after that.
     """
 
     def prepare(self, line: irctokens.Line) -> Any: ...
@@ -244,6 +245,7 @@ class Connection:
         self._no_state = ircstates.Server(settings.host)
         self._closing = False
         self._link_down = False  # the handler was told the link is down
+        self._link_reason: str | None = None  # the reason it was told last
         # When the current outage began (None while registered), and whether it followed a
         # registration in this run (a reconnect) or the run's first attempts failed.
         self._down_since: float | None = None
@@ -303,8 +305,11 @@ class Connection:
             if self._closing:
                 self.log.info("%s; closing, so not reconnecting", failure)
                 return
-            if not self._link_down:
+            if not self._link_down or failure != self._link_reason:
+                # Down, or down for another reason now (refused, then not an IRC server): what
+                # /health and the metrics show is the latest.
                 self._link_down = True
+                self._link_reason = failure
                 self.handler.on_link(False, failure)
             if self._down_since is None:
                 self._down_since = trio.current_time() if registered_in_run else started
