@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import trio
 
 import immp
 from immp.testing import Recorder, running
 from immp_demo import DemoPlug
+from immp_sync import SyncHook
 
 from .helpers import demo_host
 
@@ -262,3 +265,29 @@ async def test_a_hook_answering_on_the_same_plug_keeps_up_with_a_flood():
             await plug.receive(str(n))
         await plug.wait_puts(3000, timeout=30)
     assert [str(m.text) for _, m in list(plug.puts)[-3:]] == ["re: 2997", "re: 2998", "re: 2999"]
+
+
+async def test_the_output_file_has_every_message_edit_and_deletion_sent(tmp_path):
+    # A bridge from a to b: what a user does on a reaches b's output file, one line each.
+    out = tmp_path / "b.jsonl"
+    host = immp.Host()
+    a = host.add_plug(DemoPlug("a", {"interval": None, "channel": "room"}, host))
+    b = host.add_plug(DemoPlug("b", {"interval": None, "channel": "room", "output": str(out)},
+                               host))  # fmt: skip
+    host.add_channel("ra", immp.Channel(a, "room"))
+    host.add_channel("rb", immp.Channel(b, "room"))
+    host.add_hook(SyncHook("sync", {"channels": {"main": ["ra", "rb"]}}, host))
+    alice = immp.User("alice", a, username="alice")
+    async with running(host):
+        sent = await a.receive("hello", user=alice)
+        await b.wait_puts(1)
+        await a.edit_message(sent.id, "hello, edited")
+        await b.wait_puts(2)
+        await a.delete_message(sent.id)
+        await b.wait_puts(3)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [{k: v for k, v in row.items() if k != "key"} for row in rows] == [
+        {"id": rows[0]["id"], "text": "<alice> hello"},
+        {"id": rows[0]["id"], "edited": True, "text": "<alice> hello, edited (edited)"},
+        {"id": rows[0]["id"], "deleted": True},
+    ]

@@ -59,10 +59,11 @@ SCHEMA = immp.Schema({
                                      "hook does not answer these lines, as it does not answer "
                                      "a bot)"): immp.Nullable(str),
     immp.Optional("output", None, doc="a file that every message sent to this plug is appended "
-                                      "to, one JSON line each (`key`, `id`, `text`); like a "
-                                      "network with idempotent sends (Matrix's txnId), a "
-                                      "message whose journal delivery key is in the file "
-                                      "already is not written again"): immp.Nullable(str),
+                                      "to, one JSON line each (`key`, `id`, `text`; an edit "
+                                      "adds `edited: true`, a deletion is `id` and `deleted: "
+                                      "true`); like a network with idempotent sends (Matrix's "
+                                      "txnId), a message whose journal delivery key is in the "
+                                      "file already is not written again"): immp.Nullable(str),
     immp.Optional("history", 1000, doc="messages remembered, for edits, deletes and the `puts` "
                                        "log"): immp.Positive(int),
 })  # fmt: skip
@@ -302,10 +303,7 @@ class DemoPlug(immp.Plug):
         self._record(channel, msg)
         sent = immp.SentMessage.copy_of(msg, self._next_id(), channel)
         if self._output is not None:
-            row = {"key": msg.key, "id": sent.id, "text": str(msg.render())}
-            os.write(self._output, (json.dumps(row, ensure_ascii=False) + "\n").encode())
-            if msg.key is not None:
-                self._written[msg.key] = sent.id
+            self._write_output({"key": msg.key, "id": sent.id, "text": str(msg.render())})
         self._remember(sent)
         if self.config["echo"]:
             try:
@@ -321,7 +319,15 @@ class DemoPlug(immp.Plug):
                                      "behind", self.skipped_echoes)  # fmt: skip
         return [sent.receipt]
 
+    def _write_output(self, row: dict) -> None:
+        # One JSON line per message sent, edit and deletion, appended whole (one write).
+        os.write(self._output, (json.dumps(row, ensure_ascii=False) + "\n").encode())
+        if row["key"] is not None:
+            self._written[row["key"]] = row["id"]
+
     async def edit(self, receipt, msg):
+        if msg.key is not None and msg.key in self._written:
+            return receipt  # written before (a replay after a crash)
         old = self._messages.get(receipt.id)
         revision = old.revision + 1 if old else receipt.revision + 1
         sent = immp.SentMessage(
@@ -335,12 +341,17 @@ class DemoPlug(immp.Plug):
         )
         self._remember(sent)
         self._record(receipt.channel, sent)
+        if self._output is not None:
+            self._write_output({"key": msg.key, "id": receipt.id, "edited": True,
+                                "text": str(msg.render())})  # fmt: skip
         return sent.receipt
 
     async def delete(self, receipt):
         original = self._messages.pop(receipt.id, None)
         deleted = immp.SentMessage(receipt.id, receipt.channel, deleted=True)
         self._record(receipt.channel, deleted, original)
+        if self._output is not None:
+            self._write_output({"key": None, "id": receipt.id, "deleted": True})
 
     def _record(
         self, channel: immp.Channel, msg: immp.Message, original: immp.Message | None = None
