@@ -239,6 +239,7 @@ async def test_stats_count_per_plug_and_hook_and_include_hook_extras():
         "received": 3,
         "sent": 1,
         "send_failures": 1,
+        "queued": None,  # (a plug without a queue of its own)
     }
     assert stats["hooks"]["rec"] == {
         "state": "active",

@@ -282,3 +282,42 @@ async def test_health_gives_the_latest_reason_an_irc_server_is_unreachable(serve
     assert status == 503
     [reason] = json.loads(body)["reasons"]
     assert "is not an IRC server" in reason, reason
+
+
+async def test_an_irc_backlog_shows_as_the_plugs_queue_depth(server):
+    # 30 copies bridged to IRC at a line a quarter second: the plug takes them at once (they
+    # count as sent), and the backlog is the IRC plug's, on /metrics, until it drains.
+    host = immp.build_host({
+        "plugs": {"net": {"path": "irc", "config": plug_config(
+                      server.port, **{"send-delay": 0.25, "send-burst": 1})},
+                  "demo": {"path": "demo", "config": {"interval": None, "channel": "room"}}},
+        "channels": {"irc-room": {"plug": "net", "source": "#bridge"},
+                     "demo-room": {"plug": "demo", "source": "room"}},
+        "hooks": {"sync": {"path": "sync", "config": {"channels": {"main": ["irc-room",
+                                                                          "demo-room"]}}},
+                  "metrics": {"path": "metrics", "config": {"listen": "127.0.0.1:0"}}},
+    })  # fmt: skip
+    hook, net = host.hooks["metrics"], host.plugs["net"]
+
+    async def depth() -> float:
+        _, body = await http_get(hook.address, "/metrics")
+        return value(samples(body.decode()), "immp_plug_queue_depth", plug="net")
+
+    async with running(host):
+        with trio.fail_after(20):
+            while not net.connected:
+                await trio.sleep(0.05)
+        assert await depth() == 0
+        for n in range(30):
+            await host.plugs["demo"].receive(f"m{n}")
+        with trio.fail_after(10):
+            while await depth() < 20:
+                await trio.sleep(0.05)
+        assert host.stats()["plugs"]["net"]["queued"] >= 20
+        # (the demo plug keeps no queue of its own: left out)
+        _, body = await http_get(hook.address, "/metrics")
+        found = samples(body.decode())
+        assert ("immp_plug_queue_depth", (("plug", "demo"),)) not in found
+        with trio.fail_after(30):
+            while await depth() > 0:
+                await trio.sleep(0.2)

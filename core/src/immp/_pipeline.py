@@ -597,6 +597,7 @@ class Pipeline:
                 "received": line.received if line else 0,
                 "sent": line.sent if line else 0,
                 "send_failures": line.send_failures if line else 0,
+                "queued": _queued(plug),
             }
         hooks = {}
         for name, hook in host.hooks.items():
@@ -625,6 +626,14 @@ class Pipeline:
 # States in which a plug takes no message to send: it is not open (a plug that is starting or
 # stopping may: its put waits or drains as the plug sees fit).
 _NOT_OPEN = frozenset((OpenState.disabled, OpenState.inactive, OpenState.failed))
+
+
+def _queued(plug: Plug) -> int | None:
+    try:
+        return plug.queued()
+    except Exception as exc:
+        log.error("Plug %s: queued() failed: %s", plug.name, describe_error(exc))
+        return None
 
 
 def _whole(part: SentMessage, source: Message) -> SentMessage:

@@ -78,6 +78,14 @@ class Plug(Openable):
         """The reason given with the last :meth:`connection_changed`, if any."""
         return self._link_reason
 
+    def queued(self) -> int | None:
+        """
+        What the plug holds that its network has not taken yet (its own send queue: the IRC
+        plug's lines waiting or written and not yet acknowledged), for monitoring; ``None``
+        (the default) where it keeps no queue of its own or cannot tell. Cheap and synchronous.
+        """
+        return None
+
     def connection_changed(self, connected: bool, reason: str | None = None) -> None:
         """
         Say that the network link went down (``False``) or came back (``True``) while the plug

@@ -18,6 +18,7 @@ Endpoints:
     ``immp_send_failures_total{plug}``, ``immp_messages_dropped_total{hook}``,
     ``immp_sync_target_dropped_total{hook,target}``, ``immp_store_flushes_total``,
     ``immp_store_flush_seconds_total``, ``immp_store_dropped_total``. Gauges:
+    ``immp_plug_queue_depth{plug}`` (the IRC plug's lines not yet taken by the server),
     ``immp_plug_up{plug}`` and ``immp_hook_up{hook}`` (1 or 0; disabled ones left out),
     ``immp_hook_queue_depth{hook}``, ``immp_hook_stuck{hook}``,
     ``immp_sync_target_queue_depth{hook,target}``, ``immp_store_queue_depth``,

@@ -36,6 +36,10 @@ class StatsCollector:
         family(GaugeMetricFamily, "immp_plug_up", "1 while a plug is open and connected",
                ["plug"], [([plug], int(line["connected"])) for plug, line in plugs.items()
                           if line["state"] != "disabled"])  # fmt: skip
+        family(GaugeMetricFamily, "immp_plug_queue_depth",
+               "What a plug holds that its network has not taken yet (IRC: lines)", ["plug"],
+               [([plug], line["queued"]) for plug, line in plugs.items()
+                if line.get("queued") is not None])  # fmt: skip
 
         hooks = stats["hooks"]
         family(GaugeMetricFamily, "immp_hook_up", "1 while a hook is active, else 0",

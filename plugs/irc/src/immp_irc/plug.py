@@ -614,6 +614,10 @@ class IRCPlug(immp.Plug):
 
     # -- sending --------------------------------------------------------------------------------
 
+    def queued(self) -> int:
+        """Lines waiting to be written, or written and not yet acknowledged by the server."""
+        return self.connection.outgoing.pending
+
     async def put(self, channel: immp.Channel, msg: immp.Message) -> list[immp.Receipt]:
         target = channel.source
         problem = _source_problem(target)
