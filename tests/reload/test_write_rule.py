@@ -72,3 +72,29 @@ def test_w_keeps_edits_until_a_reload_takes_them_in(tmp_path, immp_exe, clean_en
     stderr = console.stderr
     assert status == 0, stderr
     assert stderr.count("Not writing") == 1, stderr
+
+
+def test_w_writes_what_was_held_back_at_a_reload_of_an_edit_that_changed_nothing(
+    tmp_path, immp_exe, clean_env
+):
+    # The edit is a comment: the reload changes nothing IMMP runs, but the command's change,
+    # held back because of the edit, is written then (not only at exit).
+    file = tmp_path / "immp.yaml"
+    file.write_text(yaml.safe_dump(CONFIG))
+    console = Console(immp_exe, file, clean_env, stderr=tmp_path / "stderr", options=("-w",))
+    try:
+        mark = console.mark()
+        console.type("!disable timer")  # written: IMMP read the file, and writes it back
+        console.expect("Disabled plug timer.", after=mark)
+        file.write_text("# the operator was here\n" + file.read_text())
+        mark = console.mark()
+        console.type("!channel-add side chat side")
+        console.expect("Added channel side: chat side. Not written to the config file: immp.yaml "
+                       "was changed since IMMP last read it; reload it (SIGHUP or the reload "
+                       "command).", after=mark)  # fmt: skip
+        assert "side" not in yaml.safe_load(file.read_text())["channels"]
+        console.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: "side" in yaml.safe_load(file.read_text())["channels"])
+    finally:
+        status = console.stop()
+    assert status == 0, console.stderr

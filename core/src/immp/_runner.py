@@ -299,10 +299,11 @@ class ConfigFile:
             self.base, self.digest = data, digest
             summary = plan.describe()
             log.info("Reloaded %s: %s", self.path, summary)
-            if not plan.empty:
-                self.host.config_changed(self.host)  # -w writes here (the listener is save)
-            elif self.held:
-                self.held = False  # the edit changed nothing IMMP runs: nothing to write
+            if not plan.empty or self.held:
+                # -w writes here (the listener is save): the file's changes, and what commands
+                # changed while a write was held back, even if the edit itself changed nothing
+                # IMMP runs (a comment).
+                self.host.config_changed(self.host)
             return summary
 
     async def reload_logged(self) -> None:
