@@ -6,20 +6,28 @@ is generated from it (``hatch run docs``). The device matters: Synapse scopes tr
 per device, so keeping it across restarts is what makes a send repeated after a restart land
 only once.
 
-Channels: a ``source`` is a room ID (``!id:server``) or an alias (``#room:server``); the plug
-joins every configured room at open.
+Channels: a ``source`` is a room ID (``!id:server``) or an alias (``#room:server``), anything
+else a config error (``source_schema``); the plug joins every configured room at open.
+
+Open returns as soon as the homeserver has answered the login, refused it or failed to answer
+(unreachable, 5xx, or no answer within :data:`OPEN_WAIT`): the login, the joins and the first
+sync go on in the background, retried with backoff, the plug reported disconnected meanwhile,
+and sends wait for them in order. A refused login (a wrong password, an invalid token) fails
+the plug, with one line.
 
 Encrypted rooms are not read: the log says so once per room.
 """
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import hashlib
 import html
 import logging
 import mimetypes
 import urllib.parse
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,10 +39,56 @@ import immp
 from . import formatting
 from .api import Client, MatrixError, Unreachable, quote
 
+
+def _id_problem(value: str, sigil: str) -> str | None:
+    """What makes ``value`` no Matrix ID of the form ``<sigil>local:server``, or ``None``."""
+    local, colon, server = value[1:].partition(":")
+    if not value.startswith(sigil):
+        return f"does not start with {sigil}"
+    if any(c.isspace() or not c.isprintable() for c in value):
+        return "has a space or a control character"
+    if not local:
+        return f"has nothing between {sigil} and :server"
+    if not colon or not server:
+        return "has no :server"
+    return None
+
+
+def _user_id(value: str) -> str:
+    """``value`` if it is a Matrix user ID (``@localpart:server``), else ``ValueError``."""
+    if not isinstance(value, str):
+        raise TypeError("not a string")
+    problem = _id_problem(value, "@")
+    if problem:
+        raise ValueError(f"{value!r} {problem}")
+    return value
+
+
+def _room_source(value: str) -> str:
+    """
+    ``value`` if it is a room ID (``!id:server``; the server part is not checked, as newer
+    room versions leave it out) or an alias (``#room:server``), else ``ValueError``.
+    """
+    if not isinstance(value, str):
+        raise TypeError("not a string")
+    if value.startswith("!"):
+        problem = _id_problem(value, "!")
+        if problem == "has no :server":
+            problem = None
+    elif value.startswith("#"):
+        problem = _id_problem(value, "#")
+    else:
+        problem = "starts with neither ! (a room ID) nor # (an alias)"
+    if problem:
+        raise ValueError(f"{value!r} {problem}")
+    return value
+
+
 SCHEMA = immp.Schema({
     immp.Required("homeserver", doc="Base URL of the homeserver, e.g. "
                   "`https://matrix.example.org`."): str,
-    immp.Required("user", doc="The bridge's Matrix user ID, e.g. `@bridge:example.org`."): str,
+    immp.Required("user", doc="The bridge's Matrix user ID, e.g. `@bridge:example.org`."):
+        immp.Check(_user_id, "a Matrix user ID (@localpart:server)"),
     immp.Optional("password", None, doc="Password to log in with; exactly one of `password` "
                   "and `token`. Never logged."): immp.Nullable(str),
     immp.Optional("token", None, doc="An access token instead of a password (its device is "
@@ -72,6 +126,12 @@ delivery_key: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "immp_matrix_delivery_key", default=None
 )
 
+# Set for the whole of a put(): an event set as it returns or fails, which the echoes of the
+# events it makes wait for (see _txn and _echo_ready).
+_current_put: contextvars.ContextVar[trio.Event | None] = contextvars.ContextVar(
+    "immp_matrix_current_put", default=None
+)
+
 _TIMELINE_TYPES = [
     "m.room.message",
     "m.room.member",
@@ -88,7 +148,32 @@ _MEDIA_TYPES = {
     "m.video": immp.FileType.unknown,
     "m.audio": immp.FileType.unknown,
 }
+#: Seconds open() waits at most for the homeserver's first answer; a homeserver that hangs is
+#: then waited for in the background (and the plug reported disconnected), never for the
+#: host's open-timeout.
+OPEN_WAIT = 5.0
+#: Seconds of the host's close-timeout that closing keeps for cutting off the sends still under
+#: way, so that they end as a PlugError before the host cancels the plug (and closes its client).
+CLOSE_MARGIN = 0.5
 _RECENT = 2000  # events remembered for reply quotes and fallbacks (and failed look-ups)
+# What names from Matrix lose (see clean_name): line breaks become spaces; other control
+# characters (C0, DEL, C1) and the bidi embeddings, overrides and isolates go.
+_NAME_CHARS: dict[int, str | None] = dict.fromkeys(
+    (*range(0x20), *range(0x7F, 0xA0), *range(0x202A, 0x202F), *range(0x2066, 0x206A))
+)
+_NAME_CHARS.update(dict.fromkeys(map(ord, "\n\r\x85\u2028\u2029"), " "))
+
+
+def clean_name(name: str | None) -> str | None:
+    """
+    A display name or room name from Matrix as one line that shows as written: anyone can set
+    one, and on IRC a newline in it would start a line of its own (a command), a ``\\x01`` a
+    CTCP, a bidi override turn the rest of the line around. ``None`` for a name left empty.
+    Message text is not cleaned: it keeps its lines.
+    """
+    if name is None:
+        return None
+    return name.replace("\r\n", "\n").translate(_NAME_CHARS).strip() or None
 
 
 @dataclass
@@ -108,6 +193,9 @@ class MatrixPlug(immp.Plug):
     """A Matrix account; see the module doc for its config."""
 
     schema = SCHEMA
+    source_schema = immp.Check(
+        _room_source, "a Matrix room ID (!id:server) or alias (#room:server)"
+    )
     network_name = "Matrix"
     can_edit = True
     can_delete = True
@@ -139,10 +227,31 @@ class MatrixPlug(immp.Plug):
         self._txn_count = 0
         # event -> (sender, body); the oldest is forgotten first.
         self._recent: immp.BoundedCache[str, tuple[str, str]] = immp.BoundedCache(_RECENT)
+        # Our event -> (author, text, action) of the message put() sent as it, for a reply to it
+        # to quote those, not the bridge's account and the "name: " prefix; the oldest first
+        # forgotten (then read back from the event, see _own_author).
+        self._authored: immp.BoundedCache[
+            str, tuple[immp.User | None, immp.RichText | None, bool]
+        ] = immp.BoundedCache(_RECENT)
         # Events replied to that the homeserver would not give (see _know_reply): not asked
         # again, so that a message replied to over and over costs one request at most.
         self._unquotable: immp.BoundedCache[str, None] = immp.BoundedCache(_RECENT)
         self.synced = trio.Event()  # set after the first sync batch at open
+        # Transaction ID -> its put(), for each event a put() of this plug made: their echoes
+        # go to the host, which matches them to what it sent. The oldest is forgotten first;
+        # its echo (long since come) would then be dropped, as is that of any other event of
+        # this device (edits, redactions, and what an earlier run sent, replayed by /sync).
+        self._put_txns: immp.BoundedCache[str, trio.Event] = immp.BoundedCache(_RECENT)
+        # Set once this lifetime logged in, joined and synced: sends wait for it (see _turn).
+        self._ready = trio.Event()
+        # Set by the first answer (or failure) at open: open() returns then.
+        self._settled = trio.Event()
+        # Fair: sends made before the plug was ready leave in the order they came.
+        self._waiting = trio.Lock()
+        # The sends under way, by their cancel scope: close() cuts off those left.
+        self._turns: set[trio.CancelScope] = set()
+        self._closing = False
+        self._turns_left = trio.Event()  # set by the last send to leave while closing
 
     @property
     def network_id(self) -> str:
@@ -158,9 +267,19 @@ class MatrixPlug(immp.Plug):
             self.log.warning("Homeserver still unreachable, now: %s", reason)
         else:
             self.log.warning("Homeserver unreachable, retrying: %s", reason)
+        if not reachable:
+            self._settled.set()  # open() need not wait for the retries
+        elif not self._ready.is_set():
+            return  # connected only once logged in and started (see _run)
         self.connection_changed(reachable, None if reachable else reason)
 
     async def open(self):
+        """
+        Start the plug's task (:meth:`_run`: log in, join, sync) and return once the homeserver
+        has answered the login or failed to (see the module doc): never later than
+        :data:`OPEN_WAIT`, whatever the homeserver does. Raises :class:`immp.PlugError` (the
+        task's, ending the nursery) if the login was refused meanwhile.
+        """
         if self.disconnect_reason is not None:
             # Closed while unreachable: the new client starts out reachable, and says only
             # when that changes.
@@ -172,15 +291,54 @@ class MatrixPlug(immp.Plug):
             on_reachable=self._reachable,
         )
         self._sends = trio.Semaphore(self.config["send-queue"])
+        self._ready, self._settled = trio.Event(), trio.Event()
+        self._turns, self._closing = set(), False
+        self.nursery.start_soon(self._run, self.client)
+        with trio.move_on_after(min(OPEN_WAIT, self.host.open_timeout / 2)):
+            await self._settled.wait()
+        if not self._ready.is_set() and self.disconnect_reason is None:
+            # Neither an answer nor a failure yet (a homeserver that hangs): sends wait for it
+            # from now on, with no send-timeout (the sync hook's), as in an outage.
+            reason = "no answer from the homeserver yet"
+            self.log.warning("Homeserver not answering; logging in in the background")
+            self.connection_changed(False, reason)
+
+    async def _run(self, client: Client) -> None:
+        """
+        The plug's task: log in and start (each request retried while the homeserver is
+        unreachable), say the plug connected, then sync until cancelled at close. Raises
+        :class:`immp.PlugError` for a refused login, which fails the plug. Closes ``client``
+        when it ends.
+        """
         try:
             await self._start()
-        except BaseException:
+            self._ready.set()
+            self._settled.set()
+            self.synced.set()
+            if self.disconnect_reason is not None:
+                self.log.info("Connected: logged in and synced")
+                self.connection_changed(True)
+            await self._sync_loop()
+        finally:
             with trio.CancelScope(shield=True):
-                await self.client.aclose()
-            raise
-        self.synced.set()
-        # The sync task owns the client from here: it closes it when cancelled at close.
-        self.nursery.start_soon(self._sync_loop)
+                await client.aclose()  # a second time after the sync loop's: harmless
+
+    async def close(self):
+        """
+        Let the sends under way finish (while the homeserver is reachable, within the host's
+        close-timeout), then cut off the rest: each raises :class:`immp.PlugError` (not
+        delivered; with the journal on, kept for the next start). A send made from now on
+        raises it at once. The plug's task, cancelled after this, closes the client.
+        """
+        self._closing = True
+        self._turns_left = trio.Event()
+        if self._turns and self.disconnect_reason is None:
+            with trio.move_on_after(max(0.0, self.host.close_timeout - CLOSE_MARGIN)):
+                await self._turns_left.wait()
+        for scope in list(self._turns):
+            scope.cancel()
+        if self._turns:
+            await self._turns_left.wait()  # each at its next checkpoint
 
     async def _start(self) -> None:
         try:
@@ -249,7 +407,8 @@ class MatrixPlug(immp.Plug):
         return room_id
 
     async def on_channel_added(self, channel: immp.Channel) -> None:
-        """A named channel of this plug was added while running: join its room."""
+        """A named channel of this plug was added while running: join its room (once logged in)."""
+        await self._ready.wait()
         await self._join(channel.source)
 
     async def on_channel_removed(self, channel: immp.Channel) -> None:
@@ -316,6 +475,8 @@ class MatrixPlug(immp.Plug):
             elif timeline.get("limited") and timeline.get("prev_batch") and since:
                 events = await self._fill_gap(room_id, timeline["prev_batch"], since) + events
             for event in events:
+                if not await self._echo_ready(room, event):
+                    continue
                 await self._know_sender(room, event)
                 await self._know_reply(room, event)
                 sent = self._to_message(room, event)
@@ -323,6 +484,26 @@ class MatrixPlug(immp.Plug):
                     await self.queue(sent)
         for room_id in rooms.get("leave", {}):
             self._rooms.pop(room_id, None)
+
+    async def _echo_ready(self, room: Room, event: dict) -> bool:
+        """
+        Whether an event goes on to the host: any sender's but this device's, and of this
+        device's only the echo of an event a put() made (:attr:`_put_txns`), once that put()
+        has returned, and only if the host knows it as the echo of what it sent
+        (:meth:`immp.Host.echo_of`). The host waits only a moment for a put under way before it
+        takes a message for new, and a put of a caption and a picture to fetch may take longer.
+        Waits for the put at most ``request-timeout``; the echo of a put that failed, took
+        longer, or was not the host's (a direct call) is dropped: a copy never comes back new.
+        """
+        txn = (event.get("unsigned") or {}).get("transaction_id")
+        if txn is None:
+            return True
+        done = self._put_txns.get(txn)
+        if done is None:
+            return False
+        with trio.move_on_after(self.config["request-timeout"]):
+            await done.wait()
+        return self.host.echo_of(self.channel_of(room.id), event.get("event_id", "")) is not None
 
     def _own_join(self, events: list[dict]) -> int | None:
         """The index of our own join (from not joined) in a timeline, if it is there."""
@@ -366,7 +547,7 @@ class MatrixPlug(immp.Plug):
         if event.get("type") == "m.room.member" and event.get("state_key") == sender:
             return  # the event is the member's own (a join): it says it all
         if (event.get("unsigned") or {}).get("transaction_id") is not None:
-            return  # our own echo, never handed on
+            return  # the echo of our own put(): the plug's own user
         room.looked_up.add(sender)
         try:
             member = await self.client.state(room.id, "m.room.member", sender)
@@ -386,7 +567,7 @@ class MatrixPlug(immp.Plug):
         if event.get("type") not in ("m.room.message", "m.sticker"):
             return
         if (event.get("unsigned") or {}).get("transaction_id") is not None:
-            return  # our own echo, never handed on
+            return  # the echo of our own put(): what it replies to was known then
         relates = (event.get("content") or {}).get("m.relates_to") or {}
         if relates.get("rel_type") == "m.replace":
             return  # an edit: its reply_to is not read
@@ -405,8 +586,16 @@ class MatrixPlug(immp.Plug):
             return
         await self._know_sender(room, replied)
         content = replied.get("content") or {}
-        text, _, _ = self._content(room, content)
+        text, _, action = self._content(room, content)
         self._remember(reply_id, replied.get("sender", ""), str(text or content.get("body", "")))
+        own = self._own_author(content) if replied.get("sender") == self.user_id else None
+        if own is not None:
+            # Only the name is left of the author on the other network.
+            self._authored[reply_id] = (
+                immp.User(real_name=own[0]),
+                immp.RichText.of(own[1]),
+                action,
+            )
 
     def _apply_state(self, room: Room, event: dict) -> None:
         type_ = event.get("type")
@@ -417,7 +606,7 @@ class MatrixPlug(immp.Plug):
             else:
                 room.members.pop(event.get("state_key"), None)
         elif type_ == "m.room.name":
-            room.name = content.get("name") or None
+            room.name = clean_name(content.get("name"))
         elif type_ == "m.room.canonical_alias":
             room.alias = content.get("alias") or room.alias
         elif type_ == "m.room.encryption":
@@ -443,12 +632,64 @@ class MatrixPlug(immp.Plug):
             id=user_id,
             plug=self,
             username=user_id,
-            real_name=name,
+            real_name=clean_name(name),
             link=formatting.MATRIX_TO + user_id,
         )
 
     def _remember(self, event_id: str, sender: str, body: str) -> None:
         self._recent[event_id] = (sender, body)
+
+    def _remember_put(self, event_id: str, msg: immp.Message) -> None:
+        text = msg.text.clone() if msg.text else None
+        self._authored[event_id] = (msg.user, text, msg.action)
+
+    def _own_author(self, content: dict) -> tuple[str, str] | None:
+        """
+        The author's name and the text of one of our events that put() wrote for a message from
+        another network, as the event has it (after a restart, with the message forgotten):
+        ``**name**: text`` (an emote: ``**name** waves``), in both the HTML and the plain body
+        (without a reply fallback). ``None`` for any other form.
+        """
+        body, formatted = content.get("body"), content.get("formatted_body")
+        if not isinstance(body, str) or not isinstance(formatted, str):
+            return None
+        if (content.get("m.relates_to") or {}).get("m.in_reply_to"):
+            body = formatting.strip_reply_fallback(body)
+            if formatted.startswith("<mx-reply>"):
+                formatted = formatted.partition("</mx-reply>")[2]
+        if not formatted.startswith("<strong>"):
+            return None
+        name, end, rest = formatted[len("<strong>") :].partition("</strong>")
+        gap = " " if content.get("msgtype") == "m.emote" else ": "
+        if not end or not name or "<" in name or not rest.startswith(gap):
+            return None
+        name = html.unescape(name)
+        if not body.startswith(name + gap):
+            return None
+        return name, body[len(name) + len(gap) :]
+
+    def _quoted(self, room: Room, channel: immp.Channel, event_id: str) -> immp.SentMessage:
+        """
+        What a reply to ``event_id`` replies to: for one of our events, the author and text of
+        the message put() sent as it; else the sender and text of the event, as far as known.
+        """
+        quoted = self._recent.get(event_id)
+        authored = self._authored.get(event_id)
+        if authored is not None:
+            user, text, action = authored
+            return immp.SentMessage(
+                event_id,
+                channel,
+                text=text if text is not None else (quoted[1] if quoted else None),
+                user=user or self._user(room, self.user_id),
+                action=action,
+            )
+        return immp.SentMessage(
+            event_id,
+            channel,
+            text=quoted[1] if quoted else None,
+            user=self._user(room, quoted[0]) if quoted else None,
+        )
 
     def _to_message(self, room: Room, event: dict) -> immp.SentMessage | None:
         """A received event as a message for the host; ``None`` for what is not one."""
@@ -458,8 +699,6 @@ class MatrixPlug(immp.Plug):
         old_name = room.members.get(sender)
         if "state_key" in event:
             self._apply_state(room, event)
-        if (event.get("unsigned") or {}).get("transaction_id") is not None:
-            return None  # our own echo: sent by this device
         channel = self.channel_of(room.id)
         fields: dict[str, Any] = {
             "at": event.get("origin_server_ts", 0) / 1000 or None,
@@ -485,7 +724,7 @@ class MatrixPlug(immp.Plug):
             return immp.SentMessage(
                 event["event_id"],
                 channel,
-                title=content.get("name") or "",
+                title=clean_name(content.get("name")) or "",
                 user=self._user(room, sender),
                 **fields,
             )
@@ -512,13 +751,7 @@ class MatrixPlug(immp.Plug):
         reply_to = None
         reply_id = (relates.get("m.in_reply_to") or {}).get("event_id")
         if reply_id:
-            quoted = self._recent.get(reply_id)
-            reply_to = immp.SentMessage(
-                reply_id,
-                channel,
-                text=quoted[1] if quoted else None,
-                user=self._user(room, quoted[0]) if quoted else None,
-            )
+            reply_to = self._quoted(room, channel, reply_id)
         self._remember(event["event_id"], sender, str(text or content.get("body", "")))
         return immp.SentMessage(
             event["event_id"],
@@ -556,7 +789,7 @@ class MatrixPlug(immp.Plug):
                 channel,
                 user=who,
                 action=True,
-                text=f"is now known as {name or user_id}",
+                text=f"is now known as {clean_name(name) or user_id}",
                 **fields,
             )
         if now in ("leave", "ban") and before == "join":
@@ -604,9 +837,14 @@ class MatrixPlug(immp.Plug):
         key = delivery_key.get()
         if key is not None:
             digest = hashlib.sha256(f"{key}|{room_id}|{part}".encode()).hexdigest()[:32]
-            return f"immp-k{digest}"
-        self._txn_count += 1
-        return f"immp-{self._txn_prefix}-{self._txn_count}-{part}"
+            txn = f"immp-k{digest}"
+        else:
+            self._txn_count += 1
+            txn = f"immp-{self._txn_prefix}-{self._txn_count}-{part}"
+        put = _current_put.get()
+        if put is not None:  # an event of a put(): its echo goes to the host
+            self._put_txns[txn] = put
+        return txn
 
     async def room_id(self, channel: immp.Channel) -> str:
         """The room ID of a channel (resolving an alias once)."""
@@ -626,6 +864,44 @@ class MatrixPlug(immp.Plug):
         if lock is None:
             lock = self._locks[room_id] = trio.Lock()
         return lock
+
+    @contextlib.asynccontextmanager
+    async def _turn(self, channel: immp.Channel) -> AsyncIterator[str]:
+        """
+        A send's turn in its room, for the body of the ``async with``: waits until the plug is
+        logged in (sends made before that leave in the order they came), then for room in
+        ``send-queue`` and for the earlier sends to the room; gives the room ID. Cancelling
+        it gives up the turn. Raises :class:`immp.PlugError` while the plug closes, and when
+        :meth:`close` cuts the send off.
+        """
+        if self._closing:
+            raise immp.PlugError(f"{self.name}: closing: not sent to {channel.source}")
+        with trio.CancelScope() as scope:
+            self._turns.add(scope)
+            try:
+                async with contextlib.AsyncExitStack() as held:
+                    if self._ready.is_set() and not self._waiting.locked():
+                        room_id = await self._hold(held, channel)
+                    else:
+                        # One at a time, each until it holds its room's lock: in order.
+                        async with self._waiting:
+                            await self._ready.wait()
+                            room_id = await self._hold(held, channel)
+                    yield room_id
+            finally:
+                self._turns.discard(scope)
+                if self._closing and not self._turns:
+                    self._turns_left.set()
+        if scope.cancelled_caught:
+            raise immp.PlugError(
+                f"{self.name}: closed before the send to {channel.source} was done"
+            )
+
+    async def _hold(self, held: contextlib.AsyncExitStack, channel: immp.Channel) -> str:
+        room_id = await self.room_id(channel)
+        await held.enter_async_context(self._sends)
+        await held.enter_async_context(self._lock(room_id))
+        return room_id
 
     def _pill(self, user: immp.User) -> str | None:
         return user.id if user.plug is self and user.id else None
@@ -690,10 +966,21 @@ class MatrixPlug(immp.Plug):
     async def put(self, channel, msg):
         """
         Post a message: its text as one event (a multi-line message stays one), then one event
-        per attachment. Waits in order behind earlier sends to the room, and through rate limits
-        and outages (nothing is dropped); cancelling it abandons the send, and a repeat with
-        the same :data:`delivery_key` lands once.
+        per attachment. Waits in order behind earlier sends to the room, for the login at
+        start, and through rate limits and outages (nothing is dropped); cancelling it abandons
+        the send, and a repeat with the same :data:`delivery_key` lands once. Raises
+        :class:`immp.PlugError` if the plug closes first (see :meth:`close`).
         """
+        if _current_put.get() is None:
+            # Set as this returns, with no checkpoint before the host records the receipts:
+            # the echoes of its events, held until then, are matched to them (see _echo_ready).
+            done = trio.Event()
+            token = _current_put.set(done)
+            try:
+                return await self.put(channel, msg)
+            finally:
+                _current_put.reset(token)
+                done.set()
         if msg.key is not None and delivery_key.get() is None:
             # The journal's delivery key (immp.Message.key): the txnIds derive from it, so a
             # delivery repeated after a crash returns the events it made the first time.
@@ -702,8 +989,7 @@ class MatrixPlug(immp.Plug):
                 return await self.put(channel, msg)
             finally:
                 delivery_key.reset(token)
-        room_id = await self.room_id(channel)
-        async with self._sends, self._lock(room_id):
+        async with self._turn(channel) as room_id:
             receipts = []
             content = self._body(msg)
             if content:
@@ -715,6 +1001,7 @@ class MatrixPlug(immp.Plug):
                     room_id, "m.room.message", self._txn(room_id, "t"), content
                 )
                 self._remember(event_id, self.user_id, body)
+                self._remember_put(event_id, msg)
                 receipts.append(immp.Receipt(event_id, channel))
             for index, item in enumerate(msg.attachments):
                 event_id = await self._attach(room_id, item, index, msg)
@@ -778,8 +1065,10 @@ class MatrixPlug(immp.Plug):
         return mxc, mime, len(data)
 
     async def edit(self, receipt, msg):
-        """Replace one of our messages (``m.replace``); returns its receipt, a revision on."""
-        room_id = await self.room_id(receipt.channel)
+        """
+        Replace one of our messages (``m.replace``); returns its receipt, a revision on. Waits
+        and is cut off as :meth:`put` is.
+        """
         new = self._body(msg)
         if not new:
             raise immp.PlugError(f"{self.name}: nothing to edit {receipt.id} to")
@@ -791,17 +1080,17 @@ class MatrixPlug(immp.Plug):
         }
         if "formatted_body" in new:
             content["formatted_body"] = f"* {new['formatted_body']}"
-        async with self._sends, self._lock(room_id):
+        async with self._turn(receipt.channel) as room_id:
             await self.client.send(
                 room_id, "m.room.message", self._txn(room_id, f"e{receipt.id}"), content
             )
         self._remember(receipt.id, self.user_id, new["body"])
+        self._remember_put(receipt.id, msg)
         return immp.Receipt(receipt.id, receipt.channel, revision=receipt.revision + 1)
 
     async def delete(self, receipt):
-        """Redact a message."""
-        room_id = await self.room_id(receipt.channel)
-        async with self._sends, self._lock(room_id):
+        """Redact a message. Waits and is cut off as :meth:`put` is."""
+        async with self._turn(receipt.channel) as room_id:
             await self.client.redact(room_id, receipt.id, self._txn(room_id, f"d{receipt.id}"))
 
     # -- channels and users ---------------------------------------------------------------------
@@ -817,7 +1106,7 @@ class MatrixPlug(immp.Plug):
             id=id,
             plug=self,
             username=id,
-            real_name=profile.get("displayname"),
+            real_name=clean_name(profile.get("displayname")),
             avatar=self.media_link(avatar) if avatar else None,
             link=formatting.MATRIX_TO + id,
         )
@@ -839,7 +1128,7 @@ class MatrixPlug(immp.Plug):
         if room is not None and room.name:
             return room.name
         state = await self.client.state(room_id, "m.room.name")
-        name = (state or {}).get("name") or None
+        name = clean_name((state or {}).get("name"))
         if room is not None:
             room.name = name
         return name
