@@ -310,3 +310,43 @@ async def test_a_restart_cuts_off_a_send_waiting_for_the_homeserver(synapse, ali
     assert "Closing plug matrix timed out" not in caplog.text
     assert "RuntimeError" not in caplog.text and "Traceback" not in caplog.text
     assert "after" in await alice.texts(room, bot.user_id)
+
+
+async def test_a_send_the_room_refuses_for_good_is_not_sent_again_at_the_next_start(
+    synapse, alice, bot, tmp_path, caplog
+):
+    # The room's power levels let only its creator post: the homeserver answers the bot's send
+    # with 403 M_FORBIDDEN. Under the journal that copy is given up (refused), not kept for the
+    # next start, where it would only be refused again.
+    room = await bridged_room(alice, bot)
+    levels = await alice.call("GET", f"/rooms/{room}/state/m.room.power_levels")
+    await alice.state(room, "m.room.power_levels", {**levels, "events_default": 50})
+
+    def build():
+        store = immp.SQLiteStore(tmp_path / "bridge.db", namespace="bridge")
+        return bridge(synapse, bot, room, synapse.url,
+                      host_options={"store": store, "journal": True})  # fmt: skip
+
+    host, demo, plug = build()
+    with caplog.at_level(logging.INFO):
+        async with running(host):
+            with trio.fail_after(20):
+                await plug.synced.wait()
+            await demo.receive("not allowed")
+            with trio.fail_after(20):
+                while not host.journal.stats()["refused"]:
+                    await trio.sleep(0.1)
+        assert host.journal.summary() == "every journaled message was delivered"
+        refusals = [r.getMessage() for r in caplog.records if "M_FORBIDDEN" in r.getMessage()]
+        assert len(refusals) == 1 and refusals[0].startswith(
+            "Sending to room failed: SendRefused: "
+        ), refusals
+        caplog.clear()
+        again, _demo, plug = build()
+        async with running(again):
+            with trio.fail_after(20):
+                await plug.synced.wait()
+            await trio.sleep(1)
+    assert again.journal.stats()["replayed"] == 0
+    assert not [r for r in caplog.records if "M_FORBIDDEN" in r.getMessage()]
+    assert await alice.texts(room, bot.user_id) == []

@@ -47,6 +47,19 @@ class MatrixError(immp.PlugError):
         super().__init__(f"{what}: {self.reason}")
 
 
+class SendRefused(MatrixError, immp.SendRefused):
+    """
+    The homeserver refused one event for good: 403 (the bot may not post there, e.g. a power
+    level too low, or it is not in the room), 413 or 400 (too large, or content it rejects).
+    Sent again it would be refused again: under the journal its delivery is given up.
+    """
+
+
+#: Statuses of a send that are the event's fate, not the network's or the login's (401, 429
+#: and 5xx are not).
+REFUSED = frozenset((400, 403, 413))
+
+
 class Unreachable(immp.PlugError):
     """The homeserver could not be reached, or answered 5xx, and retrying was not asked for."""
 
@@ -274,7 +287,12 @@ class Client:
     async def send(self, room_id: str, type: str, txn_id: str, content: dict) -> str:
         path = f"{CLIENT}/rooms/{quote(room_id)}/send/{quote(type)}/{quote(txn_id)}"
         action = f"send {type} to {room_id}"
-        return (await self.request("PUT", path, content, action=action))["event_id"]
+        try:
+            return (await self.request("PUT", path, content, action=action))["event_id"]
+        except MatrixError as exc:
+            if exc.status in REFUSED and exc.__class__ is MatrixError:  # (type: the event's)
+                raise SendRefused(exc.status, exc.errcode, exc.error, exc.what) from None
+            raise
 
     async def redact(self, room_id: str, event_id: str, txn_id: str) -> str:
         path = f"{CLIENT}/rooms/{quote(room_id)}/redact/{quote(event_id)}/{quote(txn_id)}"
