@@ -162,8 +162,10 @@ def test_write_back_clears_temp_files_a_killed_write_left(tmp_path, immp_exe):
     assert "Removed" in err and "cut off" in err
     assert status == 0, err
     assert not leftover.exists() and unrelated.exists()
-    # (c.db is the default store, beside the config)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.yaml.x.tmp", "c.db", "c.yaml"]
+    # (c.db is the default store, beside the config, and c.db.c.lock its namespace's lock)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".other.yaml.x.tmp", "c.db", "c.db.c.lock", "c.yaml"
+    ]  # fmt: skip
 
 
 SLOW_CLOSE = """\

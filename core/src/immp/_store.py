@@ -13,8 +13,11 @@ The store: what plugs and hooks keep across restarts.
 
 Every row belongs to a ``namespace`` (one per running instance, by default the config file's
 name) and an ``area`` (the config name of the plug or hook), so that several processes can share
-one database and each plug sees only its own keys. Keys are strings chosen by the plug; they
-must be stable across restarts (config names and the network's own IDs, never ``id()``).
+one database and each plug sees only its own keys. A namespace is one live process's at a time:
+SQLite and PostgreSQL refuse to open one that another process holds (two would replay each
+other's journal and overwrite each other's state), and the hold ends with the process, however
+it ends. Keys are strings chosen by the plug; they must be stable across restarts (config names
+and the network's own IDs, never ``id()``).
 
 The ``store:`` config key is a URL, turned into a store by :func:`store_from_config`.
 """
@@ -56,8 +59,9 @@ _ABSENT = object()  # cached: the backend has no such key
 class StoreError(Exception):
     """
     A store that cannot be opened (unwritable folder, corrupt file, newer schema, server
-    unreachable). ``status`` is the exit status the ``immp`` command uses: 2 for what the config
-    must change, 1 otherwise. The message is one line that names the store.
+    unreachable, a namespace another process holds). ``status`` is the exit status the ``immp``
+    command uses: 2 for what the config must change, 1 otherwise. The message is one line that
+    names the store.
     """
 
     def __init__(self, message: str, status: int = 1):
@@ -141,16 +145,17 @@ class Store:
 
     async def open(self, timeout: float = 30.0) -> None:
         """
-        Connect, create or migrate the schema. Raises :class:`StoreError` (one line) if the store
-        cannot be used; ``timeout`` is how long a backend may retry an unreachable server.
+        Connect, create or migrate the schema, and hold the namespace. Raises
+        :class:`StoreError` (one line) if the store cannot be used or another process holds the
+        namespace; ``timeout`` is how long a backend may retry an unreachable server.
         """
         await self._open(timeout)
         self.is_open = True
 
     async def close(self, timeout: float = 10.0) -> None:
         """
-        Write what is queued (for up to ``timeout`` seconds) and disconnect. The cache is kept,
-        so a store opened again (a host run twice) starts warm.
+        Write what is queued (for up to ``timeout`` seconds), disconnect and let go of the
+        namespace. The cache is kept, so a store opened again (a host run twice) starts warm.
         """
         if self.is_open:
             self.is_open = False
@@ -612,9 +617,9 @@ def store_from_config(url: Any, file: str | None = None, plugins: Plugins | None
       another installed distribution registers.
 
     A query string sets options for every backend: ``namespace`` (default: the config file's
-    name without extension), ``retention-days`` (30), ``cache-size`` (10000), and the backend's
-    own (SQLite: ``synchronous``). Raises :class:`~immp.ConfigError` (key ``store``) for a URL
-    no installed backend takes, listing the installed schemes.
+    name without extension; one running process each), ``retention-days`` (30), ``cache-size``
+    (10000), and the backend's own (SQLite: ``synchronous``). Raises :class:`~immp.ConfigError`
+    (key ``store``) for a URL no installed backend takes, listing the installed schemes.
     """
     base = Path(file).resolve().parent if file else None
     stem = Path(file).stem if file else "default"

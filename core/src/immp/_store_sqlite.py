@@ -20,14 +20,26 @@ a plug counted as taken (its cursor saved after it) is delivered after a kill -9
 after a power loss the last rounds before it may be gone, cursor and journal together (so a
 network that keeps history, as Matrix does, sends them again); ``full`` keeps them through a
 power loss too.
+
+One process at a time per namespace: while open, the store holds an exclusive ``flock`` on a
+file beside the database named after it and the namespace (``bridge.db.bridge.lock`` for
+namespace ``bridge``), and refuses to open, as :class:`~immp.StoreError` (status 1), a namespace
+whose file another process holds. The kernel lets go of it when the process ends, however it
+ends (``kill -9`` too), so a stale file never stops a start; other namespaces of the same file
+run beside it. The file is never removed (removing it while its holder runs would let a second
+process in); its text names the holder's pid and host. On a file system without locks (some
+network ones) the store says so and runs without the hold, as before there was one.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 import os
+import re
+import socket
 import sqlite3
 import time
 from pathlib import Path
@@ -36,6 +48,11 @@ from typing import Any
 from ._errors import ConfigError
 from ._store import StoreError, json_text, message_key
 from ._store_thread import ThreadedStore, WriteBatch
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on Unix: no namespace lock (see SQLiteStore.hold)
+    fcntl = None
 
 log = logging.getLogger("immp.store")
 
@@ -131,6 +148,15 @@ _WIDEST = 3  # values per row, at most, in the statements above
 _PADDING = (0,) * (_CHUNKS[-1] * _WIDEST)
 
 
+def _file_part(namespace: str) -> str:
+    """``namespace`` as a part of a file name: as it is if it is short and plain, else made so
+    and told apart from other namespaces by a hash of it."""
+    if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", namespace):
+        return namespace
+    digest = hashlib.blake2b(namespace.encode(), digest_size=4).hexdigest()
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", namespace)[:40] + "-" + digest
+
+
 @functools.cache
 def _statement(template: str, width: int, shared: int, rows: int) -> str:
     """``template`` with ``rows`` rows of ``width`` parameters, numbered after ``shared`` + 1."""
@@ -164,6 +190,7 @@ class SQLiteStore(ThreadedStore):
         self.busy_timeout = float(busy_timeout)
         self._scopes: dict[str, int] = {}
         self._chunks = _CHUNKS  # rows per statement (see _CHUNKS), within this SQLite's limit
+        self._held: int | None = None  # the lock file's descriptor, while the store is open
 
     @classmethod
     def from_url(cls, url: str, base: Path | None, **options: Any) -> SQLiteStore:
@@ -197,6 +224,48 @@ class SQLiteStore(ThreadedStore):
                 raise self._uncreatable(reason)
         elif not (os.access(self.path, os.R_OK | os.W_OK) and os.access(folder, os.W_OK)):
             raise self._unwritable("this user cannot write it or its folder")
+
+    @property
+    def lock_path(self) -> Path:
+        """The file this store's namespace is locked on, beside the database (see the module)."""
+        return self.path.with_name(f"{self.path.name}.{_file_part(self.namespace)}.lock")
+
+    def hold(self) -> None:
+        self.check()
+        if fcntl is None:
+            return
+        path = self.lock_path
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise self._uncreatable(f"cannot create {path.name}: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").split()
+            os.close(fd)
+            who = f" (pid {holder[0]} on {holder[1]})" if len(holder) == 2 else ""
+            raise StoreError(f"another immp process is using namespace {self.namespace} of the "
+                             f"store sqlite {self.path}{who}; stop it, or give this config its "
+                             "own `store:` namespace (?namespace=NAME)") from None  # fmt: skip
+        except OSError as exc:
+            # A file system without locks (some network ones): run, as before there were any.
+            os.close(fd)
+            log.warning("Store %s: cannot lock %s (%s): a second immp process on this "
+                        "namespace would not be refused", self.describe(), path,
+                        exc.strerror)  # fmt: skip
+            return
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
+        except OSError:
+            pass  # only what the refusal of another process says about this one
+        self._held = fd
+
+    def release(self) -> None:
+        fd, self._held = self._held, None
+        if fd is not None:
+            os.close(fd)  # the lock goes with the last descriptor of its open file
 
     def connect(self, deadline: float) -> sqlite3.Connection:
         self.check()

@@ -146,8 +146,11 @@ class ThreadedStore(Store):
     that owns the connection (see the module docstring). A subclass implements, each called
     only in that thread:
 
+    - ``hold()`` and ``release()``, optional: take and let go of the store's hold on its
+      namespace where it outlives a connection (SQLite's lock file);
     - ``connect(deadline)`` -> connection: retry an unreachable server until ``deadline``
-      (``time.monotonic()``), then raise :class:`~immp.StoreError`;
+      (``time.monotonic()``), then raise :class:`~immp.StoreError` (also for a namespace that
+      another process holds, where the hold is the connection's, as PostgreSQL's);
     - ``migrate(conn)``: create the schema or bring it up to date; raise StoreError (status 2)
       for a schema newer than this code;
     - ``write(conn, batch)``: apply a :class:`WriteBatch` (the queued writes, merged) in one
@@ -323,11 +326,16 @@ class ThreadedStore(Store):
 
     def _run(self, opened: _Request, deadline: float) -> None:
         try:
-            conn = self.connect(deadline)
+            self.hold()
             try:
-                self.migrate(conn)
+                conn = self.connect(deadline)
+                try:
+                    self.migrate(conn)
+                except BaseException:
+                    self.disconnect(conn)
+                    raise
             except BaseException:
-                self.disconnect(conn)
+                self._release()
                 raise
         except BaseException as exc:
             if not isinstance(exc, StoreError):
@@ -340,8 +348,15 @@ class ThreadedStore(Store):
         try:
             self._serve(conn, next_prune)
         finally:
+            self._release()  # before close() returns: a store opened next may hold it at once
             self._wake_room(always=True)
             self._deliver([self._closed])
+
+    def _release(self) -> None:
+        try:
+            self.release()
+        except Exception as exc:
+            log.error("Store %s: %s", self.describe(), describe_error(exc))
 
     def _serve(self, conn: Any, next_prune: float) -> None:
         last_round = 0.0
@@ -469,6 +484,20 @@ class ThreadedStore(Store):
         return conn
 
     # -- what a subclass implements (in the thread) ---------------------------------------------
+
+    def hold(self) -> None:
+        """
+        Take what the store holds while it is open, over all its connections (SQLite: its
+        namespace's lock file), before the first ``connect``; raise :class:`~immp.StoreError`
+        if it cannot (another process holds the namespace). Default: nothing.
+        """
+
+    def release(self) -> None:
+        """
+        Let go of what :meth:`hold` took: called once, after the last ``disconnect``, however
+        the store ends (closed, failed to open), before :meth:`close` returns. Default:
+        nothing.
+        """
 
     def connect(self, deadline: float) -> Any:
         raise NotImplementedError

@@ -3,7 +3,8 @@ IMMP store backend on PostgreSQL: ``store: postgresql://user@host:port/db`` in t
 
 URL query options (besides libpq's own, such as ``sslmode``):
     namespace (str, default the config file's name without extension):
-        This instance's rows; several ``immp`` processes on one database each need their own.
+        This instance's rows; several ``immp`` processes on one database each need their own
+        (a second process on a namespace in use is refused at start).
     retention-days (float, default 30):
         Message-map entries older than this are pruned (hourly, and at start).
     cache-size (int, default 10000):

@@ -22,13 +22,35 @@ as the state and message-map writes of their round: a plug's cursor saved after
 ``Plug.taken()`` is never committed before the entries it follows. What a commit survives is
 the server's to say (``synchronous_commit``, ``fsync``): with the defaults (``on``), a committed
 round survives a crash of the server's machine too.
+
+One process at a time per namespace: every connection of the store takes a session-level
+advisory lock (``pg_try_advisory_lock``) on a 64-bit hash of the namespace, which the server
+lets go of when the session ends, however the process ended (``kill -9`` too). At open, a
+namespace another session still holds after two seconds (a process stopped a moment ago may
+keep its session a little longer) is refused (:class:`immp.StoreError`, status 1: the holder
+may be on its way out, so a supervisor's restart may find it free). On a reconnect (the
+connection was lost), the lock is taken again before anything is written:
+
+- held by this store's own previous session, which the server has not yet noticed is gone (a
+  network cut: it may take the server hours, per its TCP keepalives), that session is ended
+  (``pg_terminate_backend``) and the lock taken;
+- held by another process, which started on the namespace while this one was disconnected, the
+  store stays lost: nothing is written (its writes wait, up to ``max-queue``, and are dropped
+  beyond as in an outage; ``stats()["reachable"]`` is false, so a health check fails), it is said
+  once, and it is retried every second: when the other process stops, this one takes the
+  namespace back and writes what it held. Stop one of the two.
+
+Behind a pooler that hands a session's statements to different server connections (PgBouncer's
+transaction pooling) a session lock means nothing: connect directly, or with session pooling.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -71,9 +93,30 @@ MIGRATIONS: dict[int, list[str]] = {
 SCHEMA_VERSION = max(MIGRATIONS)
 # Any number: processes that migrate the same database at once take turns on it.
 _MIGRATION_LOCK = 0x1D3F_5107
+# The session that holds a namespace's lock (see the module docstring and _hold_namespace), with
+# what pg_stat_activity says of it, for a refusal to name it.
+_HOLDER = (
+    "SELECT l.pid, a.backend_start, host(a.client_addr) FROM pg_locks l"
+    " LEFT JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory'"
+    " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    " AND l.classid::bigint = %s AND l.objid::bigint = %s AND l.objsubid = 1 AND l.granted"
+)
+# Seconds to wait at open for a namespace's holder to let go (one going away), and for a
+# session that was ended to let go of its locks.
+_HELD_GRACE = 2.0
+_TERMINATE_WAIT = 5.0
 # Options of the store itself in the URL's query; the rest are libpq's (sslmode=...).
 _OWN = {"namespace", "retention", "cache_size", "max_queue"}
 _OWN_IN_URL = {"namespace", "retention-days", "cache-size", "max-queue"}
+
+
+def namespace_key(namespace: str) -> int:
+    """
+    The advisory lock key of ``namespace``: a signed 64-bit hash of it, the same in every
+    process and version (a change would let an old and a new IMMP run on one namespace).
+    """
+    digest = hashlib.blake2b(namespace.encode(), digest_size=8, person=b"immp-namespace")
+    return int.from_bytes(digest.digest(), "big", signed=True)
 
 
 def _columns(rows: list[tuple], width: int) -> list[list]:
@@ -134,6 +177,10 @@ class PostgresStore(immp.ThreadedStore):
         super().__init__(**options)
         self.conninfo = conninfo
         self._scopes: dict[str, int] = {}
+        self._key = namespace_key(self.namespace)
+        # (pid, backend_start) of the session that last took the namespace's lock, since open.
+        self._session: tuple[int, Any] | None = None
+        self._ending: int | None = None  # the server pid of that session, being ended
         parts = urlsplit(conninfo)
         where = parts.hostname or "localhost"
         self._where = f"{parts.username + '@' if parts.username else ''}{where}" + (
@@ -158,12 +205,25 @@ class PostgresStore(immp.ThreadedStore):
     # -- in the store's thread ------------------------------------------------------------------
 
     def connect(self, deadline: float) -> psycopg.Connection:
+        conn = self._connect(deadline)
+        try:
+            self._hold_namespace(conn, deadline)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _connect(self, deadline: float) -> psycopg.Connection:
         said = False
         while True:
             left = deadline - time.monotonic()
             try:
+                # (The application name shows in pg_stat_activity, unless the URL sets one.)
                 return psycopg.connect(
-                    self.conninfo, autocommit=True, connect_timeout=max(1, min(10, int(left)))
+                    self.conninfo,
+                    autocommit=True,
+                    connect_timeout=max(1, min(10, int(left))),
+                    fallback_application_name="immp",
                 )
             except psycopg.Error as exc:
                 # libpq's text: a line per address tried, then hints ("Is the server running
@@ -186,6 +246,59 @@ class PostgresStore(immp.ThreadedStore):
                     log.warning("PostgreSQL at %s unreachable (%s): retrying until the open "
                                 "timeout (%.0fs)", self._where, reason, left)  # fmt: skip
                 time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+
+    def _hold_namespace(self, conn: psycopg.Connection, deadline: float) -> None:
+        """Take this namespace's lock on ``conn`` (see the module docstring), or StoreError."""
+        # A holder stopped or killed a moment ago (a restart) may still have its session on the
+        # server for a moment: at open, that moment is waited for (a reconnect retries anyway).
+        if not self._lock_until(conn, min(deadline, time.monotonic() + _HELD_GRACE)):
+            holder = conn.execute(_HOLDER, self._lock_parts()).fetchone()
+            if holder is None or tuple(holder[:2]) != self._session:
+                raise self._held_by(holder)
+            # This store's own session from before the connection was lost, still there.
+            if holder[0] != self._ending:  # (said once, if ending it is refused and retried)
+                self._ending = holder[0]
+                log.warning("Store %s: ending this store's previous session (server pid %s), "
+                            "which still holds the namespace", self.describe(),
+                            holder[0])  # fmt: skip
+            conn.execute("SELECT pg_terminate_backend(%s)", (holder[0],))
+            if not self._lock_until(conn, time.monotonic() + _TERMINATE_WAIT):
+                raise immp.StoreError(f"this store's previous session (server pid {holder[0]}) "
+                                      f"still holds namespace {self.namespace}: not ended "
+                                      "yet")  # fmt: skip
+        self._session = tuple(conn.execute(
+            "SELECT pid, backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()"
+        ).fetchone())  # fmt: skip
+
+    def _lock_until(self, conn: psycopg.Connection, until: float) -> bool:
+        """Try for the namespace's lock until ``until`` (``time.monotonic()``); got it?"""
+        while True:
+            if conn.execute("SELECT pg_try_advisory_lock(%s)", (self._key,)).fetchone()[0]:
+                return True
+            if time.monotonic() >= until:
+                return False
+            time.sleep(0.05)
+
+    def _lock_parts(self) -> tuple[int, int]:
+        # pg_locks shows a bigint key as two unsigned 32-bit halves: classid, objid.
+        unsigned = self._key & 0xFFFF_FFFF_FFFF_FFFF
+        return unsigned >> 32, unsigned & 0xFFFF_FFFF
+
+    def _held_by(self, holder: tuple | None) -> immp.StoreError:
+        who = ""
+        if holder is not None:  # (what pg_stat_activity shows this role of another's session)
+            who = f" (server pid {holder[0]}" + (f", from {holder[2]}" if holder[2] else "")
+            if holder[1] is not None:
+                who += f", since {holder[1].astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+            who += ")"
+        if self._session is None:
+            return immp.StoreError(f"another immp process is using namespace {self.namespace} of "
+                                   f"the store postgresql {self._where}{who}; stop it, or give "
+                                   "this config its own `store:` namespace "
+                                   "(?namespace=NAME)")  # fmt: skip
+        return immp.StoreError(f"another immp process took namespace {self.namespace}{who} "
+                               "while this one was disconnected: nothing is written until it "
+                               "stops; stop one of them")  # fmt: skip
 
     def migrate(self, conn: psycopg.Connection) -> None:
         with conn.transaction():
@@ -328,4 +441,7 @@ class PostgresStore(immp.ThreadedStore):
         return gone
 
     def disconnect(self, conn: psycopg.Connection) -> None:
-        conn.close()
+        conn.close()  # (the server lets go of the namespace's lock with the session)
+
+    def release(self) -> None:
+        self._session = self._ending = None  # a store opened again holds it anew
