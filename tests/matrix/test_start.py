@@ -23,26 +23,19 @@ from tests.matrix.test_outage import Proxy
 pytestmark = pytest.mark.matrix
 
 
-class Hanging:
+class Hanging(Proxy):
     """Accepts connections on ``port`` and never answers, until :meth:`stop`."""
 
     def __init__(self, port: int):
+        super().__init__(target=0)
         self.port = port
-        self.scope: trio.CancelScope | None = None
 
     async def _handle(self, client):
         async with client:
             await trio.sleep_forever()
 
-    async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED):
-        with trio.CancelScope() as self.scope:
-            listeners = await trio.open_tcp_listeners(self.port, host="127.0.0.1")
-            async with trio.open_nursery() as nursery:
-                await nursery.start(trio.serve_listeners, self._handle, listeners)
-                task_status.started()
-
     def stop(self):
-        self.scope.cancel()
+        self.cut()
 
 
 def bridge(synapse, bot, room: str, homeserver: str, *, host_options=None, **changes):
