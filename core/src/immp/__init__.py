@@ -29,7 +29,7 @@ from ._errors import ConfigError, ConfigWarning, PlugError, SendRefused, describ
 from ._hook import Hook, ResourceHook
 from ._host import Host
 from ._journal import Journal
-from ._logs import JsonFormatter
+from ._logs import JsonFormatter, Throttle
 from ._message import (
     File,
     FileType,
@@ -119,6 +119,7 @@ __all__ = [
     "Store",
     "StoreError",
     "ThreadedStore",
+    "Throttle",
     "User",
     "Warn",
     "Worker",

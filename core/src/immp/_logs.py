@@ -17,6 +17,30 @@ def counted(number: int, noun: str, plural: str | None = None) -> str:
     return f"{number} {noun}" if number == 1 else f"{number} {plural or noun + 's'}"
 
 
+class Throttle:
+    """
+    A log line repeated for the same cause, said once per ``interval`` seconds and key with a
+    count of the times it was held back: ``held = throttle.due(key, now)`` is ``None`` while the
+    line is held back (counted), else how many times it was since it was last said (say it, with
+    that count). :meth:`reset` forgets every key (the trouble is over).
+    """
+
+    def __init__(self, interval: float):
+        self.interval = interval
+        self._said: dict = {}  # key -> [when it was last said, times held back since]
+
+    def due(self, key, now: float) -> int | None:
+        known = self._said.get(key)
+        if known is not None and now - known[0] < self.interval:
+            known[1] += 1
+            return None
+        self._said[key] = [now, 0]
+        return known[1] if known is not None else 0
+
+    def reset(self) -> None:
+        self._said.clear()
+
+
 class JsonFormatter(logging.Formatter):
     """
     One JSON object per record, on one line: ``time`` (ISO 8601, UTC, milliseconds),

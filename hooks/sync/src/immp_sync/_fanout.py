@@ -58,9 +58,7 @@ class Target(immp.Worker):
 
         #: Sends that failed (or timed out) since the last one that went out.
         self.failures = 0
-        self._said: str | None = None  # the reason last logged, while failing
-        self._said_at = 0.0
-        self._unsaid = 0  # failures since then, not logged one by one
+        self._said = immp.Throttle(REPEAT_AFTER)  # per reason, while failing
         self._failed = False  # whether the call just finished failed
 
         def on_error(exc: Exception) -> None:
@@ -93,16 +91,14 @@ class Target(immp.Worker):
     def _failure(self, reason: str, trace: BaseException | None = None) -> None:
         self.failures += 1
         self._failed = True
-        now = trio.current_time()
-        if reason == self._said and now - self._said_at < REPEAT_AFTER:
-            self._unsaid += 1
+        held = self._said.due(reason, trio.current_time())
+        if held is None:
             self._log.debug("Sending to %s %s", self.name, reason)
             return
-        more = (f" ({self._unsaid} more {'failure' if self._unsaid == 1 else 'failures'} like the "
-                f"last one since it was logged)") if self._unsaid else ""  # fmt: skip
+        more = (f" ({held} more {'failure' if held == 1 else 'failures'} like the last one since "
+                "it was logged)") if held else ""  # fmt: skip
         level = logging.WARNING if reason.startswith("timed out") else logging.ERROR
         self._log.log(level, "Sending to %s %s%s", self.name, reason, more, exc_info=trace)
-        self._said, self._said_at, self._unsaid = reason, now, 0
 
     def _finished_one(self, job: tuple) -> None:
         # After every job: one that did not fail ends a run of failures.
@@ -111,4 +107,5 @@ class Target(immp.Worker):
         elif self.failures:
             self._log.warning("Sending to %s works again, after %d failed %s", self.name,
                               self.failures, "send" if self.failures == 1 else "sends")  # fmt: skip
-            self.failures, self._said, self._unsaid = 0, None, 0
+            self.failures = 0
+            self._said.reset()

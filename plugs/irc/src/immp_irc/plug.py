@@ -260,8 +260,8 @@ class IRCPlug(immp.Plug):
         self._echo_send: trio.MemorySendChannel | None = None
         # (folded target, text) of the perform lines that are messages, to know their echoes.
         self._perform_echoes: set[tuple[str, str]] = set()
-        # Per target refusing our lines (404 in a moderated channel): [said at, not said since].
-        self._refusals: dict[str, list] = {}
+        # Per target refusing our lines (404 in a moderated channel).
+        self._refusals = immp.Throttle(REFUSALS_REPEAT)
         if c["puppet"]:
             self.log.warning("%s: puppets are not supported yet; relaying as the bot", name)
 
@@ -519,14 +519,11 @@ class IRCPlug(immp.Plug):
     def _refused(self, target: str, reason: str) -> None:
         # Said once per target and REFUSALS_REPEAT seconds, with the count since: a moderated
         # channel refuses every bridged line, which made one warning per line.
-        now = trio.current_time()
-        known = self._refusals.get(self._fold(target))
-        if known is not None and now - known[0] < REFUSALS_REPEAT:
-            known[1] += 1
+        held = self._refusals.due(self._fold(target), trio.current_time())
+        if held is None:
             return
-        more = f" ({known[1]} more lines refused since it was said)" if known and known[1] else ""
+        more = f" ({held} more lines refused since it was said)" if held else ""
         self.log.warning("Cannot send to %s: %s%s", target, reason, more)
-        self._refusals[self._fold(target)] = [now, 0]
 
     async def _event(self, line: irctokens.Line, channel_name: str, **fields) -> None:
         if not self._is_channel_name(channel_name):
