@@ -130,3 +130,42 @@ async def test_a_hook_that_fails_to_open_is_named_in_the_summary():
             )
     finally:
         taken.close()
+
+
+def _hook_changed(new):
+    new["hooks"]["sync"]["config"]["plug"] = "bridge2"
+
+
+def _plug_changed(new):
+    new["plugs"]["b"]["config"]["interval"] = 3600
+
+
+@pytest.mark.parametrize("change", [_hook_changed, _plug_changed], ids=["hook", "plug"])
+async def test_messages_received_during_a_reload_are_bridged_in_order(change):
+    # A reload that restarts the sync hook (its config changed, or a plug it bridges did) must
+    # not let what arrives meanwhile pass by the hook: every message reaches the other side.
+    host = immp.build_host(copy.deepcopy(BASE))
+    async with running(host):
+        old_b = host.plugs["b"]
+        new = copy.deepcopy(BASE)
+        change(new)
+        async with trio.open_nursery() as nursery:
+
+            async def stream():
+                for i in range(60):
+                    await host.plugs["a"].receive(f"message {i}", channel="ra")
+                    await trio.sleep(0.002)
+
+            nursery.start_soon(stream)
+            await trio.sleep(0.03)
+            await plan_reload(host, new, BASE).apply()
+        b = host.plugs["b"]  # a new plug after a change of its own: the old one's puts count
+
+        def got():
+            plugs = [old_b] if b is old_b else [old_b, b]
+            return [str(m.text) for plug in plugs for _, m in plug.puts]
+
+        with trio.move_on_after(3):
+            while len(got()) < 60:
+                await trio.sleep(0.01)
+    assert got() == [f"message {i}" for i in range(60)]

@@ -207,3 +207,37 @@ async def test_reload_command_changes_and_removes_a_hook(server, tmp_path, immp_
         finally:
             proc.proc.send_signal(signal.SIGTERM)
             assert await trio.to_thread.run_sync(proc.finish) == 0
+
+
+async def test_messages_said_during_a_reload_that_restarts_the_bridge_all_arrive_in_order(
+    server, tmp_path, immp_exe, clean_env
+):
+    # A reload that changes an IRC plug reconnects it, and closes the sync hook bridging it and
+    # opens a new one once the plug is back: what IRC users on the other network say meanwhile
+    # waits for the new hook and is bridged, in order, none of it dropped.
+    async with (
+        RawClient.connected(server.port, "speaker") as speaker,
+        RawClient.connected(server.port, "watcher") as watcher,
+    ):
+        await speaker.join("#alpha")
+        await watcher.join("#beta")
+        data = bridge_config(server.port)
+        proc, file = await start(tmp_path, immp_exe, clean_env, data)
+        try:
+            await joined(watcher, ("botb", "#beta"))
+            await joined(speaker, ("bota", "#alpha"))
+            data["plugs"]["irc-b"]["config"]["rejoin-delay"] = 0.2  # irc-b and the hook restart
+            write(file, data)
+            for i in range(30):
+                await speaker.privmsg("#alpha", f"line {i}")
+                if i == 10:
+                    os.kill(proc.proc.pid, signal.SIGHUP)
+                await trio.sleep(0.05)
+            texts = [await relayed(watcher, "botb", "#beta", "line ") for _ in range(30)]
+            assert texts == [f"<speaker> line {i}" for i in range(30)]
+            await trio.to_thread.run_sync(proc.wait_for, "Reloaded")
+            assert "restarted plug irc-b" in proc.stderr()
+            assert "restarted hook sync" in proc.stderr()
+        finally:
+            proc.proc.send_signal(signal.SIGTERM)
+            assert await trio.to_thread.run_sync(proc.finish) == 0

@@ -5,9 +5,10 @@ pipeline between them (:mod:`immp._pipeline`, where the path of one message is w
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import trio
@@ -115,6 +116,9 @@ class Host:
         # Set once run() has tried to open every hook: until then plugs' pumps hold received
         # messages in their bounded inboxes, so that no hook misses what arrives at startup.
         self._hooks_opened = trio.Event()
+        # Set while hooks are swapped (see holding_messages): the pumps wait on it.
+        self._held: trio.Event | None = None
+        self._holding = 0
 
     # -- the namespace --------------------------------------------------------------------------
 
@@ -507,8 +511,36 @@ class Host:
             item.open_state = OpenState.disabled
 
     async def restart(self, name: str) -> bool:
-        await self.stop(name)
-        return await self.start(name)
+        """
+        Close a plug or hook and open it again; whether it opened. While a hook restarts,
+        received messages wait for it (see :meth:`holding_messages`), so that it misses none.
+        """
+        if name not in self.hooks:
+            await self.stop(name)
+            return await self.start(name)
+        with self.holding_messages():
+            await self.stop(name)
+            return await self.start(name)
+
+    @contextlib.contextmanager
+    def holding_messages(self) -> Iterator[None]:
+        """
+        While in this block, the plugs' pumps take nothing more from their inboxes: what the
+        networks send meanwhile waits there, in order (each inbox is bounded, and a network
+        reader waits once it is full), and goes to the hooks open after the block. A reload and
+        a hook's restart hold messages while hooks close and open again: a message that arrived
+        between the two reached neither the old hook nor the new one.
+        """
+        self._holding += 1
+        if self._held is None:
+            self._held = trio.Event()
+        try:
+            yield
+        finally:
+            self._holding -= 1
+            if not self._holding and self._held is not None:
+                self._held.set()
+                self._held = None
 
     async def _lifetime(self, item: Openable, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """One plug's or hook's whole life: open, run its tasks, close. Failures stay inside."""
@@ -611,6 +643,8 @@ class Host:
                             sent = await inbox.get()
                         except trio.EndOfChannel:
                             return
+                    while self._held is not None:  # hooks being swapped: holding_messages
+                        await self._held.wait()
                     await process(plug, sent)
         finally:
             inbox.close()  # what a plug queues from now on is refused

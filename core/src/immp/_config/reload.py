@@ -88,8 +88,17 @@ class Reload:
         Change the running host: stop what goes and what changed, then add and open what
         comes and what changed (resources, then plugs, then hooks, as at start). Returns when
         each has opened or failed (a failure is logged, as at start, and does not undo the
-        rest).
+        rest). Where hooks stop or restart, received messages wait in the plugs' inboxes until
+        then (:meth:`Host.holding_messages <immp.Host.holding_messages>`): the hooks open after
+        the reload handle them, in order, and none passes by while no hook is there to see it.
         """
+        if self.removed.get("hooks") or self.changed.get("hooks"):
+            with self.host.holding_messages():
+                await self._apply()
+        else:
+            await self._apply()  # nothing to miss: messages go on while plugs open
+
+    async def _apply(self) -> None:
         host, config = self.host, self.config
         going = {s: self.removed.get(s, []) + self.changed.get(s, []) for s in _SECTIONS}
         coming = {s: self.added.get(s, []) + self.changed.get(s, []) for s in _SECTIONS}

@@ -312,6 +312,8 @@ class DemoPlug(immp.Plug):
                 if not (self._on_wire == 0 and self.host.offer(self, sent)):
                     self._wire.send_nowait(sent)
                     self._on_wire += 1
+            except immp.PlugError:
+                pass  # the plug is closing: its echo goes with the connection, as a network's
             except trio.WouldBlock:
                 self.skipped_echoes += 1
                 if self.skipped_echoes == 1 or self.skipped_echoes % 1000 == 0:
