@@ -10,6 +10,10 @@ import pytest
 import trio
 
 import immp
+from immp.testing import running
+from immp_demo.plug import DemoPlug
+from immp_irc import IRCPlug
+from immp_sync import SyncHook
 from tests.faults.peer import ScriptedServer
 from tests.ngircd import NgircdServer, RawClient, parse_privmsg
 
@@ -383,3 +387,34 @@ async def test_our_own_quit_is_not_logged_as_a_server_error(server, caplog):
     messages = [r.getMessage() for r in caplog.records if r.name.startswith("immp_irc")]
     assert not any("Server error" in m for m in messages)
     assert any("Server closed the link after our QUIT" in m for m in messages)
+
+
+async def test_copies_sent_while_the_plug_restarts_go_out_on_the_new_connection_in_order(server):
+    # `!restart irc` while another network's messages are bridged here: the copies made while
+    # the plug says QUIT and connects again wait for the new connection; none is lost or
+    # reordered, and nothing fails.
+    host = immp.Host()
+    irc = host.add_plug(IRCPlug("irc", plug_config(server.port), host))
+    demo = host.add_plug(DemoPlug("demo", {"interval": None, "channel": "room"}, host))
+    host.add_channel("irc-room", immp.Channel(irc, "#test"))
+    host.add_channel("demo-room", immp.Channel(demo, "room"))
+    host.add_hook(SyncHook("sync", {"channels": {"main": ["irc-room", "demo-room"]}}, host))
+    failures = []
+    host.add_observer(type("Failures", (), {"send_failed": lambda self, *a: failures.append(a)})())
+    async with RawClient.connected(server.port, "alice") as alice:
+        await alice.join("#test")
+        async with running(host):
+            await alice.until_in_channel("bot", "#test")
+            async with trio.open_nursery() as nursery:
+
+                async def stream():
+                    for i in range(30):
+                        await demo.receive(f"line {i}")
+                        await trio.sleep(0.01)
+
+                nursery.start_soon(stream)
+                await trio.sleep(0.05)
+                assert await host.restart("irc")
+            lines = await alice.collect("PRIVMSG", 30, timeout=20)
+    assert [parse_privmsg(ln)[2] for ln in lines] == [f"<demo> line {i}" for i in range(30)]
+    assert failures == []

@@ -1,8 +1,8 @@
 """
 The homeserver away, hanging or refusing at the moment the plug starts, and the plug restarted
 while it sends: open() neither fails nor waits for the homeserver (only a refused login fails
-it); sends made meanwhile wait for the login and then arrive in order; a send cut off by a
-restart is a PlugError of one line, kept by the journal for the next start.
+it); sends made meanwhile wait for the login and then arrive in order; a put cut off by a
+restart is a PlugError of one line, and the host sends it again once the plug is back.
 """
 
 from __future__ import annotations
@@ -224,6 +224,29 @@ async def test_restart_during_a_burst_loses_nothing_with_the_journal(
     bodies = [t.rsplit(" ", 1)[-1] for t in texts if "burst" in t]
     assert sorted(bodies, key=int) == [str(n) for n in range(N)], (first, texts)
     assert len(bodies) == N
+
+
+async def test_restart_during_a_burst_sends_everything_in_order_on_the_new_login(
+    synapse, alice, bot, caplog
+):
+    # The same restart without the journal: the copies made while the plug closes and logs in
+    # again wait for it, and a send its close cut off is sent again in its place: every message
+    # once and in order, in this run, and no send failed.
+    room = await bridged_room(alice, bot)
+    host, demo, plug = bridge(synapse, bot, room, synapse.url,
+                              host_options={"close_timeout": 1})  # fmt: skip
+    with caplog.at_level(logging.INFO):
+        async with running(host):
+            with trio.fail_after(20):
+                await plug.synced.wait()
+            for n in range(N):
+                await demo.receive(f"burst {n}")
+                if n == N // 3:
+                    await trio.sleep(0.3)  # copies under way, waiting out the rate limit
+                    assert await host.restart("matrix")
+            texts = await wait_texts(alice, room, bot, N)
+    assert [t.rsplit(" ", 1)[-1] for t in texts] == [str(n) for n in range(N)], texts
+    assert "failed" not in caplog.text.lower() and not errors(caplog), errors(caplog)
 
 
 async def test_sends_made_before_the_login_leave_in_order_and_are_cancellable(synapse, alice, bot):

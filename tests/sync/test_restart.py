@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 
+import pytest
 import trio
 
+import immp
 from immp.testing import running
 from immp_demo.plug import DemoPlug
 from immp_sync import SyncHook
@@ -21,8 +23,30 @@ class SlowOpenPlug(DemoPlug):
         await super().open()
 
 
-async def test_copies_wait_for_a_plug_restarting_and_keep_their_order(caplog):
-    host = make_host("a", "b", classes={"b": SlowOpenPlug})
+class SlowClosePlug(SlowOpenPlug):
+    """A network that takes a moment to disconnect, and sends nothing once it started to."""
+
+    closing = False
+
+    async def open(self):
+        self.closing = False
+        await super().open()
+
+    async def close(self):
+        self.closing = True
+        await trio.sleep(0.2)
+        await super().close()
+
+    async def put(self, channel, msg):
+        if self.closing:
+            raise immp.PlugError("b: disconnecting")
+        return await super().put(channel, msg)
+
+
+@pytest.mark.parametrize("cls", [SlowOpenPlug, SlowClosePlug], ids=["slow-open", "slow-close"])
+async def test_copies_wait_for_a_plug_restarting_and_keep_their_order(caplog, cls):
+    # `!restart b` while messages stream: the copies for b wait for its new connection.
+    host = make_host("a", "b", classes={"b": cls})
     host.add_hook(SyncHook("sync", {"channels": {"main": ["#a", "#b"]}}, host))
     caplog.set_level(logging.INFO)
     async with running(host):

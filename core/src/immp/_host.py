@@ -119,6 +119,8 @@ class Host:
         # Set while hooks are swapped (see holding_messages): the pumps wait on it.
         self._held: trio.Event | None = None
         self._holding = 0
+        #: Plugs under :meth:`restart`, by name: set once it ended (opened again, or failed).
+        self.restarting: dict[str, trio.Event] = {}
 
     # -- the namespace --------------------------------------------------------------------------
 
@@ -516,8 +518,16 @@ class Host:
         received messages wait for it (see :meth:`holding_messages`), so that it misses none.
         """
         if name not in self.hooks:
-            await self.stop(name)
-            return await self.start(name)
+            # A plug: what is sent to it meanwhile waits for its new lifetime (see
+            # Pipeline.send), rather than failing on the connection that closes.
+            back = self.restarting[name] = trio.Event()
+            try:
+                await self.stop(name)
+                return await self.start(name)
+            finally:
+                if self.restarting.get(name) is back:
+                    del self.restarting[name]
+                back.set()
         with self.holding_messages():
             await self.stop(name)
             return await self.start(name)

@@ -466,10 +466,11 @@ class Pipeline:
 
     # -- the send path --------------------------------------------------------------------------
 
-    async def send(self, channel: Channel, msg: Message) -> list[Receipt]:
-        """See :meth:`immp.Host.send`."""
+    async def send(self, channel: Channel, msg: Message, *, again: bool = False) -> list[Receipt]:
+        """See :meth:`immp.Host.send`. ``again``: a send cut off by a restart, sent once more
+        (the before_send hooks had it already)."""
         plan = self._plan or self._make_plan()
-        if plan.before_send:  # else skip a coroutine per message
+        if plan.before_send and not again:  # else skip a coroutine per message
             result = await self.before_send(plan, channel, msg)
             if result is None:
                 self.journal.delivered(msg.key)  # a hook dropped it: nothing left to deliver
@@ -477,32 +478,46 @@ class Pipeline:
             channel, msg = result
         plug = channel.plug
         line = self._lines.get(plug) or self.line(plug)
-        if plug.open_state is not OpenState.active and plug.open_state in _NOT_OPEN:
-            # Else the plug's put ran on a closed plug (and its echo said "received a message
-            # while not open"): say what is wrong with the send itself. A failure, counted.
-            exc = PlugError(f"plug {plug.name} is {plug.open_state.value}: not sent")
-            line.send_failures += 1
-            if self._on_failed:
-                self._observe(self._on_failed, channel, msg, exc)
-            raise exc
+        if plug.open_state is not OpenState.active and (
+            plug.name in self.host.restarting or plug.open_state in _NOT_OPEN
+        ):
+            back = self.host.restarting.get(plug.name)
+            if back is not None:  # being restarted: sent on its new lifetime, not the old
+                await back.wait()
+            if plug.open_state in _NOT_OPEN:
+                # Else the plug's put ran on a closed plug (and its echo said "received a
+                # message while not open"): say what is wrong with the send itself. Counted.
+                exc = PlugError(f"plug {plug.name} is {plug.open_state.value}: not sent")
+                line.send_failures += 1
+                if self._on_failed:
+                    self._observe(self._on_failed, channel, msg, exc)
+                raise exc
         token = next(self._tokens)
         in_flight = line.in_flight
         in_flight[token] = channel
+        again = False
         try:
             receipts = await plug.put(channel, msg)
-        except BaseException as exc:
-            if isinstance(exc, Exception):
+        except Exception as exc:
+            if plug.name in self.host.restarting and not isinstance(exc, SendRefused):
+                # Cut off by the plug's close, as it restarts: sent again on its new lifetime
+                # (below), in its place in order, not counted as a failure.
+                again = True
+            else:
                 line.send_failures += 1
                 if msg.key is not None and isinstance(exc, SendRefused):
                     self.journal.give_up(msg.key)  # not kept for the next start: refused again
                 if self._on_failed:
                     self._observe(self._on_failed, channel, msg, exc)
-            raise
+                raise
         finally:
             del in_flight[token]
             if line.put_done is not None:
                 line.put_done.set()
                 line.put_done = None
+        if again:
+            log.debug("Send to %s cut off by its restart: sending it again", plug.name)
+            return await self.send(channel, msg, again=True)
         line.sent += 1
         if msg.key is not None and not plug.confirms_delivery:
             self.journal.delivered(msg.key)  # the network has it (a plug's put returned)
