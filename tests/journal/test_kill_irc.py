@@ -130,3 +130,44 @@ async def test_killed_with_resend_irc_gets_every_line_and_only_the_one_in_doubt_
     assert sorted(set(got)) == list(range(N)), got  # nothing lost, in doubt or not
     assert got == sorted(got), got  # in order: a line sent again comes in its own place
     assert len(twice) <= doubted <= 1, (twice, doubted)  # only the line in flight, at most once
+
+
+@pytest.mark.parametrize("close_timeout", [1.0, 30.0], ids=["backlog-left", "backlog-drained"])
+async def test_sigterm_with_a_backlog_leaves_nothing_in_doubt(
+    ngircd_available,  # noqa: F811 (the fixture)
+    tmp_path,
+    immp_exe,
+    clean_env,
+    close_timeout,
+):
+    # A clean stop (SIGTERM) while flood control holds a backlog of lines: what went out was
+    # acknowledged before the plug said QUIT, and what did not is kept; the next start sends
+    # the rest, each line once and in order, and finds nothing in doubt.
+    async with NgircdServer.running(tmp_path / "ngircd") as server:
+        async with RawClient.connected(server.port, "watcher") as watcher:
+            await watcher.join("#town")
+            config = _config(tmp_path, server.port, "drop", f"sqlite:///{tmp_path / 'b.db'}")
+            config["host"]["close-timeout"] = close_timeout
+            config["plugs"]["irc"]["config"].update({"send-delay": 0.05, "send-burst": 1})
+            bridge = Bridge(tmp_path, immp_exe, clean_env)
+            (tmp_path / "bridge.yaml").write_text(yaml.safe_dump(config))
+            (tmp_path / "in").write_text("".join(f"m{n}\n" for n in range(40)))
+            got: list[int] = []
+            bridge.start()
+            try:
+                await read_numbers(watcher, got, 5, 30)
+                assert await trio.to_thread.run_sync(bridge.stop) == 0
+                first = bridge.stderr(1)
+                bridge.start()
+                await read_numbers(watcher, got, 39, 40)
+                await read_numbers(watcher, got, 40, 1.0)  # nothing more comes
+                assert await trio.to_thread.run_sync(bridge.stop) == 0
+            finally:
+                bridge.kill()
+    second = bridge.stderr(2)
+    print("irc sigterm run:", {"close_timeout": close_timeout, "got": len(got),
+                               "in_doubt": doubt_count(second)})  # fmt: skip
+    assert got == list(range(40)), (got, first, second)
+    assert doubt_count(second) == 0 and in_doubt(second) == [], second
+    if close_timeout < 10:  # the backlog could not drain: the next start sent the rest
+        assert "from the last run" in second, second
