@@ -5,6 +5,11 @@ IRC formats text with control bytes: ``\\x02`` bold, ``\\x1d`` italic, ``\\x1f``
 ``\\x1e`` strikethrough, ``\\x11`` monospace, ``\\x03`` colours (``\\x03FG[,BG]``), ``\\x04`` hex
 colours, ``\\x16`` reverse and ``\\x0f`` reset. Colours and reverse have no rich-text equivalent
 and are dropped cleanly; the other codes become :class:`immp.Segment` flags.
+
+Text from other networks may carry Unicode bidi controls, which are legitimate in right-to-left
+text but, left open, reorder everything after them on the line (a name ending in an RLO shows
+the text after it backwards: "Trojan Source" spoofing). :func:`balance_bidi` closes what a part
+of a line opens, so no part can change how the rest of the line is shown.
 """
 
 from __future__ import annotations
@@ -25,6 +30,14 @@ _HEX_CODE = re.compile(r"\x04(?:[0-9a-fA-F]{6}(?:,[0-9a-fA-F]{6})?)?")
 # Every C0 control byte and DEL: none of them belongs in relayed chat text. Line breaks are
 # handled before this (each line of a message is its own IRC line).
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f]")
+# The bidi embeddings, overrides and isolates, and their closers. The marks (LRM, RLM, ALM)
+# are left alone: each is an invisible strong letter, with no more effect than a Hebrew or
+# Latin letter in its place, and they need no closing.
+_BIDI = re.compile("[\u202a-\u202e\u2066-\u2069]")
+PDF, PDI = "\u202c", "\u2069"
+# Each opener (LRE, RLE, LRO, RLO; LRI, RLI, FSI) and what closes it.
+_BIDI_CLOSERS = {"\u202a": PDF, "\u202b": PDF, "\u202d": PDF, "\u202e": PDF,
+                 "\u2066": PDI, "\u2067": PDI, "\u2068": PDI}  # fmt: skip
 # Readable on both light and dark backgrounds; white, black and greys are left out.
 _NICK_COLOURS = (2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13)
 
@@ -71,6 +84,71 @@ def scrub(text: str) -> str:
     """
     text = text.replace("\r\n", " ").replace("\r", " ").replace("\n", " ").replace("\t", " ")
     return _CONTROLS.sub("", text)
+
+
+def has_bidi(text: str) -> bool:
+    """Whether ``text`` has a bidi embedding, override or isolate, or a closer of one."""
+    return not text.isascii() and _BIDI.search(text) is not None
+
+
+def balance_bidi(text: str) -> str:
+    """
+    ``text`` with every bidi embedding, override and isolate it opens closed at its end (PDF
+    for LRE, RLE, LRO and RLO, PDI for LRI, RLI and FSI, innermost first) and every closer
+    that closes nothing it opened dropped, so that it cannot change how whatever follows it
+    is shown. Text without such controls, or with each closed by its own closer, is returned
+    unchanged.
+
+    A PDI also ends the embeddings opened inside its isolate (as in UAX #9); their PDFs are
+    written out before it, so that the result only grows as ``text`` does (line splitting
+    measures pieces by their balanced length).
+    """
+    if not has_bidi(text):
+        return text  # nearly every line: no work
+    due: list[str] = []
+    return _balanced(text, due) + "".join(reversed(due))
+
+
+def balance_bidi_rich(rich: immp.RichText) -> immp.RichText:
+    """
+    :func:`balance_bidi` for rich text, across its segments (an embedding may span several);
+    the closers due at the end are a plain segment of their own, so a link's text stays its
+    URL. Rich text without bidi controls is returned as it is.
+    """
+    if not any(has_bidi(seg.text) for seg in rich):
+        return rich
+    due: list[str] = []
+    out = [seg.with_text(_balanced(seg.text, due)) for seg in rich]
+    if due:
+        out.append(immp.Segment("".join(reversed(due))))
+    return immp.RichText(out)
+
+
+def _balanced(text: str, due: list[str]) -> str:
+    """
+    ``text`` with the closers that close nothing open dropped; ``due`` holds the closers of what
+    is open (innermost last), before and after.
+    """
+    out: list[str] = []
+    start = 0
+    for match in _BIDI.finditer(text):
+        char, pos = match.group(), match.start()
+        out.append(text[start:pos])
+        start = pos + 1
+        closer = _BIDI_CLOSERS.get(char)
+        if closer:
+            due.append(closer)
+            out.append(char)
+        elif char == PDF:
+            # A PDF closes the innermost embedding, never one outside an isolate opened since.
+            if due and due[-1] == PDF:
+                out.append(due.pop())
+        elif PDI in due:
+            while (closer := due.pop()) != PDI:
+                out.append(closer)
+            out.append(PDI)
+    out.append(text[start:])
+    return "".join(out)
 
 
 def expand_links(rich: immp.RichText) -> immp.RichText:

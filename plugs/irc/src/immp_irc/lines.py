@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import immp
 
-from .formatting import expand_links, scrub, to_irc
+from .formatting import balance_bidi, expand_links, scrub, to_irc
 
 LINE_LIMIT = 512
 # Unknown parts of our own hostmask are assumed as long as servers commonly allow (a ``~`` plus
@@ -33,18 +33,20 @@ def guess_mask(nick: str, user: str | None, host: str | None) -> str:
 
 
 def _measure(rich: immp.RichText) -> int:
-    return len(to_irc(rich).encode("utf-8"))
+    return len(balance_bidi(to_irc(rich)).encode("utf-8"))
 
 
 def split_line(rich: immp.RichText, limit: int) -> list[str]:
     """
     One line of rich text as IRC-formatted pieces of at most ``limit`` bytes each, broken at
     white space where possible, never inside a character; formatting carries over to the
-    next piece. Pieces with nothing to show once formatted (only white space, formatting codes
-    or control characters, which are scrubbed) are left out, so the list may be empty.
+    next piece. Each piece closes the bidi embeddings, overrides and isolates it opens (see
+    :func:`~immp_irc.formatting.balance_bidi`), within the limit: what one line opens never
+    reaches the next. Pieces with nothing to show once formatted (only white space, formatting
+    codes or control characters, which are scrubbed) are left out, so the list may be empty.
     """
     if limit < 16:
         raise ValueError(f"no room for text in an IRC line ({limit} bytes)")
     pieces = expand_links(rich).normalise().chunked(limit, _measure)
     # The same white space as chunked() breaks at: a no-break space alone is text.
-    return [text for text in map(to_irc, pieces) if scrub(text).strip(" \t\n")]
+    return [balance_bidi(text) for text in map(to_irc, pieces) if scrub(text).strip(" \t\n")]

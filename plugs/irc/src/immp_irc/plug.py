@@ -38,7 +38,7 @@ import trio
 import immp
 
 from .connection import Connection, Settings
-from .formatting import CTCP, coloured, from_irc, scrub
+from .formatting import CTCP, balance_bidi, balance_bidi_rich, coloured, from_irc, has_bidi, scrub
 from .lines import guess_mask, split_line, text_budget
 from .outgoing import Outgoing, QueueFull
 
@@ -674,9 +674,15 @@ class IRCPlug(immp.Plug):
         self.host.journal.delivered(item.done)
 
     def _lines(self, target: str, msg: immp.Message) -> list[tuple[str, bool]]:
-        """The message as ``(IRC text, whether a CTCP ACTION)`` lines, each within budget."""
-        body = msg.render(name=False, quote_reply=self.config["quote-reply-to"])
+        """
+        The message as ``(IRC text, whether a CTCP ACTION)`` lines, each within budget. The
+        author's name, a reply's quote, the text and each line as a whole close the bidi
+        controls they open (see :func:`~immp_irc.formatting.balance_bidi`): no part, and no
+        line, can change how the rest is shown.
+        """
+        body = self._body(msg)
         name = scrub(msg.user.name or "")[:NAME_LIMIT].strip() if msg.user else ""
+        name = balance_bidi(name)
         ctcp_action = bool(msg.action and not name and msg.text)
         prefix = ""
         if name and (msg.text or msg.attachments):
@@ -689,6 +695,25 @@ class IRCPlug(immp.Plug):
             for piece in split_line(line, budget):
                 out.append((prefix + piece, ctcp_action))
         return out
+
+    def _body(self, msg: immp.Message) -> immp.RichText:
+        """The message without its author, its text and a reply's quote each bidi-balanced."""
+        quote = self.config["quote-reply-to"]
+        text = balance_bidi_rich(msg.text) if msg.text else msg.text
+        if text is not msg.text:  # so that an " (edited)" after it shows as written
+            msg = immp.Message.copy_of(msg, text=text)
+        body = msg.render(name=False, quote_reply=quote)
+        reply_to = msg.reply_to
+        if (quote and isinstance(reply_to, immp.Message) and reply_to.text
+                and has_bidi(str(body))):  # fmt: skip
+            # The quote comes first; what someone else wrote must not turn the answer around.
+            unquoted = msg.render(name=False)
+            start = len(body) - len(unquoted)
+            quoted = body[:start]
+            balanced = balance_bidi_rich(quoted)
+            if balanced is not quoted and str(body[start:]) == str(unquoted):
+                body = balanced + body[start:]
+        return body
 
     # -- channels and users ---------------------------------------------------------------------
 
