@@ -2,8 +2,8 @@
 One live process per store namespace: a second ``immp`` on the same SQLite file and namespace,
 or the same PostgreSQL database and namespace, is refused with one line and exit status 1;
 other namespaces run beside it; the hold ends with the process (``kill -9`` too). On
-PostgreSQL, a reconnect takes the namespace again: from this store's own session that the
-server has not noticed is gone, or not at all while another process holds it.
+PostgreSQL, a reconnect takes the namespace again from this store's own session that the
+server has not noticed is gone; one that another process took meanwhile stops this process.
 """
 
 from __future__ import annotations
@@ -191,9 +191,12 @@ async def test_postgres_stores_hold_their_namespace_while_open(pg_url):
 
 async def test_postgres_a_namespace_taken_while_disconnected_is_not_written(pg_url, caplog):
     # The server ends this store's session (a failover, an operator): its lock goes with it, and
-    # a second process starts on the namespace meanwhile. This store must not write over it.
+    # a second process starts on the namespace meanwhile. This store must not write over it,
+    # and says that its process must stop (on_final: the host quits, see the next test).
     caplog.set_level(logging.INFO, "immp.store")
     first = _pg_store(pg_url)
+    finals = []
+    first.on_final = finals.append
     await first.open()
     first.set("plug", "k", "first")
     await first.flush()
@@ -206,19 +209,53 @@ async def test_postgres_a_namespace_taken_while_disconnected_is_not_written(pg_u
     await second.flush()
     first.set("plug", "k", "first, after")
     with trio.fail_after(20):
-        while first.stats()["reachable"]:
+        while not finals:
             await trio.sleep(0.05)
-    await trio.sleep(1.0)  # several retries, each refused
-    said = [r.getMessage() for r in caplog.records if "took namespace bridge" in r.getMessage()]
-    assert len(said) == 1 and "nothing is written until it stops" in said[0], said
+    [error] = finals
+    assert first.final_error is error and error.final and error.status == 1
+    assert "another immp process took the namespace (server pid" in str(error), error
+    assert str(error).endswith("this one stops (two would copy every message twice)"), error
+    await trio.sleep(1.0)  # no retry writes it meanwhile
     assert _value(pg_url, "bridge", "plug", "k") == '"second"'
-    assert first.stats()["queue_depth"] == 1
-    await second.close()  # the other stops: this one takes the namespace back, and writes
-    with trio.fail_after(20):
-        while not first.stats()["reachable"] or first.stats()["queue_depth"]:
-            await trio.sleep(0.05)
-    assert _value(pg_url, "bridge", "plug", "k") == '"first, after"'
     await first.close()
+    assert first.unwritten == 1
+    closed = [r.getMessage() for r in caplog.records if "closed with" in r.getMessage()]
+    assert closed == [f"Store {first.describe()}: closed with 1 write not written (the namespace "
+                      "is another process's now)"], closed  # fmt: skip
+    assert _value(pg_url, "bridge", "plug", "k") == '"second"'
+    await second.close()
+
+
+def test_postgres_a_process_whose_namespace_was_taken_stops(pg_url, tmp_path, immp_exe,
+                                                            clean_env):  # fmt: skip
+    # The same with real processes: the first loses its session, a second starts on the same
+    # config; the first stops by itself (exit 1, one line, no traceback) and only the second
+    # bridges, so nobody gets each message twice.
+    config = console_config(tmp_path)
+    data = yaml.safe_load(config.read_text())
+    config.write_text(yaml.safe_dump({**data, "store": pg_url}))
+    first = Console(immp_exe, config, clean_env, stderr=tmp_path / "first.err")
+    second = None
+    try:
+        _bridges(first, "first is up")
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                         " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                         " AND application_name = 'immp'")  # fmt: skip
+        second = Console(immp_exe, config, clean_env, stderr=tmp_path / "second.err")
+        _bridges(second, "second is up")
+        first.type("first, after")  # a write for the store: the first finds the namespace taken
+        assert first.proc.wait(30) == 1
+        err = first.stderr
+        taken = [line for line in err.splitlines() if "another immp process took" in line]
+        assert len(taken) == 1 and " ERROR " in taken[0], err
+        assert "Traceback" not in err, err
+        _bridges(second, "second still bridges")
+        assert second.stop() == 0, second.stderr
+    finally:
+        first.kill()
+        if second is not None:
+            second.kill()
 
 
 class Cut:

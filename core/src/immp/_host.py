@@ -398,6 +398,7 @@ class Host:
         tuned = False
         # Raises StoreError (one line) if the store cannot be used: nothing else opens then.
         await self.store.open(self.open_timeout)
+        self.store.on_final = self._store_final
         try:
             await self.journal.open()
         except BaseException:
@@ -531,6 +532,12 @@ class Host:
         with self.holding_messages():
             await self.stop(name)
             return await self.start(name)
+
+    def _store_final(self, error: Exception) -> None:
+        # The store may not be used by this process any more (another took its namespace):
+        # stop, rather than bridge beside the process that now does.
+        log.error("%s", error)
+        self.quit()
 
     @contextlib.contextmanager
     def holding_messages(self) -> Iterator[None]:

@@ -427,8 +427,8 @@ def main(argv: list[str] | None = None) -> int:
             return store_error.status
         log.critical("Host failed: %s", exc, exc_info=exc)
         status = EXIT_FAILED
-    if host.store.unwritten and status == EXIT_OK:  # said as an error when the store closed
-        status = EXIT_FAILED
+    if (host.store.unwritten or host.store.final_error) and status == EXIT_OK:
+        status = EXIT_FAILED  # (each said as an error: when the store closed, or by the host)
     if args.write:
         config.save()
     if host.journal.enabled and not host.journal.undelivered:  # (else said as a warning)

@@ -64,9 +64,12 @@ class StoreError(Exception):
     names the store.
     """
 
-    def __init__(self, message: str, status: int = 1):
+    def __init__(self, message: str, status: int = 1, *, final: bool = False):
         super().__init__(message)
         self.status = status
+        #: Raised while running, for a store this process must not use again (another process
+        #: took its namespace): the host stops (see :attr:`Store.on_final`).
+        self.final = final
 
     @staticmethod
     def inside(exc: BaseException) -> StoreError | None:
@@ -119,6 +122,11 @@ class Store:
         self.is_open = False
         #: Writes the last :meth:`close` gave up on (the backend stayed unusable): lost.
         self.unwritten = 0
+        #: Set (in the trio thread) when the store found, while running, that this process must
+        #: stop using it: a :class:`StoreError` with ``final``. ``on_final(error)``, set by
+        #: the host, is called then: the host stops, and ``immp`` exits 1 with the error.
+        self.final_error: StoreError | None = None
+        self.on_final: Callable[[StoreError], None] | None = None
         self._cache: OrderedDict[tuple[str, str], Any] = OrderedDict()
 
     @classmethod

@@ -198,6 +198,7 @@ class ThreadedStore(Store):
         self._lost_said: str | None = None  # the reason last logged while lost
         self._back_writes = 0  # queued writes of the round on a new connection
         self._dropped = 0
+        self._final: StoreError | None = None  # (the thread's: see _reconnect)
         self._full_said = False
         self._pruned = 0
 
@@ -237,7 +238,13 @@ class ThreadedStore(Store):
         closed = self._closed
         with trio.move_on_after(timeout) as scope:
             await closed.event.wait()
-        if scope.cancelled_caught:
+        if self._final is not None and not scope.cancelled_caught:
+            left = len(self._writes) + self._in_flight
+            if left:
+                self.unwritten = left
+                log.error("Store %s: closed with %s not written (the namespace is another "
+                          "process's now)", self.describe(), counted(left, "write"))  # fmt: skip
+        elif scope.cancelled_caught:
             with self._cond:
                 self._abandon = True
                 left = len(self._writes) + self._in_flight
@@ -437,8 +444,8 @@ class ThreadedStore(Store):
                 self._lost_said = None
                 log.warning("Store %s is back: %d queued writes written", self.describe(),
                             self._back_writes)  # fmt: skip
-            if closing and conn is not None and not self._writes:
-                break
+            if closing and ((conn is not None and not self._writes) or self._final is not None):
+                break  # (given up for good: what is queued is lost, said at close)
             if conn is None:
                 with self._cond:
                     if not self._abandon:
@@ -464,6 +471,12 @@ class ThreadedStore(Store):
             pass
         return None
 
+    def _finish_final(self, exc: StoreError) -> None:
+        # In the trio thread.
+        self.final_error = exc
+        if self.on_final is not None:
+            self.on_final(exc)
+
     def _still_lost(self, exc: Exception) -> None:
         # Said once per reason, not at every retry: a server that went from "not running" to
         # "password authentication failed" says so, once.
@@ -474,10 +487,21 @@ class ThreadedStore(Store):
 
     def _reconnect(self, queued: int) -> Any:
         # Connected is not back yet: that is said once a round on the connection worked.
+        if self._final is not None:
+            return None  # not for this process any more: the host is stopping
         try:
             conn = self.connect(time.monotonic())
         except Exception as exc:
-            self._still_lost(exc)
+            if isinstance(exc, StoreError) and exc.final:
+                # Another process took the namespace: it bridges now, this one must stop (both
+                # would copy every message). Said by the host, which stops.
+                self._final = exc
+                try:
+                    self._token.run_sync_soon(self._finish_final, exc)
+                except trio.RunFinishedError:
+                    pass
+            else:
+                self._still_lost(exc)
             return None
         self._connected = True
         self._back_writes = queued

@@ -34,11 +34,11 @@ connection was lost), the lock is taken again before anything is written:
 - held by this store's own previous session, which the server has not yet noticed is gone (a
   network cut: it may take the server hours, per its TCP keepalives), that session is ended
   (``pg_terminate_backend``) and the lock taken;
-- held by another process, which started on the namespace while this one was disconnected, the
-  store stays lost: nothing is written (its writes wait, up to ``max-queue``, and are dropped
-  beyond as in an outage; ``stats()["reachable"]`` is false, so a health check fails), it is said
-  once, and it is retried every second: when the other process stops, this one takes the
-  namespace back and writes what it held. Stop one of the two.
+- held by another process, which started on the namespace while this one was disconnected,
+  nothing is written, and this process stops (:class:`immp.StoreError` with ``final``: the host
+  logs it in one line and quits; ``immp`` exits 1): the other one bridges now, and two would
+  copy every message twice. What this one still had queued for the store is lost, said in one
+  line as it closes.
 
 Behind a pooler that hands a session's statements to different server connections (PgBouncer's
 transaction pooling) a session lock means nothing: connect directly, or with session pooling.
@@ -296,9 +296,9 @@ class PostgresStore(immp.ThreadedStore):
                                    f"the store postgresql {self._where}{who}; stop it, or give "
                                    "this config its own `store:` namespace "
                                    "(?namespace=NAME)")  # fmt: skip
-        return immp.StoreError(f"another immp process took namespace {self.namespace}{who} "
-                               "while this one was disconnected: nothing is written until it "
-                               "stops; stop one of them")  # fmt: skip
+        return immp.StoreError(f"Store {self.describe()}: another immp process took the "
+                               f"namespace{who} while this one was disconnected; this one stops "
+                               "(two would copy every message twice)", final=True)  # fmt: skip
 
     def migrate(self, conn: psycopg.Connection) -> None:
         with conn.transaction():
