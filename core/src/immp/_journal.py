@@ -98,9 +98,10 @@ class Journal:
         self._count = itertools.count(1)
         # entry key -> {delivery key: state} of deliveries not done
         self._open: dict[str, dict[str, int]] = {}
-        # entry key -> how many hold it: the pipeline while it hands it out, and each journaled
-        # hook handed it, until that hook is done with it (see hold())
-        self._holds: dict[str, int] = {}
+        #: Entry key -> how many hold it: the pipeline while it hands it out, and each
+        #: journaled hook handed it, until that hook is done with it (see :meth:`hold`; the
+        #: pipeline counts here inline, once per message).
+        self.holds: dict[str, int] = {}
         # entry key -> when added (or handed out again), of every entry not done, oldest first:
         # what _sweep lets go once older than age
         self._since: dict[str, float] = {}
@@ -133,7 +134,7 @@ class Journal:
         self._run = _base36(int(time.time() * 1000))
         self._count = itertools.count(1)
         self._open = {}
-        self._holds = {}
+        self.holds = {}
         self._since = {}
         self._replayed = {}
         self._replay = []
@@ -196,7 +197,7 @@ class Journal:
     @property
     def undelivered(self) -> bool:
         """Whether any journaled message is not delivered yet (then kept for the next start)."""
-        return self.enabled and bool(self._open or self._holds)
+        return self.enabled and bool(self._open or self.holds)
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """
@@ -245,7 +246,7 @@ class Journal:
         if not self.enabled:
             return "off"
         left = sum(len(rows) for rows in self._open.values())
-        unhandled = sum(1 for entry in self._holds if not self._open.get(entry))
+        unhandled = sum(1 for entry in self.holds if not self._open.get(entry))
         if unhandled:  # taken in, but a hook had not routed it yet (its queue, a cut-off call)
             return (f"{counted(len(self._open) + unhandled, 'message')} not delivered "
                     f"({counted(left, 'delivery', 'deliveries')} not confirmed, "
@@ -290,7 +291,7 @@ class Journal:
         self._sweep_at = now + min(self.age, SWEEP_INTERVAL)
         cutoff = now - self.age
         old = []
-        holds = self._holds
+        holds = self.holds
         for key, added in self._since.items():  # oldest first
             if added > cutoff:
                 break
@@ -319,7 +320,7 @@ class Journal:
         deliveries say so far.
         """
         if entry is not None:
-            holds = self._holds
+            holds = self.holds
             holds[entry] = holds.get(entry, 0) + 1
 
     def release(self, entry: str | None) -> None:
@@ -327,7 +328,7 @@ class Journal:
         holder and every delivery routed is done."""
         if entry is None:
             return
-        holds = self._holds
+        holds = self.holds
         count = holds.get(entry)
         if count is None:
             return  # let go meanwhile (see _sweep)
@@ -369,7 +370,7 @@ class Journal:
             rows.update(dict.fromkeys(keys, PENDING))
         elif keys:
             self._open[entry] = dict.fromkeys(keys, PENDING)
-        elif entry not in self._holds:
+        elif entry not in self.holds:
             self._finish(entry)  # nowhere to go, and routed by no hook holding it
         return keys
 
@@ -397,7 +398,7 @@ class Journal:
                 continue
             rows[delivery] = PENDING
             keys.append(delivery)
-        if not rows and entry not in self._holds:
+        if not rows and entry not in self.holds:
             self._finish(entry)
         if self._token is None:  # outside a run
             self.submit()
@@ -429,7 +430,7 @@ class Journal:
         rows = self._open.get(entry)
         if rows is None or rows.pop(delivery, None) is None:
             return
-        if rows or entry in self._holds:  # more to deliver, or a hook may route it further
+        if rows or entry in self.holds:  # more to deliver, or a hook may route it further
             batch = self._batch
             if batch is None:
                 batch = self._batch_now()
@@ -438,7 +439,7 @@ class Journal:
                 self.submit()
         if not rows:
             del self._open[entry]
-            if entry not in self._holds:  # the last, and no hook holds it: the entry is done
+            if entry not in self.holds:  # the last, and no hook holds it: the entry is done
                 self._finish(entry)
 
     def give_up(self, delivery: str | None) -> None:
@@ -456,7 +457,7 @@ class Journal:
 
     def _finish(self, entry: str) -> None:
         self._open.pop(entry, None)
-        self._holds.pop(entry, None)
+        self.holds.pop(entry, None)
         self._since.pop(entry, None)
         if self._replayed:
             self._replayed.pop(entry, None)

@@ -379,7 +379,8 @@ class Pipeline:
         # next start.
         journal = self.journal
         if held is not None:
-            journal.hold(held)
+            holds = journal.holds  # Journal.hold and .release inline here: per message
+            holds[held] = holds.get(held, 0) + 1
             if self.closing and not replayed:
                 # The host is closing, and its hooks take nothing more: the entry stays held,
                 # kept for the next start (with no hook to hold it, it was done at once, and the
@@ -418,11 +419,15 @@ class Pipeline:
         for worker, wants, journaled in plan.workers:
             if (wants is None or wants(sent, source, primary)) and not (replayed and not journaled):
                 if journaled and held is not None:
-                    journal.hold(held)
+                    holds[held] = holds.get(held, 0) + 1
                 if not worker.offer(item):
                     await worker.put(item)
         if held is not None:  # (a call less for each echo and each message not journaled)
-            journal.release(held)
+            count = holds.get(held)
+            if count is not None and count > 1:
+                holds[held] = count - 1  # a hook holds it still: not done, nothing else to do
+            else:
+                journal.release(held)
 
     async def _receive(self, hook: Hook, sent: SentMessage, source: Message, primary: bool,
                        held: str | None) -> None:  # fmt: skip
@@ -478,7 +483,8 @@ class Pipeline:
             channel, msg = result
         plug = channel.plug
         line = self._lines.get(plug) or self.line(plug)
-        if plug.open_state is not OpenState.active and (
+        # (open_state's own attribute: the property is a call, and this runs for every copy)
+        if plug._open_state is not OpenState.active and (
             plug.name in self.host.restarting or plug.open_state in _NOT_OPEN
         ):
             back = self.host.restarting.get(plug.name)

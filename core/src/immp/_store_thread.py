@@ -300,10 +300,23 @@ class ThreadedStore(Store):
             self._queued()
 
     def _write_message(self, area: str, key: str, entry: Any, ids: list) -> None:
-        # _write without the op tuple and its dispatch: one per bridged message.
+        # _write without the op tuple and its dispatch: one per bridged message, so
+        # WriteBatch.add_message and _queued are inline.
         with self._lock:
-            self._writes.add_message(area, key, entry, ids)
-            self._queued()
+            writes = self._writes
+            writes.count += 1
+            slot = (area, key)
+            known = writes.messages.get(slot)
+            if known is None:
+                writes.messages[slot] = [entry, list(ids)]
+            else:
+                known[0] = entry
+                if ids:
+                    known[1].extend(ids)
+            if writes.count > self.max_queue:
+                self._overflow()
+            if self._sleeping:
+                self._cond.notify()
 
     def _queued(self) -> None:
         # After a write was queued (under _lock): wake the thread if it sleeps. Only while the

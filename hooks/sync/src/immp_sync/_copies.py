@@ -190,7 +190,14 @@ class StoreCopyMap(MemoryCopyMap):
         copies.pending = 1
 
     def add_copy(self, copies: Copies, channel: immp.Channel, ids: tuple[str, ...]) -> None:
-        super().add_copy(copies, channel, ids)
+        # MemoryCopyMap.add_copy inline (once per copy).
+        copies.ids[channel] = ids
+        if not copies.forgotten:
+            index = self._index.get(channel)
+            if index is None:
+                index = self._index[channel] = {}
+            for id in ids:
+                index[id] = copies
         if copies.pending:
             copies.pending -= 1
             if not copies.pending:
@@ -218,7 +225,10 @@ class StoreCopyMap(MemoryCopyMap):
         for channel, copy_ids in copies.ids.items():
             if channel != origin:
                 key = get(channel) or self._key(channel)
-                ids.extend([(key, id) for id in copy_ids])
+                if len(copy_ids) == 1:  # (a comprehension is a call of its own)
+                    ids.append((key, copy_ids[0]))
+                else:
+                    ids.extend([(key, id) for id in copy_ids])
         self._save(copies, ids)
 
     def changed(self, copies: Copies) -> None:
