@@ -42,8 +42,12 @@ class Proxy:
             await client.aclose()
             return
         async with client, upstream, trio.open_nursery() as nursery:
-            nursery.start_soon(self._pipe, client, upstream)
+            nursery.start_soon(self._upstream, client, upstream)
             nursery.start_soon(self._pipe, upstream, client)
+
+    async def _upstream(self, client, upstream):
+        """What the client sends, on to the homeserver (a subclass may look at it)."""
+        await self._pipe(client, upstream)
 
     async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED):
         with trio.CancelScope() as self.scope:

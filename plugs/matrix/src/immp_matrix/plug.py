@@ -15,6 +15,18 @@ sync go on in the background, retried with backoff, the plug reported disconnect
 and sends wait for them in order. A refused login (a wrong password, an invalid token) fails
 the plug, with one line.
 
+Access token: a password login's token is kept in the store (key ``access-token``, with the
+homeserver, user and device it belongs to), and the next start with the same ones uses it
+(``whoami``) instead of logging in again, so restarts do not run into the homeserver's login
+rate limit. A token the homeserver refuses (401 for one logged out, revoked or expired) is one
+INFO line and a password login, which stores the new token; a homeserver unreachable meanwhile
+is waited for, the token kept. The token is never logged.
+
+Queries (users, channel titles and members, rooms) made before the plug is logged in wait for
+it, at most the host's open-timeout; not logged in by then, they answer ``None`` ("cannot
+tell"), and a rename (or :meth:`MatrixPlug.room_id` of an alias) raises
+:class:`immp.PlugError`.
+
 Encrypted rooms are not read: the log says so once per room.
 """
 
@@ -152,6 +164,9 @@ _MEDIA_TYPES = {
 #: then waited for in the background (and the plug reported disconnected), never for the
 #: host's open-timeout.
 OPEN_WAIT = 5.0
+#: The store key of the access token of the last password login: a dict of ``homeserver``,
+#: ``user`` (both as configured), ``device`` and ``token`` (see MatrixPlug._stored_login).
+TOKEN_KEY = "access-token"
 #: Seconds of the host's close-timeout that closing keeps for cutting off the sends still under
 #: way, so that they end as a PlugError before the host cancels the plug (and closes its client).
 CLOSE_MARGIN = 0.5
@@ -246,6 +261,9 @@ class MatrixPlug(immp.Plug):
         self._ready = trio.Event()
         # Set by the first answer (or failure) at open: open() returns then.
         self._settled = trio.Event()
+        # Set once this lifetime's start is over, logged in or not (ready, refused, closed):
+        # queries waiting for the login stop waiting then (see _logged_in).
+        self._start_ended = trio.Event()
         # Fair: sends made before the plug was ready leave in the order they came.
         self._waiting = trio.Lock()
         # The sends under way, by their cancel scope: close() cuts off those left.
@@ -291,7 +309,8 @@ class MatrixPlug(immp.Plug):
             on_reachable=self._reachable,
         )
         self._sends = trio.Semaphore(self.config["send-queue"])
-        self._ready, self._settled = trio.Event(), trio.Event()
+        self._start_ended.set()  # queries waiting on the last lifetime go on to this one
+        self._ready, self._settled, self._start_ended = trio.Event(), trio.Event(), trio.Event()
         self._turns, self._closing = set(), False
         self.nursery.start_soon(self._run, self.client)
         with trio.move_on_after(min(OPEN_WAIT, self.host.open_timeout / 2)):
@@ -310,9 +329,11 @@ class MatrixPlug(immp.Plug):
         :class:`immp.PlugError` for a refused login, which fails the plug. Closes ``client``
         when it ends.
         """
+        ended = self._start_ended
         try:
             await self._start()
             self._ready.set()
+            ended.set()
             self._settled.set()
             self.synced.set()
             if self.disconnect_reason is not None:
@@ -320,6 +341,7 @@ class MatrixPlug(immp.Plug):
                 self.connection_changed(True)
             await self._sync_loop()
         finally:
+            ended.set()
             with trio.CancelScope(shield=True):
                 await client.aclose()  # a second time after the sync loop's: harmless
 
@@ -365,23 +387,70 @@ class MatrixPlug(immp.Plug):
 
     async def _log_in(self) -> None:
         client = self.client
+        stored = False
         if self.config["token"] is not None:
             client.token = self.config["token"]
             me = await client.whoami()
         else:
-            device = self.config["device"] or await self.state.get("device")
-            if device is None:
-                # Stable per plug without a store too; kept in the store when there is one.
-                digest = hashlib.sha256(f"{self.user_id}|{self.name}".encode()).hexdigest()
-                device = f"IMMP{digest[:8].upper()}"
-            answer = await client.login(self.user_id, self.config["password"], device)
-            await self.state.set("device", answer.get("device_id", device))
-            me = await client.whoami()
+            me = await self._stored_login()
+            stored = me is not None
+            if me is None:
+                me = await self._password_login()
         if me.get("user_id") != self.user_id:
             self.log.warning("Logged in as %s, configured as %s", me.get("user_id"), self.user_id)
             self.user_id = me["user_id"]
         self.device_id = me.get("device_id")
-        self.log.info("Logged in as %s (device %s)", self.user_id, self.device_id)
+        how = ", stored access token" if stored else ""
+        self.log.info("Logged in as %s (device %s%s)", self.user_id, self.device_id, how)
+
+    def _login_key(self) -> dict:
+        """What a stored access token must belong to, to be used (see :data:`TOKEN_KEY`)."""
+        return {"homeserver": self.config["homeserver"], "user": self.config["user"]}
+
+    async def _stored_login(self) -> dict | None:
+        """
+        The ``whoami`` of the access token the last password login stored, if it belongs to
+        this config (homeserver, user, and ``device`` where one is configured) and the
+        homeserver still takes it; ``None`` for a password login. Retried while the homeserver
+        is unreachable or answers 5xx, like the login: only a refusal gives the token up.
+        """
+        stored = await self.state.get(TOKEN_KEY)
+        if not isinstance(stored, dict) or not isinstance(stored.get("token"), str):
+            return None
+        if {key: stored.get(key) for key in ("homeserver", "user")} != self._login_key():
+            return None  # another account's (or server's): never sent there
+        if self.config["device"] not in (None, stored.get("device")):
+            return None
+        self.client.token = stored["token"]
+        try:
+            return await self.client.whoami()
+        except MatrixError as exc:
+            # 401 M_UNKNOWN_TOKEN: logged out, revoked, expired, or soft-logged-out (the
+            # password login on the same device keeps the device). Any other refusal too: the
+            # password is what the config gives; a refusal of that one fails the plug.
+            self.client.token = None
+            await self.state.delete(TOKEN_KEY)
+            self.log.info(
+                "Stored access token refused (%s): logging in with the password", exc.reason
+            )
+            return None
+
+    async def _password_login(self) -> dict:
+        """Log in with the password, keep the device and the token in the store; ``whoami``."""
+        client = self.client
+        device = self.config["device"] or await self.state.get("device")
+        if device is None:
+            # Stable per plug without a store too; kept in the store when there is one.
+            digest = hashlib.sha256(f"{self.user_id}|{self.name}".encode()).hexdigest()
+            device = f"IMMP{digest[:8].upper()}"
+        answer = await client.login(self.user_id, self.config["password"], device)
+        device = answer.get("device_id", device)
+        await self.state.set("device", device)
+        # For the next start (see _stored_login): the store now holds a secret, as the config.
+        await self.state.set(
+            TOKEN_KEY, {**self._login_key(), "device": device, "token": answer["access_token"]}
+        )
+        return await client.whoami()
 
     def _filter_definition(self) -> dict:
         return {
@@ -847,12 +916,19 @@ class MatrixPlug(immp.Plug):
         return txn
 
     async def room_id(self, channel: immp.Channel) -> str:
-        """The room ID of a channel (resolving an alias once)."""
+        """
+        The room ID of a channel (resolving an alias once, once logged in). Raises
+        :class:`immp.PlugError` for an alias the homeserver does not resolve, or if the plug is
+        not logged in (see :meth:`_logged_in`).
+        """
         source = channel.source
         if source.startswith("!"):
             return source
         room_id = self._sources.get(source)
         if room_id is None:
+            if not await self._logged_in(f"room of {source}"):
+                reason = self.disconnect_reason or "not open"
+                raise immp.PlugError(f"{self.name}: not logged in ({reason}): {source} unknown")
             room_id = await self.client.resolve_alias(source)
             self._sources[source] = room_id
             self._channel_of.setdefault(room_id, source)
@@ -1095,8 +1171,35 @@ class MatrixPlug(immp.Plug):
 
     # -- channels and users ---------------------------------------------------------------------
 
+    async def _logged_in(self, what: str) -> bool:
+        """
+        Whether the plug is logged in (and started), after waiting for a start under way at
+        most the host's open-timeout: a query made while the homeserver is slow or down at
+        start gets its answer once the plug is logged in. ``False`` if it is not by then, or if
+        the start ended without a login (refused, or the plug closed); ``what`` names the
+        query for the DEBUG line that says so. Cancelling it is harmless.
+        """
+        with trio.move_on_after(self.host.open_timeout):
+            while not self._ready.is_set():
+                ended = self._start_ended
+                await ended.wait()
+                if ended is self._start_ended and not self._ready.is_set():
+                    break  # this lifetime's start is over without a login
+        if self._ready.is_set():
+            return True
+        reason = self.disconnect_reason or "not open"
+        self.log.debug("Not logged in (%s): %s unknown", reason, what)
+        return False
+
     async def user_from_id(self, id):
+        """
+        The Matrix user ``id`` with its display name and avatar; ``None`` for an ID that is no
+        user's, a user the homeserver does not know, or while not logged in (see
+        :meth:`_logged_in`).
+        """
         if not isinstance(id, str) or not id.startswith("@"):
+            return None
+        if not await self._logged_in(f"user {id}"):
             return None
         profile = await self.client.profile(id)
         if profile is None:
@@ -1115,14 +1218,23 @@ class MatrixPlug(immp.Plug):
         return user.plug is self and user.id == self.user_id
 
     async def public_channels(self):
+        """The channels of the rooms joined; ``None`` while not logged in."""
+        if not await self._logged_in("joined rooms"):
+            return None
         return [self.channel_of(room_id) for room_id in await self.client.joined_rooms()]
 
     async def channel_is_private(self, channel):
+        """Whether the room is a direct chat (``m.direct``); ``None`` while not logged in."""
+        if not await self._logged_in(f"whether {channel.source} is private"):
+            return None
         room_id = await self.room_id(channel)
         direct = await self.client.direct_rooms(self.user_id)
         return any(room_id in rooms for rooms in direct.values() if isinstance(rooms, list))
 
     async def channel_title(self, channel):
+        """The room's name; ``None`` for a room without one, or while not logged in."""
+        if not await self._logged_in(f"title of {channel.source}"):
+            return None
         room_id = await self.room_id(channel)
         room = self._rooms.get(room_id)
         if room is not None and room.name:
@@ -1137,6 +1249,9 @@ class MatrixPlug(immp.Plug):
         return f"{formatting.MATRIX_TO}{channel.source}"
 
     async def channel_members(self, channel):
+        """The room's joined members; ``None`` if the homeserver refuses, or not logged in."""
+        if not await self._logged_in(f"members of {channel.source}"):
+            return None
         room_id = await self.room_id(channel)
         try:
             joined = await self.client.joined_members(room_id)
@@ -1147,6 +1262,15 @@ class MatrixPlug(immp.Plug):
         ]
 
     async def channel_rename(self, channel, title):
+        """
+        Set the room's name. Raises :class:`immp.PlugError` if the homeserver refuses, or if
+        the plug is not logged in (see :meth:`_logged_in`).
+        """
+        if not await self._logged_in(f"rename of {channel.source}"):
+            reason = self.disconnect_reason or "not open"
+            raise immp.PlugError(
+                f"{self.name}: not logged in ({reason}): {channel.source} not renamed"
+            )
         room_id = await self.room_id(channel)
         path = f"/_matrix/client/v3/rooms/{quote(room_id)}/state/m.room.name/"
         await self.client.request("PUT", path, {"name": title}, action=f"rename {room_id}")
