@@ -49,6 +49,7 @@ import itertools
 import json
 import logging
 import time
+from collections.abc import Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -343,7 +344,7 @@ class Journal:
         """Whether ``sent`` is an entry of the last run handed to the hooks again."""
         return sent.key is not None and sent.key in self._replayed
 
-    def route(self, sent: SentMessage, channels: list[Channel]) -> list[str | None]:
+    def route(self, sent: SentMessage, channels: Sequence[Channel]) -> list[str | None]:
         """
         Record where ``sent`` goes: one delivery per channel (written once it is done or in
         doubt; until then a replay takes it for pending, as it is). Gives the delivery key to set
@@ -375,7 +376,7 @@ class Journal:
         return keys
 
     def _route_replayed(
-        self, sent: SentMessage, channels: list[Channel], known: dict[str, int]
+        self, sent: SentMessage, channels: Sequence[Channel], known: dict[str, int]
     ) -> list[str | None]:
         # route() for an entry of the last run: what its rows say is done is not sent again,
         # nor what is in doubt under the "drop" policy.

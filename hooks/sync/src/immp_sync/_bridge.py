@@ -124,12 +124,14 @@ class Options:
 class Route:
     """Where messages from one channel go: ``targets``; ``label`` is for name templates."""
 
-    __slots__ = ("channel", "label", "targets")
+    __slots__ = ("channel", "channels", "label", "targets")
 
     def __init__(self, channel: immp.Channel, label: str, targets: tuple[Target, ...]):
         self.channel = channel
         self.label = label
         self.targets = targets
+        #: The targets' channels, in order (made once: every message is routed to them).
+        self.channels = tuple(target.channel for target in targets)
 
 
 class BridgeHook(immp.Hook):
@@ -316,11 +318,8 @@ class BridgeHook(immp.Hook):
         # deliveries are tracked), and a target whose delivery a replay finds done (or dropped)
         # gets no job. Not journaled: every target, without a key.
         journaled = sent.key is not None
-        keys = (
-            journal.route(sent, [t.channel for t in targets])
-            if journaled
-            else [None] * len(targets)
-        )
+        channels = route.channels if targets is route.targets else [t.channel for t in targets]
+        keys = journal.route(sent, channels) if journaled else [None] * len(targets)
         for target, key in zip(targets, keys, strict=True):
             if journaled and key is None:
                 continue
