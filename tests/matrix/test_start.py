@@ -189,6 +189,17 @@ async def test_wrong_password_once_the_homeserver_is_up_fails_in_one_line(synaps
 N = 30
 
 
+async def _burst_with_a_restart(host, demo, plug) -> None:
+    """Once synced, post ``burst 0`` to ``burst {N - 1}``; restart the plug a third of the way."""
+    with trio.fail_after(20):
+        await plug.synced.wait()
+    for n in range(N):
+        await demo.receive(f"burst {n}")
+        if n == N // 3:
+            await trio.sleep(0.3)  # copies under way, waiting out the rate limit
+            assert await host.restart("matrix")
+
+
 async def test_restart_during_a_burst_loses_nothing_with_the_journal(
     synapse, alice, bot, tmp_path, caplog
 ):
@@ -206,13 +217,7 @@ async def test_restart_during_a_burst_loses_nothing_with_the_journal(
     host, demo, plug = build()
     with caplog.at_level(logging.INFO):
         async with running(host):
-            with trio.fail_after(20):
-                await plug.synced.wait()
-            for n in range(N):
-                await demo.receive(f"burst {n}")
-                if n == N // 3:
-                    await trio.sleep(0.3)  # copies under way, waiting out the rate limit
-                    assert await host.restart("matrix")
+            await _burst_with_a_restart(host, demo, plug)
             await settled(alice, room, bot)
         first = await alice.texts(room, bot.user_id)
         again, _demo, plug = build()
@@ -237,13 +242,7 @@ async def test_restart_during_a_burst_sends_everything_in_order_on_the_new_login
                               host_options={"close_timeout": 1})  # fmt: skip
     with caplog.at_level(logging.INFO):
         async with running(host):
-            with trio.fail_after(20):
-                await plug.synced.wait()
-            for n in range(N):
-                await demo.receive(f"burst {n}")
-                if n == N // 3:
-                    await trio.sleep(0.3)  # copies under way, waiting out the rate limit
-                    assert await host.restart("matrix")
+            await _burst_with_a_restart(host, demo, plug)
             texts = await wait_texts(alice, room, bot, N)
     assert [t.rsplit(" ", 1)[-1] for t in texts] == [str(n) for n in range(N)], texts
     assert "failed" not in caplog.text.lower() and not errors(caplog), errors(caplog)

@@ -15,6 +15,13 @@ from immp_sync import SyncHook
 from .helpers import make_host, settle, texts
 
 
+async def _stream(plug: DemoPlug, count: int, gap: float) -> None:
+    """Post ``message 0`` to ``message {count - 1}`` on ``plug``, ``gap`` seconds apart."""
+    for i in range(count):
+        await plug.receive(f"message {i}")
+        await trio.sleep(gap)
+
+
 class SlowOpenPlug(DemoPlug):
     """A demo network that takes a moment to connect, as a real one does."""
 
@@ -51,13 +58,7 @@ async def test_copies_wait_for_a_plug_restarting_and_keep_their_order(caplog, cl
     caplog.set_level(logging.INFO)
     async with running(host):
         async with trio.open_nursery() as nursery:
-
-            async def stream():
-                for i in range(40):
-                    await host.plugs["a"].receive(f"message {i}")
-                    await trio.sleep(0.01)
-
-            nursery.start_soon(stream)
+            nursery.start_soon(_stream, host.plugs["a"], 40, 0.01)
             await trio.sleep(0.1)
             assert await host.restart("b")
         await host.plugs["b"].wait_puts(40)
@@ -72,13 +73,7 @@ async def test_messages_received_while_the_sync_hook_restarts_are_bridged_in_ord
     host.add_hook(SyncHook("sync", {"channels": {"main": ["#a", "#b"]}}, host))
     async with running(host):
         async with trio.open_nursery() as nursery:
-
-            async def stream():
-                for i in range(60):
-                    await host.plugs["a"].receive(f"message {i}")
-                    await trio.sleep(0.002)
-
-            nursery.start_soon(stream)
+            nursery.start_soon(_stream, host.plugs["a"], 60, 0.002)
             for _ in range(3):
                 await trio.sleep(0.03)
                 assert await host.restart("sync")

@@ -300,19 +300,11 @@ class ThreadedStore(Store):
             self._queued()
 
     def _write_message(self, area: str, key: str, entry: Any, ids: list) -> None:
-        # _write without the op tuple and its dispatch: one per bridged message, so
-        # WriteBatch.add_message and _queued are inline.
+        # _write without the op tuple and its dispatch: one per bridged message, so _queued is
+        # inline.
         with self._lock:
             writes = self._writes
-            writes.count += 1
-            slot = (area, key)
-            known = writes.messages.get(slot)
-            if known is None:
-                writes.messages[slot] = [entry, list(ids)]
-            else:
-                known[0] = entry
-                if ids:
-                    known[1].extend(ids)
+            writes.add_message(area, key, entry, ids)
             if writes.count > self.max_queue:
                 self._overflow()
             if self._sleeping:
