@@ -7,7 +7,9 @@ request again after ``retry_after_ms``, so a send keeps its transaction ID and i
 duplicated) and, where asked, retries 5xx answers and network errors with backoff: the outage is
 reported once (and again when its reason changes), each retry only at DEBUG. Anything else the
 server refuses is a :class:`MatrixError` with its ``errcode``: an :class:`immp.PlugError` of one
-line that says what was refused and why.
+line that says what was refused and why. An access token refused while in use (401
+``M_UNKNOWN_TOKEN``) is handed to :attr:`Client.on_token_refused`, where one is set, and the
+request made again with the token it leaves (a send with its transaction ID: it lands once).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import json
 import logging
 import random
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -35,14 +37,24 @@ class MatrixError(immp.PlugError):
     The homeserver refused a request: ``status`` is the HTTP status, ``errcode`` e.g.
     ``M_FORBIDDEN``, ``reason`` the server's words (``403 M_FORBIDDEN You don't have ...``).
     ``str()`` is one line: ``cannot redact $event in !room: 403 M_FORBIDDEN ...`` (``what`` is
-    the action refused, or the request's method and path).
+    the action refused, or the request's method and path). ``soft_logout``: an access token
+    refused (401 ``M_UNKNOWN_TOKEN``) because it expired, its device kept.
     """
 
-    def __init__(self, status: int, errcode: str | None, error: str | None, what: str):
+    def __init__(
+        self,
+        status: int,
+        errcode: str | None,
+        error: str | None,
+        what: str,
+        *,
+        soft_logout: bool = False,
+    ):
         self.status = status
         self.errcode = errcode
         self.error = error
         self.what = what
+        self.soft_logout = soft_logout
         self.reason = " ".join(str(part) for part in (status, errcode, error) if part)
         super().__init__(f"{what}: {self.reason}")
 
@@ -105,7 +117,15 @@ class Client:
         self.homeserver = homeserver.rstrip("/")
         self.timeout = timeout
         self.retry_max = retry_max
-        self.token: str | None = None
+        self._token: str | None = None
+        #: Whether the homeserver has answered a request made with :attr:`token` (other than
+        #: refusing it) since it was set.
+        self.token_accepted = False
+        #: Awaited as ``on_token_refused(token, error)`` when a request made with ``token`` is
+        #: answered 401 ``M_UNKNOWN_TOKEN`` (logged out, revoked, expired): it sets a new
+        #: :attr:`token`, with which the request is made again, or raises, and the request
+        #: raises that. Unset, the request raises the :class:`MatrixError`.
+        self.on_token_refused: Callable[[str, MatrixError], Awaitable[None]] | None = None
         self.http = httpx.AsyncClient(
             base_url=self.homeserver, timeout=timeout, transport=transport
         )
@@ -116,6 +136,16 @@ class Client:
         self._reasons: set[str] = set()  # reported during this outage
         #: Rate-limit waits so far (for tests and benchmarks).
         self.rate_limited = 0
+
+    @property
+    def token(self) -> str | None:
+        """The access token sent with every request (but a login); never logged."""
+        return self._token
+
+    @token.setter
+    def token(self, token: str | None) -> None:
+        self._token = token
+        self.token_accepted = False
 
     async def aclose(self) -> None:
         await self.http.aclose()
@@ -151,23 +181,26 @@ class Client:
         timeout: float | None = None,
         raw: bool = False,
         action: str | None = None,
+        auth: bool = True,
     ) -> Any:
         """
         One API call; the JSON answer (or the :class:`httpx.Response` with ``raw``). Waits out
         rate limits; with ``retry``, retries network errors and 5xx with backoff until it works
-        (cancel the caller to give up), else raises :class:`Unreachable`. Raises
-        :class:`MatrixError` for other refusals, named by ``action`` (``redact $e in !r``:
-        "cannot redact $e in !r: 403 ...") or else by the method and path. Cancellation
-        abandons the request; a send repeated later with the same transaction ID is answered
-        with the same event.
+        (cancel the caller to give up), else raises :class:`Unreachable`. An access token
+        refused goes to :attr:`on_token_refused`, and the request again with the new one (or
+        raises what that raised). Raises :class:`MatrixError` for other refusals, named by
+        ``action`` (``redact $e in !r``: "cannot redact $e in !r: 403 ...") or else by the
+        method and path. Without ``auth``, no token is sent. Cancellation abandons the request;
+        a send repeated later with the same transaction ID is answered with the same event.
         """
         request = f"{method} {path.split('?')[0]}"
         what = f"cannot {action}" if action else request
         backoff = Backoff(self.retry_max)
-        all_headers = dict(headers or {})
-        if self.token:
-            all_headers["Authorization"] = f"Bearer {self.token}"
         while True:
+            token = self.token if auth else None  # a new one after a refusal
+            all_headers = dict(headers or {})
+            if token:
+                all_headers["Authorization"] = f"Bearer {token}"
             try:
                 reply = await self.http.request(
                     method,
@@ -199,6 +232,16 @@ class Client:
                 continue
             self._set_reachable(True)
             error = _error_of(reply)
+            refused = reply.status_code == 401 and error.get("errcode") == "M_UNKNOWN_TOKEN"
+            if token and not refused and token == self.token:
+                self.token_accepted = True
+            if token and refused and self.on_token_refused is not None:
+                exc = _refusal(reply, error, what)
+                await self.on_token_refused(token, exc)
+                if self.token == token:
+                    raise exc  # no new token: made again, it would only be refused again
+                log.debug("%s: access token refused; made again with the new one", request)
+                continue
             if reply.status_code == 429 or error.get("errcode") == "M_LIMIT_EXCEEDED":
                 self.rate_limited += 1
                 wait = _retry_after(reply, error)
@@ -206,7 +249,7 @@ class Client:
                 await trio.sleep(wait)
                 continue
             if reply.status_code >= 400:
-                raise MatrixError(reply.status_code, error.get("errcode"), error.get("error"), what)
+                raise _refusal(reply, error, what)
             return reply if raw else reply.json()
 
     # -- the endpoints ------------------------------------------------------------------------
@@ -220,7 +263,10 @@ class Client:
         }
         if device:
             body["device_id"] = device
-        answer = await self.request("POST", f"{CLIENT}/login", body, action=f"log in as {user}")
+        # Without the token in use: it may be the one refused that this login replaces.
+        answer = await self.request(
+            "POST", f"{CLIENT}/login", body, action=f"log in as {user}", auth=False
+        )
         self.token = answer["access_token"]
         return answer
 
@@ -384,6 +430,16 @@ def _error_of(reply: httpx.Response) -> dict:
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
+
+
+def _refusal(reply: httpx.Response, error: dict, what: str) -> MatrixError:
+    return MatrixError(
+        reply.status_code,
+        error.get("errcode"),
+        error.get("error"),
+        what,
+        soft_logout=error.get("soft_logout") is True,
+    )
 
 
 def _retry_after(reply: httpx.Response, error: dict) -> float:

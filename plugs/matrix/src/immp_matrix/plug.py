@@ -22,6 +22,12 @@ rate limit. A token the homeserver refuses (401 for one logged out, revoked or e
 INFO line and a password login, which stores the new token; a homeserver unreachable meanwhile
 is waited for, the token kept. The token is never logged.
 
+A token refused while the plug runs (to a sync, a send, any request) is one WARNING line and a
+password login on the same device, which stores the new token; the refused request is then made
+again with it: the sync from its ``since``, a send with its transaction ID (it lands once).
+Without a password (a ``token`` config), a refused login, or the new token refused before the
+homeserver took it once, the plug fails with one line (see :meth:`MatrixPlug._token_refused`).
+
 Queries (users, channel titles and members, rooms) made before the plug is logged in wait for
 it, at most the host's open-timeout; not logged in by then, they answer ``None`` ("cannot
 tell"), and a rename (or :meth:`MatrixPlug.room_id` of an alias) raises
@@ -41,7 +47,7 @@ import mimetypes
 import urllib.parse
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 import trio
@@ -270,6 +276,12 @@ class MatrixPlug(immp.Plug):
         self._turns: set[trio.CancelScope] = set()
         self._closing = False
         self._turns_left = trio.Event()  # set by the last send to leave while closing
+        # One password login at a time for a token refused while running (see _token_refused).
+        self._renewing = trio.Lock()
+        # Why the plug fails, once a refused token cannot be replaced: the requests refused
+        # after that fail with it too.
+        self._refusal: str | None = None
+        self._sync_scope: trio.CancelScope | None = None  # cancelled by such a failure
 
     @property
     def network_id(self) -> str:
@@ -312,6 +324,7 @@ class MatrixPlug(immp.Plug):
         self._start_ended.set()  # queries waiting on the last lifetime go on to this one
         self._ready, self._settled, self._start_ended = trio.Event(), trio.Event(), trio.Event()
         self._turns, self._closing = set(), False
+        self._renewing, self._refusal, self._sync_scope = trio.Lock(), None, None
         self.nursery.start_soon(self._run, self.client)
         with trio.move_on_after(min(OPEN_WAIT, self.host.open_timeout / 2)):
             await self._settled.wait()
@@ -326,8 +339,9 @@ class MatrixPlug(immp.Plug):
         """
         The plug's task: log in and start (each request retried while the homeserver is
         unreachable), say the plug connected, then sync until cancelled at close. Raises
-        :class:`immp.PlugError` for a refused login, which fails the plug. Closes ``client``
-        when it ends.
+        :class:`immp.PlugError` for a refused login, or an access token refused that cannot be
+        replaced (see :meth:`_token_refused`), which fails the plug. Closes ``client`` when it
+        ends.
         """
         ended = self._start_ended
         try:
@@ -339,7 +353,10 @@ class MatrixPlug(immp.Plug):
             if self.disconnect_reason is not None:
                 self.log.info("Connected: logged in and synced")
                 self.connection_changed(True)
-            await self._sync_loop()
+            with trio.CancelScope() as self._sync_scope:
+                await self._sync_loop()
+            # Cancelled by a refused token that a send (not the sync) was answered with.
+            raise immp.PlugError(self._refusal)
         finally:
             ended.set()
             with trio.CancelScope(shield=True):
@@ -372,6 +389,8 @@ class MatrixPlug(immp.Plug):
             ) from None
         except Unreachable as exc:
             raise immp.PlugError(f"{self.name}: cannot log in as {self.user_id}: {exc}") from None
+        # Only now: a token refused at the login is the login's business (see _stored_login).
+        self.client.on_token_refused = self._token_refused
         boot = int(await self.state.get("boot", 0)) + 1
         await self.state.set("boot", boot)
         self._txn_prefix = f"{boot}"
@@ -436,7 +455,15 @@ class MatrixPlug(immp.Plug):
             return None
 
     async def _password_login(self) -> dict:
-        """Log in with the password, keep the device and the token in the store; ``whoami``."""
+        """Log in with the password (see :meth:`_new_token`); ``whoami``."""
+        await self._new_token()
+        return await self.client.whoami()
+
+    async def _new_token(self) -> str:
+        """
+        Log in with the password, keep the device and the access token in the store; the
+        device ID. Raises :class:`MatrixError` for a refused login.
+        """
         client = self.client
         device = self.config["device"] or await self.state.get("device")
         if device is None:
@@ -450,7 +477,61 @@ class MatrixPlug(immp.Plug):
         await self.state.set(
             TOKEN_KEY, {**self._login_key(), "device": device, "token": answer["access_token"]}
         )
-        return await client.whoami()
+        return device
+
+    async def _token_refused(self, refused: str, exc: MatrixError) -> None:
+        """
+        The client's call for a request made after the login with the access token
+        ``refused`` and answered 401 ``M_UNKNOWN_TOKEN`` (the device logged out by an admin, the
+        token revoked or expired): log in again with the password, on the same device, store
+        the new token, and say so in one WARNING line; the client then makes the request again
+        with it. One login at a time: a request refused meanwhile goes again with its token.
+
+        Fails the plug (see :meth:`_fail`) and raises :class:`immp.PlugError` with no password
+        to log in with, if that login is refused (the password changed), and if the homeserver
+        refuses the new token before it took it once (no login after login); every request
+        refused after that raises it too. Cancelling it abandons the login: the token stays
+        the refused one, and the next request refused logs in.
+        """
+        async with self._renewing:
+            client = self.client
+            if self._refusal is not None:
+                raise immp.PlugError(self._refusal)
+            if client.token != refused:
+                return  # logged in again while this request was under way
+            why = f"{exc.status} {exc.errcode}" + (", soft logout" if exc.soft_logout else "")
+            if self.config["password"] is None:
+                self._fail(
+                    f"the access token was refused ({why}): set a new `token` or a `password`"
+                )
+            if not client.token_accepted:
+                # Only a login's token is refused before it was taken (the start checks it).
+                self._fail(f"the access token of a new login was refused at once ({why})")
+            try:
+                device = await self._new_token()
+            except MatrixError as login:
+                self._fail(
+                    f"the access token was refused ({why}), and logging in again too: "
+                    f"{login.reason}"
+                )
+            self.log.warning(
+                "Access token refused (%s): logged in again with the password (device %s)",
+                why,
+                device,
+            )
+
+    def _fail(self, why: str) -> NoReturn:
+        """
+        Fail the plug for ``why``, an access token refused that cannot be replaced, and raise
+        it as an :class:`immp.PlugError`: the sync loop ends (and :meth:`_run` raises it, if
+        this is not the sync loop's own request), and so do the sends under way, each with it.
+        """
+        self._refusal = f"{self.name}: {why}"
+        if self._sync_scope is not None:
+            self._sync_scope.cancel()
+        for scope in self._turns:
+            scope.cancel()  # else they would go on with the client the failure closes
+        raise immp.PlugError(self._refusal) from None
 
     def _filter_definition(self) -> dict:
         return {
@@ -948,7 +1029,8 @@ class MatrixPlug(immp.Plug):
         logged in (sends made before that leave in the order they came), then for room in
         ``send-queue`` and for the earlier sends to the room; gives the room ID. Cancelling
         it gives up the turn. Raises :class:`immp.PlugError` while the plug closes, and when
-        :meth:`close` cuts the send off.
+        :meth:`close` cuts the send off, or a refused access token fails the plug (see
+        :meth:`_fail`).
         """
         if self._closing:
             raise immp.PlugError(f"{self.name}: closing: not sent to {channel.source}")
@@ -970,7 +1052,7 @@ class MatrixPlug(immp.Plug):
                     self._turns_left.set()
         if scope.cancelled_caught:
             raise immp.PlugError(
-                f"{self.name}: closed before the send to {channel.source} was done"
+                self._refusal or f"{self.name}: closed before the send to {channel.source} was done"
             )
 
     async def _hold(self, held: contextlib.AsyncExitStack, channel: immp.Channel) -> str:
