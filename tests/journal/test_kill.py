@@ -26,7 +26,7 @@ N = 300
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _config(tmp_path, store: str, **host) -> dict:
+def _config(tmp_path, store: str, delay: float = 0.01, **host) -> dict:
     return {
         "path": [ROOT],
         "store": store,
@@ -54,17 +54,18 @@ def _config(tmp_path, store: str, **host) -> dict:
             "slow": {
                 "path": "tests.journal.slow.SlowSends",
                 "priority": 1,
-                "config": {"delay": 0.01},
+                "config": {"delay": delay},
             },
         },
     }
 
 
 class Bridge:
-    def __init__(self, tmp_path, exe, env, store: str | None = None, **host):
+    def __init__(self, tmp_path, exe, env, store: str | None = None, delay: float = 0.01, **host):
         self.path = tmp_path
         store = store or f"sqlite:///{tmp_path / 'bridge.db'}"
-        (tmp_path / "bridge.yaml").write_text(yaml.safe_dump(_config(tmp_path, store, **host)))
+        config = _config(tmp_path, store, delay, **host)
+        (tmp_path / "bridge.yaml").write_text(yaml.safe_dump(config))
         self.exe, self.env = exe, env
         self.proc: subprocess.Popen | None = None
         self.runs = 0
@@ -127,8 +128,9 @@ def _stream(path, start: int, stop: int, rate: float, done: threading.Event) -> 
     done.set()
 
 
-def _one_run(tmp_path, exe, env, store: str, seed: int, *, kill_after: float) -> dict:
-    bridge = Bridge(tmp_path, exe, env, store)
+def _one_run(tmp_path, exe, env, store: str, seed: int, *, kill_after: float,
+             delay: float = 0.01) -> dict:  # fmt: skip
+    bridge = Bridge(tmp_path, exe, env, store, delay)
     streamed = threading.Event()
     writer = threading.Thread(target=_stream, args=(tmp_path / "in", 0, N, 200, streamed))
     bridge.start()
@@ -165,6 +167,19 @@ def test_killed_while_messages_stream_every_message_arrives_once_in_order(
     print("kill run:", outcome)
     if 0 < outcome["before_kill"] < N:  # killed mid-stream: deliveries were lagging
         assert outcome["replayed"] > 0, outcome
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_killed_while_copies_go_out_as_fast_as_received_none_arrives_twice(
+    tmp_path, immp_exe, clean_env, store_url, seed
+):
+    # No slow hook: a copy could go out before the store committed its journal entry (and the
+    # source's position after it); killed then, the source sent it again as a new entry, with a
+    # new delivery key, and it arrived twice. Copies wait for their entry to be durable.
+    kill_after = random.Random(seed).uniform(0.7, 1.6)
+    outcome = _one_run(tmp_path, immp_exe, clean_env, store_url, seed, kill_after=kill_after,
+                       delay=0.0)  # fmt: skip
+    print("kill run, no delay:", outcome)
 
 
 def test_killed_during_startup_then_restarted(tmp_path, immp_exe, clean_env, store_url):

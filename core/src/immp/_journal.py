@@ -78,6 +78,10 @@ PENDING, WRITING, DONE = 0, 1, 2
 #: are then let go (see Journal._sweep).
 SWEEP_INTERVAL = 30.0
 
+# Seconds a delivery waits for its journal entry to be committed (see Journal.durable) before
+# the store is taken for unreachable and deliveries stop waiting until it commits again.
+DURABLE_WAIT = 2.0
+
 
 class Journal:
     """
@@ -125,6 +129,16 @@ class Journal:
         self._token: trio.lowlevel.TrioToken | None = None
         # Set to have run() hand the batch over (while the host runs it).
         self._wake: trio.Event | None = None
+        # Durable before delivered (see durable()): batches handed to the store so far, and
+        # how many of them the store has committed; per entry not done, the batch it is in
+        # (kept only where the store says when it commits).
+        self.submitted = 0
+        self.committed = 0
+        #: Entry key -> the number of the batch that writes it (see :meth:`durable`).
+        self.rounds: dict[str, int] = {}
+        self._gated = False
+        self._gate_open = True
+        self._committed_event: trio.Event | None = None
 
     # -- lifetime ------------------------------------------------------------------------------
 
@@ -140,8 +154,15 @@ class Journal:
         self._replayed = {}
         self._replay = []
         self._sweep_at = 0.0
+        self.rounds = {}
+        self.submitted = self.committed = 0
+        self._gate_open = True
         if not self.enabled:
             return
+        store = self.host.store
+        self._gated = store.reports_commits
+        if self._gated:
+            store.on_journal_committed = self._committed_upto
         entries, deliveries = await self.host.store.journal_load()
         by_entry: dict[str, dict[str, int]] = {}
         for entry, delivery, state in deliveries:
@@ -240,7 +261,43 @@ class Journal:
         batch = self._batch
         if batch is not None:
             self._batch = None
+            self.submitted += 1
+            batch.number = self.submitted
             self.host.store.journal_merge(batch)
+
+    def _committed_upto(self, number: int) -> None:
+        # The store committed the batches up to ``number`` (in the trio thread).
+        if number > self.committed:
+            self.committed = number
+        self._gate_open = True
+        event = self._committed_event
+        if event is not None:
+            self._committed_event = None
+            event.set()
+
+    async def durable(self, number: int) -> None:
+        """
+        Wait until the store has committed journal batch ``number`` (an entry's, from
+        :attr:`rounds`): a delivery goes out only once its entry would be replayed after a
+        crash, so that the replay repeats the same delivery key (an idempotent send: the same
+        Matrix txnId) rather than the network's resending it as a new entry, sent twice. A store
+        that commits nothing for ``DURABLE_WAIT`` seconds (unreachable) stops the waiting until
+        it commits again: the bridge goes on, and says so once.
+        """
+        if number > self.submitted:
+            self.submit()  # (its batch is this tick's, not handed over yet)
+        if not self._gate_open or self.committed >= number:
+            return
+        with trio.move_on_after(DURABLE_WAIT) as scope:
+            while self.committed < number:
+                if self._committed_event is None:
+                    self._committed_event = trio.Event()
+                await self._committed_event.wait()
+        if scope.cancelled_caught and self._gate_open:
+            self._gate_open = False
+            log.warning("Journal: the store committed nothing for %ss: sending without waiting "
+                        "for it until it does (a crash meanwhile may send a message twice)",
+                        DURABLE_WAIT)  # fmt: skip
 
     def summary(self) -> str:
         """One line: what is left undelivered (kept for the next start), or that nothing is."""
@@ -275,6 +332,8 @@ class Journal:
             batch = self._batch_now()
         now = time.time()
         batch.entries[key] = (now, partial(_message, sent))
+        if self._gated:
+            self.rounds[key] = self.submitted + 1  # the number this tick's batch will have
         self._since[key] = now
         if now >= self._sweep_at:
             self._sweep(now)
@@ -460,6 +519,8 @@ class Journal:
         self._open.pop(entry, None)
         self.holds.pop(entry, None)
         self._since.pop(entry, None)
+        if self.rounds:
+            self.rounds.pop(entry, None)
         if self._replayed:
             self._replayed.pop(entry, None)
         self.done(entry)

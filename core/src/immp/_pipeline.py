@@ -498,6 +498,14 @@ class Pipeline:
                 if self._on_failed:
                     self._observe(self._on_failed, channel, msg, exc)
                 raise exc
+        key = msg.key
+        if key is not None:
+            # Not before its journal entry is durable (see Journal.durable): mostly committed
+            # by the time a copy is sent, then a lookup and a comparison.
+            journal = self.journal
+            number = journal.rounds.get(key.partition("/")[0])
+            if number is not None and number > journal.committed:
+                await journal.durable(number)
         token = next(self._tokens)
         in_flight = line.in_flight
         in_flight[token] = channel

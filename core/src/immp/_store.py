@@ -104,6 +104,9 @@ class Store:
 
     #: The URL scheme this backend is registered under (for messages).
     scheme: ClassVar[str] = ""
+    #: Whether the backend calls :attr:`on_journal_committed` as it commits journal batches
+    #: (then a journaled delivery waits for its entry to be durable: see Journal.durable).
+    reports_commits: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -127,6 +130,9 @@ class Store:
         #: the host, is called then: the host stops, and ``immp`` exits 1 with the error.
         self.final_error: StoreError | None = None
         self.on_final: Callable[[StoreError], None] | None = None
+        #: ``on_journal_committed(number)``, set by the journal: journal batches up to
+        #: ``number`` are durable (called in the trio thread, where ``reports_commits``).
+        self.on_journal_committed: Callable[[int], None] | None = None
         self._cache: OrderedDict[tuple[str, str], Any] = OrderedDict()
 
     @classmethod
@@ -500,9 +506,11 @@ class JournalBatch:
     the text). The memory store keeps one as its journal.
     """
 
-    __slots__ = ("deliveries", "done", "entries")
+    __slots__ = ("deliveries", "done", "entries", "number")
 
     def __init__(self):
+        #: The journal's number for it (the highest of those merged into it).
+        self.number = 0
         self.entries: dict[str, tuple[float, str]] = {}
         self.deliveries: dict[str, dict[str, int]] = {}
         self.done: set[str] = set()
@@ -524,6 +532,7 @@ class JournalBatch:
 
     def merge(self, newer: JournalBatch) -> None:
         """Apply ``newer`` (queued later) on top of this batch; ``newer`` is this batch's now."""
+        self.number = max(self.number, newer.number)
         if not (self.entries or self.deliveries or self.done):
             # The usual case (one hand-over per round of the store's thread): taken whole.
             self.entries, self.deliveries, self.done = newer.entries, newer.deliveries, newer.done

@@ -169,6 +169,7 @@ class ThreadedStore(Store):
     retry_interval = 1.0
     #: Seconds writes gather after a round before the next (a lookup or flush does not wait).
     flush_interval = 0.0
+    reports_commits = True
 
     def __init__(self, *, max_queue: int = MAX_QUEUE, **options: Any):
         super().__init__(**options)
@@ -413,6 +414,12 @@ class ThreadedStore(Store):
                     self._flushes += 1
                     self._flush_total += took
                     self._last_flush = took
+                    if writes.journal.number:
+                        try:
+                            self._token.run_sync_soon(self._journal_committed,
+                                                      writes.journal.number)  # fmt: skip
+                        except trio.RunFinishedError:
+                            pass
                     writes = None
             if writes:  # not written: back in front of what came meanwhile
                 with self._cond:
@@ -475,6 +482,11 @@ class ThreadedStore(Store):
         except Exception:
             pass
         return None
+
+    def _journal_committed(self, number: int) -> None:
+        # In the trio thread.
+        if self.on_journal_committed is not None:
+            self.on_journal_committed(number)
 
     def _finish_final(self, exc: StoreError) -> None:
         # In the trio thread.
