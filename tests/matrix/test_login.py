@@ -79,6 +79,19 @@ async def bridges_both_ways(alice, bot, room, demo, recorder, count: int, text: 
     await recorder.wait_for(lambda m: str(m.text) == f"from matrix {text}", timeout=20)
 
 
+async def next_start(synapse, alice, bot, room, proxy, tmp_path, text: str):
+    """Start again after :func:`first_start`, check that it bridges both ways; the plug and the
+    access token it stored."""
+    host, demo, plug, recorder = build(synapse, bot, room, proxy, tmp_path)
+    async with running(host):
+        with trio.fail_after(20):
+            await plug.synced.wait()
+        assert plug.connected
+        await bridges_both_ways(alice, bot, room, demo, recorder, 2, text)
+        stored = await plug.state.get(TOKEN_KEY)
+    return plug, stored
+
+
 async def log_out(synapse, token: str) -> None:
     """Revoke ``token`` (``POST /logout`` with it; its device goes with it), as an admin would."""
     async with httpx.AsyncClient(base_url=synapse.url) as http:
@@ -106,13 +119,7 @@ async def test_a_restart_uses_the_stored_token_without_logging_in(
         async with trio.open_nursery() as nursery:
             await nursery.start(proxy.serve)
             first = await first_start(synapse, alice, bot, room, proxy, tmp_path)
-            host, demo, plug, recorder = build(synapse, bot, room, proxy, tmp_path)
-            async with running(host):
-                with trio.fail_after(20):
-                    await plug.synced.wait()
-                assert plug.connected
-                await bridges_both_ways(alice, bot, room, demo, recorder, 2, "again")
-                again = await plug.state.get(TOKEN_KEY)
+            plug, again = await next_start(synapse, alice, bot, room, proxy, tmp_path, "again")
             proxy.cut()
     assert proxy.logins == 1
     assert first["user"] == bot.user_id and first["device"] == plug.device_id
@@ -140,13 +147,8 @@ async def test_a_revoked_stored_token_falls_back_to_the_password(
         await log_out(synapse, token)
         caplog.clear()
         with caplog.at_level(logging.DEBUG):
-            host, demo, plug, recorder = build(synapse, bot, room, proxy, tmp_path)
-            async with running(host):
-                with trio.fail_after(20):
-                    await plug.synced.wait()
-                assert plug.connected
-                await bridges_both_ways(alice, bot, room, demo, recorder, 2, "after logout")
-                stored = await plug.state.get(TOKEN_KEY)
+            plug, stored = await next_start(synapse, alice, bot, room, proxy, tmp_path,
+                                            "after logout")  # fmt: skip
         proxy.cut()
     assert proxy.logins == 2
     assert stored["token"] != token and stored["user"] == bot.user_id

@@ -518,20 +518,21 @@ class Host:
         Close a plug or hook and open it again; whether it opened. While a hook restarts,
         received messages wait for it (see :meth:`holding_messages`), so that it misses none.
         """
-        if name not in self.hooks:
-            # A plug: what is sent to it meanwhile waits for its new lifetime (see
-            # Pipeline.send), rather than failing on the connection that closes.
-            back = self.restarting[name] = trio.Event()
-            try:
-                await self.stop(name)
-                return await self.start(name)
-            finally:
-                if self.restarting.get(name) is back:
-                    del self.restarting[name]
-                back.set()
-        with self.holding_messages():
+        with self.holding_messages() if name in self.hooks else self._restarting(name):
             await self.stop(name)
             return await self.start(name)
+
+    @contextlib.contextmanager
+    def _restarting(self, name: str) -> Iterator[None]:
+        # A plug restarts: what is sent to it meanwhile waits for its new lifetime (see
+        # Pipeline.send), rather than failing on the connection that closes.
+        back = self.restarting[name] = trio.Event()
+        try:
+            yield
+        finally:
+            if self.restarting.get(name) is back:
+                del self.restarting[name]
+            back.set()
 
     def _store_final(self, error: Exception) -> None:
         # The store may not be used by this process any more (another took its namespace):
@@ -555,7 +556,7 @@ class Host:
             yield
         finally:
             self._holding -= 1
-            if not self._holding and self._held is not None:
+            if not self._holding:
                 self._held.set()
                 self._held = None
 
