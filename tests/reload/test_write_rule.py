@@ -98,3 +98,28 @@ def test_w_writes_what_was_held_back_at_a_reload_of_an_edit_that_changed_nothing
     finally:
         status = console.stop()
     assert status == 0, console.stderr
+
+
+def test_a_reload_from_chat_that_restarts_the_commands_hook_still_answers(
+    tmp_path, immp_exe, clean_env
+):
+    # The reload restarts the very hook whose command asked for it: the command's task ends with
+    # the old hook, and the answer came from nobody. The new hook (new prefix) answers.
+    file = tmp_path / "immp.yaml"
+    file.write_text(yaml.safe_dump(CONFIG))
+    console = Console(immp_exe, file, clean_env, stderr=tmp_path / "stderr")
+    try:
+        console.type("!plugs")  # running: the file was read
+        console.expect("  timer (demo): active")
+        edited = yaml.safe_load(file.read_text())
+        edited["hooks"]["commands"]["config"]["prefix"] = ["!", "?"]
+        file.write_text(yaml.safe_dump(edited))
+        mark = console.mark()
+        console.type("!reload")
+        console.expect("Reloaded: restarted hook commands.", after=mark)
+        mark = console.mark()
+        console.type("?plugs")  # the new hook's prefix: the reload did take
+        console.expect("  timer (demo): active", after=mark)
+    finally:
+        status = console.stop()
+    assert status == 0, console.stderr

@@ -478,6 +478,25 @@ class Host:
         """Ask :meth:`run` to close everything (hooks, plugs, resources) and return."""
         self._quit.set()
 
+    def start_soon(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        """
+        Run ``await fn(*args)`` in a task of the running host's own rather than of the plug or
+        hook that asks: it outlives that one's lifetime (a command whose reload restarts its own
+        hook still answers) and ends with the host. What it raises is logged, one line. Raises
+        ``RuntimeError`` if the host is not running.
+        """
+        if self._nursery is None:
+            raise RuntimeError("the host is not running")
+        self._nursery.start_soon(self._detached, fn, args)
+
+    async def _detached(self, fn: Callable[..., Awaitable[Any]], args: tuple) -> None:
+        try:
+            await fn(*args)
+        except Exception as exc:
+            name = getattr(fn, "__qualname__", repr(fn))
+            log.error("Task %s failed: %s", name, describe_error(exc))
+            log.debug("Traceback of task %s", name, exc_info=exc)
+
     @property
     def quitting(self) -> bool:
         """Whether :meth:`quit` was called and the running host has not stopped yet."""
