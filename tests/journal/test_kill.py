@@ -232,3 +232,63 @@ def test_graceful_stop_says_what_is_left(tmp_path, immp_exe, clean_env, store_ur
         bridge.kill()
     assert "Journal: every journaled message was delivered" in bridge.stderr()
     assert os.path.exists(tmp_path / "bridge.db") == store_url.startswith("sqlite")
+
+
+def _journal_state(db) -> tuple[int, int | None]:
+    # (journal entries, the src plug's input offset) as committed, read beside the process.
+    import sqlite3
+
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    except sqlite3.OperationalError:  # not made yet
+        return 0, None
+    try:
+        entries = conn.execute("SELECT count(*) FROM journal").fetchone()[0]
+        row = conn.execute("SELECT value FROM state JOIN scopes ON scopes.id = state.scope"
+                           " WHERE area = 'src' AND key = 'input-offset'").fetchone()  # fmt: skip
+    except sqlite3.OperationalError:  # not made yet
+        return 0, None
+    finally:
+        conn.close()
+    return entries, json.loads(row[0]) if row else None
+
+
+def test_killed_before_the_cursor_was_committed_what_was_journaled_comes_once(
+    tmp_path, immp_exe, clean_env
+):
+    # The window between a read's entries being committed and the cursor after them: killed
+    # there, the next start replays the entries and the network sends the messages again from
+    # the old cursor. Made on purpose: the entries are committed (their copies held by a slow
+    # hook), the process killed, and the cursor put back where it was before the read.
+    db = tmp_path / "bridge.db"
+    count = 8
+    text = "".join(f"m{n}\n" for n in range(count))
+    (tmp_path / "in").write_text(text)
+    bridge = Bridge(tmp_path, immp_exe, clean_env, f"sqlite:///{db}", delay=60)
+    try:
+        bridge.start()
+        deadline = time.monotonic() + 30
+        while _journal_state(db) != (count, len(text)):
+            assert time.monotonic() < deadline, (_journal_state(db), bridge.stderr())
+            time.sleep(0.05)
+        bridge.kill()
+        assert bridge.received() == []
+        import sqlite3
+
+        with sqlite3.connect(db) as conn:  # the cursor's commit never happened
+            conn.execute("UPDATE state SET value = '0' WHERE key = 'input-offset' AND scope IN"
+                         " (SELECT id FROM scopes WHERE area = 'src')")  # fmt: skip
+        again = Bridge(tmp_path, immp_exe, clean_env, f"sqlite:///{db}", delay=0)
+        again.runs = bridge.runs
+        again.start()
+        again.wait_for(count)
+        time.sleep(0.5)  # nothing more (no second copy) arrives later
+        assert again.received() == list(range(count))
+        assert again.stop() == 0, again.stderr()
+    finally:
+        bridge.kill()
+        if "again" in locals():
+            again.kill()
+    log = again.stderr()
+    assert f"Journal: {count} entries from the last run" in log, log
+    assert log.count("Journal: plug src sent again what the last run had journaled") == 1, log

@@ -17,6 +17,7 @@ import pytest
 import trio
 import yaml
 
+from tests.conftest import ROOT
 from tests.faults.helpers import ImmpProcess
 from tests.journal.servers import LOGGING, ready, room_with
 from tests.matrix.conftest import alice, bob, plug_config, synapse  # noqa: F401 (fixtures)
@@ -90,5 +91,129 @@ async def test_killed_while_messages_stream_matrix_gets_each_once_in_order(
                                    "replay": [ln.strip() for ln in proc.err
                                               if "from the last run" in ln]})  # fmt: skip
         assert copies() == list(range(N)), copies()
+    finally:
+        await bot.aclose()
+
+
+def _stored(db, query: str, *args):
+    import sqlite3
+
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    except sqlite3.OperationalError:  # not made yet
+        return None
+    try:
+        return conn.execute(query, args).fetchone()
+    except sqlite3.OperationalError:
+        return None
+    finally:
+        conn.close()
+
+
+_SINCE = ("SELECT value FROM state JOIN scopes ON scopes.id = state.scope"
+          " WHERE area = 'matrix' AND key = 'since'")  # fmt: skip
+
+
+async def test_killed_before_the_sync_token_was_committed_matrix_gets_each_once(
+    synapse,  # noqa: F811
+    alice,  # noqa: F811
+    bob,  # noqa: F811
+    tmp_path,
+    immp_exe,
+    clean_env,
+):
+    # The window between a sync batch's entries being committed and the token after them: made
+    # on purpose (the copies held by a slow hook, the process killed, the token put back). The
+    # next start replays the entries, and Synapse sends the same events again from the old
+    # token: each must reach the other room once.
+    bot = await synapse.register("wbot")
+    db = tmp_path / "bridge.db"
+    count = 5
+    try:
+        room_a = await room_with(alice, bot)
+        room_b = await room_with(bob, bot)
+
+        def write_config(hooks: dict) -> None:
+            config = {
+                "plugs": {"matrix": {"path": "matrix", "config": plug_config(synapse, bot)}},
+                "channels": {
+                    "a": {"plug": "matrix", "source": room_a},
+                    "b": {"plug": "matrix", "source": room_b},
+                },
+                "hooks": {
+                    "sync": {"path": "sync", "config": {"channels": {"bridge": ["a", "b"]}}},
+                    **hooks,
+                },
+                "store": f"sqlite:///{db}",
+                "host": {"journal": True},
+                "logging": LOGGING,
+                "path": [str(ROOT)],
+            }
+            file.write_text(yaml.safe_dump(config))
+
+        async def answers() -> int:
+            events = await alice.messages(room_a, limit=100)
+            return sum(1 for ev in events if ev["sender"] == bot.user_id
+                       and "Send !help NAME" in ev["content"].get("body", ""))  # fmt: skip
+
+        file = tmp_path / "immp.yaml"
+        # Copies to room b wait; the commands hook answers in room a at once.
+        commands = {"commands": {"path": "commands", "config": {"prefix": ["!"]}}}
+        slow = {"path": "tests.journal.slow.SlowSends", "priority": 1,
+                "config": {"delay": 60, "sources": [room_b]}}  # fmt: skip
+        write_config({**commands, "slow": slow})
+        proc = ImmpProcess([immp_exe, str(file)], env=clean_env)
+        try:
+            await ready(proc)
+            with trio.fail_after(20):
+                while (before := _stored(db, _SINCE)) is None:
+                    await trio.sleep(0.05)
+            for number in range(count):
+                await alice.send(room_a, f"m{number}")
+            await alice.send(room_a, "!help")
+            with trio.fail_after(20):  # the entries and the token after them committed
+                while not (_stored(db, "SELECT count(*) FROM journal") == (count + 1,)
+                           and _stored(db, _SINCE) != before):  # fmt: skip
+                    await trio.sleep(0.05)
+            proc.proc.kill()
+            await trio.to_thread.run_sync(proc.proc.wait)
+            import sqlite3
+
+            with sqlite3.connect(db) as conn:  # the token's commit never happened
+                conn.execute("UPDATE state SET value = ? WHERE key = 'since' AND scope IN"
+                             " (SELECT id FROM scopes WHERE area = 'matrix')", before)  # fmt: skip
+            with trio.fail_after(20):
+                while not await answers():  # answered before the kill
+                    await trio.sleep(0.1)
+            write_config(commands)
+            proc = ImmpProcess([immp_exe, str(file)], env=clean_env)
+            await ready(proc)
+
+            def copies() -> list[int]:
+                bodies = [ev["content"].get("body", "") for ev in events
+                          if ev["sender"] == bot.user_id]  # fmt: skip
+                return [int(m.group(1)) for body in bodies if (m := re.search(r"m(\d+)$", body))]
+
+            with trio.fail_after(60):
+                while True:
+                    events = await bob.messages(room_b, limit=100)
+                    if len(copies()) >= count:
+                        break
+                    await trio.sleep(0.3)
+            await trio.sleep(1.5)  # nothing more (no second copy) arrives later
+            events = await bob.messages(room_b, limit=100)
+            n_answers = await answers()
+            proc.proc.send_signal(signal.SIGTERM)
+            await trio.to_thread.run_sync(proc.proc.wait, 20)
+        finally:
+            if proc.proc.poll() is None:
+                proc.proc.kill()
+        assert copies() == list(range(count)), copies()
+        assert n_answers == 1  # the command, read again, was not run again
+        log = proc.stderr()
+        assert f"Journal: {count + 1} entries from the last run" in log, log
+        assert log.count("Journal: plug matrix sent again what the last run had journaled") == 1, (
+            log
+        )
     finally:
         await bot.aclose()

@@ -114,6 +114,13 @@ class Journal:
         # to every hook that routes it, until the entry is done
         self._replayed: dict[str, dict[str, int]] = {}
         self._replay: list[tuple[str, dict]] = []
+        # (plug, source, id, revision, deleted) -> entry key, of every entry the last run left,
+        # until repeats_until: what its network sends again from a cursor saved before it
+        # (see repeated())
+        self.repeats: dict[tuple, str] = {}
+        self._repeats_until = 0.0
+        #: Messages a network sent again that the journal had from the last run: not taken twice.
+        self.repeated_dropped = 0
         self.replayed = 0
         self.expired = 0
         self.dropped_in_doubt = 0
@@ -153,6 +160,7 @@ class Journal:
         self._since = {}
         self._replayed = {}
         self._replay = []
+        self.repeats = {}
         self._sweep_at = 0.0
         self.rounds = {}
         self.submitted = self.committed = 0
@@ -167,10 +175,14 @@ class Journal:
         by_entry: dict[str, dict[str, int]] = {}
         for entry, delivery, state in deliveries:
             by_entry.setdefault(entry, {})[delivery] = state
-        cutoff = time.time() - self.age
+        now = time.time()
+        cutoff = now - self.age
+        self._repeats_until = now + self.age
         for key, created, text in entries:
             message = json.loads(text)
             rows = by_entry.get(key, {})
+            if message.get("id") is not None:
+                self.repeats[_identity(message)] = key
             if created < cutoff:
                 self.expired += 1
                 done = sum(1 for state in rows.values() if state == DONE)
@@ -399,6 +411,34 @@ class Journal:
         if not self._open.get(entry):
             self._finish(entry)
 
+    def repeated(self, plug: Plug, sent: SentMessage) -> bool:
+        """
+        Whether ``sent``, just received, is a message the last run journaled: its network sent
+        it again because the cursor saved after it (Plug.taken) was not committed before a
+        crash. The entry is replayed; taking the message in again would send it twice. Known by
+        the network's ID, revision and deletion, which a plug keeps the same for a message read
+        again (Matrix event IDs; the demo's ``input`` lines are known by their offset), for the
+        journal's age limit after the start. Call only while :attr:`repeats` is not empty.
+        """
+        if time.time() > self._repeats_until:
+            self.repeats = {}
+            return False
+        if sent.id is None:
+            return False
+        key = self.repeats.get(
+            (plug.name, sent.channel.source, sent.id, sent.revision or 0, bool(sent.deleted))
+        )
+        if key is None:
+            return False
+        self.repeated_dropped += 1
+        if self.repeated_dropped == 1:
+            log.warning("Journal: plug %s sent again what the last run had journaled (its "
+                        "position was not saved before the process ended): not taken twice",
+                        plug.name)  # fmt: skip
+        log.info("Journal: %s in %s came again from its network (%s of the last run): not "
+                 "taken twice", sent.id, sent.channel.source, key)  # fmt: skip
+        return True
+
     def replaying(self, sent: SentMessage) -> bool:
         """Whether ``sent`` is an entry of the last run handed to the hooks again."""
         return sent.key is not None and sent.key in self._replayed
@@ -555,6 +595,7 @@ class Journal:
             "dropped_in_doubt": self.dropped_in_doubt,
             "abandoned": self.abandoned,
             "refused": self.refused,
+            "repeated": self.repeated_dropped,
         }
 
 
@@ -673,6 +714,12 @@ def _uncontent(data: dict, host: Host) -> dict:
 def encode(sent: SentMessage) -> str:
     """A received message as JSON text (see :func:`decode`)."""
     return _encode(_message(sent))
+
+
+def _identity(message: dict) -> tuple:
+    # What Journal.repeated() knows a message by, from an entry's data (see _message).
+    plug, source = message["channel"]
+    return (plug, source, message["id"], message.get("revision", 0), bool(message.get("deleted")))
 
 
 def _message(sent: SentMessage) -> dict:

@@ -354,13 +354,17 @@ class Pipeline:
         if echo is None and line.in_flight:
             echo = await self._match_echo(line, sent)
         held = None  # the journal entry, held while it is handed out (see Journal.hold)
+        repeat = False
         if replayed:
             source, primary = sent, True
             held = sent.key
         elif echo is None:
             source, primary = sent, True
             if self.journal.enabled:
-                held = self.journal.add(sent)  # before it counts as taken (see taken())
+                if self.journal.repeats and self.journal.repeated(plug, sent):
+                    repeat = True  # the last run's entry, replayed: not taken in twice
+                else:
+                    held = self.journal.add(sent)  # before it counts as taken (see taken())
         else:
             source, primary, split = echo
             if split and primary:
@@ -372,6 +376,8 @@ class Pipeline:
             if line.taken_event is not None:
                 line.taken_event.set()
                 line.taken_event = None
+            if repeat:
+                return
         # A journal entry is held by the pipeline while it hands it out, and by each journaled
         # hook (Hook.journaled) it goes to, so that it is done only once every such hook is done
         # with it and its deliveries are. An entry of the last run goes to journaled hooks only

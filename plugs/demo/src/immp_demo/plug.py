@@ -55,7 +55,9 @@ SCHEMA = immp.Schema({
                                      "read is kept in the store, saved only once the host took "
                                      "the messages in (journaled, with `host: journal: true`), "
                                      "so a process killed while reading neither loses nor "
-                                     "repeats a line (`user` is the plug's own: the commands "
+                                     "repeats a line (each line's ID is `input:` and its "
+                                     "offset in the file, the same if it is read again; "
+                                     "`user` is the plug's own: the commands "
                                      "hook does not answer these lines, as it does not answer "
                                      "a bot)"): immp.Nullable(str),
     immp.Optional("output", None, doc="a file that every message sent to this plug is appended "
@@ -195,10 +197,15 @@ class DemoPlug(immp.Plug):
             if end < 0:
                 await trio.sleep(0.05)
                 continue
+            at = offset
             for line in data[:end].split(b"\n"):
                 text = line.decode("utf-8", "replace").rstrip("\r")
                 if text:
-                    await self.receive(text)
+                    # The line's ID is where it starts in the file: the same if it is read
+                    # again (a crash before the offset below was saved), which the journal
+                    # knows it by (see Journal.repeated).
+                    await self.receive(text, id=f"input:{at}")
+                at += len(line) + 1
             offset += end + 1
             # Only once the host has them (journaled) does the position move past them.
             await self.taken()
@@ -212,13 +219,15 @@ class DemoPlug(immp.Plug):
         *,
         user: immp.User | None = None,
         channel: immp.Channel | str | None = None,
+        id: str | None = None,
         **fields,
     ) -> immp.SentMessage:
-        """Inject a message as if someone on the network posted it; returns it."""
+        """Inject a message as if someone on the network posted it (with the ID ``id``, else
+        the next number); returns it."""
         if isinstance(channel, str):
             channel = immp.Channel(self, channel)
         sent = immp.SentMessage(
-            self._next_id(),
+            id or self._next_id(),
             channel or self.default_channel,
             text=text,
             user=user or self.bot,
