@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 
+import pytest
 import trio
 
 import immp
@@ -306,4 +307,83 @@ async def test_a_message_received_while_the_host_closes_is_kept_for_the_next_sta
         with trio.fail_after(10):
             await again.plugs["b"].wait_puts(1)
     assert [str(m.text) for _, m in again.plugs["b"].puts] == ["late"]
+    assert await load_journal(new_store()) == ([], [])
+
+
+class SlowCommits(immp.SQLiteStore):
+    """A SQLite store each of whose commits takes a while (a busy disk, a loaded machine)."""
+
+    def write(self, conn, batch):
+        time.sleep(0.25)  # in the store's thread, as a slow fsync would
+        super().write(conn, batch)
+
+
+async def test_copies_waiting_for_slow_commits_are_not_taken_for_a_stuck_target(tmp_path, caplog):
+    # Every copy waits for its entry's commit, so with slow commits each target's queue fills
+    # and the sync hook waits on it. Both targets are slow alike, for the store's sake, not
+    # their own: none may be taken to be stuck, which dropped copies (kept in the journal and
+    # sent at the next start, out of order) while a burst lasted more than a second.
+    host = immp.Host(store=SlowCommits(tmp_path / "bridge.db"), journal=True, close_timeout=1)
+    for name in "abc":
+        host.add_plug(DemoPlug(name, DEMO, host))
+        host.add_channel(f"{name}-room", immp.Channel(host.plugs[name], "room"))
+    host.add_hook(SyncHook("sync", {"channels": {"main": ["a-room", "b-room", "c-room"]},
+                                    "queue-size": 20}, host))  # fmt: skip
+    count = 600
+    with caplog.at_level(logging.INFO):
+        async with running(host):
+            with trio.fail_after(60):
+                for number in range(count):  # a stream of 2 s: a queue's worth each commit
+                    await host.plugs["a"].receive(f"m{number}")
+                    await trio.sleep(0.003)
+                for name in "bc":
+                    await host.plugs[name].wait_puts(count, timeout=60)
+    for name in "bc":
+        assert [str(m.text) for _, m in host.plugs[name].puts] == [f"m{n}" for n in range(count)]
+    assert "is stuck" not in caplog.text
+    assert "every journaled message was delivered" in host.journal.summary()
+
+
+class RenumberingPlug(DemoPlug):
+    """A demo plug whose network numbers its messages afresh each run (IDs are reused)."""
+
+    stable_ids = False
+
+
+async def _left_command(new_store, a: immp.Plug) -> None:
+    # As a process killed between the commit of "!ping" and that of the cursor after it left
+    # the store: the entry, not yet handled.
+    store = new_store()
+    await store.open()
+    sent = immp.SentMessage("m9", immp.Channel(a, "room"), text="!ping",
+                            user=immp.User("u-2", a, username="u-2"))  # fmt: skip
+    store.journal_write([("entry", "e9", time.time() - 1, encode(sent))])
+    await store.close()
+
+
+@pytest.mark.parametrize(
+    ("plug", "text", "runs"),
+    [(DemoPlug, "!ping", False), (DemoPlug, "!ping twice", True), (RenumberingPlug, "!ping", True)],
+    ids=["read-again", "new-text-same-id", "ids-not-stable"],
+)
+async def test_a_message_read_again_after_a_crash_is_not_taken_twice(new_store, plug, text, runs):
+    # The network sends "!ping" (m9) again from the old cursor: it is the entry replayed, and
+    # the command is not run a second time. The same ID with other text, or from a plug whose
+    # IDs are numbered afresh each run, is a new message.
+    def build():
+        host = immp.Host(store=new_store(), journal=True)
+        host.add_plug(plug("a", DEMO, host))
+        host.add_hook(CommandHook("commands", {}, host))
+        host.add_hook(ToolHook("tools", {}, host))
+        return host
+
+    first = build()
+    await _left_command(new_store, first.plugs["a"])
+    again = build()
+    a = again.plugs["a"]
+    async with running(again):
+        await a.receive(text, id="m9", user=immp.User("u-2", a, username="u-2"))
+        await trio.sleep(0.3)
+        assert bool(a.puts) == runs  # the commands hook answered (pong, or its usage)
+    assert again.journal.stats()["repeated"] == (0 if runs else 1)
     assert await load_journal(new_store()) == ([], [])

@@ -123,3 +123,4 @@ def test_a_reload_from_chat_that_restarts_the_commands_hook_still_answers(
     finally:
         status = console.stop()
     assert status == 0, console.stderr
+    assert "not handled" not in console.stderr  # the old hook closed at once, its queue empty

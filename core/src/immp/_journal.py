@@ -114,10 +114,11 @@ class Journal:
         # to every hook that routes it, until the entry is done
         self._replayed: dict[str, dict[str, int]] = {}
         self._replay: list[tuple[str, dict]] = []
-        # (plug, source, id, revision, deleted) -> entry key, of every entry the last run left,
-        # until repeats_until: what its network sends again from a cursor saved before it
-        # (see repeated())
-        self.repeats: dict[tuple, str] = {}
+        # (plug, source, id, revision, edited, deleted) -> (entry key, text data), of every
+        # entry the last run left that is replayed, until repeats_until: what its network
+        # sends again from a cursor saved before it (see repeated())
+        self.repeats: dict[tuple, tuple[str, Any]] = {}
+        self._repeats_said: set[str] = set()  # plugs whose repeats were said
         self._repeats_until = 0.0
         #: Messages a network sent again that the journal had from the last run: not taken twice.
         self.repeated_dropped = 0
@@ -161,6 +162,7 @@ class Journal:
         self._replayed = {}
         self._replay = []
         self.repeats = {}
+        self._repeats_said = set()
         self._sweep_at = 0.0
         self.rounds = {}
         self.submitted = self.committed = 0
@@ -181,8 +183,6 @@ class Journal:
         for key, created, text in entries:
             message = json.loads(text)
             rows = by_entry.get(key, {})
-            if message.get("id") is not None:
-                self.repeats[_identity(message)] = key
             if created < cutoff:
                 self.expired += 1
                 done = sum(1 for state in rows.values() if state == DONE)
@@ -194,6 +194,8 @@ class Journal:
                 continue
             self._replay.append((key, message))
             self._replayed[key] = rows
+            if message.get("id") is not None:
+                self.repeats[_identity(message)] = (key, message.get("text"))
         if entries:
             doubt = sum(1 for rows in by_entry.values() for s in rows.values() if s == WRITING)
             log.warning("Journal: %s from the last run (%s in doubt), %d expired",
@@ -213,6 +215,8 @@ class Journal:
                 log.warning("Journal: %s is from plug %s, which is not in the config; kept",
                             key, message["channel"][0])  # fmt: skip
                 self._replayed.pop(key, None)
+                if message.get("id") is not None:  # (not replayed: what comes again is new)
+                    self.repeats.pop(_identity(message), None)
                 continue
             sent = decode(message, self.host)
             sent.key = key
@@ -416,22 +420,24 @@ class Journal:
         Whether ``sent``, just received, is a message the last run journaled: its network sent
         it again because the cursor saved after it (Plug.taken) was not committed before a
         crash. The entry is replayed; taking the message in again would send it twice. Known by
-        the network's ID, revision and deletion, which a plug keeps the same for a message read
-        again (Matrix event IDs; the demo's ``input`` lines are known by their offset), for the
-        journal's age limit after the start. Call only while :attr:`repeats` is not empty.
+        the network's ID, revision, edit and deletion flags and text, for a plug whose IDs are
+        the same for a message read again (:attr:`Plug.stable_ids <immp.Plug.stable_ids>`:
+        Matrix event IDs; the demo's ``input`` lines by their offset), for the journal's age
+        limit after the start. Call only while :attr:`repeats` is not empty.
         """
         if time.time() > self._repeats_until:
             self.repeats = {}
             return False
-        if sent.id is None:
+        if sent.id is None or not plug.stable_ids:
             return False
-        key = self.repeats.get(
-            (plug.name, sent.channel.source, sent.id, sent.revision or 0, bool(sent.deleted))
-        )
-        if key is None:
+        known = self.repeats.get((plug.name, sent.channel.source, sent.id, sent.revision or 0,
+                                  bool(sent.edited), bool(sent.deleted)))  # fmt: skip
+        if known is None or known[1] != _text(sent.text):
             return False
+        key = known[0]
         self.repeated_dropped += 1
-        if self.repeated_dropped == 1:
+        if plug.name not in self._repeats_said:
+            self._repeats_said.add(plug.name)
             log.warning("Journal: plug %s sent again what the last run had journaled (its "
                         "position was not saved before the process ended): not taken twice",
                         plug.name)  # fmt: skip
@@ -719,7 +725,8 @@ def encode(sent: SentMessage) -> str:
 def _identity(message: dict) -> tuple:
     # What Journal.repeated() knows a message by, from an entry's data (see _message).
     plug, source = message["channel"]
-    return (plug, source, message["id"], message.get("revision", 0), bool(message.get("deleted")))
+    return (plug, source, message["id"], message.get("revision", 0), bool(message.get("edited")),
+            bool(message.get("deleted")))  # fmt: skip
 
 
 def _message(sent: SentMessage) -> dict:

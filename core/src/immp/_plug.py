@@ -37,6 +37,12 @@ class Plug(Openable):
     #: <immp.Journal.delivered>` once the network acknowledged it), as IRC does; otherwise a
     #: delivery counts as confirmed when :meth:`put` returns.
     confirms_delivery: ClassVar[bool] = False
+    #: Whether a message read again from the network (after a crash, from a cursor that was not
+    #: saved) has the same ID and revision as the first time, and an ID is never given to
+    #: another message, in this run or a later one (Matrix event IDs): the journal then knows a
+    #: message read again after a crash and does not take it twice (docs/journal.md, "Read
+    #: twice"). Leave it false for IDs numbered afresh each run.
+    stable_ids: ClassVar[bool] = False
     #: A schema for the ``source`` of this plug's channels in the config (always a string), e.g.
     #: an :class:`~immp.Warn` for a source that is legal but most likely a mistake.
     source_schema: ClassVar[Any] = None

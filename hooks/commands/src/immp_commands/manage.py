@@ -20,8 +20,6 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-import trio
-
 import immp
 
 _ADMIN = immp.CommandRole.admin
@@ -210,27 +208,22 @@ class HostCommands:
     @immp.command("reload", role=_ADMIN)
     async def reload(self, msg):
         """Read the config file again and apply what changed (what SIGHUP does)."""
-        # A reload that changes this hook restarts it, and this task ends with the old hook:
-        # the reload and its answer run in a task of the host's, awaited here while it lasts.
-        done = trio.Event()
-        self.host.start_soon(self._reload_and_answer, msg, done)
-        await done.wait()
+        # A reload that changes this hook restarts it, which ends this task (and waits for it
+        # to end): the reload and its answer run in a task of the host's, not waited for here.
+        self.host.start_soon(self._reload_and_answer, msg)
 
-    async def _reload_and_answer(self, msg, done: trio.Event) -> None:
+    async def _reload_and_answer(self, msg) -> None:
         try:
-            try:
-                summary = await self.host.reload()
-            except immp.ConfigError as exc:
-                await self.reply(msg, f"Reload failed, nothing changed: {exc}")  # as logged
-                return
-            except RuntimeError as exc:
-                await self.reply(msg, f"Cannot reload: {exc}.")
-                return
-            if self.host.hooks.get(self.name) is self:  # (else its successor follows the file)
-                await self.follow_config()  # (on_config_change does it too, in the background)
-            await self.reply(msg, f"Reloaded: {summary}.")
-        finally:
-            done.set()
+            summary = await self.host.reload()
+        except immp.ConfigError as exc:
+            await self.reply(msg, f"Reload failed, nothing changed: {exc}")  # as logged
+            return
+        except RuntimeError as exc:
+            await self.reply(msg, f"Cannot reload: {exc}.")
+            return
+        if self.host.hooks.get(self.name) is self:  # (else its successor follows the file)
+            await self.follow_config()  # (on_config_change does it too, in the background)
+        await self.reply(msg, f"Reloaded: {summary}.")
 
     # -- named channels ------------------------------------------------------------------------
 

@@ -83,6 +83,8 @@ class DemoPlug(immp.Plug):
     network_name = "Demo"
     can_edit = True
     can_delete = True
+    # Numbers never given twice (kept in blocks in the store), the input's lines by offset.
+    stable_ids = True
 
     def __init__(self, name, config, host):
         super().__init__(name, config, host)

@@ -220,6 +220,7 @@ class MatrixPlug(immp.Plug):
     network_name = "Matrix"
     can_edit = True
     can_delete = True
+    stable_ids = True  # event IDs; an edit's or redaction's revision is its event's timestamp
 
     def __init__(self, name, config, host):
         super().__init__(name, config, host)
