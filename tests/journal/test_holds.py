@@ -310,40 +310,6 @@ async def test_a_message_received_while_the_host_closes_is_kept_for_the_next_sta
     assert await load_journal(new_store()) == ([], [])
 
 
-class SlowCommits(immp.SQLiteStore):
-    """A SQLite store each of whose commits takes a while (a busy disk, a loaded machine)."""
-
-    def write(self, conn, batch):
-        time.sleep(0.25)  # in the store's thread, as a slow fsync would
-        super().write(conn, batch)
-
-
-async def test_copies_waiting_for_slow_commits_are_not_taken_for_a_stuck_target(tmp_path, caplog):
-    # Every copy waits for its entry's commit, so with slow commits each target's queue fills
-    # and the sync hook waits on it. Both targets are slow alike, for the store's sake, not
-    # their own: none may be taken to be stuck, which dropped copies (kept in the journal and
-    # sent at the next start, out of order) while a burst lasted more than a second.
-    host = immp.Host(store=SlowCommits(tmp_path / "bridge.db"), journal=True, close_timeout=1)
-    for name in "abc":
-        host.add_plug(DemoPlug(name, DEMO, host))
-        host.add_channel(f"{name}-room", immp.Channel(host.plugs[name], "room"))
-    host.add_hook(SyncHook("sync", {"channels": {"main": ["a-room", "b-room", "c-room"]},
-                                    "queue-size": 20}, host))  # fmt: skip
-    count = 600
-    with caplog.at_level(logging.INFO):
-        async with running(host):
-            with trio.fail_after(60):
-                for number in range(count):  # a stream of 2 s: a queue's worth each commit
-                    await host.plugs["a"].receive(f"m{number}")
-                    await trio.sleep(0.003)
-                for name in "bc":
-                    await host.plugs[name].wait_puts(count, timeout=60)
-    for name in "bc":
-        assert [str(m.text) for _, m in host.plugs[name].puts] == [f"m{n}" for n in range(count)]
-    assert "is stuck" not in caplog.text
-    assert "every journaled message was delivered" in host.journal.summary()
-
-
 class RenumberingPlug(DemoPlug):
     """A demo plug whose network numbers its messages afresh each run (IDs are reused)."""
 
