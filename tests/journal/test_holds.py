@@ -158,15 +158,20 @@ async def test_an_entry_of_the_last_run_goes_to_every_hook_without_repeating_wha
     assert await load_journal(new_store()) == ([], [])
 
 
+def _commands_host(new_store, plug: type[DemoPlug] = DemoPlug) -> immp.Host:
+    """Plug a with the commands hook and ToolHook's commands (``!ping`` answers ``pong``)."""
+    host = immp.Host(store=new_store(), journal=True)
+    host.add_plug(plug("a", DEMO, host))
+    host.add_hook(CommandHook("commands", {}, host))
+    host.add_hook(ToolHook("tools", {}, host))
+    return host
+
+
 async def test_a_command_is_not_run_again_after_a_restart(new_store):
     # A command in a channel no bridge copies: nothing to deliver, so nothing is kept; and an
     # entry of the last run (a crash) goes to the sync hook only, never to the commands hook.
     def build():
-        host = immp.Host(store=new_store(), journal=True)
-        host.add_plug(DemoPlug("a", DEMO, host))
-        host.add_hook(CommandHook("commands", {}, host))
-        host.add_hook(ToolHook("tools", {}, host))
-        return host
+        return _commands_host(new_store)
 
     first = build()
     async with running(first):
@@ -336,16 +341,9 @@ async def test_a_message_read_again_after_a_crash_is_not_taken_twice(new_store, 
     # The network sends "!ping" (m9) again from the old cursor: it is the entry replayed, and
     # the command is not run a second time. The same ID with other text, or from a plug whose
     # IDs are numbered afresh each run, is a new message.
-    def build():
-        host = immp.Host(store=new_store(), journal=True)
-        host.add_plug(plug("a", DEMO, host))
-        host.add_hook(CommandHook("commands", {}, host))
-        host.add_hook(ToolHook("tools", {}, host))
-        return host
-
-    first = build()
+    first = _commands_host(new_store, plug)
     await _left_command(new_store, first.plugs["a"])
-    again = build()
+    again = _commands_host(new_store, plug)
     a = again.plugs["a"]
     async with running(again):
         await a.receive(text, id="m9", user=immp.User("u-2", a, username="u-2"))
