@@ -32,7 +32,7 @@ from ._hook import Hook
 from ._journal import Journal
 from ._message import Message, Receipt, SentMessage
 from ._openable import OpenState
-from ._worker import Queue, Worker, relaying
+from ._worker import Queue, Worker, current_worker, relaying
 
 if TYPE_CHECKING:
     from ._channel import Channel
@@ -511,7 +511,12 @@ class Pipeline:
             journal = self.journal
             number = journal.rounds.get(key.partition("/")[0])
             if number is not None and number > journal.committed:
-                await journal.durable(number)
+                worker = current_worker.get()
+                if worker is None:
+                    await journal.durable(number)
+                else:
+                    with worker.excused():  # not the target's own slowness (Worker.excused)
+                        await journal.durable(number)
         token = next(self._tokens)
         in_flight = line.in_flight
         in_flight[token] = channel

@@ -33,10 +33,11 @@ of it after.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from contextvars import ContextVar
 from typing import Any
 
@@ -47,6 +48,8 @@ import trio
 #: to the item's handler, so that a send made by a hook's worker, or by a sync target's, knows
 #: which arrival it relays. ``None`` otherwise.
 relaying: ContextVar[float | None] = ContextVar("immp_relaying", default=None)
+#: The worker whose task this is (set by :meth:`Worker.run` for its own task).
+current_worker: ContextVar[Worker | None] = ContextVar("immp_worker", default=None)
 
 #: A loop that takes queued items without waiting (a worker, the host's pump) checks for
 #: cancellation once per this many items, not per item: the check is a coroutine call, as
@@ -285,6 +288,8 @@ class Worker:
         #: Whether the hook it feeds holds the journal entries it is handed (the pipeline's).
         self.journaled = False
         self._held = 0.0  # seconds producers waited since the queue was last empty (not patient)
+        # When a call last ended a wait for what every worker waits for alike (see excused())
+        self._caught_up_at = -math.inf
         #: Set when :meth:`run` has returned.
         self.done = trio.Event()
 
@@ -296,6 +301,21 @@ class Worker:
     def closed(self) -> bool:
         """Whether :meth:`close` was called (or :meth:`run` returned): items are dropped."""
         return self._queue.closed
+
+    @contextlib.contextmanager
+    def excused(self) -> Iterator[None]:
+        """
+        The call under way waits for what every worker waits for alike, not for its own
+        network: the journal's commit of its entry (see Pipeline.send). A worker that waits so
+        has caught up with what can be sent: when the wait ends, what producers waited on its
+        full queue so far (not patient) no longer counts towards ``stuck_after``. Else a slow
+        store made a bridge's targets look stuck and drop copies, while each was keeping up.
+        """
+        try:
+            yield
+        finally:
+            self._held = 0.0
+            self._caught_up_at = trio.current_time()
 
     def offer(self, item: tuple) -> bool:
         """
@@ -332,10 +352,15 @@ class Worker:
                     except trio.ClosedResourceError:
                         if self._on_dropped is not None:  # closed meanwhile
                             self._on_dropped(item.item if type(item) is _Relayed else item)
-                    if not self.patient:
-                        self._held += trio.current_time() - started
+                    if not self.patient:  # (the part since the worker last caught up, if later)
+                        self._held += trio.current_time() - max(started, self._caught_up_at)
                     return
-                if not self.patient or self.taken == taken:
+                if not self.patient:
+                    if self._caught_up_at <= started:
+                        break
+                    # It caught up meanwhile (see excused()): only the time since counts.
+                    self._held += trio.current_time() - self._caught_up_at
+                elif self.taken == taken:
                     break
             self.stuck = True
             self.log.warning(
@@ -371,6 +396,7 @@ class Worker:
     async def _work(self) -> None:
         # The loop of the module docstring. This runs once per message per hook and per sync
         # target, so the calls are inline: take(), handle(), on_error().
+        current_worker.set(self)
         queue, handle, on_error = self._queue, self._handle, self._on_error
         finished = self._finished
         items, pop = queue.items, queue.pop
