@@ -25,6 +25,31 @@ from tests.matrix.conftest import alice, bob, plug_config, synapse  # noqa: F401
 N = 30
 
 
+def _config(synapse, bot, room_a: str, room_b: str, store: str, **hooks) -> dict:  # noqa: F811
+    """The bot's plug, rooms a and b bridged by the sync hook (and ``hooks``), the journal on."""
+    return {
+        "plugs": {"matrix": {"path": "matrix", "config": plug_config(synapse, bot)}},
+        "channels": {
+            "a": {"plug": "matrix", "source": room_a},
+            "b": {"plug": "matrix", "source": room_b},
+        },
+        "hooks": {
+            "sync": {"path": "sync", "config": {"channels": {"bridge": ["a", "b"]}}},
+            **hooks,
+        },
+        "store": store,
+        "host": {"journal": True},
+        "logging": LOGGING,
+        "path": [str(ROOT)],
+    }
+
+
+def _numbers(events: list[dict], sender: str) -> list[int]:
+    """The numbers of the ``m<N>`` messages ``sender`` posted, in order."""
+    bodies = [ev["content"].get("body", "") for ev in events if ev["sender"] == sender]
+    return [int(m.group(1)) for body in bodies if (m := re.search(r"m(\d+)$", body))]
+
+
 @pytest.mark.parametrize(
     ("seed", "store_url"),
     [(0, "sqlite"), (1, "sqlite"), (2, "postgresql")],
@@ -44,23 +69,11 @@ async def test_killed_while_messages_stream_matrix_gets_each_once_in_order(
     try:
         room_a = await room_with(alice, bot)
         room_b = await room_with(bob, bot)
-        config = {
-            "plugs": {"matrix": {"path": "matrix", "config": plug_config(synapse, bot)}},
-            "channels": {
-                "a": {"plug": "matrix", "source": room_a},
-                "b": {"plug": "matrix", "source": room_b},
-            },
-            "hooks": {"sync": {"path": "sync", "config": {"channels": {"bridge": ["a", "b"]}}}},
-            "store": store_url,
-            "host": {"journal": True},
-            "logging": LOGGING,
-        }
         file = tmp_path / "immp.yaml"
-        file.write_text(yaml.safe_dump(config))
+        file.write_text(yaml.safe_dump(_config(synapse, bot, room_a, room_b, store_url)))
 
         def copies() -> list[int]:
-            return [int(m.group(1)) for ev in events if ev["sender"] == bot.user_id
-                    and (m := re.search(r"m(\d+)$", ev["content"].get("body", "")))]  # fmt: skip
+            return _numbers(events, bot.user_id)
 
         proc = ImmpProcess([immp_exe, str(file)], env=clean_env)
         try:
@@ -134,21 +147,7 @@ async def test_killed_before_the_sync_token_was_committed_matrix_gets_each_once(
         room_b = await room_with(bob, bot)
 
         def write_config(hooks: dict) -> None:
-            config = {
-                "plugs": {"matrix": {"path": "matrix", "config": plug_config(synapse, bot)}},
-                "channels": {
-                    "a": {"plug": "matrix", "source": room_a},
-                    "b": {"plug": "matrix", "source": room_b},
-                },
-                "hooks": {
-                    "sync": {"path": "sync", "config": {"channels": {"bridge": ["a", "b"]}}},
-                    **hooks,
-                },
-                "store": f"sqlite:///{db}",
-                "host": {"journal": True},
-                "logging": LOGGING,
-                "path": [str(ROOT)],
-            }
+            config = _config(synapse, bot, room_a, room_b, f"sqlite:///{db}", **hooks)
             file.write_text(yaml.safe_dump(config))
 
         async def answers() -> int:
@@ -190,9 +189,7 @@ async def test_killed_before_the_sync_token_was_committed_matrix_gets_each_once(
             await ready(proc)
 
             def copies() -> list[int]:
-                bodies = [ev["content"].get("body", "") for ev in events
-                          if ev["sender"] == bot.user_id]  # fmt: skip
-                return [int(m.group(1)) for body in bodies if (m := re.search(r"m(\d+)$", body))]
+                return _numbers(events, bot.user_id)
 
             with trio.fail_after(60):
                 while True:

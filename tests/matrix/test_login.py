@@ -9,6 +9,7 @@ line. A query made while the plug still logs in waits for it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -47,6 +48,17 @@ class CountingProxy(Proxy):
                 await upstream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
+
+
+@contextlib.asynccontextmanager
+async def serving(synapse):
+    """A :class:`CountingProxy` to Synapse, serving, and the nursery it serves in (to serve
+    again after a cut); cut at the end."""
+    proxy = CountingProxy(synapse.port)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(proxy.serve)
+        yield proxy, nursery
+        proxy.cut()
 
 
 def build(synapse, bot, room, proxy, tmp_path, **host_options):
@@ -114,13 +126,10 @@ async def test_a_restart_uses_the_stored_token_without_logging_in(
     # POST /login reaches the homeserver (before, every start was one, and a crash loop ran
     # into Synapse's login rate limit), and the bridge works both ways.
     room = await bridged_room(alice, bot)
-    proxy = CountingProxy(synapse.port)
     with caplog.at_level(logging.DEBUG):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(proxy.serve)
+        async with serving(synapse) as (proxy, _):
             first = await first_start(synapse, alice, bot, room, proxy, tmp_path)
             plug, again = await next_start(synapse, alice, bot, room, proxy, tmp_path, "again")
-            proxy.cut()
     assert proxy.logins == 1
     assert first["user"] == bot.user_id and first["device"] == plug.device_id
     assert again == first
@@ -139,9 +148,7 @@ async def test_a_revoked_stored_token_falls_back_to_the_password(
     # The stored token was logged out (POST /logout with it): the next start says so in one
     # INFO line, logs in with the password, stores the new token and works.
     room = await bridged_room(alice, bot)
-    proxy = CountingProxy(synapse.port)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(proxy.serve)
+    async with serving(synapse) as (proxy, _):
         token = (await first_start(synapse, alice, bot, room, proxy, tmp_path)).get("token")
         assert token, "no access token in the store"
         await log_out(synapse, token)
@@ -149,7 +156,6 @@ async def test_a_revoked_stored_token_falls_back_to_the_password(
         with caplog.at_level(logging.DEBUG):
             plug, stored = await next_start(synapse, alice, bot, room, proxy, tmp_path,
                                             "after logout")  # fmt: skip
-        proxy.cut()
     assert proxy.logins == 2
     assert stored["token"] != token and stored["user"] == bot.user_id
     refused = [line for line in immp_lines(caplog) if "token" in line.lower()]
@@ -167,9 +173,7 @@ async def test_homeserver_down_at_a_restart_keeps_the_stored_token(
     # Nothing listens at the second start: the check of the stored token is retried like a
     # login, and once the homeserver is up the token is used, not thrown away for a new login.
     room = await bridged_room(alice, bot)
-    proxy = CountingProxy(synapse.port)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(proxy.serve)
+    async with serving(synapse) as (proxy, nursery):
         first = await first_start(synapse, alice, bot, room, proxy, tmp_path)
         proxy.cut()
         host, demo, plug, recorder = build(synapse, bot, room, proxy, tmp_path, open_timeout=2)
@@ -182,7 +186,6 @@ async def test_homeserver_down_at_a_restart_keeps_the_stored_token(
                     await plug.synced.wait()
                 await bridges_both_ways(alice, bot, room, demo, recorder, 2, "after the outage")
                 again = await plug.state.get(TOKEN_KEY)
-        proxy.cut()
     assert proxy.logins == 1
     assert again == first and first["token"] not in caplog.text
     assert "Stored access token refused" not in caplog.text
@@ -272,9 +275,7 @@ async def test_a_token_revoked_while_running_is_replaced_and_nothing_is_lost(
     # alice posted meanwhile comes through) and the refused send in its place, once. Before,
     # the 401 failed the plug: "Failed to run plug matrix: MatrixError: GET .../sync: 401".
     room = await bridged_room(alice, bot)
-    proxy = CountingProxy(synapse.port)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(proxy.serve)
+    async with serving(synapse) as (proxy, _):
         host, demo, plug, recorder = build(synapse, bot, room, proxy, tmp_path)
         with caplog.at_level(logging.DEBUG):
             async with running(host):
@@ -296,7 +297,6 @@ async def test_a_token_revoked_while_running_is_replaced_and_nothing_is_lost(
                 assert plug.connected and plug.open_state is immp.OpenState.active
                 stored = await plug.state.get(TOKEN_KEY)
                 await bridges_both_ways(alice, bot, room, demo, recorder, 4, "after")
-        proxy.cut()
     assert [t.rsplit(" ", 3)[-3:] for t in texts] == [
         ["to", "matrix", "before"],
         ["to", "matrix", "1"],
@@ -423,6 +423,14 @@ def fake(monkeypatch) -> FakeHomeserver:
     return server
 
 
+async def long_polling(fake: FakeHomeserver, plug) -> None:
+    """Wait until the plug has synced once and is long-polling the next sync."""
+    with trio.fail_after(5):
+        await plug.synced.wait()
+        while not fake.polls:
+            await trio.sleep(0.01)
+
+
 def fake_host(fake: FakeHomeserver, **changes):
     host = immp.Host()
     config = {"homeserver": "http://hs.test", "user": fake.user, "password": "secret",
@@ -444,10 +452,7 @@ async def test_a_send_refused_for_its_token_goes_again_once_with_the_new_one(fak
 
     with caplog.at_level(logging.INFO):
         async with running(host):
-            with trio.fail_after(5):
-                await plug.synced.wait()
-                while not fake.polls:
-                    await trio.sleep(0.01)
+            await long_polling(fake, plug)
             fake.tokens.clear()  # token-1 logged out
             with trio.fail_after(5):
                 async with trio.open_nursery() as nursery:
@@ -502,10 +507,7 @@ async def test_a_send_refused_for_a_token_config_fails_the_send_and_the_plug(fak
     host, plug = fake_host(fake, password=None, token="config-token")
     with caplog.at_level(logging.INFO):
         async with running(host):
-            with trio.fail_after(5):
-                await plug.synced.wait()
-                while not fake.polls:
-                    await trio.sleep(0.01)
+            await long_polling(fake, plug)
             fake.tokens.clear()
             with trio.fail_after(5), pytest.raises(immp.PlugError) as refused:
                 await plug.put(immp.Channel(plug, "!one:hs.test"), immp.Message("hello"))

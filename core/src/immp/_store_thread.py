@@ -301,15 +301,10 @@ class ThreadedStore(Store):
             self._queued()
 
     def _write_message(self, area: str, key: str, entry: Any, ids: list) -> None:
-        # _write without the op tuple and its dispatch: one per bridged message, so _queued is
-        # inline.
+        # _write without the op tuple and its dispatch: one per bridged message.
         with self._lock:
-            writes = self._writes
-            writes.add_message(area, key, entry, ids)
-            if writes.count > self.max_queue:
-                self._overflow()
-            if self._sleeping:
-                self._cond.notify()
+            self._writes.add_message(area, key, entry, ids)
+            self._queued()
 
     def _queued(self) -> None:
         # After a write was queued (under _lock): wake the thread if it sleeps. Only while the

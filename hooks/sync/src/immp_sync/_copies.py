@@ -190,14 +190,7 @@ class StoreCopyMap(MemoryCopyMap):
         copies.pending = 1
 
     def add_copy(self, copies: Copies, channel: immp.Channel, ids: tuple[str, ...]) -> None:
-        # MemoryCopyMap.add_copy inline (once per copy).
-        copies.ids[channel] = ids
-        if not copies.forgotten:
-            index = self._index.get(channel)
-            if index is None:
-                index = self._index[channel] = {}
-            for id in ids:
-                index[id] = copies
+        super().add_copy(copies, channel, ids)
         if copies.pending:
             copies.pending -= 1
             if not copies.pending:
