@@ -26,6 +26,11 @@ the database in ``$IMMP_BENCH_POSTGRES``).
 with one delivery row per target, each marked when delivered, in the store's group commits
 (use it with ``--store sqlite`` or ``--store postgres``, the stores it is meant for).
 
+``--cursor`` gives the injecting plug an (empty) ``input`` file, so that it reads from a cursor
+as Matrix does (``Plug.has_cursor``): with ``--journal``, each copy then waits for its entry's
+commit (docs/journal.md). Without it, the injecting plug is like IRC, which never sends a
+message twice, and its copies do not wait.
+
 ``--compare`` runs this scenario and the original IMMP 0.12.1's (``benchmarks/bus_original.py``
 in the ``original`` hatch environment), each in its own process, ``--runs`` times each,
 alternating, and prints the medians and the ratio.
@@ -49,9 +54,11 @@ from _measure import arguments, inject, measure, print_result, report
 import immp
 
 
-def _config(k: int, store: str = "memory", journal: bool = False) -> dict:
+def _config(
+    k: int, store: str = "memory", journal: bool = False, cursor: str | None = None
+) -> dict:
     names = ["in", *(f"out{i}" for i in range(1, k + 1))]
-    return {
+    config = {
         "store": store,
         "host": {"journal": journal},
         "plugs": {
@@ -63,11 +70,17 @@ def _config(k: int, store: str = "memory", journal: bool = False) -> dict:
             "sync": {"path": "sync", "config": {"channels": {"bus": [f"{n}-room" for n in names]}}}
         },
     }
+    if cursor is not None:
+        config["plugs"]["in"]["config"]["input"] = cursor
+    return config
 
 
-async def scenario(n: int, k: int, store: str = "memory", journal: bool = False) -> dict:
-    """Run the scenario once in this process on the store URL ``store``; returns the figures."""
-    host = immp.build_host(_config(k, store, journal))
+async def scenario(
+    n: int, k: int, store: str = "memory", journal: bool = False, cursor: str | None = None
+) -> dict:
+    """Run the scenario once in this process on the store URL ``store``; returns the figures.
+    ``cursor``: the path of an input file for the injecting plug (see ``--cursor``)."""
+    host = immp.build_host(_config(k, store, journal, cursor))
     source = host.plugs["in"]
     outs = [host.plugs[f"out{i}"] for i in range(1, k + 1)]
     user = immp.User("alice", source, username="alice", real_name="Alice")
@@ -83,7 +96,9 @@ async def scenario(n: int, k: int, store: str = "memory", journal: bool = False)
         )
         host.quit()
     return {
-        "impl": f"IMMP on trio, {host.store.scheme} store" + (", journal" if journal else ""),
+        "impl": f"IMMP on trio, {host.store.scheme} store"
+        + (", journal" if journal else "")
+        + (", cursor" if cursor else ""),
         "k": k,
         **result,
         "store_flushes": host.store.stats()["flushes"],
@@ -111,10 +126,12 @@ def _subprocess(command: list[str]) -> dict:
     return json.loads(lines[-1])
 
 
-def compare(n: int, k: int, runs: int, store: str, journal: bool = False) -> None:
+def compare(n: int, k: int, runs: int, store: str, journal: bool = False, cursor: bool = False
+            ) -> None:  # fmt: skip
     here = os.path.dirname(os.path.abspath(__file__))
     ours_cmd = [sys.executable, os.path.join(here, "bus.py"), "-n", str(n), "-k", str(k), "--json",
-                "--store", store, *(["--journal"] if journal else [])]  # fmt: skip
+                "--store", store, *(["--journal"] if journal else []),
+                *(["--cursor"] if cursor else [])]  # fmt: skip
     original_cmd = [
         "hatch",
         "-e",
@@ -163,6 +180,8 @@ def main() -> None:
     parser.add_argument("--store", choices=("memory", "sqlite", "postgres"), default="memory",
                         help="the host's store (default memory)")  # fmt: skip
     parser.add_argument("--journal", action="store_true", help="turn the host's journal on")
+    parser.add_argument("--cursor", action="store_true",
+                        help="the injecting plug reads from a cursor, as Matrix does")  # fmt: skip
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     if os.environ.get("IMMP_BENCH_SEED"):
@@ -171,14 +190,18 @@ def main() -> None:
         # same instructions each time (its figures moved by 3% between runs without this).
         trio._core._run._r.seed(int(os.environ["IMMP_BENCH_SEED"]))
     if args.compare:
-        compare(args.n, args.k, args.runs, args.store, args.journal)
+        compare(args.n, args.k, args.runs, args.store, args.journal, args.cursor)
         return
-    with _store_url(args.store) as url:
+    with _store_url(args.store) as url, tempfile.TemporaryDirectory() as folder:
+        cursor = None
+        if args.cursor:
+            cursor = os.path.join(folder, "input.txt")
+            open(cursor, "w").close()  # an empty file
         results = []
         for run in range(args.runs):
             gc.collect()  # the last run's host is garbage: do not count collecting it in this run
             url_run = url.replace("RUN", str(run))
-            results.append(trio.run(scenario, args.n, args.k, url_run, args.journal))
+            results.append(trio.run(scenario, args.n, args.k, url_run, args.journal, cursor))
     report(_median(results), args.json, args.runs)
 
 

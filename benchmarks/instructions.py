@@ -2,7 +2,7 @@
 The bus scenario counted in CPU instructions per bridged message, ours and the original IMMP
 0.12.1's, with the ratio: a figure that does not swing with the machine's load.
 
-    hatch run bench-instructions [-k 2] [--store memory|sqlite|postgres] [--journal]
+    hatch run bench-instructions [-k 2] [--store memory|sqlite|postgres] [--journal] [--cursor]
                                  [--small 1000] [--large 3000] [--seeds 1] [--ours-only]
 
 The messages-per-second ratio of ``bench-bus --compare`` is what a user sees, but on a shared
@@ -106,6 +106,8 @@ def main() -> None:
     parser.add_argument("--store", choices=("memory", "sqlite", "postgres"), default="memory",
                         help="our host's store (default memory)")  # fmt: skip
     parser.add_argument("--journal", action="store_true", help="turn our host's journal on")
+    parser.add_argument("--cursor", action="store_true",
+                        help="the injecting plug reads from a cursor (see bus.py)")  # fmt: skip
     parser.add_argument("--small", type=int, default=1000, help="messages of the short run")
     parser.add_argument("--large", type=int, default=3000, help="messages of the long run")
     parser.add_argument("--ours-only", action="store_true", help="leave the original out")
@@ -117,10 +119,12 @@ def main() -> None:
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is not installed (apt-get install valgrind)")
     ours_cmd = [sys.executable, "bus.py", "-k", str(args.k), "--store", args.store,
-                *(["--journal"] if args.journal else [])]  # fmt: skip
+                *(["--journal"] if args.journal else []),
+                *(["--cursor"] if args.cursor else [])]  # fmt: skip
     print(f"ours: {args.small} and {args.large} messages under callgrind...", file=sys.stderr)
     ours = _per_message(ours_cmd, args.small, args.large, max(1, args.seeds))
-    label = f"IMMP on trio, {args.store} store" + (", journal" if args.journal else "")
+    label = (f"IMMP on trio, {args.store} store" + (", journal" if args.journal else "")
+             + (", cursor" if args.cursor else ""))  # fmt: skip
     seeds = f" (mean of {args.seeds} schedules)" if args.seeds > 1 else ""
     print(f"{label}, K={args.k}: instructions per bridged message{seeds}")
     print(f"  trio thread:   {ours[0] / 1000:8.1f}k")

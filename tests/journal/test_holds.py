@@ -9,6 +9,7 @@ every store that keeps a journal (``new_store`` in conftest.py).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 import pytest
@@ -361,6 +362,12 @@ class SlowCommits(immp.SQLiteStore):
         super().write(conn, batch)
 
 
+class CursorPlug(DemoPlug):
+    """A demo network read from a cursor, as Matrix is: its copies wait for their commit."""
+
+    has_cursor = True
+
+
 class PacedPlug(DemoPlug):
     """A demo network that takes 2 ms per message sent (500 a second)."""
 
@@ -375,7 +382,7 @@ async def test_a_target_waiting_for_slow_commits_is_not_taken_for_stuck(tmp_path
     # fills; that wait counted as the target being stuck, and it dropped 701 of the 1000
     # copies (kept in the journal, to go out at the next start, out of order).
     host = immp.Host(store=SlowCommits(tmp_path / "bridge.db"), journal=True, close_timeout=1)
-    host.add_plug(DemoPlug("a", DEMO, host))
+    host.add_plug(CursorPlug("a", DEMO, host))
     host.add_plug(PacedPlug("b", DEMO, host))
     for name in "ab":
         host.add_channel(f"{name}-room", immp.Channel(host.plugs[name], "room"))
@@ -392,3 +399,42 @@ async def test_a_target_waiting_for_slow_commits_is_not_taken_for_stuck(tmp_path
     assert [str(m.text) for _, m in host.plugs["b"].puts] == [f"m{n}" for n in range(count)]
     assert "is stuck" not in caplog.text
     assert host.journal.summary() == "every journaled message was delivered"
+
+
+class HeldCommits(immp.SQLiteStore):
+    """A SQLite store whose commits wait (in its thread) while ``open_commits`` is clear."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.open_commits = threading.Event()
+        self.open_commits.set()
+
+    def write(self, conn, batch):
+        self.open_commits.wait(10)
+        super().write(conn, batch)
+
+
+@pytest.mark.parametrize("cursor", [True, False], ids=["cursor", "no-cursor"])
+async def test_a_copy_waits_for_its_commit_only_where_the_network_sends_again(tmp_path, cursor):
+    # A network read from a cursor (Matrix's sync token) sends again, after a crash, what came
+    # after the cursor saved: its copies wait for their entry's commit, so that a replay
+    # repeats their delivery keys. One that never sends a message twice (IRC) has no such
+    # window, and its copies go out while the commit is still to come.
+    store = HeldCommits(tmp_path / "bridge.db")
+    host = immp.Host(store=store, journal=True, close_timeout=1)
+    host.add_plug((CursorPlug if cursor else DemoPlug)("a", DEMO, host))
+    host.add_plug(DemoPlug("b", DEMO, host))
+    for name in "ab":
+        host.add_channel(f"{name}-room", immp.Channel(host.plugs[name], "room"))
+    host.add_hook(SyncHook("sync", {"channels": {"main": ["a-room", "b-room"]}}, host))
+    async with running(host):
+        await store.flush()
+        store.open_commits.clear()
+        await host.plugs["a"].receive("hello")
+        await trio.sleep(0.3)
+        assert [str(m.text) for _, m in host.plugs["b"].puts] == ([] if cursor else ["hello"])
+        store.open_commits.set()
+        await host.plugs["b"].wait_puts(1, timeout=5)
+        assert [str(m.text) for _, m in host.plugs["b"].puts] == ["hello"]
+    assert host.journal.summary() == "every journaled message was delivered"
+    assert await load_journal(immp.SQLiteStore(tmp_path / "bridge.db")) == ([], [])

@@ -296,7 +296,8 @@ class Journal:
         Wait until the store has committed journal batch ``number`` (an entry's, from
         :attr:`rounds`): a delivery goes out only once its entry would be replayed after a
         crash, so that the replay repeats the same delivery key (an idempotent send: the same
-        Matrix txnId) rather than the network's resending it as a new entry, sent twice. A store
+        Matrix txnId) rather than the network's resending it as a new entry, sent twice (kept
+        only for plugs with a cursor, whose networks send again what came after it). A store
         that commits nothing for ``DURABLE_WAIT`` seconds (unreachable) stops the waiting until
         it commits again: the bridge goes on, and says so once.
         """
@@ -334,8 +335,13 @@ class Journal:
 
     # -- the receive path ----------------------------------------------------------------------
 
-    def add(self, sent: SentMessage) -> str | None:
-        """Journal a received message; its key (also set as ``sent.key``), or ``None`` if off."""
+    def add(self, sent: SentMessage, plug: Plug | None = None) -> str | None:
+        """
+        Journal a received message; its key (also set as ``sent.key``), or ``None`` if off.
+        ``plug``: the plug it came from; its copies wait for the entry's commit (see
+        :meth:`durable`) unless the plug has no cursor (:attr:`Plug.has_cursor
+        <immp.Plug.has_cursor>`), whose network never sends it again.
+        """
         if not self.enabled:
             return None
         key = f"{self._run}.{next(self._count)}"
@@ -348,7 +354,7 @@ class Journal:
             batch = self._batch_now()
         now = time.time()
         batch.entries[key] = (now, partial(_message, sent))
-        if self._gated:
+        if self._gated and (plug is None or plug.has_cursor):
             self.rounds[key] = self.submitted + 1  # the number this tick's batch will have
         self._since[key] = now
         if now >= self._sweep_at:

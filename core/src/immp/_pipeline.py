@@ -364,7 +364,7 @@ class Pipeline:
                 if self.journal.repeats and self.journal.repeated(plug, sent):
                     repeat = True  # the last run's entry, replayed: not taken in twice
                 else:
-                    held = self.journal.add(sent)  # before it counts as taken (see taken())
+                    held = self.journal.add(sent, plug)  # before it counts as taken (taken())
         else:
             source, primary, split = echo
             if split and primary:

@@ -43,6 +43,13 @@ class Plug(Openable):
     #: message read again after a crash and does not take it twice (docs/journal.md, "Read
     #: twice"). Leave it false for IDs numbered afresh each run.
     stable_ids: ClassVar[bool] = False
+    #: Whether the plug resumes from a cursor it saves after :meth:`taken` (Matrix's sync
+    #: token, the demo's ``input`` offset), so that its network may send a message again after
+    #: a crash: with the journal on, a copy of such a message goes out only once its entry is
+    #: committed (docs/journal.md). A plug that never reads a message twice (IRC) leaves it
+    #: false, the default, and its copies do not wait for the store. A property where it
+    #: depends on the config.
+    has_cursor: bool = False
     #: A schema for the ``source`` of this plug's channels in the config (always a string), e.g.
     #: an :class:`~immp.Warn` for a source that is legal but most likely a mistake.
     source_schema: ClassVar[Any] = None

@@ -121,6 +121,11 @@ class DemoPlug(immp.Plug):
         self._written: dict[str, str] = {}  # delivery key -> ID, of what the output file holds
 
     @property
+    def has_cursor(self) -> bool:
+        # The input file's lines are read from the offset saved after them.
+        return bool(self.config["input"])
+
+    @property
     def default_channel(self) -> immp.Channel:
         source = str(self.config["channel"])
         if self._default_channel is None or self._default_channel.source != source:

@@ -221,6 +221,7 @@ class MatrixPlug(immp.Plug):
     can_edit = True
     can_delete = True
     stable_ids = True  # event IDs; an edit's or redaction's revision is its event's timestamp
+    has_cursor = True  # the sync token: what comes after it is sent again
 
     def __init__(self, name, config, host):
         super().__init__(name, config, host)
