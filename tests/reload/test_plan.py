@@ -13,6 +13,7 @@ import trio
 import immp
 from immp._config import plan_reload
 from immp.testing import running
+from immp_demo import DemoPlug
 
 BASE = {
     "plugs": {"a": {"path": "demo", "config": {"interval": None}},
@@ -169,3 +170,50 @@ async def test_messages_received_during_a_reload_are_bridged_in_order(change):
             while len(got()) < 60:
                 await trio.sleep(0.01)
     assert got() == [f"message {i}" for i in range(60)]
+
+
+class GatedDemo(DemoPlug):
+    """A demo network whose open waits for ``GatedDemo.gate`` while it is set (a slow server)."""
+
+    gate: trio.Event | None = None
+
+    async def open(self):
+        if GatedDemo.gate is not None:
+            await GatedDemo.gate.wait()
+        await super().open()
+
+
+async def test_a_plug_slow_to_open_after_a_reload_holds_back_only_what_goes_to_it():
+    # A reload that changes plug c restarts the sync hook that bridges it with a and b. While
+    # the new c takes its time to open, a and b go on bridging; what goes to c waits for it,
+    # and arrives once it is open. Before, the hook opened only after c: every bridge waited.
+    base = copy.deepcopy(BASE)
+    base["plugs"]["c"] = {"path": f"{__name__}.GatedDemo", "config": {"interval": None}}
+    base["channels"]["rc"] = {"plug": "c", "source": "rc"}
+    base["hooks"]["sync"]["config"]["channels"]["main"].append("rc")
+    host = immp.build_host(copy.deepcopy(base))
+    async with running(host):
+        new = copy.deepcopy(base)
+        new["plugs"]["c"]["config"]["interval"] = 3600
+        plan = plan_reload(host, new, base)
+        old = host.hooks["sync"]
+        GatedDemo.gate = trio.Event()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(plan.apply)
+                with trio.fail_after(5):
+                    while (sync := host.hooks.get("sync")) is old or (
+                        sync is None or sync.open_state is not immp.OpenState.active
+                    ):
+                        await trio.sleep(0.01)
+                await host.plugs["a"].receive("while c opens", channel="ra")
+                await host.plugs["b"].wait_puts(1)
+                c = host.plugs["c"]
+                assert c.open_state is immp.OpenState.starting and not c.puts
+                GatedDemo.gate.set()
+                await c.wait_puts(1)
+        finally:
+            GatedDemo.gate = None
+        assert [str(m.text) for _, m in c.puts] == ["while c opens"]
+        assert [str(m.text) for _, m in host.plugs["b"].puts] == ["while c opens"]
+        assert plan.describe() == "restarted plug c; restarted channel rc; restarted hook sync"

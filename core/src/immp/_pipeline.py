@@ -505,9 +505,10 @@ class Pipeline:
                     self._observe(self._on_failed, channel, msg, exc)
                 raise exc
         key = msg.key
-        if key is not None:
+        if key is not None and self.journal.rounds:
             # Not before its journal entry is durable (see Journal.durable): mostly committed
-            # by the time a copy is sent, then a lookup and a comparison.
+            # by the time a copy is sent, then a lookup and a comparison. (No entry waits where
+            # no plug has a cursor.)
             journal = self.journal
             number = journal.rounds.get(key.partition("/")[0])
             if number is not None and number > journal.committed:

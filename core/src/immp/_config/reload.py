@@ -26,6 +26,7 @@ runner's to apply (:mod:`immp._runner`).
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -89,16 +90,25 @@ class Reload:
         comes and what changed (resources, then plugs, then hooks, as at start). Returns when
         each has opened or failed (a failure is logged, as at start, and does not undo the
         rest). Where hooks stop or restart, received messages wait in the plugs' inboxes until
-        then (:meth:`Host.holding_messages <immp.Host.holding_messages>`): the hooks open after
-        the reload handle them, in order, and none passes by while no hook is there to see it.
+        the new hooks are open (:meth:`Host.holding_messages <immp.Host.holding_messages>`):
+        they handle them, in order, and none passes by while no hook is there to see it. The
+        hooks open beside the plugs still opening, not after them: a plug that takes its
+        time (a network slow to answer, or down until ``open-timeout``) holds back only what
+        is sent to it, which waits for it as for a plug's restart, and not every bridge.
         """
-        if self.removed.get("hooks") or self.changed.get("hooks"):
-            with self.host.holding_messages():
-                await self._apply()
-        else:
-            await self._apply()  # nothing to miss: messages go on while plugs open
+        with contextlib.ExitStack() as hold:
+            if self.removed.get("hooks") or self.changed.get("hooks"):
+                hold.enter_context(self.host.holding_messages())
+            await self._apply(hold)
 
-    async def _apply(self) -> None:
+    async def _open_plug(self, name: str, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        # What is sent to the plug while it opens waits for it (see Pipeline.send), as while
+        # a plug restarts, rather than reaching a plug that is not open yet.
+        with self.host._restarting(name):
+            task_status.started()
+            await self.host.start(name)
+
+    async def _apply(self, hold: contextlib.ExitStack) -> None:
         host, config = self.host, self.config
         going = {s: self.removed.get(s, []) + self.changed.get(s, []) for s in _SECTIONS}
         coming = {s: self.added.get(s, []) + self.changed.get(s, []) for s in _SECTIONS}
@@ -135,10 +145,16 @@ class Reload:
         resources = [i for i in opening if isinstance(i, ResourceHook)]
         plugs = [i for i in opening if i.name in host.plugs]
         hooks = [i for i in opening if i not in resources and i not in plugs]
-        for phase in (resources, plugs, hooks):
+        async with trio.open_nursery() as nursery:
+            for item in resources:
+                nursery.start_soon(host.start, item.name)
+        async with trio.open_nursery() as opening_plugs:
+            for item in plugs:
+                await opening_plugs.start(self._open_plug, item.name)
             async with trio.open_nursery() as nursery:
-                for item in phase:
+                for item in hooks:
                     nursery.start_soon(host.start, item.name)
+            hold.close()  # the hooks are open: messages go on while plugs still open
 
 
 def plan_reload(
