@@ -82,6 +82,10 @@ SWEEP_INTERVAL = 30.0
 # the store is taken for unreachable and deliveries stop waiting until it commits again.
 DURABLE_WAIT = 2.0
 
+#: Entries done and kept per plug until it saves its cursor (see Journal._finish), at most: the
+#: oldest go beyond it (a read of more messages than this is not known again after a crash).
+MAX_KEPT = 10_000
+
 
 class Journal:
     """
@@ -147,6 +151,13 @@ class Journal:
         self._gated = False
         self._gate_open = True
         self._committed_event: trio.Event | None = None
+        # Entry key -> (its plug's name, the plug's reads when it came), of each entry not done
+        # from a plug with a cursor; per such plug, how many times it passed taken() (and so
+        # saved its cursor past what it had sent), and the entries done before the cursor was
+        # saved past them, kept ({key: when done}) until it is (see _finish).
+        self._cursor_entries: dict[str, tuple[str, int]] = {}
+        self._reads: dict[str, int] = {}
+        self._kept: dict[str, dict[str, float]] = {}
 
     # -- lifetime ------------------------------------------------------------------------------
 
@@ -167,6 +178,9 @@ class Journal:
         self.rounds = {}
         self.submitted = self.committed = 0
         self._gate_open = True
+        self._cursor_entries = {}
+        self._reads = {}
+        self._kept = {}
         if not self.enabled:
             return
         store = self.host.store
@@ -198,9 +212,13 @@ class Journal:
                 self.repeats[_identity(message)] = (key, message.get("text"))
         if entries:
             doubt = sum(1 for rows in by_entry.values() for s in rows.values() if s == WRITING)
-            log.warning("Journal: %s from the last run (%s in doubt), %d expired",
+            delivered = sum(1 for key, _ in self._replay
+                            if by_entry.get(key) and all(s == DONE for s in by_entry[key].values())
+                            )  # fmt: skip
+            kept = f", {delivered} of them delivered already" if delivered else ""
+            log.warning("Journal: %s from the last run (%s in doubt%s), %d expired",
                         counted(len(self._replay), "entry", "entries"),
-                        counted(doubt, "delivery", "deliveries"), self.expired)  # fmt: skip
+                        counted(doubt, "delivery", "deliveries"), kept, self.expired)  # fmt: skip
 
     async def replay(self, process) -> None:
         """
@@ -354,8 +372,12 @@ class Journal:
             batch = self._batch_now()
         now = time.time()
         batch.entries[key] = (now, partial(_message, sent))
-        if self._gated and (plug is None or plug.has_cursor):
-            self.rounds[key] = self.submitted + 1  # the number this tick's batch will have
+        if plug is not None and plug.has_cursor:
+            self._cursor_entries[key] = (plug.name, self._reads.get(plug.name, 0))
+            if self._gated:
+                self.rounds[key] = self.submitted + 1  # the number this tick's batch will have
+        elif plug is None and self._gated:
+            self.rounds[key] = self.submitted + 1
         self._since[key] = now
         if now >= self._sweep_at:
             self._sweep(now)
@@ -372,6 +394,13 @@ class Journal:
         # delivery open is done already, so each one let go has deliveries not confirmed.
         self._sweep_at = now + min(self.age, SWEEP_INTERVAL)
         cutoff = now - self.age
+        for kept in self._kept.values():  # (oldest first) a replay would expire them
+            while kept:
+                key, since = next(iter(kept.items()))
+                if since > cutoff:
+                    break
+                del kept[key]
+                self.done(key)
         old = []
         holds = self.holds
         for key, added in self._since.items():  # oldest first
@@ -386,7 +415,7 @@ class Journal:
             for delivery in self._open.get(key, ()):
                 where = delivery.partition("/")[2].replace("\x1f", ":")
                 targets[where] = targets.get(where, 0) + 1
-            self._finish(key)
+            self._finish(key, keep=False)
         self.abandoned += len(old)
         where = ", ".join(f"to {target} ({count})" for target, count in targets.items())
         log.warning("Journal: %d entries older than %ss let go with deliveries not confirmed "
@@ -542,7 +571,8 @@ class Journal:
         rows = self._open.get(entry)
         if rows is None or rows.pop(delivery, None) is None:
             return
-        if rows or entry in self.holds:  # more to deliver, or a hook may route it further
+        # More to deliver, a hook may route it further, or kept once done (see _finish).
+        if rows or entry in self.holds or entry in self._cursor_entries:
             batch = self._batch
             if batch is None:
                 batch = self._batch_now()
@@ -567,7 +597,11 @@ class Journal:
             self.refused += 1
             self.delivered(delivery)
 
-    def _finish(self, entry: str) -> None:
+    def _finish(self, entry: str, keep: bool = True) -> None:
+        # An entry from a plug with a cursor, done before the plug saved its cursor past it,
+        # stays in the store (every delivery marked done) until it does (cursor_passed): a
+        # crash in between makes its network send it again, and the next start knows it then
+        # (see repeated), where it would be taken as new had it been deleted.
         self._open.pop(entry, None)
         self.holds.pop(entry, None)
         self._since.pop(entry, None)
@@ -575,7 +609,35 @@ class Journal:
             self.rounds.pop(entry, None)
         if self._replayed:
             self._replayed.pop(entry, None)
+        if self._cursor_entries:
+            source = self._cursor_entries.pop(entry, None)
+            if source is not None and keep and source[1] == self._reads.get(source[0], 0):
+                plug = source[0]
+                kept = self._kept.get(plug)
+                if kept is None:
+                    kept = self._kept[plug] = {}
+                kept[entry] = time.time()
+                if len(kept) > MAX_KEPT:
+                    oldest = next(iter(kept))
+                    del kept[oldest]
+                    self.done(oldest)
+                return
         self.done(entry)
+
+    def cursor_passed(self, plug: Plug) -> None:
+        """
+        ``plug``'s taken() returned: it saves its cursor now, past every message it queued so
+        far. The entries of those done meanwhile are deleted, in a batch queued after the
+        cursor's write (so in the same commit or a later one); those done from now on are
+        deleted when done.
+        """
+        if not self.enabled:
+            return
+        self._reads[plug.name] = self._reads.get(plug.name, 0) + 1
+        kept = self._kept.pop(plug.name, None)
+        if kept:
+            for entry in kept:
+                self.done(entry)
 
     def done(self, entry: str) -> None:
         """Forget an entry and its deliveries (everything went out, or it expired)."""
@@ -608,6 +670,7 @@ class Journal:
             "abandoned": self.abandoned,
             "refused": self.refused,
             "repeated": self.repeated_dropped,
+            "kept": sum(len(kept) for kept in self._kept.values()),
         }
 
 

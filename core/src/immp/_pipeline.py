@@ -234,7 +234,10 @@ class Pipeline:
             if line.taken_event is None:
                 line.taken_event = trio.Event()
             await line.taken_event.wait()
-        self.journal.submit()  # in the store's queue before what the plug writes next
+        journal = self.journal
+        journal.submit()  # in the store's queue before what the plug writes next
+        if plug.has_cursor:
+            journal.cursor_passed(plug)  # (its next batch comes after the cursor's write)
 
     # -- the plan -------------------------------------------------------------------------------
 

@@ -47,8 +47,9 @@ class Plug(Openable):
     #: token, the demo's ``input`` offset), so that its network may send a message again after
     #: a crash: with the journal on, a copy of such a message goes out only once its entry is
     #: committed (docs/journal.md). A plug that never reads a message twice (IRC) leaves it
-    #: false, the default, and its copies do not wait for the store. A property where it
-    #: depends on the config.
+    #: false, the default, and its copies do not wait for the store. Set it in ``__init__``
+    #: where it depends on the config. Such a plug saves its cursor as soon as ``taken()``
+    #: returns (see docs/journal.md, "Read twice").
     has_cursor: bool = False
     #: A schema for the ``source`` of this plug's channels in the config (always a string), e.g.
     #: an :class:`~immp.Warn` for a source that is legal but most likely a mistake.

@@ -90,6 +90,9 @@ class DemoPlug(immp.Plug):
         super().__init__(name, config, host)
         self._ids = itertools.count(1)
         self._id_limit: int | None = None  # end of the reserved block, once open
+        # The input file's lines are read from the offset saved after them. (A change of the
+        # config is a new plug: a reload restarts it.)
+        self.has_cursor = bool(self.config["input"])
         self.bot = immp.User(
             id=self.config["user"] or name, plug=self, username=self.config["user"] or name
         )
@@ -119,11 +122,6 @@ class DemoPlug(immp.Plug):
         self._default_channel: immp.Channel | None = None
         self._output: int | None = None  # the output file's descriptor, while open
         self._written: dict[str, str] = {}  # delivery key -> ID, of what the output file holds
-
-    @property
-    def has_cursor(self) -> bool:
-        # The input file's lines are read from the offset saved after them.
-        return bool(self.config["input"])
 
     @property
     def default_channel(self) -> immp.Channel:
