@@ -367,7 +367,9 @@ class SlowCommits(immp.SQLiteStore):
 class CursorPlug(DemoPlug):
     """A demo network read from a cursor, as Matrix is: its copies wait for their commit."""
 
-    has_cursor = True
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.has_cursor = True
 
 
 class PacedPlug(DemoPlug):
