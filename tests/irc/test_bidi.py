@@ -106,6 +106,40 @@ def test_a_long_message_split_into_lines_closes_everything_in_each_line():
     assert kept == without_controls(f"start {words}")
 
 
+def test_a_line_split_inside_an_embedding_opens_it_again_on_the_next_line():
+    # Right-to-left text in an embedding the split cut: each line shows its part inside the
+    # same embedding (outermost first), and closes it.
+    words = " ".join(["שלום", "עולם"] * 60)
+    for openers in (RLE, RLI + RLE):
+        pieces = split_line(immp.RichText([openers + words]), 120)
+        assert len(pieces) > 3
+        closers = "".join({RLE: PDF, RLI: PDI}[c] for c in reversed(openers))
+        for piece in pieces:
+            assert len(piece.encode()) <= 120
+            assert piece.startswith(openers) and piece.endswith(closers)
+            assert left_open(piece) == []
+        assert " ".join(without_controls(piece) for piece in pieces) == words
+    # Closed where the text closed it: from there on, nothing is opened again.
+    pieces = split_line(immp.RichText([f"{RLE}{'a' * 100} {'b' * 100}{PDF} {'c' * 100}"]), 120)
+    assert pieces == [f"{RLE}{'a' * 100}{PDF}", f"{RLE}{'b' * 100}{PDF}", "c" * 100]
+
+
+WORDS = st.lists(st.text(alphabet=st.sampled_from([*CONTROLS, "a", "א", "b"]), max_size=12),
+                 max_size=30)  # fmt: skip
+
+
+@given(WORDS, st.integers(min_value=16, max_value=60))
+def test_split_pieces_fit_close_everything_and_keep_the_text(words, limit):
+    text = " ".join(words)
+    pieces = split_line(immp.RichText([text]), limit)
+    for piece in pieces:
+        assert len(piece.encode()) <= limit
+        assert left_open(piece) == []
+    assert "".join(without_controls(p) for p in pieces).replace(" ", "") == (
+        without_controls(text).replace(" ", "")
+    )
+
+
 async def test_a_client_sees_every_override_closed(server):
     """An RLO left open in a bridged author's name or text turns nothing else around."""
     async with RawClient.connected(server.port, "alice") as alice:
@@ -128,8 +162,10 @@ async def test_a_client_sees_every_override_closed(server):
     assert texts[0] == f"<{RLO}yrrallim{PDF}> {RLO}olleh ti si{PDF}"
     assert texts[1] == f"* {RLO}yrrallim{PDF} shrugs {RLO}{PDF}"
     assert texts[2] == f'<bob> [re {RLO}yrrallim: "{RLO}evil"] {PDF}{PDF}I agree'
-    # Split in three lines, each closing its own: the next line is not turned around.
+    # Split in three lines, each closing its own: the next line is not turned around. The
+    # second is inside the override as its text was, and opens it again; the text closed it
+    # where the third begins.
     assert texts[3:6] == [f"<{RLO}yrrallim{PDF}> {RLO}{'x' * 300}{PDF}",
-                          f"<{RLO}yrrallim{PDF}> {'y' * 300}",
+                          f"<{RLO}yrrallim{PDF}> {RLO}{'y' * 300}{PDF}",
                           f"<{RLO}yrrallim{PDF}> {'z' * 300}"]  # fmt: skip
     assert texts[6] == f"<bob> {rtl}"  # right-to-left text, well formed, as written

@@ -182,6 +182,11 @@ class GatedDemo(DemoPlug):
             await GatedDemo.gate.wait()
         await super().open()
 
+    async def edit(self, receipt, msg):
+        if self.open_state is not immp.OpenState.active:  # as a network's connection would
+            raise immp.PlugError(f"{self.name} is {self.open_state.value}: not edited")
+        return await super().edit(receipt, msg)
+
 
 async def test_a_plug_slow_to_open_after_a_reload_holds_back_only_what_goes_to_it():
     # A reload that changes plug c restarts the sync hook that bridges it with a and b. While
@@ -193,6 +198,9 @@ async def test_a_plug_slow_to_open_after_a_reload_holds_back_only_what_goes_to_i
     base["hooks"]["sync"]["config"]["channels"]["main"].append("rc")
     host = immp.build_host(copy.deepcopy(base))
     async with running(host):
+        a = host.plugs["a"]
+        before = await a.receive("before", channel="ra")
+        await host.plugs["c"].wait_puts(1)
         new = copy.deepcopy(base)
         new["plugs"]["c"]["config"]["interval"] = 3600
         plan = plan_reload(host, new, base)
@@ -206,14 +214,23 @@ async def test_a_plug_slow_to_open_after_a_reload_holds_back_only_what_goes_to_i
                         sync is None or sync.open_state is not immp.OpenState.active
                     ):
                         await trio.sleep(0.01)
-                await host.plugs["a"].receive("while c opens", channel="ra")
-                await host.plugs["b"].wait_puts(1)
+                # An edit goes to the plug itself, not through a send: it waits for c too.
+                await a.edit_message(before.id, "before, edited")
+                await a.receive("while c opens", channel="ra")
+                await host.plugs["b"].wait_puts(3)
                 c = host.plugs["c"]
                 assert c.open_state is immp.OpenState.starting and not c.puts
                 GatedDemo.gate.set()
-                await c.wait_puts(1)
+                await c.wait_puts(2)
         finally:
             GatedDemo.gate = None
-        assert [str(m.text) for _, m in c.puts] == ["while c opens"]
-        assert [str(m.text) for _, m in host.plugs["b"].puts] == ["while c opens"]
+        assert [(str(m.text), m.edited) for _, m in c.puts] == [
+            ("before, edited", True),
+            ("while c opens", False),
+        ]
+        assert [str(m.text) for _, m in host.plugs["b"].puts] == [
+            "before",
+            "before, edited",
+            "while c opens",
+        ]
         assert plan.describe() == "restarted plug c; restarted channel rc; restarted hook sync"

@@ -212,13 +212,9 @@ class Journal:
                 self.repeats[_identity(message)] = (key, message.get("text"))
         if entries:
             doubt = sum(1 for rows in by_entry.values() for s in rows.values() if s == WRITING)
-            delivered = sum(1 for key, _ in self._replay
-                            if by_entry.get(key) and all(s == DONE for s in by_entry[key].values())
-                            )  # fmt: skip
-            kept = f", {delivered} of them delivered already" if delivered else ""
-            log.warning("Journal: %s from the last run (%s in doubt%s), %d expired",
+            log.warning("Journal: %s from the last run (%s in doubt), %d expired",
                         counted(len(self._replay), "entry", "entries"),
-                        counted(doubt, "delivery", "deliveries"), kept, self.expired)  # fmt: skip
+                        counted(doubt, "delivery", "deliveries"), self.expired)  # fmt: skip
 
     async def replay(self, process) -> None:
         """
@@ -238,6 +234,10 @@ class Journal:
                 continue
             sent = decode(message, self.host)
             sent.key = key
+            if plug.has_cursor:
+                # Kept, once done, until the plug saves its cursor again: it is reading from
+                # the old one, and a crash before that must find the entry still (see _finish).
+                self._cursor_entries[key] = (plug.name, 0)
             self.replayed += 1
             self._since[key] = time.time()  # a new age to be delivered in (see _sweep)
             await process(plug, sent, replayed=True)

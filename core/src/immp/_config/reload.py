@@ -87,7 +87,7 @@ class Reload:
     async def apply(self) -> None:
         """
         Change the running host: stop what goes and what changed, then add and open what
-        comes and what changed (resources, then plugs, then hooks, as at start). Returns when
+        comes and what changed (resources first, then plugs and, beside them, hooks). Returns when
         each has opened or failed (a failure is logged, as at start, and does not undo the
         rest). Where hooks stop or restart, received messages wait in the plugs' inboxes until
         the new hooks are open (:meth:`Host.holding_messages <immp.Host.holding_messages>`):

@@ -367,6 +367,7 @@ class BridgeHook(immp.Hook):
             if plug is self.plug:
                 await self.plug.announce_delete(channel, ids[0])
             elif plug.can_delete:
+                await self._opened(plug)
                 for id in ids:
                     await plug.delete(immp.Receipt(id, channel))
             done(key)
@@ -378,6 +379,7 @@ class BridgeHook(immp.Hook):
                 done(key)
                 return
             if plug.can_edit:
+                await self._opened(plug)
                 await plug.edit(immp.Receipt(ids[0], channel), msg)
                 done(key)
                 return
@@ -411,6 +413,13 @@ class BridgeHook(immp.Hook):
         self.host.journal.delivered(key)
         if copies.pending:
             self.copies.settle(copies)
+
+    async def _opened(self, plug: immp.Plug) -> None:
+        # An edit or deletion goes to the plug itself, not through Pipeline.send: it waits, as
+        # a send does, while the plug is opening (restarted, or reopened by a reload).
+        back = self.host.restarting.get(plug.name)
+        if back is not None:
+            await back.wait()
 
     def _copy(
         self, target: Target, sent: immp.SentMessage, route: Route, title: str | None

@@ -151,6 +151,51 @@ def _balanced(text: str, due: list[str]) -> str:
     return "".join(out)
 
 
+def bidi_left_open(text: str, open: list[str] | None = None) -> list[str]:
+    """
+    The embeddings, overrides and isolates (their openers, outermost first) left open after
+    ``text``, following ``open`` (what was open before it), read as :func:`balance_bidi`
+    reads it: a PDF closes the innermost embedding unless an isolate was opened since, a PDI
+    closes its isolate and what was opened inside it, and other closers close nothing.
+    """
+    stack = list(open or ())
+    for match in _BIDI.finditer(text):
+        char = match.group()
+        if char in _BIDI_CLOSERS:
+            stack.append(char)
+        elif char == PDF:
+            if stack and _BIDI_CLOSERS[stack[-1]] == PDF:
+                stack.pop()
+        elif any(_BIDI_CLOSERS[c] == PDI for c in stack):
+            while _BIDI_CLOSERS[stack.pop()] != PDI:
+                pass
+    return stack
+
+
+def bidi_depth(text: str) -> int:
+    """How deep the embeddings, overrides and isolates of ``text`` nest, at most (0: none)."""
+    stack: list[str] = []
+    deepest = 0
+    for match in _BIDI.finditer(text):
+        stack = bidi_left_open(match.group(), stack)
+        deepest = max(deepest, len(stack))
+    return deepest
+
+
+def reopen_bidi(text: str, open: list[str]) -> str:
+    """
+    ``text`` preceded by the openers in ``open`` (outermost first), which a text before it left
+    open: each is dropped with the closer that ``text`` starts with, if it closes it at once
+    (an empty embedding shows nothing).
+    """
+    stack = list(open)
+    start = 0
+    while stack and start < len(text) and text[start] == _BIDI_CLOSERS[stack[-1]]:
+        stack.pop()
+        start += 1
+    return "".join(stack) + text[start:]
+
+
 def expand_links(rich: immp.RichText) -> immp.RichText:
     """Show each link whose text differs from its URL as ``text (url)``; drop link targets."""
     out = []
