@@ -494,7 +494,7 @@ async def test_a_read_larger_than_the_queues_is_not_taken_twice_after_a_crash(
     # them again from the old cursor as new messages and sent each a second time (1,999 of
     # these 2,000). Now an entry done before its cursor was saved is deleted only after
     # that write, and the next start knows the messages read again. (With the entries kept at
-    # the first crash but not those replayed, the third start here sent 1,539 twice.)
+    # the first crash but not those replayed, the third start here sent 1,999 twice.)
     count = 2000
     (tmp_path / "in").write_text("".join(f"m{n}\n" for n in range(count)))
     # Copies of what the dead store did not commit wait for it (and are cut off as the host
