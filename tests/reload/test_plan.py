@@ -188,6 +188,15 @@ class GatedDemo(DemoPlug):
         return await super().edit(receipt, msg)
 
 
+class ReadyProbe(immp.Hook):
+    """A hook that notes, in on_ready, whether plug c was open then."""
+
+    seen: list = []
+
+    async def on_ready(self):
+        ReadyProbe.seen.append(self.host.plugs["c"].open_state)
+
+
 async def test_a_plug_slow_to_open_after_a_reload_holds_back_only_what_goes_to_it():
     # A reload that changes plug c restarts the sync hook that bridges it with a and b. While
     # the new c takes its time to open, a and b go on bridging; what goes to c waits for it,
@@ -196,6 +205,9 @@ async def test_a_plug_slow_to_open_after_a_reload_holds_back_only_what_goes_to_i
     base["plugs"]["c"] = {"path": f"{__name__}.GatedDemo", "config": {"interval": None}}
     base["channels"]["rc"] = {"plug": "c", "source": "rc"}
     base["hooks"]["sync"]["config"]["channels"]["main"].append("rc")
+    # Restarted with the rest (it names channel rc): ready once c is open, not before.
+    base["hooks"]["probe"] = {"path": f"{__name__}.ReadyProbe", "config": {"channel": "rc"}}
+    ReadyProbe.seen = []
     host = immp.build_host(copy.deepcopy(base))
     async with running(host):
         a = host.plugs["a"]
@@ -233,4 +245,10 @@ async def test_a_plug_slow_to_open_after_a_reload_holds_back_only_what_goes_to_i
             "before, edited",
             "while c opens",
         ]
-        assert plan.describe() == "restarted plug c; restarted channel rc; restarted hook sync"
+        assert plan.describe() == (
+            "restarted plug c; restarted channel rc; restarted hooks sync, probe"
+        )
+        with trio.fail_after(5):
+            while len(ReadyProbe.seen) < 2:
+                await trio.sleep(0.01)
+        assert ReadyProbe.seen == [immp.OpenState.active] * 2  # at start, and after the reload

@@ -579,6 +579,14 @@ class Host:
                 self._held.set()
                 self._held = None
 
+    async def _ready_later(self, hook: Hook) -> None:
+        # A hook opened while the host runs (a reload, a restart): on_ready once everything that
+        # could be opened is open, so after the plugs still opening (a reload opens its hooks
+        # beside them).
+        while self.restarting:
+            await next(iter(self.restarting.values())).wait()
+        await self._pipeline.call_hook(hook, "on_ready")
+
     async def _lifetime(self, item: Openable, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """One plug's or hook's whole life: open, run its tasks, close. Failures stay inside."""
         kind = "plug" if isinstance(item, Plug) else "hook"
@@ -601,7 +609,7 @@ class Host:
                 started = True
                 task_status.started(True)
                 if isinstance(item, Hook) and self.ready.is_set():
-                    nursery.start_soon(self._pipeline.call_hook, item, "on_ready")
+                    nursery.start_soon(self._ready_later, item)
                 await stop.wait()
                 item.open_state = OpenState.stopping  # the pump stops feeding a stopping hook
                 await self._drain(item)
