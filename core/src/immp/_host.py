@@ -119,7 +119,8 @@ class Host:
         # Set while hooks are swapped (see holding_messages): the pumps wait on it.
         self._held: trio.Event | None = None
         self._holding = 0
-        #: Plugs under :meth:`restart`, by name: set once it ended (opened again, or failed).
+        #: Plugs under :meth:`restart` or opened by a reload, by name: set once that ended (open,
+        #: or failed). See :meth:`restarted`.
         self.restarting: dict[str, trio.Event] = {}
 
     # -- the namespace --------------------------------------------------------------------------
@@ -540,6 +541,16 @@ class Host:
         with self.holding_messages() if name in self.hooks else self._restarting(name):
             await self.stop(name)
             return await self.start(name)
+
+    async def restarted(self, plug: Plug) -> None:
+        """
+        Wait while ``plug`` is being restarted or opened by a reload (see :attr:`restarting`):
+        for what goes to the plug itself (an edit, a deletion) rather than through
+        :meth:`send`, which waits so already. Returns at once otherwise.
+        """
+        back = self.restarting.get(plug.name)
+        if back is not None:
+            await back.wait()
 
     @contextlib.contextmanager
     def _restarting(self, name: str) -> Iterator[None]:

@@ -6,7 +6,7 @@ taken from a network but not yet delivered, and nothing twice where the network 
 The host owns it (``host.journal``; ``host: journal: true`` turns it on). The path of one
 message with the journal on::
 
-    Pipeline.process(plug, sent)   -> journal.add(sent): an entry (the message, encoded);
+    Pipeline.process(plug, sent)   -> journal.add(sent, plug): an entry (the message, encoded);
                                       sent.key = the entry's key
     plug: await self.taken()       -> returns once the entry is queued in the store, so that a
                                       cursor the plug saves after it (Matrix's sync token, the
@@ -142,20 +142,20 @@ class Journal:
         # Set to have run() hand the batch over (while the host runs it).
         self._wake: trio.Event | None = None
         # Durable before delivered (see durable()): batches handed to the store so far, and
-        # how many of them the store has committed; per entry not done, the batch it is in
-        # (kept only where the store says when it commits).
+        # how many of them the store has committed.
         self.submitted = 0
         self.committed = 0
-        #: Entry key -> the number of the batch that writes it (see :meth:`durable`).
-        self.rounds: dict[str, int] = {}
         self._gated = False
         self._gate_open = True
         self._committed_event: trio.Event | None = None
-        # Entry key -> (its plug's name, the plug's reads when it came), of each entry not done
-        # from a plug with a cursor; per such plug, how many times it passed taken() (and so
-        # saved its cursor past what it had sent), and the entries done before the cursor was
-        # saved past them, kept ({key: when done}) until it is (see _finish).
-        self._cursor_entries: dict[str, tuple[str, int]] = {}
+        #: Entry key -> (its plug's name, the plug's reads when it came, the number of the batch
+        #: that writes it, or 0 where the store does not say when it commits), of each entry
+        #: not done from a plug with a cursor: its copies wait for that batch's commit (see
+        #: :meth:`durable`), and it is kept once done until the cursor is saved past it (see
+        #: _finish).
+        self.cursor_entries: dict[str, tuple[str, int, int]] = {}
+        # Per plug with a cursor: how many times it passed taken() (and so saved its cursor
+        # past what it had sent), and the entries done before that, kept ({key: when done}).
         self._reads: dict[str, int] = {}
         self._kept: dict[str, dict[str, float]] = {}
 
@@ -175,10 +175,9 @@ class Journal:
         self.repeats = {}
         self._repeats_said = set()
         self._sweep_at = 0.0
-        self.rounds = {}
         self.submitted = self.committed = 0
         self._gate_open = True
-        self._cursor_entries = {}
+        self.cursor_entries = {}
         self._reads = {}
         self._kept = {}
         if not self.enabled:
@@ -237,7 +236,7 @@ class Journal:
             if plug.has_cursor:
                 # Kept, once done, until the plug saves its cursor again: it is reading from
                 # the old one, and a crash before that must find the entry still (see _finish).
-                self._cursor_entries[key] = (plug.name, 0)
+                self.cursor_entries[key] = (plug.name, 0, 0)  # (committed already)
             self.replayed += 1
             self._since[key] = time.time()  # a new age to be delivered in (see _sweep)
             await process(plug, sent, replayed=True)
@@ -312,7 +311,7 @@ class Journal:
     async def durable(self, number: int) -> None:
         """
         Wait until the store has committed journal batch ``number`` (an entry's, from
-        :attr:`rounds`): a delivery goes out only once its entry would be replayed after a
+        :attr:`cursor_entries`): a delivery goes out only once its entry would be replayed after a
         crash, so that the replay repeats the same delivery key (an idempotent send: the same
         Matrix txnId) rather than the network's resending it as a new entry, sent twice (kept
         only for plugs with a cursor, whose networks send again what came after it). A store
@@ -353,7 +352,7 @@ class Journal:
 
     # -- the receive path ----------------------------------------------------------------------
 
-    def add(self, sent: SentMessage, plug: Plug | None = None) -> str | None:
+    def add(self, sent: SentMessage, plug: Plug) -> str | None:
         """
         Journal a received message; its key (also set as ``sent.key``), or ``None`` if off.
         ``plug``: the plug it came from; its copies wait for the entry's commit (see
@@ -372,12 +371,10 @@ class Journal:
             batch = self._batch_now()
         now = time.time()
         batch.entries[key] = (now, partial(_message, sent))
-        if plug is not None and plug.has_cursor:
-            self._cursor_entries[key] = (plug.name, self._reads.get(plug.name, 0))
-            if self._gated:
-                self.rounds[key] = self.submitted + 1  # the number this tick's batch will have
-        elif plug is None and self._gated:
-            self.rounds[key] = self.submitted + 1
+        if plug.has_cursor:
+            # (submitted + 1: the number this tick's batch will have)
+            number = self.submitted + 1 if self._gated else 0
+            self.cursor_entries[key] = (plug.name, self._reads.get(plug.name, 0), number)
         self._since[key] = now
         if now >= self._sweep_at:
             self._sweep(now)
@@ -572,7 +569,7 @@ class Journal:
         if rows is None or rows.pop(delivery, None) is None:
             return
         # More to deliver, a hook may route it further, or kept once done (see _finish).
-        if rows or entry in self.holds or entry in self._cursor_entries:
+        if rows or entry in self.holds or entry in self.cursor_entries:
             batch = self._batch
             if batch is None:
                 batch = self._batch_now()
@@ -605,12 +602,10 @@ class Journal:
         self._open.pop(entry, None)
         self.holds.pop(entry, None)
         self._since.pop(entry, None)
-        if self.rounds:
-            self.rounds.pop(entry, None)
         if self._replayed:
             self._replayed.pop(entry, None)
-        if self._cursor_entries:
-            source = self._cursor_entries.pop(entry, None)
+        if self.cursor_entries:
+            source = self.cursor_entries.pop(entry, None)
             if source is not None and keep and source[1] == self._reads.get(source[0], 0):
                 plug = source[0]
                 kept = self._kept.get(plug)

@@ -496,9 +496,7 @@ class Pipeline:
         if plug._open_state is not OpenState.active and (
             plug.name in self.host.restarting or plug.open_state in _NOT_OPEN
         ):
-            back = self.host.restarting.get(plug.name)
-            if back is not None:  # being restarted: sent on its new lifetime, not the old
-                await back.wait()
+            await self.host.restarted(plug)  # sent on its new lifetime, not the old
             if plug.open_state in _NOT_OPEN:
                 # Else the plug's put ran on a closed plug (and its echo said "received a
                 # message while not open"): say what is wrong with the send itself. Counted.
@@ -508,13 +506,13 @@ class Pipeline:
                     self._observe(self._on_failed, channel, msg, exc)
                 raise exc
         key = msg.key
-        if key is not None and self.journal.rounds:
+        if key is not None and self.journal.cursor_entries:
             # Not before its journal entry is durable (see Journal.durable): mostly committed
             # by the time a copy is sent, then a lookup and a comparison. (No entry waits where
             # no plug has a cursor.)
             journal = self.journal
-            number = journal.rounds.get(key.partition("/")[0])
-            if number is not None and number > journal.committed:
+            source = journal.cursor_entries.get(key.partition("/")[0])
+            if source is not None and (number := source[2]) > journal.committed:
                 worker = current_worker.get()
                 if worker is None:
                     await journal.durable(number)

@@ -367,7 +367,7 @@ class BridgeHook(immp.Hook):
             if plug is self.plug:
                 await self.plug.announce_delete(channel, ids[0])
             elif plug.can_delete:
-                await self._opened(plug)
+                await self.host.restarted(plug)  # (a send waits so in the pipeline)
                 for id in ids:
                     await plug.delete(immp.Receipt(id, channel))
             done(key)
@@ -379,7 +379,7 @@ class BridgeHook(immp.Hook):
                 done(key)
                 return
             if plug.can_edit:
-                await self._opened(plug)
+                await self.host.restarted(plug)  # (a send waits so in the pipeline)
                 await plug.edit(immp.Receipt(ids[0], channel), msg)
                 done(key)
                 return
@@ -413,13 +413,6 @@ class BridgeHook(immp.Hook):
         self.host.journal.delivered(key)
         if copies.pending:
             self.copies.settle(copies)
-
-    async def _opened(self, plug: immp.Plug) -> None:
-        # An edit or deletion goes to the plug itself, not through Pipeline.send: it waits, as
-        # a send does, while the plug is opening (restarted, or reopened by a reload).
-        back = self.host.restarting.get(plug.name)
-        if back is not None:
-            await back.wait()
 
     def _copy(
         self, target: Target, sent: immp.SentMessage, route: Route, title: str | None

@@ -38,6 +38,7 @@ PDF, PDI = "\u202c", "\u2069"
 # Each opener (LRE, RLE, LRO, RLO; LRI, RLI, FSI) and what closes it.
 _BIDI_CLOSERS = {"\u202a": PDF, "\u202b": PDF, "\u202d": PDF, "\u202e": PDF,
                  "\u2066": PDI, "\u2067": PDI, "\u2068": PDI}  # fmt: skip
+_ISOLATES = frozenset(opener for opener, closer in _BIDI_CLOSERS.items() if closer == PDI)
 # Readable on both light and dark backgrounds; white, black and greys are left out.
 _NICK_COLOURS = (2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13)
 
@@ -105,8 +106,8 @@ def balance_bidi(text: str) -> str:
     """
     if not has_bidi(text):
         return text  # nearly every line: no work
-    due: list[str] = []
-    return _balanced(text, due) + "".join(reversed(due))
+    opened: list[str] = []
+    return _balanced(text, opened) + _closers(opened)
 
 
 def balance_bidi_rich(rich: immp.RichText) -> immp.RichText:
@@ -117,58 +118,64 @@ def balance_bidi_rich(rich: immp.RichText) -> immp.RichText:
     """
     if not any(has_bidi(seg.text) for seg in rich):
         return rich
-    due: list[str] = []
-    out = [seg.with_text(_balanced(seg.text, due)) for seg in rich]
-    if due:
-        out.append(immp.Segment("".join(reversed(due))))
+    opened: list[str] = []
+    out = [seg.with_text(_balanced(seg.text, opened)) for seg in rich]
+    if opened:
+        out.append(immp.Segment(_closers(opened)))
     return immp.RichText(out)
 
 
-def _balanced(text: str, due: list[str]) -> str:
+def _step(char: str, opened: list[str]) -> str:
     """
-    ``text`` with the closers that close nothing open dropped; ``due`` holds the closers of what
-    is open (innermost last), before and after.
+    One bidi control applied to ``opened`` (the openers open, innermost last): what to write
+    for it. An opener is written and opened; a PDF closes the innermost embedding, never one
+    outside an isolate opened since; a PDI closes its isolate and what was opened inside it
+    (their PDFs written before it). A closer that closes nothing is dropped.
     """
+    if char in _BIDI_CLOSERS:
+        opened.append(char)
+        return char
+    if char == PDF:
+        if opened and opened[-1] not in _ISOLATES:
+            opened.pop()
+            return PDF
+        return ""
+    if _ISOLATES.isdisjoint(opened):
+        return ""
+    out = ""
+    while opened.pop() not in _ISOLATES:
+        out += PDF
+    return out + PDI
+
+
+def _closers(opened: list[str]) -> str:
+    """What closes everything in ``opened``, innermost first."""
+    return "".join(_BIDI_CLOSERS[char] for char in reversed(opened))
+
+
+def _balanced(text: str, opened: list[str]) -> str:
+    """``text`` with the closers that close nothing open dropped; ``opened`` is what is open
+    (see :func:`_step`), before and after."""
     out: list[str] = []
     start = 0
     for match in _BIDI.finditer(text):
-        char, pos = match.group(), match.start()
+        pos = match.start()
         out.append(text[start:pos])
         start = pos + 1
-        closer = _BIDI_CLOSERS.get(char)
-        if closer:
-            due.append(closer)
-            out.append(char)
-        elif char == PDF:
-            # A PDF closes the innermost embedding, never one outside an isolate opened since.
-            if due and due[-1] == PDF:
-                out.append(due.pop())
-        elif PDI in due:
-            while (closer := due.pop()) != PDI:
-                out.append(closer)
-            out.append(PDI)
+        out.append(_step(match.group(), opened))
     out.append(text[start:])
     return "".join(out)
 
 
-def bidi_left_open(text: str, open: list[str] | None = None) -> list[str]:
+def bidi_left_open(text: str, opened: list[str] | None = None) -> list[str]:
     """
     The embeddings, overrides and isolates (their openers, outermost first) left open after
-    ``text``, following ``open`` (what was open before it), read as :func:`balance_bidi`
-    reads it: a PDF closes the innermost embedding unless an isolate was opened since, a PDI
-    closes its isolate and what was opened inside it, and other closers close nothing.
+    ``text``, following ``opened`` (what was open before it), read as :func:`balance_bidi`
+    reads it.
     """
-    stack = list(open or ())
+    stack = list(opened or ())
     for match in _BIDI.finditer(text):
-        char = match.group()
-        if char in _BIDI_CLOSERS:
-            stack.append(char)
-        elif char == PDF:
-            if stack and _BIDI_CLOSERS[stack[-1]] == PDF:
-                stack.pop()
-        elif any(_BIDI_CLOSERS[c] == PDI for c in stack):
-            while _BIDI_CLOSERS[stack.pop()] != PDI:
-                pass
+        _step(match.group(), stack)
     return stack
 
 
@@ -177,7 +184,7 @@ def bidi_depth(text: str) -> int:
     stack: list[str] = []
     deepest = 0
     for match in _BIDI.finditer(text):
-        stack = bidi_left_open(match.group(), stack)
+        _step(match.group(), stack)
         deepest = max(deepest, len(stack))
     return deepest
 

@@ -66,12 +66,13 @@ def split_line(rich: immp.RichText, limit: int) -> list[str]:
     if limit < 16:
         raise ValueError(f"no room for text in an IRC line ({limit} bytes)")
     rich = expand_links(rich).normalise()
-    if not has_bidi(str(rich)):  # nearly every line
+    plain = str(rich)
+    if not has_bidi(plain):  # nearly every line
         pieces = rich.chunked(limit, _measure)
         # The same white space as chunked() breaks at: a no-break space alone is text.
         return [balance_bidi(text) for text in map(to_irc, pieces) if scrub(text).strip(" \t\n")]
     # Each level opened again costs its opener and, unless the piece closes it, its closer.
-    reserve = min(min(REOPEN_DEPTH, bidi_depth(str(rich))) * 6, (limit - 16) // 2)
+    reserve = min(min(REOPEN_DEPTH, bidi_depth(plain)) * 6, (limit - 16) // 2)
     out = []
     carried: list[str] = []  # openers the last piece left open, outermost first
     for text in map(to_irc, rich.chunked(limit - reserve, _measure)):
